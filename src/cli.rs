@@ -1,0 +1,246 @@
+//! The command line: parsing (clap), and what each command does with the parts. `main` only maps the result to an exit
+//! code.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
+
+use crate::config::{self, Config, DEFAULT_CONFIG_PATH};
+use crate::logging::LogFormat;
+use crate::renew::{self, ItemResult, RunOptions};
+use crate::store::StateDir;
+use crate::{acme, status};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (nothing due counts as success)
+  1  at least one certificate failed, or another run held the lock too long
+  2  usage or configuration error (the message names the file, line and key)";
+
+#[derive(Debug, Parser)]
+#[command(name = "hapcert", version, about = "Certificate agent for HAProxy: ACME over HTTP-01 on a side port, atomic PEM deploy, checked reload", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, global = true, env = "HAPCERT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log level or filter (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "HAPCERT_LOG", default_value = "info")]
+    pub log_level: String,
+    /// How long to wait for another run to finish before giving up.
+    #[arg(long, global = true, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Renew every certificate that is due. For the daily timer: prints nothing on stdout when nothing is due.
+    Run,
+    /// Renew now: the named certificates, or all; only what is due unless --force.
+    Renew {
+        /// Certificate names from the config; none means all.
+        names: Vec<String>,
+        /// Renew even when not due.
+        #[arg(long)]
+        force: bool,
+        /// Do the whole ACME flow and verify the result, but deploy nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show each certificate, when it expires, what happens next and why, and the last result.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config file (and the directories, users and files it names), then print a summary.
+    CheckConfig,
+    /// The ACME account.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Print the account URL, contacts and directory.
+    Show,
+}
+
+/// An error that is the user's to fix in how hapcert was called or configured: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Runs the command; `Ok(false)` means some certificate failed (exit 1).
+pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
+    let config = load_config(&cli.config)?;
+    match cli.command {
+        Command::Run => {
+            renew_command(
+                &config,
+                RunOptions {
+                    lock_timeout: cli.lock_timeout,
+                    ..Default::default()
+                },
+                false,
+            )
+            .await
+        }
+        Command::Renew { names, force, dry_run } => {
+            for name in &names {
+                if config.certificate(name).is_none() {
+                    let known: Vec<&str> = config.certificates.iter().map(|c| c.name.as_str()).collect();
+                    return Err(UsageError(format!(
+                        "no certificate named '{name}' in {}; known: {}",
+                        config.path.display(),
+                        known.join(", ")
+                    ))
+                    .into());
+                }
+            }
+            renew_command(
+                &config,
+                RunOptions {
+                    names,
+                    force,
+                    dry_run,
+                    lock_timeout: cli.lock_timeout,
+                },
+                true,
+            )
+            .await
+        }
+        Command::Status { json } => {
+            let rows = status::collect(&config, OffsetDateTime::now_utc())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", status::render(&rows));
+            }
+            Ok(true)
+        }
+        Command::CheckConfig => {
+            let owner = config::host_check(&config)?;
+            print!("{}", summary(&config, owner));
+            Ok(true)
+        }
+        Command::Account(AccountCommand::Show) => {
+            let state = StateDir::at(&config.state.dir.value);
+            match acme::account_summary(&state, &config.acme.directory)? {
+                Some(account) => {
+                    println!("account:   {}", account.url);
+                    println!("directory: {}", account.directory);
+                    println!(
+                        "contact:   {}",
+                        if account.contact.is_empty() {
+                            "-".into()
+                        } else {
+                            account.contact.join(", ")
+                        }
+                    );
+                    println!("created:   {}", account.created);
+                    println!("key file:  {}", state.account_path(&config.acme.directory).display());
+                }
+                None => println!(
+                    "no account yet for {}; the first run that orders a certificate creates one",
+                    config.acme.directory
+                ),
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        UsageError(format!(
+            "cannot read the config file {}: {err}; pass --config PATH or set HAPCERT_CONFIG",
+            path.display()
+        ))
+    })?;
+    Ok(Config::parse(&text, path)?)
+}
+
+async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> anyhow::Result<bool> {
+    let owner = config::host_check(config)?;
+    let report = renew::run(config, owner, &options).await.context("the run stopped")?;
+    for item in &report.items {
+        match &item.result {
+            ItemResult::NotDue if manual => println!("not due   {}: {}", item.name, item.decision.reason),
+            ItemResult::NotDue => {}
+            ItemResult::Renewed(facts) => println!(
+                "renewed   {}: serial {}, expires {} ({})",
+                item.name,
+                facts.serial,
+                status::format_time(facts.not_after),
+                item.decision.reason
+            ),
+            ItemResult::DryRun(facts) => println!(
+                "dry run   {}: issued serial {}, expires {}; nothing deployed",
+                item.name,
+                facts.serial,
+                status::format_time(facts.not_after)
+            ),
+            ItemResult::Failed(message) => println!("FAILED    {}: {message}", item.name),
+        }
+    }
+    Ok(!report.any_failed())
+}
+
+fn summary(config: &Config, owner: config::FileOwner) -> String {
+    let state = StateDir::at(&config.state.dir.value);
+    let account = match acme::account_summary(&state, &config.acme.directory) {
+        Ok(Some(a)) => a.url,
+        Ok(None) => "none yet (made on the first order)".into(),
+        Err(err) => format!("unreadable: {err:#}"),
+    };
+    let id = |v: Option<u32>| v.map_or("unchanged".to_owned(), |n| n.to_string());
+    let mut out = format!(
+        "{path}: OK\n  CA:          {dir}\n  account:     {account}\n  contact:     {contact}\n  challenge:   HTTP-01 on {listen}\n  cert dir:    {cert_dir} (mode {mode:04o}, uid {uid}, gid {gid})\n  check:       {check}\n  reload:      {reload}\n  state:       {state}\n  certificates ({n}):\n",
+        path = config.path.display(),
+        dir = config.acme.directory,
+        contact = if config.acme.contact.is_empty() {
+            "-".into()
+        } else {
+            config.acme.contact.join(", ")
+        },
+        listen = config.challenge.listen,
+        cert_dir = config.haproxy.cert_dir.value.display(),
+        mode = config.haproxy.mode,
+        uid = id(owner.uid),
+        gid = id(owner.gid),
+        check = config.haproxy.check_command,
+        reload = config.haproxy.reload_command,
+        state = config.state.dir.value.display(),
+        n = config.certificates.len(),
+    );
+    for cert in &config.certificates {
+        let names: Vec<&str> = cert.domains.iter().map(|d| d.as_str()).collect();
+        let rule = cert.renew_before.map_or("1/3 of lifetime left".to_owned(), |d| {
+            format!("{} before expiry", crate::decision::format_duration(d))
+        });
+        out.push_str(&format!(
+            "    {:<16} {:<11} {} -> {} (renew at {rule})\n",
+            cert.name,
+            cert.key_type.name(),
+            names.join(", "),
+            cert.file.value.display()
+        ));
+    }
+    out
+}

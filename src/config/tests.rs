@@ -1,0 +1,220 @@
+use std::path::Path;
+
+use super::*;
+
+const FILE: &str = "/etc/hapcert/hapcert.toml";
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(text, Path::new(FILE))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    parse(text).unwrap_err().0.iter().map(ToString::to_string).collect()
+}
+
+const MINIMAL: &str = r#"
+[acme]
+directory = "letsencrypt-staging"
+
+[[certificate]]
+name = "www"
+domains = ["example.com"]
+"#;
+
+#[test]
+fn defaults_fill_a_minimal_config() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(
+        config.acme.directory,
+        "https://acme-staging-v02.api.letsencrypt.org/directory"
+    );
+    assert_eq!(config.challenge.listen.to_string(), "127.0.0.1:54321");
+    assert_eq!(config.haproxy.cert_dir.value, Path::new("/etc/haproxy/certs"));
+    assert_eq!(config.haproxy.check_command, "haproxy -c -f /etc/haproxy/haproxy.cfg");
+    assert_eq!(config.haproxy.reload_command, "systemctl reload haproxy");
+    assert_eq!(config.haproxy.mode, 0o600);
+    assert_eq!(config.state.dir.value, Path::new("/var/lib/hapcert"));
+    let cert = &config.certificates[0];
+    assert_eq!(cert.key_type, KeyType::EcdsaP256);
+    assert_eq!(cert.file.value, Path::new("/etc/haproxy/certs/www.pem"));
+    assert_eq!(cert.renew_before, None);
+}
+
+#[test]
+fn a_full_config_parses() {
+    let config = parse(
+        r#"
+[acme]
+directory = "https://ca.internal/acme/directory"
+contact = ["ops@example.com", "mailto:sec@example.com"]
+ca_bundle = "ca.pem"
+eab_kid = "kid-1"
+eab_hmac_key = "c2VjcmV0LWtleQ"
+
+[challenge]
+listen = "[::1]:8402"
+
+[haproxy]
+cert_dir = "/srv/certs"
+mode = 0o640
+group = "haproxy"
+
+[state]
+dir = "state"
+
+[[certificate]]
+name = "api"
+domains = ["API.example.com", "api2.example.com"]
+key_type = "rsa-3072"
+file = "/srv/other/api.pem"
+renew_before = "30d"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.acme.contact,
+        ["mailto:ops@example.com", "mailto:sec@example.com"]
+    );
+    assert_eq!(
+        config.acme.ca_bundle.unwrap().value,
+        Path::new("/etc/hapcert/ca.pem"),
+        "relative to the config file"
+    );
+    assert_eq!(config.state.dir.value, Path::new("/etc/hapcert/state"));
+    assert_eq!(config.challenge.listen.to_string(), "[::1]:8402");
+    assert_eq!(config.haproxy.mode, 0o640);
+    let cert = &config.certificates[0];
+    assert_eq!(cert.domains[0].as_str(), "api.example.com");
+    assert_eq!(cert.key_type, KeyType::Rsa3072);
+    assert_eq!(cert.renew_before, Some(std::time::Duration::from_secs(30 * 86_400)));
+    assert!(
+        !format!("{:?}", config.acme.eab).contains("c2VjcmV0"),
+        "the HMAC key is not in Debug output"
+    );
+}
+
+#[test]
+fn unknown_keys_and_syntax_errors_name_the_line() {
+    assert_eq!(
+        errors("[acme]\ndirectory = \"letsencrypt\"\ncontacts = []\n"),
+        [format!(
+            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`; remove it or check its spelling"
+        )]
+    );
+    assert_eq!(
+        errors("[acme]\ndirectory = letsencrypt\n"),
+        [format!(
+            "{FILE}:2:13: string values must be quoted, expected literal string"
+        )]
+    );
+    assert_eq!(
+        errors("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n"),
+        [format!("{FILE}:1:1: missing field `acme`; add it")]
+    );
+}
+
+#[test]
+fn every_validation_problem_is_reported_with_its_place() {
+    let text = r#"[acme]
+directory = "http://insecure.example/dir"
+contact = ["not-an-address"]
+
+[challenge]
+listen = "localhost"
+
+[haproxy]
+mode = "0644"
+
+[[certificate]]
+name = "www"
+domains = ["example.com", "Example.com", "*.example.com"]
+key_type = "dsa"
+renew_before = "soon"
+
+[[certificate]]
+name = "www"
+domains = []
+
+[[certificate]]
+name = "../etc"
+domains = ["a.example.com"]
+file = "/etc/haproxy/certs/www.pem"
+"#;
+    let want = [
+        "2:13: acme.directory: 'http://insecure.example/dir' is neither an https:// URL nor one of the aliases 'letsencrypt', 'letsencrypt-staging'",
+        "3:12: acme.contact[0]: 'not-an-address' is not an e-mail address",
+        "6:10: challenge.listen: 'localhost' is not an address; write ip:port, like 127.0.0.1:54321",
+        "9:8: haproxy.mode: 0644 lets every local user read the private key; use 0600, or 0640 with a group",
+        "13:27: certificate[0].domains[1]: 'example.com' is listed twice",
+        "13:42: certificate[0].domains[2]: '*.example.com': wildcard names need the DNS-01 challenge; hapcert answers HTTP-01 only, so list each name",
+        "14:12: certificate[0].key_type: 'dsa' is not a key type; use one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096",
+        "15:16: certificate[0].renew_before: 'soon' is not a duration (expected number at 0); write it like \"30d\" or \"720h\"",
+        "18:8: certificate[1].name: 'www' is already the name of certificate[0]; names must be unique",
+        "19:11: certificate[1].domains: is empty; list the names this certificate covers",
+        "18:8: certificate[1].file: writes /etc/haproxy/certs/www.pem, which certificate 'www' writes too; give one of them another file",
+        "22:8: certificate[2].name: '../etc' may only hold letters, digits, '.', '-' and '_', and must not start with '.'",
+        "22:8: certificate[2].file: writes /etc/haproxy/certs/www.pem, which certificate 'www' writes too; give one of them another file",
+    ];
+    let got = errors(text);
+    let want: Vec<String> = want.iter().map(|w| format!("{FILE}:{w}")).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn modes_and_eab_halves_are_checked() {
+    let with = |extra: &str| {
+        format!(
+            "[acme]\ndirectory = \"letsencrypt\"\n{extra}\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n"
+        )
+    };
+    assert_eq!(parse(&with("[haproxy]\nmode = \"0600\"")).unwrap().haproxy.mode, 0o600);
+    assert!(errors(&with("[haproxy]\nmode = \"0400\""))[0].contains("does not let the owner read and write"));
+    assert!(errors(&with("[haproxy]\nmode = \"rw\""))[0].contains("is not a file mode"));
+    assert_eq!(
+        errors(&with("eab_kid = \"k\"")),
+        [format!(
+            "{FILE}:3:11: acme.eab_kid: eab_hmac_key is missing; External Account Binding needs both"
+        )]
+    );
+    assert!(errors(&with("eab_kid = \"k\"\neab_hmac_key = \"not base64!\""))[0].contains("must be the base64url key"));
+}
+
+#[test]
+fn a_config_without_certificates_says_so() {
+    assert_eq!(
+        errors("[acme]\ndirectory = \"letsencrypt\"\n"),
+        [format!(
+            "{FILE}: certificate: no [[certificate]] tables; add one with a name and its domains"
+        )]
+    );
+}
+
+#[test]
+fn host_check_finds_missing_directories_and_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[acme]\ndirectory = \"letsencrypt\"\nca_bundle = \"{d}/missing.pem\"\n[haproxy]\ncert_dir = \"{d}/nope\"\nowner = \"no-such-user-hapcert\"\n[state]\ndir = \"{d}/a/b/state\"\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n",
+        d = dir.path().display()
+    );
+    let config = Config::parse(&text, &dir.path().join("hapcert.toml")).unwrap();
+    let problems: Vec<String> = host_check(&config)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let d = dir.path().display();
+    let file = dir.path().join("hapcert.toml");
+    let file = file.display();
+    assert_eq!(
+        problems,
+        [
+            format!("{file}:5:12: haproxy.cert_dir: directory {d}/nope does not exist; create it"),
+            format!(
+                "{file}:8:7: state.dir: {d}/a/b/state does not exist, and neither does its parent {d}/a/b; create it (mode 0700)"
+            ),
+            format!("{file}:3:13: acme.ca_bundle: cannot read {d}/missing.pem: No such file or directory (os error 2)"),
+            format!("{file}:6:9: haproxy.owner: there is no user 'no-such-user-hapcert' on this host"),
+        ]
+    );
+}

@@ -1,0 +1,204 @@
+//! Whether a certificate is due, and why. Pure: it takes what is on disk, what is wanted, and `now`.
+
+use std::fmt;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::config::{CertificateSpec, KeyType};
+use crate::pem::CertFacts;
+
+/// What was found where the certificate should be.
+#[derive(Debug, Clone)]
+pub enum Local {
+    Missing,
+    Unreadable(String),
+    Unparseable(String),
+    Present(CertFacts),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub due: bool,
+    pub reason: Reason,
+    /// When the certificate becomes due by the time rule, if there is a certificate to time.
+    pub renew_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    Forced,
+    Missing,
+    Unreadable(String),
+    Unparseable(String),
+    NamesDiffer {
+        missing: Vec<String>,
+        extra: Vec<String>,
+    },
+    KeyTypeDiffers {
+        wanted: KeyType,
+        found: Option<KeyType>,
+    },
+    KeyMismatch,
+    Expired {
+        not_after: OffsetDateTime,
+    },
+    /// Inside the renewal window. `rule` says which rule drew it.
+    WindowReached {
+        rule: Rule,
+        left: Duration,
+    },
+    NotDue {
+        rule: Rule,
+        left: Duration,
+    },
+}
+
+/// The time rule in force for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Renew with this fraction of the lifetime left: 1/3, or 1/2 for lifetimes under 10 days (Let's Encrypt's guidance).
+    Fraction { denominator: u32 },
+    /// The certificate's `renew_before` setting.
+    RenewBefore(Duration),
+}
+
+const SHORT_LIFETIME: Duration = Duration::from_secs(10 * 86_400);
+
+pub fn decide(spec: &CertificateSpec, local: &Local, now: OffsetDateTime, force: bool) -> Decision {
+    let facts = match local {
+        Local::Present(facts) => Some(facts),
+        _ => None,
+    };
+    let timing = facts.map(|f| timing(spec, f));
+    let renew_at = timing.map(|(_, at)| at);
+    let due = |reason| Decision {
+        due: true,
+        reason,
+        renew_at,
+    };
+    if force {
+        return due(Reason::Forced);
+    }
+    let facts = match local {
+        Local::Missing => return due(Reason::Missing),
+        Local::Unreadable(why) => return due(Reason::Unreadable(why.clone())),
+        Local::Unparseable(why) => return due(Reason::Unparseable(why.clone())),
+        Local::Present(facts) => facts,
+    };
+    let wanted = spec.domain_set();
+    if wanted != facts.names {
+        return due(Reason::NamesDiffer {
+            missing: wanted.difference(&facts.names).cloned().collect(),
+            extra: facts.names.difference(&wanted).cloned().collect(),
+        });
+    }
+    if facts.key_type != Some(spec.key_type) {
+        return due(Reason::KeyTypeDiffers {
+            wanted: spec.key_type,
+            found: facts.key_type,
+        });
+    }
+    if !facts.key_matches {
+        return due(Reason::KeyMismatch);
+    }
+    if now >= facts.not_after {
+        return due(Reason::Expired {
+            not_after: facts.not_after,
+        });
+    }
+    let (rule, renew_at) = timing.expect("set when a certificate is present");
+    let left = (facts.not_after - now).unsigned_abs();
+    let reason = if now >= renew_at {
+        Reason::WindowReached { rule, left }
+    } else {
+        Reason::NotDue { rule, left }
+    };
+    Decision {
+        due: now >= renew_at,
+        reason,
+        renew_at: Some(renew_at),
+    }
+}
+
+fn timing(spec: &CertificateSpec, facts: &CertFacts) -> (Rule, OffsetDateTime) {
+    let rule = match spec.renew_before {
+        Some(before) => Rule::RenewBefore(before),
+        None => {
+            let lifetime = (facts.not_after - facts.not_before).unsigned_abs();
+            Rule::Fraction {
+                denominator: if lifetime < SHORT_LIFETIME { 2 } else { 3 },
+            }
+        }
+    };
+    let margin = match rule {
+        Rule::RenewBefore(before) => before,
+        Rule::Fraction { denominator } => (facts.not_after - facts.not_before).unsigned_abs() / denominator,
+    };
+    (rule, facts.not_after - margin)
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Fraction { denominator } => write!(f, "renew with 1/{denominator} of the lifetime left"),
+            Rule::RenewBefore(d) => write!(f, "renew_before = {}", format_duration(*d)),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Forced => f.write_str("renewal forced (--force)"),
+            Reason::Missing => f.write_str("no certificate file yet"),
+            Reason::Unreadable(why) => write!(f, "the certificate file cannot be read: {why}"),
+            Reason::Unparseable(why) => write!(f, "the certificate file is not a usable PEM: {why}"),
+            Reason::NamesDiffer { missing, extra } => {
+                f.write_str("the certificate's names differ from the configured domains:")?;
+                if !missing.is_empty() {
+                    write!(f, " missing {}", missing.join(", "))?;
+                }
+                if !extra.is_empty() {
+                    write!(
+                        f,
+                        "{} not configured {}",
+                        if missing.is_empty() { "" } else { ";" },
+                        extra.join(", ")
+                    )?;
+                }
+                Ok(())
+            }
+            Reason::KeyTypeDiffers { wanted, found } => match found {
+                Some(found) => write!(f, "the key is {found}, the config asks for {wanted}"),
+                None => write!(
+                    f,
+                    "the key is of a kind hapcert does not issue; the config asks for {wanted}"
+                ),
+            },
+            Reason::KeyMismatch => f.write_str("the private key in the file does not belong to the certificate"),
+            Reason::Expired { not_after } => write!(f, "expired at {}", crate::status::format_time(*not_after)),
+            Reason::WindowReached { rule, left } => {
+                write!(f, "{} left, inside the renewal window ({rule})", days(*left))
+            }
+            Reason::NotDue { rule, left } => write!(f, "{} left, not due yet ({rule})", days(*left)),
+        }
+    }
+}
+
+/// "30d", "36h", or humantime's form for odd lengths: how an operator writes durations in the config.
+pub fn format_duration(d: Duration) -> String {
+    match d.as_secs() {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        _ => humantime::format_duration(d).to_string(),
+    }
+}
+
+/// "12.3 days" style, precise enough for 6-day certificates.
+fn days(d: Duration) -> String {
+    format!("{:.1} days", d.as_secs_f64() / 86_400.0)
+}
+
+#[cfg(test)]
+mod tests;

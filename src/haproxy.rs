@@ -1,0 +1,119 @@
+//! HAProxy. The only module that talks to it: today through the operator's check and reload commands. The Runtime API
+//! (hot update over the admin socket) will be a second way in `apply`, tried before the reload.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::config::HaproxyConfig;
+
+/// Long enough for `haproxy -c` on a config with thousands of certificates, short enough that a hung `systemctl` is noticed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// The tail of a failing command's output that goes into the error message.
+const OUTPUT_TAIL: usize = 2000;
+
+pub struct Haproxy {
+    check_command: String,
+    reload_command: String,
+}
+
+/// How the new files reached the running HAProxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Reloaded,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HaproxyError {
+    #[error("the HAProxy config check failed: `{command}` {outcome}")]
+    CheckFailed { command: String, outcome: String },
+    #[error("the HAProxy reload failed: `{command}` {outcome}")]
+    ReloadFailed { command: String, outcome: String },
+}
+
+impl Haproxy {
+    pub fn new(config: &HaproxyConfig) -> Haproxy {
+        Haproxy {
+            check_command: config.check_command.clone(),
+            reload_command: config.reload_command.clone(),
+        }
+    }
+
+    /// Makes HAProxy serve the PEMs just written to `files`: the config check, then one reload for the whole batch. On
+    /// error nothing more is tried; the caller puts the previous files back.
+    pub async fn apply(&self, files: &[PathBuf]) -> Result<Applied, HaproxyError> {
+        tracing::debug!(files = files.len(), "handing new certificates to HAProxy");
+        run(&self.check_command)
+            .await
+            .map_err(|outcome| HaproxyError::CheckFailed {
+                command: self.check_command.clone(),
+                outcome,
+            })?;
+        run(&self.reload_command)
+            .await
+            .map_err(|outcome| HaproxyError::ReloadFailed {
+                command: self.reload_command.clone(),
+                outcome,
+            })?;
+        tracing::info!(command = %self.reload_command, "HAProxy reloaded");
+        Ok(Applied::Reloaded)
+    }
+}
+
+/// Runs an operator's command line with `sh -c`, so it may use pipes and quotes as it would in a shell. Returns a
+/// description of what went wrong: exit status and the tail of its output.
+async fn run(command: &str) -> Result<(), String> {
+    let child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| format!("could not be started: {err}"))?;
+    let output = match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(err)) => return Err(format!("could not be waited for: {err}")),
+        Err(_) => {
+            return Err(format!(
+                "did not finish within {}s and was killed",
+                COMMAND_TIMEOUT.as_secs()
+            ));
+        }
+    };
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stdout));
+    let text = text.trim();
+    let tail = match text.char_indices().rev().nth(OUTPUT_TAIL) {
+        Some((cut, _)) => format!("...{}", &text[cut..]),
+        None => text.to_owned(),
+    };
+    let status = match output.status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_owned(),
+    };
+    Err(if tail.is_empty() {
+        status
+    } else {
+        format!("{status}: {tail}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reports_status_and_output_of_a_failing_command() {
+        assert_eq!(run("true").await, Ok(()));
+        let err = run("echo '[ALERT] bad cert' >&2; exit 3").await.unwrap_err();
+        assert_eq!(err, "exited with status 3: [ALERT] bad cert");
+        assert_eq!(run("exit 1").await.unwrap_err(), "exited with status 1");
+    }
+}

@@ -1,0 +1,259 @@
+//! The filesystem: the one atomic writer every PEM and secret goes through, and the state directory (account, backups of
+//! replaced PEMs, last results, the run lock).
+
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::config::FileOwner;
+
+/// Writes `bytes` to `path` so that a reader sees either the old file or the new one, whole, even across a crash: a
+/// dot-prefixed temporary file in the same directory (HAProxy skips dot-files in a `crt` directory), the mode and owner set
+/// before any byte is written, fsync, rename over `path`, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: FileOwner) -> io::Result<()> {
+    let dir = parent_dir(path);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    // Set explicitly: the mode given at creation is filtered by the umask.
+    temp.as_file().set_permissions(Permissions::from_mode(mode))?;
+    if owner.uid.is_some() || owner.gid.is_some() {
+        std::os::unix::fs::fchown(temp.as_file(), owner.uid, owner.gid)?;
+    }
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Removes `path` durably; a missing file is fine.
+pub fn remove_durably(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => File::open(parent_dir(path))?.sync_all(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// hapcert's own directory. Only root (or the user hapcert runs as) may look inside: it holds the account key.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// For commands that only read (`status`, `account show`): nothing is created.
+    pub fn at(root: &Path) -> StateDir {
+        StateDir { root: root.to_owned() }
+    }
+
+    /// Creates the directory (0700) if needed, and tightens its mode if someone loosened it.
+    pub fn create(root: &Path) -> anyhow::Result<StateDir> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .with_context(|| format!("cannot create the state directory {}", root.display()))?;
+        fs::set_permissions(root, Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set mode 0700 on {}", root.display()))?;
+        Ok(StateDir { root: root.to_owned() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Waits up to `timeout` for the run lock. Only one run at a time touches the CA, the files and HAProxy.
+    pub fn lock(&self, timeout: Duration) -> anyhow::Result<RunLock> {
+        let path = self.root.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        let deadline = Instant::now() + timeout;
+        let mut announced = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(RunLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    if !announced {
+                        tracing::info!(lock = %path.display(), "another hapcert run holds the lock; waiting up to {}", humantime::format_duration(timeout));
+                        announced = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(fs::TryLockError::WouldBlock) => anyhow::bail!(
+                    "another hapcert run holds the lock {} and did not finish within {}; try again later, or raise --lock-timeout",
+                    path.display(),
+                    humantime::format_duration(timeout)
+                ),
+                Err(fs::TryLockError::Error(err)) => {
+                    return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            }
+        }
+    }
+
+    /// One account per CA directory, so switching between staging and production keeps both.
+    pub fn account_path(&self, directory: &str) -> PathBuf {
+        let slug: String = directory
+            .trim_start_matches("https://")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.root.join("accounts").join(format!("{slug}.json"))
+    }
+
+    pub fn write_secret(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        write_atomic(path, bytes, 0o600, FileOwner::default())
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Where the PEM a deploy replaced is kept. Never in HAProxy's cert directory, which HAProxy may load whole.
+    pub fn backup_path(&self, name: &str) -> PathBuf {
+        self.root.join("backup").join(format!("{name}.pem"))
+    }
+
+    fn results_path(&self) -> PathBuf {
+        self.root.join("results.json")
+    }
+
+    pub fn load_results(&self) -> anyhow::Result<Results> {
+        let path = self.results_path();
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is damaged; remove it to start afresh", path.display())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Results::default()),
+            Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn save_results(&self, results: &Results) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(results)?;
+        self.write_secret(&self.results_path(), &bytes)
+    }
+}
+
+/// Held for the whole run; the OS releases the lock when the process ends, however it ends.
+pub struct RunLock {
+    _file: File,
+}
+
+/// The last outcome per certificate, for `status`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Results {
+    #[serde(default)]
+    pub certificates: BTreeMap<String, LastResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastResult {
+    /// RFC 3339.
+    pub at: String,
+    pub outcome: Outcome,
+    pub serial: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Renewed,
+    Failed,
+    DryRun,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Renewed => "renewed",
+            Outcome::Failed => "FAILED",
+            Outcome::DryRun => "dry run",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_sets_mode_replaces_whole_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.pem");
+        write_atomic(&path, b"one", 0o600, FileOwner::default()).unwrap();
+        write_atomic(&path, b"two", 0o640, FileOwner::default()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["site.pem"]);
+    }
+
+    #[test]
+    fn state_dir_is_private_and_the_lock_times_out_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        let state = StateDir::create(&root).unwrap();
+        assert_eq!(fs::metadata(&root).unwrap().permissions().mode() & 0o777, 0o700);
+        let _held = state.lock(Duration::from_millis(10)).unwrap();
+        let err = StateDir::at(&root)
+            .lock(Duration::from_millis(200))
+            .err()
+            .expect("second lock must fail");
+        assert!(err.to_string().contains("another hapcert run holds the lock"), "{err}");
+    }
+
+    #[test]
+    fn results_round_trip_and_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::create(dir.path()).unwrap();
+        let mut results = Results::default();
+        let entry = LastResult {
+            at: "2026-01-01T00:00:00Z".into(),
+            outcome: Outcome::Renewed,
+            serial: Some("01".into()),
+            message: "ok".into(),
+        };
+        results.certificates.insert("www".into(), entry);
+        state.save_results(&results).unwrap();
+        assert_eq!(
+            state.load_results().unwrap().certificates["www"].outcome,
+            Outcome::Renewed
+        );
+        let mode = fs::metadata(dir.path().join("results.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
