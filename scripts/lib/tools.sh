@@ -8,13 +8,17 @@ as_root() {
     echo "need root to run: $*" >&2; return 1; fi
 }
 
+# HAProxy itself, and socat, with which the test and demo sandboxes talk to HAProxy's master socket.
 ensure_haproxy() {
-  if ! command -v haproxy >/dev/null; then
-    echo "== installing haproxy from the distribution" >&2
+  local missing=()
+  [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || missing+=(haproxy)
+  command -v socat >/dev/null || missing+=(socat)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]} from the distribution" >&2
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq haproxy >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  HAPROXY_BIN=$(command -v haproxy)
+  HAPROXY_BIN=$(command -v haproxy || echo /usr/sbin/haproxy)
 }
 
 # Pebble 2.6 (with ARI) comes from Debian trixie's package. It is a static Go binary, so it runs on bookworm too. We fetch

@@ -1,0 +1,245 @@
+//! HAProxy 2.6 in master-worker mode, in the foreground as our child, with its config, default
+//! certificate and the default reload script.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::certs::default_cert_pem;
+use super::process::{Daemon, children_of, is_alive, poll_until, signal};
+use super::tls;
+use super::tools::tools;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where HAProxy's files live inside the sandbox: everything under `<dir>/haproxy/`.
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn cfg(&self) -> PathBuf {
+        self.root.join("haproxy.cfg")
+    }
+    pub fn cert_dir(&self) -> PathBuf {
+        self.root.join("certs")
+    }
+    pub fn master_sock(&self) -> PathBuf {
+        self.root.join("master.sock")
+    }
+    pub fn admin_sock(&self) -> PathBuf {
+        self.root.join("admin.sock")
+    }
+    pub fn reload_script(&self) -> PathBuf {
+        self.root.join("reload.sh")
+    }
+}
+
+pub struct Ports {
+    pub http: u16,
+    pub https: u16,
+    pub side: u16,
+}
+
+pub struct Haproxy {
+    pub layout: Layout,
+    master: Daemon,
+}
+
+impl Haproxy {
+    /// Writes the config, default certificate, empty cert dir and reload script, then starts HAProxy.
+    /// Call [`Haproxy::wait_ready`] before use.
+    pub fn spawn(layout: Layout, ports: &Ports, reload_marker: &Path, logs: &Path) -> Haproxy {
+        fs::create_dir_all(layout.cert_dir()).expect("create haproxy cert dir");
+        let default_pem = layout.root.join("default.pem");
+        fs::write(&default_pem, default_cert_pem()).expect("write default.pem");
+        fs::write(layout.cfg(), config(&layout, ports, &default_pem)).expect("write haproxy.cfg");
+        let script = layout.reload_script();
+        fs::write(&script, reload_script(&layout.master_sock(), reload_marker)).expect("write reload.sh");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod reload.sh");
+
+        // -W without -D: the master stays in the foreground as our child, so we can always stop it.
+        let mut cmd = Command::new(&tools().haproxy);
+        cmd.arg("-W")
+            .arg("-S")
+            .arg(layout.master_sock())
+            .arg("-f")
+            .arg(layout.cfg())
+            .arg("-p")
+            .arg(layout.root.join("haproxy.pid"))
+            .current_dir(&layout.root);
+        let master = Daemon::spawn("haproxy", cmd, logs);
+        Haproxy { layout, master }
+    }
+
+    /// Waits until the master reports a worker and the TLS frontend completes a handshake.
+    pub fn wait_ready(&mut self, https_port: u16) {
+        let sock = self.layout.master_sock();
+        self.master
+            .wait_ready("a worker on the master socket", READY_TIMEOUT, || {
+                master_cli(&sock, "show proc").is_ok_and(|out| !parse_workers(&out).is_empty())
+            });
+        let config = tls::unverified_config();
+        self.master
+            .wait_ready("a TLS handshake on the https frontend", READY_TIMEOUT, || {
+                tls::handshake(https_port, tls::server_name("ready.invalid"), config.clone()).is_ok()
+            });
+    }
+
+    pub fn master_pid(&self) -> u32 {
+        self.master.pid()
+    }
+
+    /// Current workers (not old ones still finishing) from `show proc`, retrying for a moment because
+    /// the master socket refuses connections for ~0.1 s after each reload.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        let sock = self.layout.master_sock();
+        let mut last = Err(io::Error::other("never tried"));
+        poll_until(Duration::from_secs(3), || {
+            last = master_cli(&sock, "show proc");
+            last.is_ok()
+        });
+        match last {
+            Ok(out) => parse_workers(&out),
+            Err(e) => self.master.fail(format_args!("show proc on {}: {e}", sock.display())),
+        }
+    }
+
+    /// SIGTERM to the master, which stops and reaps its workers; SIGKILL for whatever is left.
+    /// (Orphaned workers would be reparented to a PID 1 that may never reap them.)
+    pub fn stop(&mut self) {
+        let workers = children_of(self.master.pid());
+        self.master.stop(Duration::from_secs(5));
+        for pid in workers {
+            if is_alive(pid) {
+                signal(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends one command to a HAProxy CLI socket and returns the whole reply. The master socket keeps the
+/// connection open until we half-close, so shut down our side after the command.
+pub fn master_cli(sock: &Path, command: &str) -> io::Result<String> {
+    let mut stream = UnixStream::connect(sock)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(format!("{command}\n").as_bytes())?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
+}
+
+/// PIDs of the `# workers` section of `show proc`. In 2.6 the reply looks like:
+/// ```text
+/// #<PID>          <type>          <reloads>       <uptime>        <version>
+/// 6918            master          1 [failed: 0]   0d00h00m04s     2.6.12-1+deb12u4
+/// # workers
+/// 6974            worker          0               0d00h00m01s     2.6.12-1+deb12u4
+/// # old workers
+/// ...
+/// ```
+fn parse_workers(show_proc: &str) -> Vec<u32> {
+    show_proc
+        .lines()
+        .skip_while(|line| line.trim() != "# workers")
+        .skip(1)
+        .take_while(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+fn config(layout: &Layout, ports: &Ports, default_pem: &Path) -> String {
+    let Ports { http, https, side } = ports;
+    let (admin, certs, default) = (
+        layout.admin_sock().display().to_string(),
+        layout.cert_dir(),
+        default_pem.display(),
+    );
+    // Notes for the reader:
+    // - An EMPTY cert dir is fine for HAProxy 2.6 (checked): the bind still has default.pem.
+    // - default.pem comes first so it stays the certificate for clients without (or unknown) SNI;
+    //   otherwise the alphabetically first file of the directory would be.
+    // - HAProxy names the directory's implicit crt-list without the trailing slash (`.../certs`),
+    //   which is what `add ssl crt-list` expects.
+    // - The redirect is an http-request rule, which HAProxy always evaluates before use_backend
+    //   whatever the order in the file (it warns if written after), so it carries `unless acme`.
+    // - No `check` on the challenge server: hapcert listens only while it has a challenge pending.
+    format!(
+        "\
+global
+    stats socket {admin} level admin expose-fd listeners
+    hard-stop-after 5s
+    log stderr format raw local0
+
+defaults
+    mode http
+    log global
+    option httplog
+    option idle-close-on-response
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend plain
+    bind 127.0.0.1:{http}
+    acl acme path_beg /.well-known/acme-challenge/
+    http-request redirect scheme https unless acme
+    use_backend hapcert_challenge if acme
+
+backend hapcert_challenge
+    server hapcert 127.0.0.1:{side}
+
+frontend https
+    bind 127.0.0.1:{https} ssl crt {default} crt {certs}/
+    http-request return status 200 content-type text/plain string ok
+",
+        certs = certs.display()
+    )
+}
+
+/// The default reload command: note the reload in the marker file, ask the master to reload, and
+/// return only once the master counts one more reload and runs a worker that was not there before.
+/// Fails if the master counts a failed reload or nothing happens within 10 s.
+fn reload_script(master_sock: &Path, marker: &Path) -> String {
+    let (sock, marker, socat) = (master_sock.display(), marker.display(), tools().socat.display());
+    format!(
+        r#"#!/bin/sh
+# Written by the hapcert test harness. Reloads HAProxy through its master socket and waits for the new worker.
+set -u
+echo "reload $(date +%s.%N)" >> '{marker}'
+cli() {{ echo "$1" | '{socat}' -t 5 - 'UNIX-CONNECT:{sock}' 2>/dev/null; }}
+# "<reloads> <failed>" from the master line of show proc: "<pid> master <reloads> [failed: <n>] ...".
+counts() {{ cli 'show proc' | awk '$2 == "master" {{ sub(/\]/, "", $5); print $3, $5 }}'; }}
+workers() {{ cli 'show proc' | awk '/^# workers/ {{ w = 1; next }} /^#/ {{ w = 0 }} w && $2 == "worker" {{ print $1 }}'; }}
+# The socket refuses connections for ~0.1 s after a reload, so every step retries (100 x 0.1 s).
+retry() {{ i=0; until "$@"; do i=$((i + 1)); [ $i -lt 100 ] || return 1; sleep 0.1; done; }}
+got_counts() {{ c=$(counts); [ -n "$c" ]; }}
+retry got_counts || {{ echo "reload: master socket {sock} does not answer" >&2; exit 1; }}
+set -- $c; reloads=$1; failed=$2
+old=" $(echo $(workers)) "
+retry cli reload || {{ echo "reload: could not send reload" >&2; exit 1; }}
+done_reloading() {{
+    c=$(counts); [ -n "$c" ] || return 1
+    set -- $c
+    [ "$1" -gt "$reloads" ] || return 1
+    if [ "$2" -gt "$failed" ]; then echo "reload: HAProxy reports a failed reload (see its log)" >&2; exit 1; fi
+    for pid in $(workers); do
+        case "$old" in *" $pid "*) ;; *) return 0 ;; esac
+    done
+    return 1
+}}
+retry done_reloading || {{ echo "reload: no new HAProxy worker after 10 s" >&2; exit 1; }}
+"#
+    )
+}

@@ -1,0 +1,156 @@
+//! Pebble (the ACME test CA) and pebble-challtestsrv (its DNS server, answering 127.0.0.1 for every name).
+
+use std::env;
+use std::fs;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::SandboxOptions;
+use super::certs::listener_pki;
+use super::http::try_https_get;
+use super::ports::free_port;
+use super::process::Daemon;
+use super::tools::tools;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Pebble {
+    pub port: u16,
+    pub mgmt_port: u16,
+    /// challtestsrv's management API (plain HTTP), `127.0.0.1:<port>`.
+    pub dns_mgmt: String,
+    /// CA that signed the listener certificate of both Pebble ports (what clients must trust).
+    pub listener_ca: PathBuf,
+    /// Pebble's issuing root, fetched once when ready: Pebble makes a new one on every start.
+    pub root_pem: String,
+    pebble: Daemon,
+    challtestsrv: Daemon,
+}
+
+impl Pebble {
+    /// Spawns both processes. Call [`Pebble::wait_ready`] before use; in between, the caller can start
+    /// other things while Pebble generates its keys.
+    pub fn spawn(dir: &Path, logs: &Path, http_port: u16, opts: &SandboxOptions) -> Pebble {
+        let conf = dir.join("pebble");
+        fs::create_dir_all(&conf).expect("create pebble dir");
+
+        let dns = format!("127.0.0.1:{}", free_port());
+        let dns_mgmt = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new(&tools().challtestsrv);
+        // Only the DNS server. Every A query gets 127.0.0.1 and AAAA gets nothing: otherwise Pebble tries
+        // ::1 first, where nothing listens, and the validation fails.
+        cmd.args(["-dns01", &dns, "-management", &dns_mgmt])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", ""])
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""]);
+        let challtestsrv = Daemon::spawn("challtestsrv", cmd, logs);
+
+        let (port, mgmt_port) = (free_port(), free_port());
+        let (config, listener_ca) = write_config(&conf, port, mgmt_port, http_port, opts);
+        let mut cmd = Command::new(&tools().pebble);
+        cmd.arg("-config").arg(&config).args(["-strict", "-dnsserver", &dns]);
+        // Start from a clean slate: no PEBBLE_* knob from the developer's shell leaks in.
+        for (key, _) in env::vars_os() {
+            if key.to_string_lossy().starts_with("PEBBLE_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", opts.nonce_reject.to_string())
+            .env("PEBBLE_AUTHZREUSE", "0");
+        let pebble = Daemon::spawn("pebble", cmd, logs);
+
+        Pebble {
+            port,
+            mgmt_port,
+            dns_mgmt,
+            listener_ca,
+            root_pem: String::new(),
+            pebble,
+            challtestsrv,
+        }
+    }
+
+    /// Waits until the DNS helper and the ACME directory answer, then fetches the issuing root.
+    pub fn wait_ready(&mut self) {
+        let dns_mgmt = &self.dns_mgmt;
+        self.challtestsrv.wait_ready("management port", READY_TIMEOUT, || {
+            TcpStream::connect(dns_mgmt).is_ok()
+        });
+
+        let (dir_url, ca) = (self.directory_url(), &self.listener_ca);
+        self.pebble.wait_ready("ACME directory", READY_TIMEOUT, || {
+            try_https_get(&dir_url, ca).is_ok_and(|r| r.status == 200)
+        });
+
+        let root_url = format!("https://127.0.0.1:{}/roots/0", self.mgmt_port);
+        let mut root = String::new();
+        self.pebble
+            .wait_ready("issuing root on the management port", READY_TIMEOUT, || {
+                match try_https_get(&root_url, ca) {
+                    Ok(r) if r.status == 200 => root = r.text(),
+                    _ => return false,
+                }
+                true
+            });
+        if !root.starts_with("-----BEGIN CERTIFICATE-----") {
+            self.pebble
+                .fail(format_args!("{root_url} returned no PEM certificate: {root:?}"));
+        }
+        self.root_pem = root;
+    }
+
+    pub fn directory_url(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.port)
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        vec![self.pebble.pid(), self.challtestsrv.pid()]
+    }
+
+    /// Kills Pebble only; the DNS server stays up. The ACME port then refuses connections.
+    pub fn stop_pebble(&mut self) {
+        self.pebble.stop(Duration::ZERO);
+    }
+
+    pub fn stop(&mut self) {
+        self.pebble.stop(Duration::ZERO);
+        self.challtestsrv.stop(Duration::ZERO);
+    }
+}
+
+/// Writes the listener PKI and Pebble's JSON config into `conf`; returns (config path, listener CA path).
+fn write_config(conf: &Path, port: u16, mgmt_port: u16, http_port: u16, opts: &SandboxOptions) -> (PathBuf, PathBuf) {
+    let write = |name: &str, text: &str| {
+        let path = conf.join(name);
+        fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    };
+    let pki = listener_pki();
+    let listener_ca = write("listener-ca.pem", &pki.ca_pem);
+    let cert = write("listener.pem", &pki.cert_pem);
+    let key = write("listener.key", &pki.key_pem);
+
+    let mut settings = json!({
+        "listenAddress": format!("127.0.0.1:{port}"),
+        "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
+        "certificate": cert,
+        "privateKey": key,
+        // Pebble validates HTTP-01 against this port: HAProxy's plain frontend, which forwards the
+        // challenge path to hapcert's side port, so tests exercise the real route.
+        "httpPort": http_port,
+        // Nothing listens here; hapcert does not do TLS-ALPN-01.
+        "tlsPort": free_port(),
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false,
+    });
+    if let Some(secs) = opts.cert_validity_secs {
+        settings["certificateValidityPeriod"] = json!(secs);
+    }
+    // Pebble 2.6 reads its settings from a top-level "pebble" object.
+    let config = write("pebble-config.json", &json!({ "pebble": settings }).to_string());
+    (config, listener_ca)
+}

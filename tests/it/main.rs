@@ -1,0 +1,8 @@
+//! The one integration-test binary (`cargo test --test it`). Each module is a group of test cases;
+//! all of them use the shared sandbox harness in tests/harness/.
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+mod issuance;
+mod smoke;
