@@ -56,10 +56,13 @@ fn parse(cert_der: &[u8]) -> X509Certificate<'_> {
         .1
 }
 
-/// The serial number as lower-case hex without leading zeros (the form Pebble uses in
-/// `/cert-status-by-serial/<hex>`).
+/// The serial number as lower-case hex in whole bytes, as openssl and HAProxy's `show ssl cert` print it (and hapcert
+/// too): `0448d1...`, not `448d1...`. The DER sign byte is not part of it.
 pub fn serial_hex(cert_der: &[u8]) -> String {
-    format!("{:x}", parse(cert_der).serial)
+    let cert = parse(cert_der);
+    let raw = cert.raw_serial();
+    let raw = if raw.len() > 1 && raw[0] == 0 { &raw[1..] } else { raw };
+    raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The DNS names of the subjectAltName extension, in certificate order.
