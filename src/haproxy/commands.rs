@@ -1,70 +1,18 @@
-//! HAProxy. The only module that talks to it: today through the operator's check and reload commands. The Runtime API
-//! (hot update over the admin socket) will be a second way in `apply`, tried before the reload.
+//! The operator's check and reload commands, run through `sh -c` with a timeout.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
-
-use crate::config::HaproxyConfig;
 
 /// Long enough for `haproxy -c` on a config with thousands of certificates, short enough that a hung `systemctl` is noticed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// The tail of a failing command's output that goes into the error message.
 const OUTPUT_TAIL: usize = 2000;
 
-pub struct Haproxy {
-    check_command: String,
-    reload_command: String,
-}
-
-/// How the new files reached the running HAProxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    Reloaded,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum HaproxyError {
-    #[error("the HAProxy config check failed: `{command}` {outcome}")]
-    CheckFailed { command: String, outcome: String },
-    #[error("the HAProxy reload failed: `{command}` {outcome}")]
-    ReloadFailed { command: String, outcome: String },
-}
-
-impl Haproxy {
-    pub fn new(config: &HaproxyConfig) -> Haproxy {
-        Haproxy {
-            check_command: config.check_command.clone(),
-            reload_command: config.reload_command.clone(),
-        }
-    }
-
-    /// Makes HAProxy serve the PEMs just written to `files`: the config check, then one reload for the whole batch. On
-    /// error nothing more is tried; the caller puts the previous files back.
-    pub async fn apply(&self, files: &[PathBuf]) -> Result<Applied, HaproxyError> {
-        tracing::debug!(files = files.len(), "handing new certificates to HAProxy");
-        run(&self.check_command)
-            .await
-            .map_err(|outcome| HaproxyError::CheckFailed {
-                command: self.check_command.clone(),
-                outcome,
-            })?;
-        run(&self.reload_command)
-            .await
-            .map_err(|outcome| HaproxyError::ReloadFailed {
-                command: self.reload_command.clone(),
-                outcome,
-            })?;
-        tracing::info!(command = %self.reload_command, "HAProxy reloaded");
-        Ok(Applied::Reloaded)
-    }
-}
-
 /// Runs an operator's command line with `sh -c`, so it may use pipes and quotes as it would in a shell. Returns a
 /// description of what went wrong: exit status and the tail of its output.
-async fn run(command: &str) -> Result<(), String> {
+pub async fn run(command: &str) -> Result<(), String> {
     let child = Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
