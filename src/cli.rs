@@ -103,7 +103,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Renew { names, force, dry_run } => {
             for name in &names {
-                if config.certificate(name).is_none() {
+                if config.selected(name).next().is_none() {
                     let known: Vec<&str> = config.certificates.iter().map(|c| c.name.as_str()).collect();
                     return Err(UsageError(format!(
                         "no certificate named '{name}' in {}; known: {}",

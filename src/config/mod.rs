@@ -62,6 +62,20 @@ impl fmt::Debug for ExternalAccountBinding {
 #[derive(Debug, Clone)]
 pub struct ChallengeConfig {
     pub listen: SocketAddr,
+    pub mode: ChallengeMode,
+    /// Fetch a test token through the public path before ordering.
+    pub preflight: bool,
+    /// Where the preflight connects instead of the name's port 80 (the domain goes in the Host header).
+    pub preflight_address: Option<SocketAddr>,
+}
+
+/// How HTTP-01 is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeMode {
+    /// hapcert's responder on `listen`, which HAProxy forwards the challenge path to.
+    SidePort,
+    /// HAProxy answers `<token>.<account thumbprint>` itself (`http-request return`); hapcert listens nowhere.
+    Stateless,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +87,15 @@ pub struct HaproxyConfig {
     pub mode: u32,
     pub owner: Option<Located<String>>,
     pub group: Option<Located<String>>,
+    /// The worker's admin socket, for hot updates: a path, `unix@path`, or `ipv4@host:port`.
+    pub runtime_api: Option<Located<String>>,
+    /// The master socket (`haproxy -W -S ...`), for `reload` and `show proc`; worker commands go through it with `@1`.
+    pub master_socket: Option<Located<String>>,
+    /// The crt-list a certificate HAProxy has never loaded is added to: by default the cert directory, which is how
+    /// HAProxy names a `crt <dir>` bind.
+    pub crt_list: String,
+    /// Default TLS endpoints that must serve a new certificate before a deploy counts as done.
+    pub verify: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,16 +103,21 @@ pub struct StateConfig {
     pub dir: Located<PathBuf>,
 }
 
-/// One `[[certificate]]`: what should be served, and where HAProxy reads it.
+/// One certificate to keep served: a `[[certificate]]`, or one key type of it when it asks for several.
 #[derive(Debug, Clone)]
 pub struct CertificateSpec {
+    /// Unique: the table's name, plus `.ecdsa` or `.rsa` when the table asks for several key types.
     pub name: String,
+    /// The `[[certificate]]` name this came from; `renew NAME` selects by it too.
+    pub group: String,
     /// In the order written; the first is the CSR's subject.
     pub domains: Vec<DomainName>,
     pub key_type: KeyType,
     pub file: Located<PathBuf>,
     /// Renew when this much time is left, instead of the lifetime fraction.
     pub renew_before: Option<Duration>,
+    /// TLS endpoints (`host:port`) that must serve the new certificate for each of its names.
+    pub verify: Vec<String>,
 }
 
 impl CertificateSpec {
@@ -116,6 +144,14 @@ impl KeyType {
         KeyType::Rsa3072,
         KeyType::Rsa4096,
     ];
+
+    /// The suffix HAProxy uses to tell a certificate's key kinds apart (`site.pem.ecdsa`, `site.pem.rsa`).
+    pub fn kind(self) -> &'static str {
+        match self {
+            KeyType::EcdsaP256 | KeyType::EcdsaP384 => "ecdsa",
+            _ => "rsa",
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -214,8 +250,11 @@ impl Config {
         }
     }
 
-    pub fn certificate(&self, name: &str) -> Option<&CertificateSpec> {
-        self.certificates.iter().find(|c| c.name == name)
+    /// The certificates a name on the command line means: one, or all key types of a `[[certificate]]`.
+    pub fn selected(&self, name: &str) -> impl Iterator<Item = &CertificateSpec> {
+        self.certificates
+            .iter()
+            .filter(move |c| c.name == name || c.group == name)
     }
 }
 
@@ -290,6 +329,46 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Config {
         }),
     };
 
+    let mode = match &raw.challenge.mode {
+        None => ChallengeMode::SidePort,
+        Some(text) => match text.get_ref().as_str() {
+            "side-port" => ChallengeMode::SidePort,
+            "stateless" => ChallengeMode::Stateless,
+            other => {
+                errors.at(
+                    text,
+                    "challenge.mode",
+                    format!("'{other}' is not a mode; use \"side-port\" or \"stateless\""),
+                );
+                ChallengeMode::SidePort
+            }
+        },
+    };
+    let preflight_address = raw
+        .challenge
+        .preflight_address
+        .as_ref()
+        .and_then(|text| match text.get_ref().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                errors.at(
+                    text,
+                    "challenge.preflight_address",
+                    format!(
+                        "'{}' is not an address; write ip:port, like 127.0.0.1:80",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+    let challenge = ChallengeConfig {
+        listen,
+        mode,
+        preflight: raw.challenge.preflight.unwrap_or(true),
+        preflight_address,
+    };
+
     let haproxy = validate_haproxy(raw.haproxy, base, errors);
     let state_dir = match raw.state.dir {
         Some(dir) => located_path(errors, base, dir, "state.dir"),
@@ -300,11 +379,11 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Config {
         },
     };
 
-    let certificates = validate_certificates(raw.certificate, &haproxy.cert_dir.value, base, errors);
+    let certificates = validate_certificates(raw.certificate, &haproxy, base, errors);
     Config {
         path: errors.file.to_owned(),
         acme,
-        challenge: ChallengeConfig { listen },
+        challenge,
         haproxy,
         state: StateConfig { dir: state_dir },
         certificates,
@@ -434,6 +513,25 @@ fn validate_haproxy(raw: raw::RawHaproxy, base: &Path, errors: &mut Errors) -> H
     };
     let owner = name(errors, raw.owner, "haproxy.owner");
     let group = name(errors, raw.group, "haproxy.group");
+    let socket = |errors: &mut Errors, value: Option<Spanned<String>>, key: &str| {
+        value.map(|v| {
+            let span = v.span();
+            if let Err(problem) = check_socket(v.get_ref()) {
+                errors.at(&v, key, problem);
+            }
+            errors.locate(v.into_inner(), span, key)
+        })
+    };
+    let runtime_api = socket(errors, raw.runtime_api, "haproxy.runtime_api");
+    let master_socket = socket(errors, raw.master_socket, "haproxy.master_socket");
+    let crt_list = match raw.crt_list {
+        Some(list) => list.into_inner(),
+        None => cert_dir.value.to_string_lossy().trim_end_matches('/').to_owned(),
+    };
+    let verify = match raw.verify {
+        Some(list) => endpoints(errors, &list, "haproxy.verify"),
+        None => vec!["127.0.0.1:443".to_owned()],
+    };
     HaproxyConfig {
         cert_dir,
         check_command,
@@ -441,7 +539,52 @@ fn validate_haproxy(raw: raw::RawHaproxy, base: &Path, errors: &mut Errors) -> H
         mode,
         owner,
         group,
+        runtime_api,
+        master_socket,
+        crt_list,
+        verify,
     }
+}
+
+/// A Runtime API address as HAProxy writes them: a socket path, `unix@path`, `ipv4@host:port`, `ipv6@[addr]:port`.
+fn check_socket(text: &str) -> Result<(), String> {
+    let valid = match text.split_once('@') {
+        Some(("unix", path)) => path.starts_with('/'),
+        Some(("ipv4" | "ipv6", addr)) => addr.parse::<SocketAddr>().is_ok(),
+        Some(_) => false,
+        None => text.starts_with('/') || text.parse::<SocketAddr>().is_ok(),
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{text}' is not a socket; write a path like /run/haproxy/admin.sock, or ipv4@127.0.0.1:9999"
+        ))
+    }
+}
+
+/// TLS endpoints, `host:port`.
+fn endpoints(errors: &mut Errors, list: &Spanned<Vec<Spanned<String>>>, key: &str) -> Vec<String> {
+    if list.get_ref().is_empty() {
+        errors.at(list, key, "is empty; name at least one host:port, like 127.0.0.1:443");
+    }
+    let mut out = Vec::new();
+    for (i, entry) in list.get_ref().iter().enumerate() {
+        let valid = entry
+            .get_ref()
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if valid {
+            out.push(entry.get_ref().clone());
+        } else {
+            errors.at(
+                entry,
+                &format!("{key}[{i}]"),
+                format!("'{}' is not host:port, like 127.0.0.1:443", entry.get_ref()),
+            );
+        }
+    }
+    out
 }
 
 fn parse_mode(errors: &mut Errors, raw: &Spanned<RawMode>) -> u32 {
@@ -484,7 +627,7 @@ fn located_path(errors: &mut Errors, base: &Path, value: Spanned<String>, key: &
 
 fn validate_certificates(
     raw: Vec<Spanned<RawCertificate>>,
-    cert_dir: &Path,
+    haproxy: &HaproxyConfig,
     base: &Path,
     errors: &mut Errors,
 ) -> Vec<CertificateSpec> {
@@ -504,12 +647,6 @@ fn validate_certificates(
         let name = table.name.get_ref().clone();
         if let Err(problem) = check_name(&name) {
             errors.at(&table.name, &key("name"), problem);
-        } else if let Some(first) = names_seen.insert(name.clone(), index) {
-            errors.at(
-                &table.name,
-                &key("name"),
-                format!("'{name}' is already the name of certificate[{first}]; names must be unique"),
-            );
         }
 
         let mut domains: Vec<DomainName> = Vec::new();
@@ -545,37 +682,15 @@ fn validate_certificates(
             );
         }
 
-        let key_type = match &table.key_type {
-            None => KeyType::EcdsaP256,
-            Some(text) => KeyType::from_name(text.get_ref()).unwrap_or_else(|| {
-                let known: Vec<&str> = KeyType::ALL.iter().map(|k| k.name()).collect();
-                errors.at(
-                    text,
-                    &key("key_type"),
-                    format!(
-                        "'{}' is not a key type; use one of {}",
-                        text.get_ref(),
-                        known.join(", ")
-                    ),
-                );
-                KeyType::EcdsaP256
-            }),
-        };
-
-        let file = match table.file {
+        let key_types = key_types(&table, &key, errors);
+        let base_file = match table.file {
             Some(path) => located_path(errors, base, path, &key("file")),
-            None => errors.locate(cert_dir.join(format!("{name}.pem")), table.name.span(), &key("file")),
-        };
-        if let Some(other) = files_seen.insert(file.value.clone(), name.clone()) {
-            errors.push(
-                Some(table.name.span()),
+            None => errors.locate(
+                haproxy.cert_dir.value.join(format!("{name}.pem")),
+                table.name.span(),
                 &key("file"),
-                format!(
-                    "writes {}, which certificate '{other}' writes too; give one of them another file",
-                    file.value.display()
-                ),
-            );
-        }
+            ),
+        };
 
         let renew_before =
             table
@@ -599,16 +714,106 @@ fn validate_certificates(
                         None
                     }
                 });
+        let verify = match &table.verify {
+            Some(list) => endpoints(errors, list, &key("verify")),
+            None => haproxy.verify.clone(),
+        };
 
-        out.push(CertificateSpec {
-            name,
-            domains,
-            key_type,
-            file,
-            renew_before,
-        });
+        // Several key types become one certificate each, in the files HAProxy pairs by suffix: www.pem.ecdsa, www.pem.rsa.
+        let several = key_types.len() > 1;
+        for key_type in key_types {
+            let (spec_name, file) = if several {
+                let mut file = base_file.clone();
+                file.value = PathBuf::from(format!("{}.{}", base_file.value.display(), key_type.kind()));
+                (format!("{name}.{}", key_type.kind()), file)
+            } else {
+                (name.clone(), base_file.clone())
+            };
+            if let Some(first) = names_seen.insert(spec_name.clone(), index) {
+                errors.at(
+                    &table.name,
+                    &key("name"),
+                    format!("'{spec_name}' is already the name of certificate[{first}]; names must be unique"),
+                );
+            }
+            if let Some(other) = files_seen.insert(file.value.clone(), spec_name.clone()) {
+                errors.push(
+                    Some(table.name.span()),
+                    &key("file"),
+                    format!(
+                        "writes {}, which certificate '{other}' writes too; give one of them another file",
+                        file.value.display()
+                    ),
+                );
+            }
+            out.push(CertificateSpec {
+                name: spec_name,
+                group: name.clone(),
+                domains: domains.clone(),
+                key_type,
+                file,
+                renew_before,
+                verify: verify.clone(),
+            });
+        }
     }
     out
+}
+
+/// `key_type = "..."` or `key_types = [...]` (at most one ECDSA and one RSA type: HAProxy picks between kinds, not sizes).
+fn key_types(table: &RawCertificate, key: &dyn Fn(&str) -> String, errors: &mut Errors) -> Vec<KeyType> {
+    let parse = |errors: &mut Errors, text: &Spanned<String>, key: &str| {
+        KeyType::from_name(text.get_ref()).or_else(|| {
+            let known: Vec<&str> = KeyType::ALL.iter().map(|k| k.name()).collect();
+            errors.at(
+                text,
+                key,
+                format!(
+                    "'{}' is not a key type; use one of {}",
+                    text.get_ref(),
+                    known.join(", ")
+                ),
+            );
+            None
+        })
+    };
+    match (&table.key_type, &table.key_types) {
+        (Some(one), Some(_)) => {
+            errors.at(one, &key("key_type"), "give key_type or key_types, not both");
+            vec![KeyType::EcdsaP256]
+        }
+        (Some(one), None) => vec![parse(errors, one, &key("key_type")).unwrap_or(KeyType::EcdsaP256)],
+        (None, None) => vec![KeyType::EcdsaP256],
+        (None, Some(list)) => {
+            let mut types: Vec<KeyType> = Vec::new();
+            for (i, text) in list.get_ref().iter().enumerate() {
+                let Some(key_type) = parse(errors, text, &format!("{}[{i}]", key("key_types"))) else {
+                    continue;
+                };
+                if types.iter().any(|t| t.kind() == key_type.kind()) {
+                    errors.at(
+                        text,
+                        &format!("{}[{i}]", key("key_types")),
+                        format!(
+                            "a second {} type; HAProxy serves one ECDSA and one RSA certificate per name",
+                            key_type.kind().to_uppercase()
+                        ),
+                    );
+                } else {
+                    types.push(key_type);
+                }
+            }
+            if types.is_empty() {
+                errors.at(
+                    list,
+                    &key("key_types"),
+                    "is empty; list one or two key types, like [\"ecdsa-p256\", \"rsa-2048\"]",
+                );
+                types.push(KeyType::EcdsaP256);
+            }
+            types
+        }
+    }
 }
 
 /// A certificate's name becomes a file name in the cert and state directories.

@@ -33,6 +33,9 @@ pub struct RawAcme {
 #[serde(deny_unknown_fields)]
 pub struct RawChallenge {
     pub listen: Option<Spanned<String>>,
+    pub mode: Option<Spanned<String>>,
+    pub preflight: Option<bool>,
+    pub preflight_address: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +47,10 @@ pub struct RawHaproxy {
     pub mode: Option<Spanned<RawMode>>,
     pub owner: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
+    pub runtime_api: Option<Spanned<String>>,
+    pub master_socket: Option<Spanned<String>>,
+    pub crt_list: Option<Spanned<String>>,
+    pub verify: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A file mode may be written as the string `"0600"` or as the TOML octal integer `0o600`.
@@ -66,6 +73,8 @@ pub struct RawCertificate {
     pub name: Spanned<String>,
     pub domains: Spanned<Vec<Spanned<String>>>,
     pub key_type: Option<Spanned<String>>,
+    pub key_types: Option<Spanned<Vec<Spanned<String>>>>,
     pub file: Option<Spanned<String>>,
     pub renew_before: Option<Spanned<String>>,
+    pub verify: Option<Spanned<Vec<Spanned<String>>>>,
 }

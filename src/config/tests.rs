@@ -149,8 +149,8 @@ file = "/etc/haproxy/certs/www.pem"
         "13:42: certificate[0].domains[2]: '*.example.com': wildcard names need the DNS-01 challenge; hapcert answers HTTP-01 only, so list each name",
         "14:12: certificate[0].key_type: 'dsa' is not a key type; use one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096",
         "15:16: certificate[0].renew_before: 'soon' is not a duration (expected number at 0); write it like \"30d\" or \"720h\"",
-        "18:8: certificate[1].name: 'www' is already the name of certificate[0]; names must be unique",
         "19:11: certificate[1].domains: is empty; list the names this certificate covers",
+        "18:8: certificate[1].name: 'www' is already the name of certificate[0]; names must be unique",
         "18:8: certificate[1].file: writes /etc/haproxy/certs/www.pem, which certificate 'www' writes too; give one of them another file",
         "22:8: certificate[2].name: '../etc' may only hold letters, digits, '.', '-' and '_', and must not start with '.'",
         "22:8: certificate[2].file: writes /etc/haproxy/certs/www.pem, which certificate 'www' writes too; give one of them another file",
@@ -217,4 +217,105 @@ fn host_check_finds_missing_directories_and_users() {
             format!("{file}:6:9: haproxy.owner: there is no user 'no-such-user-hapcert' on this host"),
         ]
     );
+}
+
+#[test]
+fn key_types_become_one_certificate_per_kind_in_haproxys_suffixed_files() {
+    let config = parse(
+        r#"
+[acme]
+directory = "letsencrypt"
+[haproxy]
+verify = ["127.0.0.1:443", "[::1]:8443"]
+[[certificate]]
+name = "www"
+domains = ["example.com"]
+key_types = ["ecdsa-p384", "rsa-2048"]
+[[certificate]]
+name = "api"
+domains = ["api.example.com"]
+verify = ["lb2.example.net:443"]
+"#,
+    )
+    .unwrap();
+    let summary: Vec<(String, String, KeyType, String)> = config
+        .certificates
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                c.group.clone(),
+                c.key_type,
+                c.file.value.display().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "www.ecdsa".into(),
+                "www".into(),
+                KeyType::EcdsaP384,
+                "/etc/haproxy/certs/www.pem.ecdsa".into()
+            ),
+            (
+                "www.rsa".into(),
+                "www".into(),
+                KeyType::Rsa2048,
+                "/etc/haproxy/certs/www.pem.rsa".into()
+            ),
+            (
+                "api".into(),
+                "api".into(),
+                KeyType::EcdsaP256,
+                "/etc/haproxy/certs/api.pem".into()
+            ),
+        ]
+    );
+    assert_eq!(config.selected("www").count(), 2);
+    assert_eq!(config.selected("www.rsa").count(), 1);
+    assert_eq!(config.certificates[0].verify, ["127.0.0.1:443", "[::1]:8443"]);
+    assert_eq!(config.certificates[2].verify, ["lb2.example.net:443"]);
+    assert_eq!(config.haproxy.crt_list, "/etc/haproxy/certs");
+}
+
+#[test]
+fn runtime_api_challenge_mode_and_key_type_lists_are_checked() {
+    let text = r#"[acme]
+directory = "letsencrypt"
+[challenge]
+mode = "dns"
+preflight_address = "localhost:80"
+[haproxy]
+runtime_api = "admin.sock"
+master_socket = "ipv4@127.0.0.1:9999"
+verify = ["127.0.0.1"]
+[[certificate]]
+name = "a"
+domains = ["a.example.com"]
+key_types = ["ecdsa-p256", "ecdsa-p384"]
+[[certificate]]
+name = "b"
+domains = ["b.example.com"]
+key_type = "rsa-2048"
+key_types = ["rsa-2048"]
+"#;
+    let want = [
+        "4:8: challenge.mode: 'dns' is not a mode; use \"side-port\" or \"stateless\"",
+        "5:21: challenge.preflight_address: 'localhost:80' is not an address; write ip:port, like 127.0.0.1:80",
+        "7:15: haproxy.runtime_api: 'admin.sock' is not a socket; write a path like /run/haproxy/admin.sock, or ipv4@127.0.0.1:9999",
+        "9:11: haproxy.verify[0]: '127.0.0.1' is not host:port, like 127.0.0.1:443",
+        "13:28: certificate[0].key_types[1]: a second ECDSA type; HAProxy serves one ECDSA and one RSA certificate per name",
+        "17:12: certificate[1].key_type: give key_type or key_types, not both",
+    ];
+    let want: Vec<String> = want.iter().map(|w| format!("{FILE}:{w}")).collect();
+    assert_eq!(errors(text), want);
+    let stateless = parse(&MINIMAL.replace(
+        "[[certificate]]",
+        "[challenge]\nmode = \"stateless\"\npreflight = false\n\n[[certificate]]",
+    ))
+    .unwrap();
+    assert_eq!(stateless.challenge.mode, ChallengeMode::Stateless);
+    assert!(!stateless.challenge.preflight);
 }

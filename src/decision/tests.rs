@@ -14,6 +14,7 @@ const ISSUED: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
 fn spec(renew_before: Option<Duration>) -> CertificateSpec {
     CertificateSpec {
         name: "www".into(),
+        group: "www".into(),
         domains: ["example.com", "www.example.com"]
             .map(|d| DomainName::parse(d).unwrap())
             .to_vec(),
@@ -24,6 +25,7 @@ fn spec(renew_before: Option<Duration>) -> CertificateSpec {
             key: String::new(),
         },
         renew_before,
+        verify: vec!["127.0.0.1:443".into()],
     }
 }
 
