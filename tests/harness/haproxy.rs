@@ -1,5 +1,5 @@
-//! HAProxy 2.6 in master-worker mode, in the foreground as our child, with its config, default
-//! certificate and the default reload script.
+//! HAProxy 2.6 in master-worker mode, in the foreground as our child, with its config (text in
+//! haproxy_cfg.rs), default certificate and the default reload script.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::certs::default_cert_pem;
+use super::haproxy_cfg::config;
 use super::process::{Daemon, children_of, is_alive, poll_until, signal};
 use super::tls;
 use super::tools::tools;
@@ -37,8 +38,13 @@ impl Layout {
     pub fn reload_script(&self) -> PathBuf {
         self.root.join("reload.sh")
     }
+    /// The certificate for clients without (or with an unknown) SNI, loaded before the cert dir.
+    pub fn default_pem(&self) -> PathBuf {
+        self.root.join("default.pem")
+    }
 }
 
+#[derive(Clone, Copy, Debug)]
 pub struct Ports {
     pub http: u16,
     pub https: u16,
@@ -55,13 +61,19 @@ impl Haproxy {
     /// Call [`Haproxy::wait_ready`] before use.
     pub fn spawn(layout: Layout, ports: &Ports, reload_marker: &Path, logs: &Path) -> Haproxy {
         fs::create_dir_all(layout.cert_dir()).expect("create haproxy cert dir");
-        let default_pem = layout.root.join("default.pem");
+        let default_pem = layout.default_pem();
         fs::write(&default_pem, default_cert_pem()).expect("write default.pem");
-        fs::write(layout.cfg(), config(&layout, ports, &default_pem)).expect("write haproxy.cfg");
+        let config = config(&layout, ports, &default_pem);
         let script = layout.reload_script();
         fs::write(&script, reload_script(&layout.master_sock(), reload_marker)).expect("write reload.sh");
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod reload.sh");
+        Haproxy::spawn_with_config(layout, &config, logs, "haproxy")
+    }
 
+    /// Writes `config` to `layout.cfg()` and starts HAProxy on it; its output goes to `<logs>/<name>.log`.
+    /// Everything else the config refers to must exist already. Call [`Haproxy::wait_ready`] before use.
+    pub fn spawn_with_config(layout: Layout, config: &str, logs: &Path, name: &'static str) -> Haproxy {
+        fs::write(layout.cfg(), config).expect("write haproxy.cfg");
         // -W without -D: the master stays in the foreground as our child, so we can always stop it.
         let mut cmd = Command::new(&tools().haproxy);
         cmd.arg("-W")
@@ -72,7 +84,7 @@ impl Haproxy {
             .arg("-p")
             .arg(layout.root.join("haproxy.pid"))
             .current_dir(&layout.root);
-        let master = Daemon::spawn("haproxy", cmd, logs);
+        let master = Daemon::spawn(name, cmd, logs);
         Haproxy { layout, master }
     }
 
@@ -88,6 +100,11 @@ impl Haproxy {
             .wait_ready("a TLS handshake on the https frontend", READY_TIMEOUT, || {
                 tls::handshake(https_port, tls::server_name("ready.invalid"), config.clone()).is_ok()
             });
+    }
+
+    /// Panics with `what` and the end of HAProxy's log.
+    pub fn fail(&self, what: impl std::fmt::Display) -> ! {
+        self.master.fail(what)
     }
 
     pub fn master_pid(&self) -> u32 {
@@ -159,65 +176,20 @@ fn parse_workers(show_proc: &str) -> Vec<u32> {
         .collect()
 }
 
-fn config(layout: &Layout, ports: &Ports, default_pem: &Path) -> String {
-    let Ports { http, https, side } = ports;
-    let (admin, certs, default) = (
-        layout.admin_sock().display().to_string(),
-        layout.cert_dir(),
-        default_pem.display(),
-    );
-    // Notes for the reader:
-    // - An EMPTY cert dir is fine for HAProxy 2.6 (checked): the bind still has default.pem.
-    // - default.pem comes first so it stays the certificate for clients without (or unknown) SNI;
-    //   otherwise the alphabetically first file of the directory would be.
-    // - HAProxy names the directory's implicit crt-list without the trailing slash (`.../certs`),
-    //   which is what `add ssl crt-list` expects.
-    // - The redirect is an http-request rule, which HAProxy always evaluates before use_backend
-    //   whatever the order in the file (it warns if written after), so it carries `unless acme`.
-    // - No `check` on the challenge server: hapcert listens only while it has a challenge pending.
-    format!(
-        "\
-global
-    stats socket {admin} level admin expose-fd listeners
-    hard-stop-after 5s
-    log stderr format raw local0
-
-defaults
-    mode http
-    log global
-    option httplog
-    option idle-close-on-response
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-
-frontend plain
-    bind 127.0.0.1:{http}
-    acl acme path_beg /.well-known/acme-challenge/
-    http-request redirect scheme https unless acme
-    use_backend hapcert_challenge if acme
-
-backend hapcert_challenge
-    server hapcert 127.0.0.1:{side}
-
-frontend https
-    bind 127.0.0.1:{https} ssl crt {default} crt {certs}/
-    http-request return status 200 content-type text/plain string ok
-",
-        certs = certs.display()
-    )
-}
-
 /// The default reload command: note the reload in the marker file, ask the master to reload, and
 /// return only once the master counts one more reload and runs a worker that was not there before.
 /// Fails if the master counts a failed reload or nothing happens within 10 s.
+///
+/// With the argument `--uncounted` it writes no marker line: the harness reloads that way after editing
+/// the config, so `Sandbox::reload_count` keeps counting only the reloads of the code under test.
 fn reload_script(master_sock: &Path, marker: &Path) -> String {
     let (sock, marker, socat) = (master_sock.display(), marker.display(), tools().socat.display());
     format!(
         r#"#!/bin/sh
 # Written by the hapcert test harness. Reloads HAProxy through its master socket and waits for the new worker.
 set -u
-echo "reload $(date +%s.%N)" >> '{marker}'
+# --uncounted: a reload by the harness itself (after it edits the config), which tests must not count.
+[ "${{1:-}}" = --uncounted ] || echo "reload $(date +%s.%N)" >> '{marker}'
 cli() {{ echo "$1" | '{socat}' -t 5 - 'UNIX-CONNECT:{sock}' 2>/dev/null; }}
 # "<reloads> <failed>" from the master line of show proc: "<pid> master <reloads> [failed: <n>] ...".
 counts() {{ cli 'show proc' | awk '$2 == "master" {{ sub(/\]/, "", $5); print $3, $5 }}'; }}

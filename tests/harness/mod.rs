@@ -9,10 +9,15 @@
 mod certs;
 mod hapcert;
 mod haproxy;
+mod haproxy_cfg;
+mod haproxy_edit;
 mod http;
+mod keepalive_http;
+mod load;
 mod pebble;
 mod ports;
 mod process;
+mod second;
 mod tls;
 mod tools;
 
@@ -28,9 +33,20 @@ use tempfile::TempDir;
 #[allow(unused_imports)]
 pub use certs::{leaf_der_from_pem_file, san_dns_names, serial_hex, validity};
 #[allow(unused_imports)]
-pub use http::{HttpResponse, http_get, https_get};
+pub use haproxy::Ports;
+#[allow(unused_imports)]
+pub use haproxy_cfg::{
+    defaults_section, frontend_health_checked, frontend_redirect_shadowing, global_section, http_frontend_section,
+    https_frontend_section,
+};
+#[allow(unused_imports)]
+pub use http::{HttpResponse, http_get, https_get, try_http_get};
+#[allow(unused_imports)]
+pub use load::{Load, LoadOptions, LoadReport};
+#[allow(unused_imports)]
+pub use second::SecondHaproxy;
 
-use haproxy::{Haproxy, Layout, Ports};
+use haproxy::{Haproxy, Layout};
 use pebble::Pebble;
 
 /// Defaults: no nonce rejection, Pebble's default validity.
@@ -47,7 +63,12 @@ pub struct Sandbox {
     haproxy: Haproxy,
     pebble: Pebble,
     ports: Ports,
+    /// hapcert runs, numbering their logs.
     runs: AtomicUsize,
+    /// The harness's own reloads, numbering their logs.
+    harness_runs: AtomicUsize,
+    /// Second HAProxies started, naming their directories.
+    second_haproxies: AtomicUsize,
     dir: TempDir,
 }
 
@@ -86,6 +107,8 @@ impl Sandbox {
             pebble,
             ports,
             runs: AtomicUsize::new(0),
+            harness_runs: AtomicUsize::new(0),
+            second_haproxies: AtomicUsize::new(0),
             dir,
         }
     }
@@ -117,7 +140,8 @@ impl Sandbox {
         self.haproxy.layout.master_sock()
     }
 
-    /// HAProxy's admin stats socket (runtime API: `set ssl cert` etc.).
+    /// HAProxy's admin stats socket (runtime API: `set ssl cert` etc.). Gone after
+    /// [`Sandbox::remove_admin_socket`].
     pub fn haproxy_admin_sock(&self) -> PathBuf {
         self.haproxy.layout.admin_sock()
     }
@@ -146,6 +170,7 @@ impl Sandbox {
     }
 
     /// The default reload command appends one line here per reload. Absent until the first reload.
+    /// The harness's own reloads (`set_haproxy_cfg`, `reload_haproxy`, ...) add no line.
     pub fn reload_marker(&self) -> PathBuf {
         self.dir().join("reload-marker")
     }
@@ -189,9 +214,7 @@ impl Sandbox {
 
     /// Leaf certificate HAProxy serves for `sni`, without any verification.
     pub fn served_leaf_unverified(&self, sni: &str) -> Vec<u8> {
-        let chain = tls::handshake(self.https_port(), tls::server_name(sni), tls::unverified_config())
-            .unwrap_or_else(|e| panic!("TLS handshake with HAProxy for SNI {sni:?}: {e}"));
-        chain.first().expect("server sent no certificate").to_vec()
+        tls::leaf_unverified(self.https_port(), sni)
     }
 
     /// Pebble's issuing root (`/roots/0`), fetched when the sandbox started.

@@ -57,6 +57,14 @@ pub fn handshake(
     Ok(chain.iter().map(|c| c.clone().into_owned()).collect())
 }
 
+/// The leaf certificate served on 127.0.0.1:`port` for `sni`, without any verification. Panics if the
+/// handshake fails.
+pub fn leaf_unverified(port: u16, sni: &str) -> Vec<u8> {
+    let chain = handshake(port, server_name(sni), unverified_config())
+        .unwrap_or_else(|e| panic!("TLS handshake with HAProxy for SNI {sni:?}: {e}"));
+    chain.first().expect("server sent no certificate").to_vec()
+}
+
 /// A TCP connection to 127.0.0.1:`port` with a completed TLS handshake.
 pub fn connect(
     port: u16,

@@ -315,11 +315,8 @@ fn issuance_succeeds_when_the_ca_rejects_half_the_nonces() {
     sandbox.write_config(&[SITE, MULTI]);
     let out = sandbox.hapcert(&["--log-level", "debug", "run"]);
     assert_exit(&out, 0);
-    assert!(
-        stderr(&out).contains("the CA rejected a nonce"),
-        "badNonce was exercised: {}",
-        show(&out)
-    );
+    // Whether hapcert's own retry or instant-acme's three tries absorbed the rejections varies from run to run; at 50 %
+    // without hapcert's retry the run fails (checked by removing it), so exit 0 is the assertion.
     for (name, domains) in [SITE, MULTI] {
         assert_eq!(
             serial_hex(&sandbox.served_leaf(domains[0])),

@@ -4,5 +4,7 @@
 #[path = "../harness/mod.rs"]
 mod harness;
 
+mod harness_extras;
 mod issuance;
 mod smoke;
+mod runtime_api;
