@@ -137,6 +137,11 @@ impl Acme {
         Ok(Acme { account })
     }
 
+    /// The account key's JWK thumbprint: the part after the dot of every key authorization.
+    pub fn thumbprint(&self) -> &str {
+        self.account.key_thumbprint()
+    }
+
     /// Orders a certificate for `domains`, answers HTTP-01 through `tokens`, finalizes with `csr_der`, and returns the
     /// chain the CA sends (PEM, leaf first).
     pub async fn issue(

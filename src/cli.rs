@@ -183,8 +183,8 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
         match &item.result {
             ItemResult::NotDue if manual => println!("not due   {}: {}", item.name, item.decision.reason),
             ItemResult::NotDue => {}
-            ItemResult::Renewed(facts) => println!(
-                "renewed   {}: serial {}, expires {} ({})",
+            ItemResult::Renewed(facts, how) => println!(
+                "renewed   {}: serial {}, expires {}, served after {how} ({})",
                 item.name,
                 facts.serial,
                 status::format_time(facts.not_after),

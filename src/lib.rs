@@ -1,17 +1,22 @@
 //! hapcert: a certificate agent for HAProxy. See docs/ARCHITECTURE.md for the map.
 //!
 //! Pure core: `config` (parse and validate), `decision`, `pem`, `verify`, `keys`.
-//! Edges: `acme` (the CA), `responder` (HTTP-01), `store` (files), `haproxy`.
+//! Edges: `acme` (the CA), `responder` (HTTP-01), `preflight` (the public HTTP path), `probe` (TLS handshakes),
+//! `store` (files), `haproxy` (commands and the Runtime API).
 //! Orchestration: `renew`, `status`, and the binary's `cli`.
 
 pub mod acme;
+pub mod challenge;
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod deploy;
 pub mod haproxy;
 pub mod keys;
 pub mod logging;
 pub mod pem;
+pub mod preflight;
+pub mod probe;
 pub mod renew;
 pub mod responder;
 pub mod status;

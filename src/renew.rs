@@ -1,25 +1,25 @@
 //! The orchestrator of a run: decide what is due, issue it (concurrently, one fresh key each), verify it, write the PEMs,
 //! hand them to HAProxy once for the whole batch, and put the previous files back if HAProxy will not take them.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::acme::Acme;
+use crate::challenge::ChallengeSide;
 use crate::config::{CertificateSpec, Config, FileOwner};
 use crate::decision::{Decision, Local, decide};
-use crate::haproxy::Haproxy;
+use crate::deploy::{self, Change, Deployed};
+use crate::haproxy::Applied;
 use crate::keys::{csr_der, generate_key};
 use crate::pem::{Bundle, CertFacts};
-use crate::responder::{self, ChallengeTokens};
 use crate::status::format_rfc3339;
-use crate::store::{self, LastResult, Outcome, StateDir};
+use crate::store::{LastResult, Outcome, StateDir};
 use crate::verify::verify_issued;
 
 /// Orders in flight at once. Enough to keep a CA busy; few enough not to look like abuse.
@@ -49,7 +49,8 @@ pub struct Item {
 #[derive(Debug)]
 pub enum ItemResult {
     NotDue,
-    Renewed(CertFacts),
+    /// Deployed and seen on the wire, by the given way.
+    Renewed(CertFacts, Applied),
     DryRun(CertFacts),
     Failed(String),
 }
@@ -61,18 +62,18 @@ impl Report {
 }
 
 /// A certificate's file as found before the run: its bytes (to put back if needed) and what they mean.
-pub struct Deployed {
+pub struct OnDisk {
     pub bytes: Option<Vec<u8>>,
     pub local: Local,
 }
 
-pub fn load_deployed(spec: &CertificateSpec) -> Deployed {
+pub fn load_on_disk(spec: &CertificateSpec) -> OnDisk {
     match std::fs::read(&spec.file.value) {
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Deployed {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => OnDisk {
             bytes: None,
             local: Local::Missing,
         },
-        Err(err) => Deployed {
+        Err(err) => OnDisk {
             bytes: None,
             local: Local::Unreadable(err.to_string()),
         },
@@ -81,7 +82,7 @@ pub fn load_deployed(spec: &CertificateSpec) -> Deployed {
                 Ok(facts) => Local::Present(facts),
                 Err(err) => Local::Unparseable(err.to_string()),
             };
-            Deployed {
+            OnDisk {
                 bytes: Some(bytes),
                 local,
             }
@@ -99,9 +100,9 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
     for spec in config
         .certificates
         .iter()
-        .filter(|c| options.names.is_empty() || options.names.contains(&c.name))
+        .filter(|c| options.names.is_empty() || options.names.iter().any(|n| *n == c.name || *n == c.group))
     {
-        let deployed = load_deployed(spec);
+        let deployed = load_on_disk(spec);
         if let Local::Unreadable(why) | Local::Unparseable(why) = &deployed.local {
             tracing::warn!(certificate = %spec.name, file = %spec.file.value.display(), "{why}; it will be replaced");
         }
@@ -121,7 +122,8 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
     }
 
     let issued = issue_all(config, &state, due.iter().map(|(spec, _, _)| spec.clone()).collect()).await;
-    let mut to_deploy = Vec::new();
+    let mut changes = Vec::new();
+    let mut change_items = Vec::new();
     for ((spec, deployed, index), outcome) in due.into_iter().zip(issued) {
         match outcome {
             Err(err) => {
@@ -133,11 +135,28 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
                 tracing::info!(certificate = %spec.name, serial = %new.facts.serial, "dry run: issued and verified, not deployed");
                 items[index].result = ItemResult::DryRun(new.facts);
             }
-            Ok(new) => to_deploy.push((spec, deployed, index, new)),
+            Ok(new) => {
+                changes.push(Change {
+                    spec,
+                    previous: deployed.bytes,
+                    pem: new.pem,
+                    facts: new.facts,
+                });
+                change_items.push(index);
+            }
         }
     }
-    if !to_deploy.is_empty() {
-        deploy(config, owner, &state, to_deploy, &mut items).await;
+    if !changes.is_empty() {
+        for (outcome, index) in deploy::deploy(config, owner, &state, changes)
+            .await
+            .into_iter()
+            .zip(change_items)
+        {
+            items[index].result = match outcome {
+                Deployed::Verified { facts, how } => ItemResult::Renewed(facts, how),
+                Deployed::Failed(message) => ItemResult::Failed(message),
+            };
+        }
     }
     record(&state, &items, now)?;
     Ok(Report { items })
@@ -156,24 +175,18 @@ async fn issue_all(config: &Config, state: &StateDir, specs: Vec<CertificateSpec
         Ok(acme) => Arc::new(acme),
         Err(err) => return shared_failure(err),
     };
-    let listener = match responder::bind(config.challenge.listen).await {
-        Ok(listener) => listener,
+    let side = match ChallengeSide::start(config, acme.thumbprint()).await {
+        Ok(side) => Arc::new(side),
         Err(err) => return shared_failure(err),
     };
-    let tokens = ChallengeTokens::default();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(responder::serve(listener, tokens.clone(), async {
-        stopped.await.ok();
-    }));
-    tracing::debug!(listen = %config.challenge.listen, "HTTP-01 responder up");
 
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_ORDERS));
     let mut tasks = JoinSet::new();
     for (index, spec) in specs.iter().cloned().enumerate() {
-        let (acme, tokens, permits) = (acme.clone(), tokens.clone(), permits.clone());
+        let (acme, side, permits, config) = (acme.clone(), side.clone(), permits.clone(), config.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
-            (index, issue_one(&acme, &spec, &tokens).await)
+            (index, issue_one(&config, &acme, &spec, &side).await)
         });
     }
     let mut results: Vec<Option<anyhow::Result<Issued>>> = specs.iter().map(|_| None).collect();
@@ -184,20 +197,30 @@ async fn issue_all(config: &Config, state: &StateDir, specs: Vec<CertificateSpec
         }
     }
 
-    stop.send(()).ok();
-    server.await.ok();
-    tracing::debug!("HTTP-01 responder down");
+    if let Ok(side) = Arc::try_unwrap(side) {
+        side.stop().await;
+    }
     results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("the issuance task ended abnormally"))))
         .collect()
 }
 
-async fn issue_one(acme: &Acme, spec: &CertificateSpec, tokens: &ChallengeTokens) -> anyhow::Result<Issued> {
+async fn issue_one(
+    config: &Config,
+    acme: &Acme,
+    spec: &CertificateSpec,
+    side: &ChallengeSide,
+) -> anyhow::Result<Issued> {
+    if config.challenge.preflight {
+        side.preflight(config, spec)
+            .await
+            .context("preflight failed, nothing was ordered")?;
+    }
     tracing::info!(certificate = %spec.name, names = spec.domains.len(), key_type = %spec.key_type, "ordering");
     let key = generate_key(spec.key_type).context("cannot generate a private key")?;
     let csr = csr_der(&spec.domains, &key).context("cannot build the CSR")?;
-    let chain = acme.issue(&spec.domains, &csr, tokens).await?;
+    let chain = acme.issue(&spec.domains, &csr, &side.tokens).await?;
 
     let certs = <CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(chain.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -216,81 +239,13 @@ async fn issue_one(acme: &Acme, spec: &CertificateSpec, tokens: &ChallengeTokens
     })
 }
 
-/// Writes every new PEM (after keeping the previous one in the state directory), then hands them to HAProxy in one go.
-/// If HAProxy refuses, every previous file is put back byte for byte and the batch counts as failed.
-async fn deploy(
-    config: &Config,
-    owner: FileOwner,
-    state: &StateDir,
-    batch: Vec<(CertificateSpec, Deployed, usize, Issued)>,
-    items: &mut [Item],
-) {
-    let mut written: Vec<(PathBuf, Option<Vec<u8>>, usize, CertFacts)> = Vec::new();
-    for (spec, deployed, index, issued) in batch {
-        let file = spec.file.value.clone();
-        let saved = match &deployed.bytes {
-            Some(previous) => state.write_secret(&state.backup_path(&spec.name), previous),
-            None => Ok(()),
-        };
-        let wrote = saved.and_then(|()| {
-            store::write_atomic(&file, issued.pem.as_bytes(), config.haproxy.mode, owner)
-                .with_context(|| format!("cannot write {}", file.display()))
-        });
-        match wrote {
-            Ok(()) => written.push((file, deployed.bytes, index, issued.facts)),
-            Err(err) => {
-                tracing::error!(certificate = %spec.name, "{err:#}; the served certificate is untouched");
-                items[index].result = ItemResult::Failed(format!("{err:#}"));
-            }
-        }
-    }
-    if written.is_empty() {
-        return;
-    }
-
-    let files: Vec<PathBuf> = written.iter().map(|(file, ..)| file.clone()).collect();
-    match Haproxy::new(&config.haproxy).apply(&files).await {
-        Ok(_) => {
-            for (file, _, index, facts) in written {
-                tracing::info!(
-                    certificate = %items[index].name,
-                    serial = %facts.serial,
-                    not_after = %crate::status::format_time(facts.not_after),
-                    file = %file.display(),
-                    "renewed and deployed"
-                );
-                items[index].result = ItemResult::Renewed(facts);
-            }
-        }
-        Err(err) => {
-            tracing::error!("{err}");
-            for (file, previous, index, _) in written {
-                let restored = match &previous {
-                    Some(bytes) => store::write_atomic(&file, bytes, config.haproxy.mode, owner),
-                    None => store::remove_durably(&file),
-                };
-                let what = match (restored, previous.is_some()) {
-                    (Ok(()), true) => "the previous PEM was put back".to_owned(),
-                    (Ok(()), false) => "the new PEM was removed".to_owned(),
-                    (Err(e), _) => format!(
-                        "PUTTING THE PREVIOUS PEM BACK FAILED ({e}); check {} by hand",
-                        file.display()
-                    ),
-                };
-                tracing::error!(certificate = %items[index].name, file = %file.display(), "{what}");
-                items[index].result = ItemResult::Failed(format!("{err}; {what}; HAProxy was not reloaded by hapcert"));
-            }
-        }
-    }
-}
-
 /// Keeps each acted-on certificate's outcome for `status`.
 fn record(state: &StateDir, items: &[Item], now: OffsetDateTime) -> anyhow::Result<()> {
     let mut results = state.load_results().unwrap_or_default();
     for item in items {
         let (outcome, serial, message) = match &item.result {
             ItemResult::NotDue => continue,
-            ItemResult::Renewed(facts) => (
+            ItemResult::Renewed(facts, _) => (
                 Outcome::Renewed,
                 Some(facts.serial.clone()),
                 item.decision.reason.to_string(),
@@ -302,15 +257,22 @@ fn record(state: &StateDir, items: &[Item], now: OffsetDateTime) -> anyhow::Resu
             ),
             ItemResult::Failed(message) => (Outcome::Failed, None, message.clone()),
         };
-        results.certificates.insert(
-            item.name.clone(),
-            LastResult {
-                at: format_rfc3339(now),
-                outcome,
-                serial,
-                message,
-            },
-        );
+        // The serial last seen served stays known across failed runs, for `status`.
+        let verified_serial = match &item.result {
+            ItemResult::Renewed(..) => serial.clone(),
+            _ => results
+                .certificates
+                .get(&item.name)
+                .and_then(|r| r.verified_serial.clone()),
+        };
+        let entry = LastResult {
+            at: format_rfc3339(now),
+            outcome,
+            serial,
+            message,
+            verified_serial,
+        };
+        results.certificates.insert(item.name.clone(), entry);
     }
     state.save_results(&results)
 }

@@ -8,7 +8,7 @@ use time::macros::format_description;
 
 use crate::config::Config;
 use crate::decision::{Local, decide};
-use crate::renew::load_deployed;
+use crate::renew::load_on_disk;
 use crate::store::{LastResult, StateDir};
 
 #[derive(Debug, Serialize)]
@@ -32,7 +32,7 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
         .certificates
         .iter()
         .map(|spec| {
-            let deployed = load_deployed(spec);
+            let deployed = load_on_disk(spec);
             let decision = decide(spec, &deployed.local, now, false);
             let facts = match &deployed.local {
                 Local::Present(facts) => Some(facts),

@@ -180,6 +180,9 @@ pub struct LastResult {
     pub outcome: Outcome,
     pub serial: Option<String>,
     pub message: String,
+    /// The serial last proven served on the wire after a deploy.
+    #[serde(default)]
+    pub verified_serial: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +246,7 @@ mod tests {
             outcome: Outcome::Renewed,
             serial: Some("01".into()),
             message: "ok".into(),
+            verified_serial: Some("01".into()),
         };
         results.certificates.insert("www".into(), entry);
         state.save_results(&results).unwrap();

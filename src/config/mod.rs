@@ -548,19 +548,9 @@ fn validate_haproxy(raw: raw::RawHaproxy, base: &Path, errors: &mut Errors) -> H
 
 /// A Runtime API address as HAProxy writes them: a socket path, `unix@path`, `ipv4@host:port`, `ipv6@[addr]:port`.
 fn check_socket(text: &str) -> Result<(), String> {
-    let valid = match text.split_once('@') {
-        Some(("unix", path)) => path.starts_with('/'),
-        Some(("ipv4" | "ipv6", addr)) => addr.parse::<SocketAddr>().is_ok(),
-        Some(_) => false,
-        None => text.starts_with('/') || text.parse::<SocketAddr>().is_ok(),
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "'{text}' is not a socket; write a path like /run/haproxy/admin.sock, or ipv4@127.0.0.1:9999"
-        ))
-    }
+    crate::haproxy::runtime::Endpoint::parse(text).map(|_| ()).map_err(|_| {
+        format!("'{text}' is not a socket; write a path like /run/haproxy/admin.sock, or ipv4@127.0.0.1:9999")
+    })
 }
 
 /// TLS endpoints, `host:port`.

@@ -24,11 +24,13 @@ ca_bundle = {ca_bundle}
 
 [challenge]
 listen = {listen}
+preflight_address = {preflight}
 
 [haproxy]
 cert_dir = {cert_dir}
 check_command = {check}
 reload_command = {reload}
+verify = [{verify}]
 
 [state]
 dir = {state}
@@ -37,6 +39,8 @@ dir = {state}
             contact = q("ops@example.com"),
             ca_bundle = path(self.pebble_listener_ca()),
             listen = q(&format!("127.0.0.1:{}", self.side_port())),
+            preflight = q(&format!("127.0.0.1:{}", self.http_port())),
+            verify = q(&format!("127.0.0.1:{}", self.https_port())),
             cert_dir = path(self.cert_dir()),
             check = q(&self.check_command()),
             reload = q(&self.reload_command()),

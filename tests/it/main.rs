@@ -6,5 +6,5 @@ mod harness;
 
 mod harness_extras;
 mod issuance;
-mod smoke;
 mod runtime_api;
+mod smoke;

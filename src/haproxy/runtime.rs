@@ -1,0 +1,683 @@
+//! The HAProxy Runtime API client. This is the only code that writes to or reads from HAProxy's admin and master
+//! sockets; the replies are read in `reply.rs`.
+//!
+//! Every command uses its own connection: connect, write the command, half-close, read to EOF. Measured on 2.6.12:
+//! - The admin socket closes after one command anyway.
+//! - The master socket keeps the connection open until the client half-closes or sends `quit`. Half-closing works the
+//!   same way on both sockets, payloads included, so it is the one way used here.
+//! - A command without its final newline gets no answer at all.
+//!
+//! Certificate transactions belong to the HAProxy process, not to the connection, so `set` and `commit` can be sent on
+//! separate connections.
+//!
+//! The payload of `set ssl cert` holds the private key. It is only ever written to the socket: logs and errors show the
+//! command line and the path, never the payload.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::time::{Instant, sleep, timeout};
+
+use super::reply;
+pub use super::reply::{CertInfo, CertList, CertStatus, ProcInfo};
+
+/// Default for connecting, including every retry on the master socket after a reload.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default for writing one command and reading its whole reply. A `commit` does one step per bind line that uses the
+/// certificate, so a very large configuration may need more time.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a master client retries a refused connection. During a reload the master re-executes itself, and for a
+/// moment nothing listens on its socket: 40 ms measured here, 0.1–0.15 s in the notes.
+const RECONNECT_WINDOW: Duration = Duration::from_secs(1);
+const RECONNECT_PAUSE: Duration = Duration::from_millis(25);
+/// Commands the master runs itself. Every other command sent through the master goes to the current worker as `@1 ...`.
+const MASTER_COMMANDS: [&str; 2] = ["show proc", "reload"];
+/// How many loaded names a `NotLoaded` error lists.
+const CLOSEST_NAMES: usize = 8;
+
+/// Where a HAProxy CLI socket listens. The text forms are HAProxy's own address syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl Endpoint {
+    /// Accepts `/run/haproxy/admin.sock`, `unix@<path>`, `ipv4@127.0.0.1:9999`, `ipv6@[::1]:9999` and `127.0.0.1:9999`
+    /// (or `[::1]:9999`). Host names are rejected, because resolving one could quietly reach another machine.
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        let expected = "expected a socket path (/run/haproxy/admin.sock, unix@<path>) or an IP address and port \
+                        (127.0.0.1:9999, ipv4@127.0.0.1:9999, ipv6@[::1]:9999)";
+        if let Some(path) = text.strip_prefix("unix@") {
+            return match path {
+                "" => Err(format!("`{text}`: no path after unix@; {expected}")),
+                path => Ok(Endpoint::Unix(PathBuf::from(path))),
+            };
+        }
+        let family = |rest: &str, v4: bool| match rest.parse::<SocketAddr>() {
+            Ok(addr) if addr.is_ipv4() == v4 => Ok(Endpoint::Tcp(addr)),
+            _ => Err(format!("`{text}`: {expected}")),
+        };
+        if let Some(rest) = text.strip_prefix("ipv4@") {
+            return family(rest, true);
+        }
+        if let Some(rest) = text.strip_prefix("ipv6@") {
+            return family(rest, false);
+        }
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Endpoint::Tcp(addr));
+        }
+        // Any other text with a slash is a path, relative ones included (`run/admin.sock`).
+        if text.contains('/') {
+            return Ok(Endpoint::Unix(PathBuf::from(text)));
+        }
+        Err(format!("`{text}`: {expected}"))
+    }
+
+    async fn connect(&self) -> io::Result<Box<dyn Stream>> {
+        Ok(match self {
+            Endpoint::Unix(path) => Box::new(UnixStream::connect(path).await?),
+            Endpoint::Tcp(addr) => Box::new(TcpStream::connect(addr).await?),
+        })
+    }
+}
+
+/// The form [`Endpoint::parse`] reads back: an absolute path as it is, other paths as `unix@<path>`, addresses as
+/// `127.0.0.1:9999` or `[::1]:9999`.
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Unix(path) if path.is_absolute() => write!(f, "{}", path.display()),
+            Endpoint::Unix(path) => write!(f, "unix@{}", path.display()),
+            Endpoint::Tcp(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot connect to HAProxy's runtime API at {endpoint}: {source}")]
+    Connect { endpoint: String, source: io::Error },
+    #[error("HAProxy at {endpoint} did not answer `{command}` before the timeout")]
+    Timeout { endpoint: String, command: String },
+    #[error("lost the connection to HAProxy's runtime API at {endpoint}: {source}")]
+    Io { endpoint: String, source: io::Error },
+    #[error("HAProxy has not loaded {path}, so it cannot be updated at runtime; loaded, closest first: {}", names(.loaded))]
+    NotLoaded { path: String, loaded: Vec<String> },
+    #[error(
+        "HAProxy has an open transaction for {open}, so nothing was sent for {wanted}: HAProxy 2.6 would put the new \
+         certificate into that other transaction. Commit or abort it first (`abort ssl cert {open}`)"
+    )]
+    OtherTransaction { open: String, wanted: String },
+    #[error("HAProxy refused `{command}`: {}{}", one_line(.reply), if *.aborted { "; its transaction was aborted" } else { "" })]
+    Refused {
+        command: String,
+        reply: String,
+        aborted: bool,
+    },
+    #[error("unexpected reply from HAProxy to `{command}`: {}", one_line(.reply))]
+    Unexpected { command: String, reply: String },
+    #[error("`show proc` and `reload` need HAProxy's master socket, and this client talks to an admin socket")]
+    NotMaster,
+    /// Not in the brief's list: a path with a line break cannot be written as one CLI argument.
+    #[error("`{argument}` cannot be sent to HAProxy's CLI: {reason}")]
+    InvalidArgument { argument: String, reason: &'static str },
+}
+
+fn names(list: &[String]) -> String {
+    if list.is_empty() {
+        "nothing".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// A reply shown in one line of an error message: its lines joined by " / ", and at most 300 characters. HAProxy's help
+/// text after an unknown command runs to a hundred lines.
+fn one_line(reply: &str) -> String {
+    let text = reply
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    match text.char_indices().nth(300) {
+        None if text.is_empty() => "(empty reply)".to_owned(),
+        None => text,
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
+/// One command as it goes out.
+struct Request {
+    /// The command line without the `@1` route or the payload: what logs and error messages show.
+    line: String,
+    /// Every byte that is written, the payload included. Never logged.
+    wire: String,
+    /// The master drops the connection when it re-executes itself for a reload. That ends the reply; it is not an error.
+    reset_ends_reply: bool,
+}
+
+/// A client for one HAProxy CLI socket: either a worker's admin socket, or the master socket.
+#[derive(Debug, Clone)]
+pub struct RuntimeApi {
+    endpoint: Endpoint,
+    master: bool,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl RuntimeApi {
+    /// The worker's admin socket (`stats socket ... level admin`).
+    pub fn admin(endpoint: Endpoint) -> RuntimeApi {
+        RuntimeApi::new(endpoint, false)
+    }
+
+    /// The master socket (`-S`). Worker commands go to the current worker with an `@1 ` prefix; `show proc` and `reload`
+    /// go to the master itself.
+    pub fn master(endpoint: Endpoint) -> RuntimeApi {
+        RuntimeApi::new(endpoint, true)
+    }
+
+    fn new(endpoint: Endpoint, master: bool) -> RuntimeApi {
+        RuntimeApi {
+            endpoint,
+            master,
+            connect_timeout: CONNECT_TIMEOUT,
+            read_timeout: READ_TIMEOUT,
+        }
+    }
+
+    /// Replaces [`CONNECT_TIMEOUT`] and [`READ_TIMEOUT`].
+    pub fn with_timeouts(mut self, connect: Duration, read: Duration) -> RuntimeApi {
+        self.connect_timeout = connect;
+        self.read_timeout = read;
+        self
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends one command as written and returns the reply text, whatever it says. A final newline is added if missing. A
+    /// payload command must carry its payload and the empty line that ends it. Through the master, the command goes to
+    /// the current worker unless it is `show proc`, `reload`, or already starts with an `@` route.
+    pub async fn command(&self, line: &str) -> Result<String, RuntimeError> {
+        let first = line.lines().next().unwrap_or_default();
+        let mut wire = format!("{}{line}", self.route(first));
+        if !wire.ends_with('\n') {
+            wire.push('\n');
+        }
+        // Whatever follows `<<` on the first line and on the lines after it is payload, and is never shown.
+        let shown = first.split(" <<").next().unwrap_or_default().to_owned();
+        self.send(Request {
+            line: shown,
+            wire,
+            reset_ends_reply: false,
+        })
+        .await
+    }
+
+    /// `show ssl cert`: the certificate files HAProxy has loaded, and the open transaction if there is one.
+    pub async fn loaded_certs(&self) -> Result<CertList, RuntimeError> {
+        let reply = self.run("show ssl cert").await?;
+        reply::cert_list(&reply).ok_or_else(|| unexpected("show ssl cert", reply))
+    }
+
+    /// `show ssl crt-list`: the crt-list names. A `crt <dir>/` bind counts as a crt-list named `<dir>`.
+    pub async fn crt_lists(&self) -> Result<Vec<String>, RuntimeError> {
+        let reply = self.run("show ssl crt-list").await?;
+        reply::crt_lists(&reply).ok_or_else(|| unexpected("show ssl crt-list", reply))
+    }
+
+    /// `show ssl cert <path>`: the committed certificate (not an open transaction for it).
+    pub async fn cert_info(&self, path: &str) -> Result<CertInfo, RuntimeError> {
+        let line = format!("show ssl cert {}", arg(path)?);
+        let reply = self.run(&line).await?;
+        if let Some(info) = reply::cert_info(&reply) {
+            return Ok(info);
+        }
+        // 2.6 answers "Not found or the certificate is a bundle!". Say what is loaded instead, which also names the
+        // members of a bundle.
+        let loaded = self.loaded_certs().await?;
+        if !loaded.files.iter().any(|file| file == path) {
+            return Err(not_loaded(path, &loaded.files));
+        }
+        Err(unexpected(&line, reply))
+    }
+
+    /// Puts `pem` in place of a certificate HAProxy has already loaded: `set ssl cert`, then `commit ssl cert`. This
+    /// checks first that `path` is loaded and that no other path has an open transaction (2.6 would mix the two). On a
+    /// refusal it aborts the transaction. The PEM is sent without CRs and blank lines, because a blank line ends the
+    /// payload.
+    pub async fn replace_cert(&self, path: &str, pem: &str) -> Result<(), RuntimeError> {
+        arg(path)?;
+        let loaded = self.loaded_certs().await?;
+        refuse_other_transaction(&loaded, path)?;
+        if !loaded.files.iter().any(|file| file == path) {
+            return Err(not_loaded(path, &loaded.files));
+        }
+        self.abort_leftover(&loaded, path).await?;
+        self.set_and_commit(path, pem).await?;
+        tracing::debug!(endpoint = %self.endpoint, path, "certificate replaced through the runtime API");
+        Ok(())
+    }
+
+    /// Serves a certificate HAProxy has never loaded: `new ssl cert`, `set`, `commit`, then `add ssl crt-list <crt_list>
+    /// <path>`. For a `crt <dir>/` bind, `crt_list` is `<dir>`. The same checks and aborts as [`Self::replace_cert`]. A
+    /// store left by an earlier call that failed after `new` or `commit` is reused, so a retry can finish the job.
+    /// Runtime changes are not written to disk: the file must be there too, or the next reload drops the certificate.
+    pub async fn add_cert(&self, path: &str, pem: &str, crt_list: &str) -> Result<(), RuntimeError> {
+        let (path_arg, list_arg) = (arg(path)?, arg(crt_list)?);
+        let loaded = self.loaded_certs().await?;
+        refuse_other_transaction(&loaded, path)?;
+        // A missing crt-list would only show at the last step, after a store was created. Check it first.
+        let lists = self.crt_lists().await?;
+        if !lists.iter().any(|list| list == crt_list.trim_end_matches('/')) {
+            return Err(not_loaded(crt_list, &lists));
+        }
+        // A store that is not yet used (Empty or Unused) is ours from an earlier try. A used one makes `new` answer
+        // "already exists", and that reply goes into the error.
+        let reuse =
+            loaded.files.iter().any(|file| file == path) && self.cert_info(path).await?.status != CertStatus::Used;
+        self.abort_leftover(&loaded, path).await?;
+        if reuse {
+            tracing::debug!(path, "reusing the certificate store left by an earlier try");
+        } else {
+            let new = format!("new ssl cert {path_arg}");
+            let reply = self.run(&new).await?;
+            if !reply::new_succeeded(&reply, path) {
+                return Err(refused(new, reply, false));
+            }
+        }
+        self.set_and_commit(path, pem).await?;
+        // Committed. There is no transaction left to abort, and a retry reuses the store.
+        let add = format!("add ssl crt-list {list_arg} {path_arg}");
+        let reply = self.run(&add).await?;
+        if !reply::crt_list_add_succeeded(&reply, path, crt_list) {
+            return Err(refused(add, reply, false));
+        }
+        tracing::debug!(endpoint = %self.endpoint, path, crt_list, "certificate added through the runtime API");
+        Ok(())
+    }
+
+    /// The master's `show proc`.
+    pub async fn show_proc(&self) -> Result<ProcInfo, RuntimeError> {
+        self.require_master()?;
+        let reply = self.run("show proc").await?;
+        reply::proc_info(&reply).ok_or_else(|| unexpected("show proc", reply))
+    }
+
+    /// Asks the master to reload. This only sends the command: the caller checks the result with `show proc`, where the
+    /// reload count is one higher, `failed` is 0 and a new worker is listed. HAProxy 2.6 answers with nothing and drops the
+    /// connection, and for a moment afterwards the master socket refuses connections. Every master command retries
+    /// connecting for up to a second to get past that.
+    pub async fn reload(&self) -> Result<(), RuntimeError> {
+        self.require_master()?;
+        let reply = self
+            .send(Request {
+                line: "reload".to_owned(),
+                wire: "reload\n".to_owned(),
+                reset_ends_reply: true,
+            })
+            .await?;
+        // Newer versions report `Success=1` (or `Success=0` and the startup log); 2.6 says nothing.
+        if reply.trim().is_empty() || reply.starts_with("Success=1") {
+            Ok(())
+        } else {
+            Err(refused("reload".to_owned(), reply, false))
+        }
+    }
+
+    fn require_master(&self) -> Result<(), RuntimeError> {
+        if self.master {
+            Ok(())
+        } else {
+            Err(RuntimeError::NotMaster)
+        }
+    }
+
+    /// `set` then `commit`. On a refusal, and on a lost connection once `set` may have reached HAProxy, it sends
+    /// `abort`, so no transaction of ours stays open.
+    async fn set_and_commit(&self, path: &str, pem: &str) -> Result<(), RuntimeError> {
+        let path_arg = arg(path)?;
+        let set = format!("set ssl cert {path_arg} <<");
+        let request = Request {
+            wire: format!("{}{set}\n{}\n", self.route(&set), payload(pem)),
+            line: set.clone(),
+            reset_ends_reply: false,
+        };
+        let reply = self.abort_on_error(path, self.send(request).await).await?;
+        if !reply::set_accepted(&reply, path) {
+            let aborted = self.abort(path).await;
+            return Err(refused(set, reply, aborted));
+        }
+        let commit = format!("commit ssl cert {path_arg}");
+        let reply = self.abort_on_error(path, self.run(&commit).await).await?;
+        if !reply::commit_succeeded(&reply, path) {
+            // A failed commit leaves the transaction open.
+            let aborted = self.abort(path).await;
+            return Err(refused(commit, reply, aborted));
+        }
+        Ok(())
+    }
+
+    /// A transaction for `path` itself, left by an earlier run that died halfway. A `set` would be added to it
+    /// ("Transaction updated"), so it is aborted first and the new transaction starts clean.
+    async fn abort_leftover(&self, loaded: &CertList, path: &str) -> Result<(), RuntimeError> {
+        if loaded.transaction.as_deref() != Some(path) {
+            return Ok(());
+        }
+        tracing::debug!(path, "aborting a leftover transaction for this certificate");
+        let line = format!("abort ssl cert {}", arg(path)?);
+        let reply = self.run(&line).await?;
+        if reply::abort_succeeded(&reply, path) {
+            Ok(())
+        } else {
+            Err(refused(line, reply, false))
+        }
+    }
+
+    /// Sends `abort ssl cert <path>` and tells whether HAProxy confirmed it. "No ongoing transaction!" (for example after a
+    /// `set` that failed to parse) is not a confirmation. A transaction for another path is never touched, because
+    /// `abort` names our path.
+    async fn abort(&self, path: &str) -> bool {
+        let Ok(path_arg) = arg(path) else { return false };
+        match self.run(&format!("abort ssl cert {path_arg}")).await {
+            Ok(reply) => reply::abort_succeeded(&reply, path),
+            Err(error) => {
+                tracing::warn!(%error, path, "could not abort the certificate transaction");
+                false
+            }
+        }
+    }
+
+    /// After a timeout or a dropped connection it is unknown whether the command ran, so abort to be safe. A failed
+    /// connect sent nothing, so it needs no abort.
+    async fn abort_on_error(&self, path: &str, result: Result<String, RuntimeError>) -> Result<String, RuntimeError> {
+        if let Err(RuntimeError::Timeout { .. } | RuntimeError::Io { .. }) = &result {
+            self.abort(path).await;
+        }
+        result
+    }
+
+    /// The `@1 ` route of a worker command sent through the master, or nothing.
+    fn route(&self, line: &str) -> &'static str {
+        if self.master && !MASTER_COMMANDS.contains(&line.trim()) && !line.starts_with('@') {
+            "@1 "
+        } else {
+            ""
+        }
+    }
+
+    /// A command without payload, routed as [`Self::route`] says.
+    async fn run(&self, line: &str) -> Result<String, RuntimeError> {
+        self.send(Request {
+            line: line.to_owned(),
+            wire: format!("{}{line}\n", self.route(line)),
+            reset_ends_reply: false,
+        })
+        .await
+    }
+
+    async fn send(&self, request: Request) -> Result<String, RuntimeError> {
+        tracing::debug!(endpoint = %self.endpoint, command = %request.line, "HAProxy runtime API");
+        let mut stream = self.connect().await?;
+        let exchange = async {
+            stream.write_all(request.wire.as_bytes()).await?;
+            stream.shutdown().await?;
+            let mut reply = Vec::new();
+            match stream.read_to_end(&mut reply).await {
+                Err(e) if !(request.reset_ends_reply && e.kind() == io::ErrorKind::ConnectionReset) => return Err(e),
+                _ => {}
+            }
+            Ok(String::from_utf8_lossy(&reply).into_owned())
+        };
+        match timeout(self.read_timeout, exchange).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(source)) => Err(RuntimeError::Io {
+                endpoint: self.endpoint.to_string(),
+                source,
+            }),
+            Err(_) => Err(RuntimeError::Timeout {
+                endpoint: self.endpoint.to_string(),
+                command: request.line,
+            }),
+        }
+    }
+
+    /// One connection within the connect timeout. On the master socket, a refused connection is retried for up to
+    /// [`RECONNECT_WINDOW`] (see [`Self::reload`]).
+    async fn connect(&self) -> Result<Box<dyn Stream>, RuntimeError> {
+        let deadline = Instant::now() + self.connect_timeout;
+        let retry_until = Instant::now() + RECONNECT_WINDOW;
+        loop {
+            let source = match timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                self.endpoint.connect(),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(error)) => error,
+                Err(_) => io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no connection within {:?}", self.connect_timeout),
+                ),
+            };
+            // While the master re-executes itself, its socket file is there but nobody listens.
+            let passing = matches!(
+                source.kind(),
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+            );
+            let now = Instant::now();
+            if !(self.master && passing && now < retry_until && now + RECONNECT_PAUSE < deadline) {
+                return Err(RuntimeError::Connect {
+                    endpoint: self.endpoint.to_string(),
+                    source,
+                });
+            }
+            sleep(RECONNECT_PAUSE).await;
+        }
+    }
+}
+
+fn unexpected(command: &str, reply: String) -> RuntimeError {
+    RuntimeError::Unexpected {
+        command: command.to_owned(),
+        reply,
+    }
+}
+
+fn refused(command: String, reply: String, aborted: bool) -> RuntimeError {
+    RuntimeError::Refused {
+        command,
+        reply,
+        aborted,
+    }
+}
+
+/// In 2.6, a `set ssl cert` for one path while another path's transaction is open goes into that other transaction (see
+/// the notes). So stop before sending anything.
+fn refuse_other_transaction(loaded: &CertList, wanted: &str) -> Result<(), RuntimeError> {
+    match &loaded.transaction {
+        Some(open) if open != wanted => Err(RuntimeError::OtherTransaction {
+            open: open.clone(),
+            wanted: wanted.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `NotLoaded` with the loaded names closest to `path` first, so a typo or a wrong directory shows at a glance.
+fn not_loaded(path: &str, loaded: &[String]) -> RuntimeError {
+    let mut closest: Vec<&String> = loaded.iter().collect();
+    closest.sort_by_cached_key(|name| (edit_distance(name, path), (*name).clone()));
+    RuntimeError::NotLoaded {
+        path: path.to_owned(),
+        loaded: closest.into_iter().take(CLOSEST_NAMES).cloned().collect(),
+    }
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// One CLI argument. HAProxy splits a command line at spaces and tabs and separate commands at `;`. A backslash makes
+/// any of them, and itself, part of the word (checked on 2.6 with `show ssl cert` on `sp ace;x.pem` and `q\x.pem`). A
+/// line break cannot be escaped.
+fn arg(text: &str) -> Result<String, RuntimeError> {
+    if text.contains(['\n', '\r']) || text.is_empty() {
+        return Err(RuntimeError::InvalidArgument {
+            argument: text.to_owned(),
+            reason: "it is empty or has a line break",
+        });
+    }
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, ' ' | '\t' | ';' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    Ok(escaped)
+}
+
+/// The PEM as a `<<` payload: one LF after each line, with no CRs and no blank lines. The first empty line ends the
+/// payload, so a blank line inside the PEM would cut the key off and make HAProxy run its lines as commands. The empty
+/// line that ends the payload is added by the caller.
+fn payload(pem: &str) -> String {
+    pem.split(['\n', '\r'])
+        .filter(|line| !line.trim().is_empty())
+        .flat_map(|line| [line, "\n"])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_and_display() {
+        let cases = [
+            ("/run/haproxy/admin.sock", "/run/haproxy/admin.sock"),
+            ("unix@/run/haproxy/admin.sock", "/run/haproxy/admin.sock"),
+            ("unix@admin.sock", "unix@admin.sock"),
+            ("run/admin.sock", "unix@run/admin.sock"),
+            ("ipv4@127.0.0.1:9999", "127.0.0.1:9999"),
+            ("ipv6@[::1]:9999", "[::1]:9999"),
+            ("127.0.0.1:9999", "127.0.0.1:9999"),
+            ("[::1]:9999", "[::1]:9999"),
+        ];
+        for (text, shown) in cases {
+            let endpoint = Endpoint::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(endpoint.to_string(), shown, "{text}");
+            assert_eq!(Endpoint::parse(shown).unwrap(), endpoint, "{shown} reads back");
+        }
+        for bad in [
+            "",
+            "unix@",
+            "admin.sock",
+            "localhost:9999",
+            "ipv4@[::1]:9999",
+            "ipv6@127.0.0.1:1",
+            "ipv4@1.2.3.4",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn payload_has_no_blank_lines_or_crs() {
+        let pem = "-----BEGIN CERTIFICATE-----\r\nAAA\r\n-----END CERTIFICATE-----\r\n\r\n \n-----BEGIN PRIVATE KEY-----\nBBB\n\
+                   -----END PRIVATE KEY-----";
+        assert_eq!(
+            payload(pem),
+            "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nBBB\n\
+             -----END PRIVATE KEY-----\n"
+        );
+    }
+
+    #[test]
+    fn arguments_are_escaped() {
+        assert_eq!(arg("/etc/haproxy/certs/a.pem").unwrap(), "/etc/haproxy/certs/a.pem");
+        assert_eq!(arg("/c/sp ace;x.pem").unwrap(), r"/c/sp\ ace\;x.pem");
+        assert_eq!(arg(r"/c/q\x.pem").unwrap(), r"/c/q\\x.pem");
+        assert!(matches!(arg("/c/a\n.pem"), Err(RuntimeError::InvalidArgument { .. })));
+    }
+
+    #[test]
+    fn master_routes_worker_commands() {
+        let master = RuntimeApi::master(Endpoint::parse("/m.sock").unwrap());
+        assert_eq!(master.route("show ssl cert"), "@1 ");
+        assert_eq!(master.route("set ssl cert /a.pem <<"), "@1 ");
+        assert_eq!(master.route("show proc"), "");
+        assert_eq!(master.route("reload"), "");
+        assert_eq!(master.route("@!1234 show ssl cert"), "");
+        let admin = RuntimeApi::admin(Endpoint::parse("/a.sock").unwrap());
+        assert_eq!(admin.route("show ssl cert"), "");
+    }
+
+    #[test]
+    fn not_loaded_lists_the_closest_names_first() {
+        let loaded: Vec<String> = (0..20).map(|i| format!("/etc/haproxy/certs/site{i}.pem")).collect();
+        let RuntimeError::NotLoaded { loaded, .. } = not_loaded("/etc/haproxy/certs/site7.pm", &loaded) else {
+            unreachable!()
+        };
+        assert_eq!(loaded.len(), CLOSEST_NAMES);
+        assert_eq!(loaded[0], "/etc/haproxy/certs/site7.pem");
+    }
+
+    #[test]
+    fn errors_name_the_command_and_the_reply() {
+        let error = refused(
+            "commit ssl cert /c/a.pem".to_owned(),
+            "inconsistencies between private key and certificate loaded '/c/a.pem'.\nCan't commit /c/a.pem!\n\n"
+                .to_owned(),
+            true,
+        );
+        assert_eq!(
+            error.to_string(),
+            "HAProxy refused `commit ssl cert /c/a.pem`: inconsistencies between private key and certificate loaded \
+             '/c/a.pem'. / Can't commit /c/a.pem!; its transaction was aborted"
+        );
+        assert!(
+            unexpected("reload", String::new())
+                .to_string()
+                .ends_with("(empty reply)")
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_socket_is_a_connect_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("none.sock");
+        let api = RuntimeApi::admin(Endpoint::Unix(sock.clone()));
+        match api.loaded_certs().await {
+            Err(error @ RuntimeError::Connect { .. }) => {
+                assert!(error.to_string().contains(&sock.display().to_string()), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(api.show_proc().await, Err(RuntimeError::NotMaster)));
+    }
+}
