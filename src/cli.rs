@@ -9,11 +9,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
+use crate::challenge::ChallengeSide;
 use crate::config::{self, Config, DEFAULT_CONFIG_PATH};
 use crate::logging::LogFormat;
 use crate::renew::{self, ItemResult, RunOptions};
 use crate::store::StateDir;
-use crate::{acme, status};
+use crate::{acme, haproxy, status};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -63,6 +64,17 @@ pub enum Command {
     },
     /// Validate the config file (and the directories, users and files it names), then print a summary.
     CheckConfig,
+    /// Fetch a test token through the public path (port 80) for every name, as the CA will. Runs before every order too.
+    Preflight {
+        /// Certificate names from the config; none means all.
+        names: Vec<String>,
+    },
+    /// Print the HAProxy lines the challenge mode needs: the forwarding to the side port, or the stateless answer.
+    HaproxyConfig {
+        /// The plain-HTTP bind of the printed frontend.
+        #[arg(long, default_value = ":80")]
+        bind: String,
+    },
     /// The ACME account.
     #[command(subcommand)]
     Account(AccountCommand),
@@ -102,17 +114,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
             .await
         }
         Command::Renew { names, force, dry_run } => {
-            for name in &names {
-                if config.selected(name).next().is_none() {
-                    let known: Vec<&str> = config.certificates.iter().map(|c| c.name.as_str()).collect();
-                    return Err(UsageError(format!(
-                        "no certificate named '{name}' in {}; known: {}",
-                        config.path.display(),
-                        known.join(", ")
-                    ))
-                    .into());
-                }
-            }
+            check_names(&config, &names)?;
             renew_command(
                 &config,
                 RunOptions {
@@ -132,6 +134,24 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
             } else {
                 print!("{}", status::render(&rows));
             }
+            Ok(true)
+        }
+        Command::Preflight { names } => {
+            check_names(&config, &names)?;
+            preflight_command(&config, &names, cli.lock_timeout).await
+        }
+        Command::HaproxyConfig { bind } => {
+            let thumbprint = match config.acme_needed_for_snippet() {
+                true => {
+                    let state = StateDir::create(&config.state.dir.value)?;
+                    acme::Acme::connect(&config.acme, &state).await?.thumbprint().to_owned()
+                }
+                false => String::new(),
+            };
+            print!(
+                "{}",
+                haproxy::challenge_snippet(config.challenge.mode, &bind, config.challenge.listen, &thumbprint)
+            );
             Ok(true)
         }
         Command::CheckConfig => {
@@ -164,6 +184,45 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
     }
+}
+
+fn check_names(config: &Config, names: &[String]) -> anyhow::Result<()> {
+    for name in names {
+        if config.selected(name).next().is_none() {
+            let known: Vec<&str> = config.certificates.iter().map(|c| c.group.as_str()).collect();
+            let message = format!(
+                "no certificate named '{name}' in {}; known: {}",
+                config.path.display(),
+                known.join(", ")
+            );
+            return Err(UsageError(message).into());
+        }
+    }
+    Ok(())
+}
+
+async fn preflight_command(config: &Config, names: &[String], lock_timeout: Duration) -> anyhow::Result<bool> {
+    config::host_check(config)?;
+    let state = StateDir::create(&config.state.dir.value)?;
+    let _lock = state.lock(lock_timeout)?;
+    let acme = acme::Acme::connect(&config.acme, &state).await?;
+    let side = ChallengeSide::start(config, acme.thumbprint()).await?;
+    let mut all_ok = true;
+    for spec in config.select(names) {
+        match side.preflight(config, spec).await {
+            Ok(()) => println!(
+                "ok        {}: {}",
+                spec.name,
+                spec.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            Err(err) => {
+                all_ok = false;
+                println!("FAILED    {}: {err}", spec.name);
+            }
+        }
+    }
+    side.stop().await;
+    Ok(all_ok)
 }
 
 fn load_config(path: &Path) -> anyhow::Result<Config> {

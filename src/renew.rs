@@ -97,11 +97,7 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
 
     let mut items = Vec::new();
     let mut due = Vec::new();
-    for spec in config
-        .certificates
-        .iter()
-        .filter(|c| options.names.is_empty() || options.names.iter().any(|n| *n == c.name || *n == c.group))
-    {
+    for spec in config.select(&options.names) {
         let deployed = load_on_disk(spec);
         if let Local::Unreadable(why) | Local::Unparseable(why) = &deployed.local {
             tracing::warn!(certificate = %spec.name, file = %spec.file.value.display(), "{why}; it will be replaced");

@@ -73,12 +73,13 @@ pub fn render(rows: &[StatusRow]) -> String {
             None => "none yet".into(),
         };
         out.push_str(&format!(
-            "{name}\n  domains:   {domains}\n  key:       {key}\n  file:      {file}\n  serial:    {serial}\n  expires:   {expiry}\n  next:      {next}\n  why:       {reason}\n  last run:  {last}\n",
+            "{name}\n  domains:   {domains}\n  key:       {key}\n  file:      {file}\n  serial:    {serial}\n  served:    {served}\n  expires:   {expiry}\n  next:      {next}\n  why:       {reason}\n  last run:  {last}\n",
             name = row.name,
             domains = row.domains.join(", "),
             key = row.key_type,
             file = row.file,
             serial = row.serial.as_deref().unwrap_or("-"),
+            served = row.last_result.as_ref().and_then(|r| r.verified_serial.as_deref()).map_or("-".to_owned(), |s| format!("{s} (last verified on the wire)")),
             reason = row.reason,
         ));
     }

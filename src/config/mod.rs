@@ -250,6 +250,18 @@ impl Config {
         }
     }
 
+    /// Only the stateless answer holds something from the CA side: the account key's thumbprint.
+    pub fn acme_needed_for_snippet(&self) -> bool {
+        self.challenge.mode == ChallengeMode::Stateless
+    }
+
+    /// The certificates the names on a command line mean; no names means all.
+    pub fn select<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = &'a CertificateSpec> {
+        self.certificates
+            .iter()
+            .filter(|c| names.is_empty() || names.iter().any(|n| *n == c.name || *n == c.group))
+    }
+
     /// The certificates a name on the command line means: one, or all key types of a `[[certificate]]`.
     pub fn selected(&self, name: &str) -> impl Iterator<Item = &CertificateSpec> {
         self.certificates

@@ -7,6 +7,9 @@ use std::time::Duration;
 mod commands;
 mod reply;
 pub mod runtime;
+mod snippet;
+
+pub use snippet::challenge_snippet;
 
 use commands::run;
 use runtime::{Endpoint, RuntimeApi, RuntimeError};

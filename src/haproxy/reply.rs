@@ -257,7 +257,8 @@ fn progress_then_success(reply: &str, start: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    //! Every fixture was captured byte for byte with socat from HAProxy 2.6.12-1+deb12u4.
+    //! The fixtures were captured byte for byte with socat from HAProxy 2.6.12-1+deb12u4, on a scratch instance with
+    //! certificates in /tmp/hx/certs. Two are shortened or made up, and their comments say so.
 
     use super::*;
 
@@ -339,7 +340,8 @@ mod tests {
 
     #[test]
     fn cert_info_serials_are_whole_bytes_without_sign_byte() {
-        // DER serial 00 ff 10 02 (openssl: serial=FF1002), and serial 5 of an RSA certificate.
+        // DER serial 00 ff 10 02 (openssl: serial=FF1002), and serial 5 of an RSA certificate. Shortened to the lines
+        // that matter here.
         let reply = "Filename: /tmp/hx/certs/a.example.pem\nStatus: Used\nSerial: FF1002\nAlgorithm: RSA2048\n\n";
         assert_eq!(cert_info(reply).unwrap().serial.as_deref(), Some("ff1002"));
         let reply = "Filename: /tmp/hx/certs/a.example.pem\nStatus: Unused\nSerial: 05\nAlgorithm: RSA2048\n\n";
@@ -412,6 +414,7 @@ mod tests {
 
     #[test]
     fn proc_info_without_failed_column() {
+        // Made up: a master line without `[failed: N]`, which 2.6 always prints.
         let reply = "#<PID> <type> <reloads> <uptime> <version>\n1 master 4 0d00h00m01s 2.4.0\n# workers\n7 worker 0 \
                      0d00h00m01s 2.4.0\n\n";
         let info = proc_info(reply).unwrap();

@@ -667,6 +667,101 @@ mod tests {
         );
     }
 
+    /// A fake CLI socket. For each connection it reads to EOF, which only ends if the client half-closes, then answers
+    /// with the next canned reply. It returns every request as received.
+    fn fake_cli(dir: &tempfile::TempDir, replies: Vec<&'static str>) -> tokio::task::JoinHandle<Vec<String>> {
+        let listener = tokio::net::UnixListener::bind(dir.path().join("cli.sock")).unwrap();
+        tokio::spawn(async move {
+            let mut requests = Vec::new();
+            for reply in replies {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = String::new();
+                stream.read_to_string(&mut request).await.unwrap();
+                requests.push(request);
+                stream.write_all(reply.as_bytes()).await.unwrap();
+            }
+            requests
+        })
+    }
+
+    const LIST: &str = "# filename\n/c/a.pem\n/c/default.pem\n\n";
+
+    #[tokio::test]
+    async fn replace_through_the_master_sends_these_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = fake_cli(
+            &dir,
+            vec![
+                LIST,
+                "Transaction created for certificate /c/a.pem!\n\n",
+                "Committing /c/a.pem.\nSuccess!\n\n",
+            ],
+        );
+        let api = RuntimeApi::master(Endpoint::Unix(dir.path().join("cli.sock")));
+        api.replace_cert("/c/a.pem", "-----BEGIN X-----\r\nAAA\r\n\r\n-----END X-----")
+            .await
+            .unwrap();
+        assert_eq!(
+            server.await.unwrap(),
+            [
+                "@1 show ssl cert\n",
+                "@1 set ssl cert /c/a.pem <<\n-----BEGIN X-----\nAAA\n-----END X-----\n\n",
+                "@1 commit ssl cert /c/a.pem\n",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_commit_is_aborted() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit_reply = "The transaction must contain at least a certificate and a private key!\n\
+                            Can't commit /c/a.pem!\n\n";
+        let server = fake_cli(
+            &dir,
+            vec![
+                LIST,
+                "Transaction created for certificate /c/a.pem!\n\n",
+                commit_reply,
+                "Transaction aborted for certificate '/c/a.pem'!\n\n",
+            ],
+        );
+        let api = RuntimeApi::admin(Endpoint::Unix(dir.path().join("cli.sock")));
+        match api.replace_cert("/c/a.pem", "cert only").await {
+            Err(RuntimeError::Refused {
+                command,
+                reply,
+                aborted,
+            }) => {
+                assert_eq!(
+                    (command.as_str(), reply.as_str(), aborted),
+                    ("commit ssl cert /c/a.pem", commit_reply, true)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(server.await.unwrap()[3], "abort ssl cert /c/a.pem\n");
+    }
+
+    #[tokio::test]
+    async fn a_silent_haproxy_is_a_timeout_naming_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::UnixListener::bind(dir.path().join("cli.sock")).unwrap();
+        let _held = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            sleep(Duration::from_secs(60)).await;
+            drop(stream);
+        });
+        let api = RuntimeApi::admin(Endpoint::Unix(dir.path().join("cli.sock")))
+            .with_timeouts(CONNECT_TIMEOUT, Duration::from_millis(200));
+        match api.loaded_certs().await {
+            Err(RuntimeError::Timeout { endpoint, command }) => {
+                assert_eq!(command, "show ssl cert");
+                assert!(endpoint.ends_with("cli.sock"), "{endpoint}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn unreachable_socket_is_a_connect_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();

@@ -36,12 +36,15 @@ pub fn verifying_config(roots_pem: &str) -> Arc<ClientConfig> {
 /// A client that accepts any certificate (handshake signatures are still checked).
 pub fn unverified_config() -> Arc<ClientConfig> {
     let provider = provider();
-    let config = ClientConfig::builder_with_provider(provider.clone())
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
         .with_no_client_auth();
+    // No session resumption: a resumed session reports the certificate of the session it resumes, not the one the
+    // server would send now, and these handshakes exist to see what is served now.
+    config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
 

@@ -5,6 +5,7 @@
 mod harness;
 
 mod harness_extras;
+mod hot_update;
 mod issuance;
 mod runtime_api;
 mod smoke;
