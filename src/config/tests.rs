@@ -319,3 +319,11 @@ key_types = ["rsa-2048"]
     assert_eq!(stateless.challenge.mode, ChallengeMode::Stateless);
     assert!(!stateless.challenge.preflight);
 }
+
+#[test]
+fn the_example_config_in_deploy_parses() {
+    let text = include_str!("../../deploy/hapcert.toml");
+    let config = Config::parse(text, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+    assert!(config.haproxy.runtime_api.is_some());
+    assert!(config.certificates.len() >= 2);
+}
