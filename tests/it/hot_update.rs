@@ -52,6 +52,16 @@ fn runtime_config(sandbox: &Sandbox, certs: &str) -> String {
     )
 }
 
+/// `haproxy -c` on the sandbox's current haproxy.cfg, as an operator would run it after pasting the lines.
+fn assert_haproxy_check_passes(sandbox: &Sandbox) {
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(sandbox.check_command())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "haproxy -c failed:\n{}", show(&out));
+}
+
 const SITE: &str = "[[certificate]]\nname = \"site\"\ndomains = [\"a.example.com\", \"www.a.example.com\"]\n";
 
 #[test]
@@ -286,6 +296,7 @@ fn stateless_mode_issues_through_haproxys_own_answer_and_its_snippet_passes_the_
     assert!(frontend.contains("http-request return status 200"), "{frontend}");
     // set_http_frontend reloads HAProxy, and panics with `haproxy -c`'s output if the lines are not valid.
     sandbox.set_http_frontend(&frontend);
+    assert_haproxy_check_passes(&sandbox);
 
     // In stateless mode hapcert listens nowhere: occupy the side port to prove it.
     let _occupied = std::net::TcpListener::bind(("127.0.0.1", sandbox.side_port())).unwrap();
@@ -309,6 +320,7 @@ fn side_port_snippet_passes_the_check_and_issues() {
     assert_exit(&snippet, 0);
     assert!(stdout(&snippet).contains(&format!("server hapcert 127.0.0.1:{}", sandbox.side_port())));
     sandbox.set_http_frontend(&stdout(&snippet));
+    assert_haproxy_check_passes(&sandbox);
     assert_exit(&sandbox.hapcert(&["run"]), 0);
     assert_eq!(
         serial_hex(&sandbox.served_leaf("a.example.com")),
