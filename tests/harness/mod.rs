@@ -14,6 +14,7 @@ mod haproxy_edit;
 mod http;
 mod keepalive_http;
 mod load;
+mod output;
 mod pebble;
 mod ports;
 mod process;
@@ -43,6 +44,8 @@ pub use haproxy_cfg::{
 pub use http::{HttpResponse, http_get, https_get, try_http_get};
 #[allow(unused_imports)]
 pub use load::{Load, LoadOptions, LoadReport};
+#[allow(unused_imports)]
+pub use output::{assert_exit, show, stderr, stdout};
 #[allow(unused_imports)]
 pub use second::SecondHaproxy;
 

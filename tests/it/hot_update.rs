@@ -2,7 +2,6 @@
 //! the wire with rollback, stateless HTTP-01, dual certificates, and the preflight.
 
 use std::fs;
-use std::process::Output;
 use std::time::Duration;
 
 use hapcert::config::{Config, KeyType};
@@ -10,30 +9,9 @@ use hapcert::haproxy::{Haproxy, Update};
 use hapcert::probe::{ClientKind, served_leaf};
 
 use crate::harness::{
-    LoadOptions, LoadReport, Sandbox, frontend_health_checked, frontend_redirect_shadowing, leaf_der_from_pem_file,
-    serial_hex,
+    LoadOptions, LoadReport, Sandbox, assert_exit, frontend_health_checked, frontend_redirect_shadowing,
+    leaf_der_from_pem_file, serial_hex, show, stderr, stdout,
 };
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "{}", show(out));
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn disk_serial(sandbox: &Sandbox, file: &str) -> String {
     serial_hex(&leaf_der_from_pem_file(&sandbox.cert_dir().join(file)))

@@ -2,34 +2,16 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
-use crate::harness::{Sandbox, SandboxOptions, file_mode, leaf_der_from_pem_file, san_dns_names, serial_hex};
+use crate::harness::{
+    Sandbox, SandboxOptions, assert_exit, file_mode, leaf_der_from_pem_file, san_dns_names, serial_hex, show, stderr,
+    stdout,
+};
 
 const SITE: (&str, &[&str]) = ("site", &["a.example.com"]);
 const MULTI: (&str, &[&str]) = ("multi", &["b.example.com", "www.b.example.com", "api.b.example.com"]);
 const THIRD: (&str, &[&str]) = ("third", &["c.example.com"]);
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "{}", show(out));
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn pem_path(sandbox: &Sandbox, name: &str) -> std::path::PathBuf {
     sandbox.cert_dir().join(format!("{name}.pem"))
