@@ -53,6 +53,20 @@ impl ClientKind {
     }
 }
 
+/// A TLS client that takes whatever certificate the server presents (the caller judges it) and never resumes a
+/// session: a resumed session reports the certificate of its first handshake, not the one served now.
+pub fn observing_config(kind: ClientKind) -> rustls::ClientConfig {
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("the aws-lc-rs provider supports the default versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Observer(kind)))
+            .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    config
+}
+
 /// Connects to `endpoint` (`host:port`), sends `server_name` as SNI, and returns the leaf the server sends. The chain is
 /// not judged here: the caller compares the leaf with the one it deployed, byte for byte.
 pub async fn served_leaf(
@@ -60,12 +74,7 @@ pub async fn served_leaf(
     server_name: &str,
     kind: ClientKind,
 ) -> anyhow::Result<CertificateDer<'static>> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("the aws-lc-rs provider supports the default versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Observer(kind)))
-        .with_no_client_auth();
+    let config = observing_config(kind);
     let name = ServerName::try_from(server_name.to_owned())
         .with_context(|| format!("'{server_name}' is not a server name"))?;
     let handshake = async {

@@ -5,11 +5,10 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, aws_lc_rs, verify_tls12_signature, verify_tls13_signature};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::crypto::{CryptoProvider, aws_lc_rs};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName};
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,17 +34,8 @@ pub fn verifying_config(roots_pem: &str) -> Arc<ClientConfig> {
 
 /// A client that accepts any certificate (handshake signatures are still checked).
 pub fn unverified_config() -> Arc<ClientConfig> {
-    let provider = provider();
-    let mut config = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-        .with_no_client_auth();
-    // No session resumption: a resumed session reports the certificate of the session it resumes, not the one the
-    // server would send now, and these handshakes exist to see what is served now.
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
+    // hapcert's own probe client: accepts any certificate, never resumes a session.
+    Arc::new(hapcert::probe::observing_config(hapcert::probe::ClientKind::Any))
 }
 
 /// Connects to 127.0.0.1:`port`, completes a handshake for `server_name` (sent as SNI when it is a
@@ -87,42 +77,4 @@ pub fn connect(
 /// Parses `name` as a DNS name or IP address for rustls, panicking with a clear message if it is neither.
 pub fn server_name(name: &str) -> ServerName<'static> {
     ServerName::try_from(name.to_owned()).unwrap_or_else(|e| panic!("{name:?} is not a valid TLS server name: {e}"))
-}
-
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
