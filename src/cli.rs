@@ -188,7 +188,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
 
 fn check_names(config: &Config, names: &[String]) -> anyhow::Result<()> {
     for name in names {
-        if config.selected(name).next().is_none() {
+        if config.select(std::slice::from_ref(name)).next().is_none() {
             let known: Vec<&str> = config.certificates.iter().map(|c| c.group.as_str()).collect();
             let message = format!(
                 "no certificate named '{name}' in {}; known: {}",

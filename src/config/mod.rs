@@ -261,13 +261,6 @@ impl Config {
             .iter()
             .filter(|c| names.is_empty() || names.iter().any(|n| *n == c.name || *n == c.group))
     }
-
-    /// The certificates a name on the command line means: one, or all key types of a `[[certificate]]`.
-    pub fn selected(&self, name: &str) -> impl Iterator<Item = &CertificateSpec> {
-        self.certificates
-            .iter()
-            .filter(move |c| c.name == name || c.group == name)
-    }
 }
 
 /// toml's messages end in a newline and sometimes hold the whole table's keys; keep the first line.

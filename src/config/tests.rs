@@ -273,8 +273,8 @@ verify = ["lb2.example.net:443"]
             ),
         ]
     );
-    assert_eq!(config.selected("www").count(), 2);
-    assert_eq!(config.selected("www.rsa").count(), 1);
+    assert_eq!(config.select(&["www".to_owned()]).count(), 2);
+    assert_eq!(config.select(&["www.rsa".to_owned()]).count(), 1);
     assert_eq!(config.certificates[0].verify, ["127.0.0.1:443", "[::1]:8443"]);
     assert_eq!(config.certificates[2].verify, ["lb2.example.net:443"]);
     assert_eq!(config.haproxy.crt_list, "/etc/haproxy/certs");

@@ -147,7 +147,7 @@ impl Haproxy {
 
     /// The config check, then a reload: through the master socket, confirmed by `show proc`, when one is configured;
     /// otherwise the reload command.
-    pub async fn checked_reload(&self) -> Result<(), HaproxyError> {
+    async fn checked_reload(&self) -> Result<(), HaproxyError> {
         run(&self.check_command)
             .await
             .map_err(|outcome| HaproxyError::CheckFailed {
