@@ -14,7 +14,7 @@ use crate::config::{self, Config, DEFAULT_CONFIG_PATH};
 use crate::logging::LogFormat;
 use crate::renew::{self, ItemResult, RunOptions};
 use crate::store::StateDir;
-use crate::{acme, haproxy, status};
+use crate::{acme, haproxy, revoke, status};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -37,6 +37,9 @@ pub struct Cli {
     /// How long to wait for another run to finish before giving up.
     #[arg(long, global = true, default_value = "60s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
+    /// Use Let's Encrypt's staging directory for this one command, whatever the config says.
+    #[arg(long, global = true)]
+    pub staging: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -52,9 +55,22 @@ pub enum Command {
         /// Renew even when not due.
         #[arg(long)]
         force: bool,
-        /// Do the whole ACME flow and verify the result, but deploy nothing.
+        /// With --force: order even while the CA asked to wait (its Retry-After, or the failed-validation budget).
+        #[arg(long, requires = "force")]
+        ignore_retry_after: bool,
+        /// Do the whole ACME flow and verify the result, but deploy nothing. Uses Let's Encrypt's staging directory
+        /// when the config names Let's Encrypt's production one.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Revoke the deployed certificate at the CA; the next run replaces it with a new one (and a new key).
+    Revoke {
+        /// Certificate names from the config.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// The reason given to the CA.
+        #[arg(long, value_enum, default_value = "unspecified")]
+        reason: revoke::Reason,
     },
     /// Show each certificate, when it expires, what happens next and why, and the last result.
     Status {
@@ -84,6 +100,20 @@ pub enum Command {
 pub enum AccountCommand {
     /// Print the account URL, contacts and directory.
     Show,
+    /// Replace the account key. The old key file is kept until the CA confirms the new key.
+    Rollover,
+    /// Deactivate the account at the CA, for good. The next run makes a new account.
+    Deactivate {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Replace the account's contact addresses at the CA (none given removes them).
+    Update {
+        /// An e-mail address; repeat for several.
+        #[arg(long = "contact")]
+        contacts: Vec<String>,
+    },
 }
 
 /// An error that is the user's to fix in how hapcert was called or configured: exit code 2.
@@ -100,7 +130,19 @@ impl std::error::Error for UsageError {}
 
 /// Runs the command; `Ok(false)` means some certificate failed (exit 1).
 pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
-    let config = load_config(&cli.config)?;
+    let mut config = load_config(&cli.config)?;
+    if cli.staging {
+        if let Command::Run | Command::Renew { dry_run: false, .. } = cli.command {
+            return Err(UsageError(
+                "--staging would deploy untrusted staging certificates into HAProxy; add --dry-run (renew), or set \
+                 acme.directory = \"letsencrypt-staging\" in the config if that is what you want"
+                    .into(),
+            )
+            .into());
+        }
+        config.acme.directory = config::LETSENCRYPT_STAGING.to_owned();
+        tracing::info!(directory = %config.acme.directory, "--staging: using Let's Encrypt's staging directory");
+    }
     match cli.command {
         Command::Run => {
             renew_command(
@@ -113,19 +155,44 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
             )
             .await
         }
-        Command::Renew { names, force, dry_run } => {
+        Command::Renew {
+            names,
+            force,
+            ignore_retry_after,
+            dry_run,
+        } => {
             check_names(&config, &names)?;
+            if dry_run && config.acme.directory == config::LETSENCRYPT {
+                config.acme.directory = config::LETSENCRYPT_STAGING.to_owned();
+                println!(
+                    "dry run: using Let's Encrypt's staging directory ({}) instead of production; nothing is deployed",
+                    config.acme.directory
+                );
+            } else if dry_run {
+                println!("dry run: using {}; nothing is deployed", config.acme.directory);
+            }
             renew_command(
                 &config,
                 RunOptions {
                     names,
                     force,
+                    ignore_retry_after,
                     dry_run,
                     lock_timeout: cli.lock_timeout,
                 },
                 true,
             )
             .await
+        }
+        Command::Revoke { names, reason } => {
+            check_names(&config, &names)?;
+            for revoked in revoke::revoke(&config, &names, reason, cli.lock_timeout).await? {
+                println!(
+                    "revoked   {}: serial {}; `hapcert run` (or `hapcert renew {} --force`) replaces it now",
+                    revoked.name, revoked.serial, revoked.name
+                );
+            }
+            Ok(true)
         }
         Command::Status { json } => {
             let rows = status::collect(&config, OffsetDateTime::now_utc())?;
@@ -183,7 +250,69 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
+        Command::Account(command) => account_command(&config, command, cli.lock_timeout).await,
     }
+}
+
+async fn account_command(config: &Config, command: AccountCommand, lock_timeout: Duration) -> anyhow::Result<bool> {
+    let state = StateDir::create(&config.state.dir.value)?;
+    let _lock = state.lock(lock_timeout)?;
+    let acme = acme::Acme::existing(&config.acme, &state).await?;
+    match command {
+        AccountCommand::Show => unreachable!("handled without the CA"),
+        AccountCommand::Rollover => {
+            let url = acme.roll_over_key(&state).await?;
+            println!("rolled over: account {url} now signs with a new key (confirmed by the CA)");
+            Ok(true)
+        }
+        AccountCommand::Update { contacts } => {
+            let contacts = contacts
+                .iter()
+                .map(|c| config::contact_uri(c).ok_or_else(|| UsageError(format!("'{c}' is not an e-mail address"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            acme.update_contacts(&state, &contacts).await?;
+            println!(
+                "updated:  account {} contacts are now {}",
+                acme.account_url(),
+                if contacts.is_empty() {
+                    "none".to_owned()
+                } else {
+                    contacts.join(", ")
+                }
+            );
+            Ok(true)
+        }
+        AccountCommand::Deactivate { yes } => {
+            if !yes && !confirm(&format!("Deactivate account {} for good? [y/N] ", acme.account_url()))? {
+                println!("not deactivated");
+                return Ok(false);
+            }
+            let url = acme.account_url().to_owned();
+            match acme.deactivate(&state).await? {
+                acme::AccountStanding::Refused(answer) => {
+                    println!("deactivated: account {url}; the CA now refuses its key ({answer})");
+                    Ok(true)
+                }
+                acme::AccountStanding::Valid => {
+                    println!("NOT deactivated: the CA still accepts account {url}");
+                    Ok(false)
+                }
+            }
+        }
+    }
+}
+
+/// Asks on the terminal; without one, there is nobody to ask, and the answer is a usage error.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError("refusing to deactivate without confirmation; pass --yes".into()).into());
+    }
+    print!("{question}");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 fn check_names(config: &Config, names: &[String]) -> anyhow::Result<()> {
@@ -255,7 +384,12 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
                 facts.serial,
                 status::format_time(facts.not_after)
             ),
-            ItemResult::Failed(message) => println!("FAILED    {}: {message}", item.name),
+            ItemResult::Failed(failure) => println!("FAILED    {}: {}", item.name, failure.message),
+            ItemResult::Deferred { until, why } => println!(
+                "waiting   {}: due, but not tried before {}: {why}",
+                item.name,
+                status::format_time(*until)
+            ),
         }
     }
     Ok(!report.any_failed())

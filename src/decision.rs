@@ -1,10 +1,12 @@
-//! Whether a certificate is due, and why. Pure: it takes what is on disk, what is wanted, and `now`.
+//! Whether a certificate is due, and why. Pure: it takes what is on disk, what is wanted, the CA's renewal window if
+//! there is one (ARI), and `now`.
 
 use std::fmt;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::ari::AriWindow;
 use crate::config::{CertificateSpec, KeyType};
 use crate::pem::CertFacts;
 
@@ -15,6 +17,15 @@ pub enum Local {
     Unreadable(String),
     Unparseable(String),
     Present(CertFacts),
+}
+
+/// What the state remembers about the deployed certificate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// The CA's renewal window for this very certificate.
+    pub window: Option<&'a AriWindow>,
+    /// `hapcert revoke` revoked this very certificate.
+    pub revoked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +51,7 @@ pub enum Reason {
         found: Option<KeyType>,
     },
     KeyMismatch,
+    Revoked,
     Expired {
         not_after: OffsetDateTime,
     },
@@ -61,16 +73,29 @@ pub enum Rule {
     Fraction { denominator: u32 },
     /// The certificate's `renew_before` setting.
     RenewBefore(Duration),
+    /// The CA's suggested window (ARI), with the moment picked inside it.
+    Ari { start: OffsetDateTime, end: OffsetDateTime },
 }
 
 const SHORT_LIFETIME: Duration = Duration::from_secs(10 * 86_400);
 
-pub fn decide(spec: &CertificateSpec, local: &Local, now: OffsetDateTime, force: bool) -> Decision {
+/// With the CA's window for the certificate in `local`, the window decides its timing; without one, the lifetime rule.
+pub fn decide(spec: &CertificateSpec, local: &Local, known: Known<'_>, now: OffsetDateTime, force: bool) -> Decision {
     let facts = match local {
         Local::Present(facts) => Some(facts),
         _ => None,
     };
-    let timing = facts.map(|f| timing(spec, f));
+    let timing = facts.map(|f| match known.window {
+        // The CA's moment, but never past expiry whatever the window says.
+        Some(w) => (
+            Rule::Ari {
+                start: w.start,
+                end: w.end,
+            },
+            w.renew_at.min(f.not_after),
+        ),
+        None => lifetime_timing(spec, f),
+    });
     let renew_at = timing.map(|(_, at)| at);
     let due = |reason| Decision {
         due: true,
@@ -102,6 +127,9 @@ pub fn decide(spec: &CertificateSpec, local: &Local, now: OffsetDateTime, force:
     if !facts.key_matches {
         return due(Reason::KeyMismatch);
     }
+    if known.revoked {
+        return due(Reason::Revoked);
+    }
     if now >= facts.not_after {
         return due(Reason::Expired {
             not_after: facts.not_after,
@@ -121,19 +149,14 @@ pub fn decide(spec: &CertificateSpec, local: &Local, now: OffsetDateTime, force:
     }
 }
 
-fn timing(spec: &CertificateSpec, facts: &CertFacts) -> (Rule, OffsetDateTime) {
-    let rule = match spec.renew_before {
-        Some(before) => Rule::RenewBefore(before),
+fn lifetime_timing(spec: &CertificateSpec, facts: &CertFacts) -> (Rule, OffsetDateTime) {
+    let lifetime = (facts.not_after - facts.not_before).unsigned_abs();
+    let (rule, margin) = match spec.renew_before {
+        Some(before) => (Rule::RenewBefore(before), before),
         None => {
-            let lifetime = (facts.not_after - facts.not_before).unsigned_abs();
-            Rule::Fraction {
-                denominator: if lifetime < SHORT_LIFETIME { 2 } else { 3 },
-            }
+            let denominator = if lifetime < SHORT_LIFETIME { 2 } else { 3 };
+            (Rule::Fraction { denominator }, lifetime / denominator)
         }
-    };
-    let margin = match rule {
-        Rule::RenewBefore(before) => before,
-        Rule::Fraction { denominator } => (facts.not_after - facts.not_before).unsigned_abs() / denominator,
     };
     (rule, facts.not_after - margin)
 }
@@ -143,6 +166,12 @@ impl fmt::Display for Rule {
         match self {
             Rule::Fraction { denominator } => write!(f, "renew with 1/{denominator} of the lifetime left"),
             Rule::RenewBefore(d) => write!(f, "renew_before = {}", format_duration(*d)),
+            Rule::Ari { start, end } => write!(
+                f,
+                "the CA's renewal window {} to {}",
+                crate::status::format_time(*start),
+                crate::status::format_time(*end)
+            ),
         }
     }
 }
@@ -177,6 +206,7 @@ impl fmt::Display for Reason {
                 ),
             },
             Reason::KeyMismatch => f.write_str("the private key in the file does not belong to the certificate"),
+            Reason::Revoked => f.write_str("the certificate was revoked (hapcert revoke)"),
             Reason::Expired { not_after } => write!(f, "expired at {}", crate::status::format_time(*not_after)),
             Reason::WindowReached { rule, left } => {
                 write!(f, "{} left, inside the renewal window ({rule})", days(*left))

@@ -1,11 +1,13 @@
 //! hapcert: a certificate agent for HAProxy. See docs/ARCHITECTURE.md for the map.
 //!
-//! Pure core: `config` (parse and validate), `decision`, `pem`, `verify`, `keys`.
+//! Pure core: `config` (parse and validate), `decision`, `ari` (the CA's renewal window), `schedule` (retry backoff
+//! and rate-limit budget), `pem`, `verify`, `keys`.
 //! Edges: `acme` (the CA), `responder` (HTTP-01), `preflight` (the public HTTP path), `probe` (TLS handshakes),
 //! `store` (files), `haproxy` (commands and the Runtime API).
-//! Orchestration: `renew`, `status`, and the binary's `cli`.
+//! Orchestration: `renew`, `revoke`, `status`, and the binary's `cli`.
 
 pub mod acme;
+pub mod ari;
 pub mod challenge;
 pub mod cli;
 pub mod config;
@@ -19,6 +21,8 @@ pub mod preflight;
 pub mod probe;
 pub mod renew;
 pub mod responder;
+pub mod revoke;
+pub mod schedule;
 pub mod status;
 pub mod store;
 pub mod verify;

@@ -57,6 +57,9 @@ pub struct CertFacts {
     pub key_type: Option<KeyType>,
     /// Whether the private key in the file belongs to the leaf.
     pub key_matches: bool,
+    /// The ARI certificate id (RFC 9773 §4.1): base64url of the AKI key identifier, a dot, base64url of the DER serial.
+    /// `None` when the leaf has no AKI key identifier (a self-made certificate, say).
+    pub ari_id: Option<String>,
 }
 
 impl Bundle {
@@ -113,6 +116,7 @@ impl Bundle {
             not_after: leaf.validity().not_after.to_datetime(),
             key_type: key_type_of(&leaf),
             key_matches,
+            ari_id: ari_id(&leaf),
         })
     }
 
@@ -134,6 +138,20 @@ impl Bundle {
         let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
         Ok(pem::encode_many_config(&blocks, lf).replace("\n\n", "\n"))
     }
+}
+
+fn ari_id(leaf: &X509Certificate<'_>) -> Option<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let aki = leaf.iter_extensions().find_map(|ext| match ext.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.as_ref(),
+        _ => None,
+    })?;
+    Some(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(aki.0),
+        URL_SAFE_NO_PAD.encode(leaf.raw_serial())
+    ))
 }
 
 /// The private key belongs to the certificate when it yields the same public key bytes.

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::ari::RenewalInfo;
 use crate::config::FileOwner;
+use crate::decision::Known;
+use crate::pem::CertFacts;
+use crate::schedule::{FailedAuthorizations, Failures};
 
 /// Writes `bytes` to `path` so that a reader sees either the old file or the new one, whole, even across a crash: a
 /// dot-prefixed temporary file in the same directory (HAProxy skips dot-files in a `crt` directory), the mode and owner set
@@ -141,23 +145,28 @@ impl StateDir {
         self.root.join("backup").join(format!("{name}.pem"))
     }
 
-    fn results_path(&self) -> PathBuf {
-        self.root.join("results.json")
+    fn state_path(&self) -> PathBuf {
+        self.root.join("state.json")
     }
 
-    pub fn load_results(&self) -> anyhow::Result<Results> {
-        let path = self.results_path();
+    pub fn load_state(&self) -> anyhow::Result<State> {
+        let path = self.state_path();
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is damaged; remove it to start afresh", path.display())),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Results::default()),
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{} is damaged; remove it to start afresh (hapcert then forgets failure counts and ARI windows, \
+                     nothing else)",
+                    path.display()
+                )
+            }),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(State::default()),
             Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
         }
     }
 
-    pub fn save_results(&self, results: &Results) -> anyhow::Result<()> {
-        let bytes = serde_json::to_vec_pretty(results)?;
-        self.write_secret(&self.results_path(), &bytes)
+    pub fn save_state(&self, state: &State) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(state)?;
+        self.write_secret(&self.state_path(), &bytes)
     }
 }
 
@@ -166,11 +175,46 @@ pub struct RunLock {
     _file: File,
 }
 
-/// The last outcome per certificate, for `status`.
+/// What hapcert remembers between runs, in `state.json`. The certificates themselves are not in it: the deployed PEM
+/// is the truth about them, and is read afresh every run.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Results {
+pub struct State {
     #[serde(default)]
-    pub certificates: BTreeMap<String, LastResult>,
+    pub certificates: BTreeMap<String, CertState>,
+    /// Per name, for the CA's failed-authorization limit.
+    #[serde(default)]
+    pub failed_authorizations: FailedAuthorizations,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct CertState {
+    /// The outcome of the last attempt, for `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<LastResult>,
+    /// The CA's renewal window, or that it offers none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_info: Option<RenewalInfo>,
+    #[serde(default)]
+    pub failures: Failures,
+    /// The serial `hapcert revoke` revoked: while it is deployed, it is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_serial: Option<String>,
+}
+
+impl CertState {
+    /// What is remembered about the certificate `facts` describes (the deployed one), for the decision.
+    pub fn known(&self, facts: Option<&CertFacts>) -> Known<'_> {
+        let Some(facts) = facts else {
+            return Known::default();
+        };
+        Known {
+            window: facts
+                .ari_id
+                .as_deref()
+                .and_then(|id| self.renewal_info.as_ref()?.window_for(id)),
+            revoked: self.revoked_serial.as_deref() == Some(facts.serial.as_str()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,6 +235,7 @@ pub enum Outcome {
     Renewed,
     Failed,
     DryRun,
+    Revoked,
 }
 
 impl std::fmt::Display for Outcome {
@@ -199,6 +244,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Renewed => "renewed",
             Outcome::Failed => "FAILED",
             Outcome::DryRun => "dry run",
+            Outcome::Revoked => "revoked",
         })
     }
 }
@@ -237,24 +283,38 @@ mod tests {
     }
 
     #[test]
-    fn results_round_trip_and_are_private() {
+    fn state_round_trips_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::create(dir.path()).unwrap();
-        let mut results = Results::default();
-        let entry = LastResult {
-            at: "2026-01-01T00:00:00Z".into(),
-            outcome: Outcome::Renewed,
-            serial: Some("01".into()),
-            message: "ok".into(),
-            verified_serial: Some("01".into()),
+        let store = StateDir::create(dir.path()).unwrap();
+        let now = time::macros::datetime!(2026-11-23 12:00 UTC);
+        let mut state = State::default();
+        let entry = CertState {
+            last: Some(LastResult {
+                at: "2026-01-01T00:00:00Z".into(),
+                outcome: Outcome::Renewed,
+                serial: Some("01".into()),
+                message: "ok".into(),
+                verified_serial: Some("01".into()),
+            }),
+            renewal_info: Some(crate::ari::record_not_offered(now)),
+            failures: Failures::default().after_failure(now, None),
+            revoked_serial: None,
         };
-        results.certificates.insert("www".into(), entry);
-        state.save_results(&results).unwrap();
+        state.certificates.insert("www".into(), entry);
+        state.failed_authorizations.record(&["www.example".into()], now);
+        store.save_state(&state).unwrap();
+        let loaded = store.load_state().unwrap();
         assert_eq!(
-            state.load_results().unwrap().certificates["www"].outcome,
+            loaded.certificates["www"].last.as_ref().unwrap().outcome,
             Outcome::Renewed
         );
-        let mode = fs::metadata(dir.path().join("results.json"))
+        assert_eq!(loaded.certificates["www"].failures.consecutive, 1);
+        assert_eq!(
+            loaded.certificates["www"].renewal_info,
+            state.certificates["www"].renewal_info
+        );
+        assert_eq!(loaded.failed_authorizations, state.failed_authorizations);
+        let mode = fs::metadata(dir.path().join("state.json"))
             .unwrap()
             .permissions()
             .mode();

@@ -20,8 +20,8 @@ use raw::{RawCertificate, RawConfig, RawMode};
 use toml::Spanned;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hapcert/hapcert.toml";
-const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -41,6 +41,8 @@ pub struct AcmeConfig {
     pub contact: Vec<String>,
     pub ca_bundle: Option<Located<PathBuf>>,
     pub eab: Option<ExternalAccountBinding>,
+    /// The default ACME profile (draft-ietf-acme-profiles) for every certificate.
+    pub profile: Option<String>,
 }
 
 /// The key id and HMAC key a CA hands out for External Account Binding. The HMAC key is a secret: not printed by `Debug`.
@@ -118,6 +120,8 @@ pub struct CertificateSpec {
     pub renew_before: Option<Duration>,
     /// TLS endpoints (`host:port`) that must serve the new certificate for each of its names.
     pub verify: Vec<String>,
+    /// The ACME profile to order under: the certificate's own, else `[acme] profile`.
+    pub profile: Option<String>,
 }
 
 impl CertificateSpec {
@@ -384,7 +388,7 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Config {
         },
     };
 
-    let certificates = validate_certificates(raw.certificate, &haproxy, base, errors);
+    let certificates = validate_certificates(raw.certificate, &haproxy, acme.profile.as_deref(), base, errors);
     Config {
         path: errors.file.to_owned(),
         acme,
@@ -413,12 +417,8 @@ fn validate_acme(raw: raw::RawAcme, base: &Path, errors: &mut Errors) -> AcmeCon
     };
     let mut contact = Vec::new();
     for (i, entry) in raw.contact.iter().enumerate() {
-        let address = entry.get_ref().strip_prefix("mailto:").unwrap_or(entry.get_ref());
-        let valid = address.split_once('@').is_some_and(|(user, host)| {
-            !user.is_empty() && host.contains('.') && !address.contains(char::is_whitespace) && !address.contains(',')
-        });
-        if valid {
-            contact.push(format!("mailto:{address}"));
+        if let Some(uri) = contact_uri(entry.get_ref()) {
+            contact.push(uri);
         } else {
             errors.at(
                 entry,
@@ -461,12 +461,45 @@ fn validate_acme(raw: raw::RawAcme, base: &Path, errors: &mut Errors) -> AcmeCon
             None
         }
     };
+    let profile = raw.profile.and_then(|p| check_profile(errors, p, "acme.profile"));
     AcmeConfig {
         directory,
         contact,
         ca_bundle,
         eab,
+        profile,
     }
+}
+
+/// Profile names are short tokens; what the CA offers is checked against its directory before ordering.
+fn check_profile(errors: &mut Errors, name: Spanned<String>, key: &str) -> Option<String> {
+    let text = name.get_ref();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        errors.at(
+            &name,
+            key,
+            format!("'{text}' is not a profile name; use the name your CA lists, such as \"tlsserver\""),
+        );
+        return None;
+    }
+    Some(name.into_inner())
+}
+
+/// The most names the profiles that Let's Encrypt publishes allow (its `classic` profile allows 100).
+pub fn profile_name_limit(profile: &str) -> Option<usize> {
+    match profile {
+        "tlsserver" | "shortlived" => Some(25),
+        _ => None,
+    }
+}
+
+/// `mailto:` URI for an e-mail address written with or without the scheme; `None` if it is not one.
+pub fn contact_uri(text: &str) -> Option<String> {
+    let address = text.strip_prefix("mailto:").unwrap_or(text);
+    let valid = address.split_once('@').is_some_and(|(user, host)| {
+        !user.is_empty() && host.contains('.') && !address.contains(char::is_whitespace) && !address.contains(',')
+    });
+    valid.then(|| format!("mailto:{address}"))
 }
 
 pub fn is_base64url(b: u8) -> bool {
@@ -623,6 +656,7 @@ fn located_path(errors: &mut Errors, base: &Path, value: Spanned<String>, key: &
 fn validate_certificates(
     raw: Vec<Spanned<RawCertificate>>,
     haproxy: &HaproxyConfig,
+    default_profile: Option<&str>,
     base: &Path,
     errors: &mut Errors,
 ) -> Vec<CertificateSpec> {
@@ -713,6 +747,23 @@ fn validate_certificates(
             Some(list) => endpoints(errors, list, &key("verify")),
             None => haproxy.verify.clone(),
         };
+        let profile = match table.profile {
+            Some(name) => check_profile(errors, name, &key("profile")),
+            None => default_profile.map(str::to_owned),
+        };
+        if let Some(limit) = profile.as_deref().and_then(profile_name_limit)
+            && domains.len() > limit
+        {
+            errors.at(
+                &table.domains,
+                &key("domains"),
+                format!(
+                    "{} names, but the profile \"{}\" allows at most {limit}; split the certificate or choose another profile",
+                    domains.len(),
+                    profile.as_deref().unwrap_or_default()
+                ),
+            );
+        }
 
         // Several key types become one certificate each, in the files HAProxy pairs by suffix: www.pem.ecdsa, www.pem.rsa.
         let several = key_types.len() > 1;
@@ -749,6 +800,7 @@ fn validate_certificates(
                 file,
                 renew_before,
                 verify: verify.clone(),
+                profile: profile.clone(),
             });
         }
     }

@@ -27,6 +27,7 @@ pub struct RawAcme {
     pub ca_bundle: Option<Spanned<String>>,
     pub eab_kid: Option<Spanned<String>>,
     pub eab_hmac_key: Option<Spanned<String>>,
+    pub profile: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,4 +78,5 @@ pub struct RawCertificate {
     pub file: Option<Spanned<String>>,
     pub renew_before: Option<Spanned<String>>,
     pub verify: Option<Spanned<Vec<Spanned<String>>>>,
+    pub profile: Option<Spanned<String>>,
 }

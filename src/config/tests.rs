@@ -98,7 +98,7 @@ fn unknown_keys_and_syntax_errors_name_the_line() {
     assert_eq!(
         errors("[acme]\ndirectory = \"letsencrypt\"\ncontacts = []\n"),
         [format!(
-            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`; remove it or check its spelling"
+            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`, `profile`; remove it or check its spelling"
         )]
     );
     assert_eq!(
@@ -326,4 +326,54 @@ fn the_example_config_in_deploy_parses() {
     let config = Config::parse(text, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
     assert!(config.haproxy.runtime_api.is_some());
     assert!(config.certificates.len() >= 2);
+}
+
+#[test]
+fn profiles_default_from_acme_and_are_checked_against_their_name_limits() {
+    let names: Vec<String> = (0..26).map(|i| format!("\"n{i}.example.com\"")).collect();
+    let text = format!(
+        r#"
+[acme]
+directory = "letsencrypt"
+profile = "tlsserver"
+
+[[certificate]]
+name = "www"
+domains = ["example.com"]
+
+[[certificate]]
+name = "short"
+domains = ["short.example.com"]
+profile = "shortlived"
+
+[[certificate]]
+name = "many"
+domains = [{}]
+"#,
+        names.join(", ")
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("hapcert.toml:17:")
+            && errs[0].contains("certificate[2].domains: 26 names, but the profile \"tlsserver\" allows at most 25"),
+        "{errs:?}"
+    );
+
+    let fixed = text.replace(
+        &format!("domains = [{}]", names.join(", ")),
+        "domains = [\"m.example.com\"]\nprofile = \"classic\"",
+    );
+    let config = parse(&fixed).unwrap();
+    let profiles: Vec<_> = config.certificates.iter().map(|c| c.profile.as_deref()).collect();
+    assert_eq!(profiles, [Some("tlsserver"), Some("shortlived"), Some("classic")]);
+
+    let errs = errors(&MINIMAL.replace(
+        "directory = \"letsencrypt-staging\"",
+        "directory = \"letsencrypt-staging\"\nprofile = \"two words\"",
+    ));
+    assert!(
+        errs[0].contains("acme.profile: 'two words' is not a profile name"),
+        "{errs:?}"
+    );
 }

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::*;
+use crate::ari::AriWindow;
 use crate::config::{CertificateSpec, DomainName, Located, Position};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -26,6 +27,7 @@ fn spec(renew_before: Option<Duration>) -> CertificateSpec {
         },
         renew_before,
         verify: vec!["127.0.0.1:443".into()],
+        profile: None,
     }
 }
 
@@ -37,6 +39,7 @@ fn facts(lifetime_days: u64) -> CertFacts {
         not_after: ISSUED + DAY * lifetime_days as u32,
         key_type: Some(KeyType::EcdsaP256),
         key_matches: true,
+        ari_id: Some("aki.serial".into()),
     }
 }
 
@@ -246,7 +249,7 @@ fn decision_table() {
     ];
 
     for (i, (local, renew_before, day, force, want_due, want_reason)) in table.into_iter().enumerate() {
-        let decision = decide(&spec(renew_before), &local, at_days(day), force);
+        let decision = decide(&spec(renew_before), &local, Known::default(), at_days(day), force);
         let reason = decision.reason.to_string();
         assert_eq!(decision.due, want_due, "row {i}: {reason}");
         assert!(
@@ -258,7 +261,129 @@ fn decision_table() {
 
 #[test]
 fn renew_at_is_reported_for_present_certificates_only() {
-    let decision = decide(&spec(None), &Local::Present(facts(90)), at_days(1.0), false);
+    let decision = decide(
+        &spec(None),
+        &Local::Present(facts(90)),
+        Known::default(),
+        at_days(1.0),
+        false,
+    );
     assert_eq!(decision.renew_at, Some(ISSUED + DAY * 60));
-    assert_eq!(decide(&spec(None), &Local::Missing, at_days(1.0), false).renew_at, None);
+    assert_eq!(
+        decide(&spec(None), &Local::Missing, Known::default(), at_days(1.0), false).renew_at,
+        None
+    );
+}
+
+fn window(start_day: f64, end_day: f64, renew_day: f64) -> AriWindow {
+    AriWindow {
+        cert_id: "aki.serial".into(),
+        start: at_days(start_day),
+        end: at_days(end_day),
+        renew_at: at_days(renew_day),
+        checked_at: ISSUED,
+        next_check: ISSUED,
+        explanation_url: None,
+    }
+}
+
+#[test]
+fn the_cas_window_replaces_the_lifetime_rule() {
+    let present = Local::Present(facts(90));
+    // The lifetime rule would wait for day 60; the CA says renew around day 30-32, and the moment picked is day 31.
+    let ari = window(30.0, 32.0, 31.0);
+    let before = decide(
+        &spec(None),
+        &present,
+        Known {
+            window: Some(&ari),
+            revoked: false,
+        },
+        at_days(30.5),
+        false,
+    );
+    assert!(!before.due);
+    assert_eq!(before.renew_at, Some(at_days(31.0)));
+    assert!(
+        before
+            .reason
+            .to_string()
+            .contains("not due yet (the CA's renewal window"),
+        "{}",
+        before.reason
+    );
+    let after = decide(
+        &spec(None),
+        &present,
+        Known {
+            window: Some(&ari),
+            revoked: false,
+        },
+        at_days(31.0),
+        false,
+    );
+    assert!(after.due);
+    assert!(matches!(
+        after.reason,
+        Reason::WindowReached {
+            rule: Rule::Ari { .. },
+            ..
+        }
+    ));
+    // The CA may also say later than the lifetime rule would: the CA wins (and renew_before, too, gives way).
+    let late = window(70.0, 75.0, 72.0);
+    assert!(
+        !decide(
+            &spec(Some(DAY * 30)),
+            &present,
+            Known {
+                window: Some(&late),
+                revoked: false
+            },
+            at_days(65.0),
+            false
+        )
+        .due
+    );
+    // Never past expiry, whatever the window.
+    let bogus = window(100.0, 120.0, 110.0);
+    assert_eq!(
+        decide(
+            &spec(None),
+            &present,
+            Known {
+                window: Some(&bogus),
+                revoked: false
+            },
+            at_days(1.0),
+            false
+        )
+        .renew_at,
+        Some(at_days(90.0))
+    );
+    // Names, key and expiry checks come first: ARI does not hide a certificate that no longer fits the config.
+    let mut renamed = facts(90);
+    renamed.names.insert("old.example.com".into());
+    let decision = decide(
+        &spec(None),
+        &Local::Present(renamed),
+        Known {
+            window: Some(&ari),
+            revoked: false,
+        },
+        at_days(1.0),
+        false,
+    );
+    assert!(matches!(decision.reason, Reason::NamesDiffer { .. }));
+}
+
+#[test]
+fn a_revoked_certificate_is_due_at_once() {
+    let known = Known {
+        window: None,
+        revoked: true,
+    };
+    let decision = decide(&spec(None), &Local::Present(facts(90)), known, at_days(1.0), false);
+    assert!(decision.due);
+    assert_eq!(decision.reason, Reason::Revoked);
 }

@@ -119,6 +119,8 @@ fn a_second_run_with_nothing_due_is_silent_and_sends_no_acme_request() {
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), "", "run prints nothing when nothing is due");
     assert!(stderr(&out).contains("not due yet"), "{}", show(&out));
+    // The CA's renewal windows fetched by the first run are fresh (Retry-After), so not even ARI is asked.
+    assert!(!stderr(&out).contains("WARN"), "{}", show(&out));
     assert_eq!(fs::read(pem_path(&sandbox, "site")).unwrap(), before);
     assert_eq!(sandbox.reload_count(), 1, "no reload when nothing changed");
 
@@ -132,8 +134,9 @@ fn a_second_run_with_nothing_due_is_silent_and_sends_no_acme_request() {
         rows[0]["reason"]
             .as_str()
             .unwrap()
-            .contains("not due yet (renew with 1/3 of the lifetime left)")
+            .contains("not due yet (the CA's renewal window")
     );
+    assert_eq!(rows[0]["schedule"]["source"], "ari");
     assert_eq!(rows[0]["last_result"]["outcome"], "renewed");
     let text = sandbox.hapcert(&["status"]);
     assert!(
