@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test module uses a different part of the harness
 
 mod certs;
+mod flaky;
 mod hapcert;
 mod haproxy;
 mod haproxy_cfg;
@@ -33,6 +34,8 @@ use tempfile::TempDir;
 // Re-exported for the test modules; not every one uses every helper.
 #[allow(unused_imports)]
 pub use certs::{leaf_der_from_pem_file, san_dns_names, serial_hex, validity};
+#[allow(unused_imports)]
+pub use flaky::FlakyRelay;
 #[allow(unused_imports)]
 pub use haproxy::Ports;
 #[allow(unused_imports)]
@@ -151,6 +154,11 @@ impl Sandbox {
 
     pub fn acme_directory(&self) -> String {
         self.pebble.directory_url()
+    }
+
+    /// Pebble's ACME port, for relays in front of it.
+    pub fn pebble_port(&self) -> u16 {
+        self.pebble.port
     }
 
     /// PEM of the CA that signed Pebble's HTTPS listener certificate (for `[acme] ca_bundle`).

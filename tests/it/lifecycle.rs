@@ -378,3 +378,32 @@ fn staging_is_refused_where_it_would_deploy_and_a_dry_run_against_production_use
 fn cert_status(_sandbox: &Sandbox, _serial: &str) -> serde_json::Value {
     todo!("harness cert_status lands with the harness branch")
 }
+
+#[test]
+fn a_dropped_connection_to_the_ca_is_retried_within_the_run() {
+    let sandbox = Sandbox::start();
+    // hapcert reaches Pebble through a relay that drops its first two connections.
+    let relay = crate::harness::FlakyRelay::start(sandbox.pebble_port(), 2);
+    sandbox.write_config(&[SITE]);
+    let text = fs::read_to_string(sandbox.config_path()).unwrap().replace(
+        &sandbox.acme_directory(),
+        &sandbox
+            .acme_directory()
+            .replace(&sandbox.pebble_port().to_string(), &relay.port.to_string()),
+    );
+    sandbox.write_config_text(&text);
+
+    let out = sandbox.hapcert(&["--log-level", "debug", "run"]);
+    assert_exit(&out, 0);
+    assert!(relay.connections() >= 3, "the relay was used");
+    assert_eq!(
+        stderr(&out).matches("the CA did not answer; asking again").count(),
+        2,
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        serial_hex(&sandbox.served_leaf("a.example.com")),
+        disk_serial(&sandbox, "site")
+    );
+}
