@@ -49,6 +49,27 @@ fn is_bad_nonce(err: &instant_acme::Error) -> bool {
     matches!(err, instant_acme::Error::Api(problem) if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce"))
 }
 
+/// What an operator should do when the CA refuses a new account over External Account Binding, or None when the refusal
+/// is about something else. The CA's own problem stays in the message too: CAs word these differently (Pebble says
+/// `unauthorized` for a wrong HMAC key or an unknown key id).
+fn eab_refusal(err: &instant_acme::Error, eab_configured: bool) -> Option<&'static str> {
+    let instant_acme::Error::Api(problem) = err else {
+        return None;
+    };
+    let kind = problem.r#type.as_deref()?.strip_prefix("urn:ietf:params:acme:error:")?;
+    match (kind, eab_configured) {
+        ("externalAccountRequired", false) => Some(
+            "the CA requires External Account Binding: set acme.eab_kid and acme.eab_hmac_key to the key id and HMAC \
+             key the CA gave you",
+        ),
+        ("externalAccountRequired" | "unauthorized" | "malformed", true) => Some(
+            "the CA rejected the External Account Binding: check acme.eab_kid and acme.eab_hmac_key against what the \
+             CA gave you",
+        ),
+        _ => None,
+    }
+}
+
 /// The account file: instant-acme's credentials (which hold the account key) plus what `account show` prints.
 #[derive(Serialize, Deserialize)]
 struct AccountFile {
@@ -124,6 +145,10 @@ impl Acme {
                 .create(&new_account, config.directory.clone(), eab.as_ref())
                 .await
         )
+        .map_err(|err| match eab_refusal(&err, eab.is_some()) {
+            Some(what_to_do) => anyhow::Error::from(err).context(what_to_do),
+            None => err.into(),
+        })
         .with_context(|| format!("cannot create an ACME account at {}", config.directory))?;
         let file = AccountFile {
             directory: config.directory.clone(),
