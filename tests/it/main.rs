@@ -7,5 +7,6 @@ mod harness;
 mod harness_extras;
 mod hot_update;
 mod issuance;
+mod pebbles;
 mod runtime_api;
 mod smoke;
