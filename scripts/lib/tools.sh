@@ -1,5 +1,5 @@
 # Shared by scripts/test, scripts/demo and scripts/bench: finds or installs the real parts the project runs against.
-# Sets HAPROXY_BIN, PEBBLE_BIN and CHALLTESTSRV_BIN.
+# Sets HAPROXY_BIN, PEBBLE_BIN, CHALLTESTSRV_BIN, PEBBLE_2_4_BIN and PEBBLE_LATEST_BIN.
 
 TOOLS_DIR="${TOOLS_DIR:-$(pwd)/target/tools}"
 
@@ -21,26 +21,77 @@ ensure_haproxy() {
   HAPROXY_BIN=$(command -v haproxy || echo /usr/sbin/haproxy)
 }
 
-# Pebble 2.6 (with ARI) comes from Debian trixie's package. It is a static Go binary, so it runs on bookworm too. We fetch
-# it with a private apt state so the system's sources and lists are left alone, and unpack it below target/.
+# Fetches Debian <suite>'s package `pebble` and unpacks it into <dest> with `dpkg -x`. The apt state is private to
+# $TOOLS_DIR/apt-<suite> (sources, lists, archives), so the system's sources and lists are left alone, and each suite
+# keeps its own lists. <version prefix>, when given, is what the package's version must start with. The packages are
+# static Go binaries that need only libc, so a newer suite's build runs on bookworm too.
+fetch_debian_pebble() {
+  local suite=$1 dest=$2 want_version=${3:-}
+  local apt="$TOOLS_DIR/apt-$suite"
+  echo "== fetching pebble from Debian $suite into $dest" >&2
+  mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$dest"
+  echo "deb http://deb.debian.org/debian $suite main" > "$apt/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=-"
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache::Archives=$apt/archives" -o "APT::Sandbox::User=root")
+  apt-get "${opts[@]}" update -qq
+  # Only the package downloaded now may match the glob below: a suite's version moves on.
+  rm -f "$apt"/archives/pebble_*.deb
+  (cd "$apt/archives" && apt-get "${opts[@]}" download pebble >/dev/null)
+  local debs=("$apt"/archives/pebble_*.deb)
+  [ -f "${debs[0]}" ] || { echo "apt-get download pebble from $suite left no .deb in $apt/archives" >&2; return 1; }
+  local version
+  version=$(dpkg-deb -f "${debs[0]}" Version)
+  case "$version" in
+    "$want_version"*) ;;
+    *) echo "Debian $suite's pebble is $version, not $want_version" >&2; return 1 ;;
+  esac
+  dpkg -x "${debs[0]}" "$dest"
+  echo "$version" > "$dest/VERSION"
+  check_pebble_runs "$dest/usr/bin/pebble" "$suite"
+}
+
+# The unpacked binary must start on this machine: `-help` prints Go's flag usage, which lists -config, and exits 0.
+# (Captured whole rather than piped into `grep -q`, which would stop reading early and fail the pipe with SIGPIPE.)
+check_pebble_runs() {
+  local bin=$1 suite=$2 usage
+  [ -x "$bin" ] || { echo "pebble from Debian $suite did not unpack to $bin" >&2; return 1; }
+  usage=$("$bin" -help 2>&1) && [[ $usage == *-config* ]] ||
+    { echo "$bin (from Debian $suite) does not run here: $usage" >&2; return 1; }
+}
+
+# Pebble 2.6 (with ARI, no profiles) comes from Debian trixie. The tests run against it by default.
 ensure_pebble() {
   PEBBLE_BIN="$TOOLS_DIR/pebble-2.6/usr/bin/pebble"
   CHALLTESTSRV_BIN="$TOOLS_DIR/pebble-2.6/usr/bin/pebble-challtestsrv"
   if [ -x "$PEBBLE_BIN" ] && [ -x "$CHALLTESTSRV_BIN" ]; then return 0; fi
-  echo "== fetching pebble 2.6 from Debian trixie into $TOOLS_DIR" >&2
-  local apt="$TOOLS_DIR/apt"
-  mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$TOOLS_DIR/pebble-2.6"
-  echo "deb http://deb.debian.org/debian trixie main" > "$apt/sources.list"
-  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=-"
-    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache::Archives=$apt/archives" -o "APT::Sandbox::User=root")
-  apt-get "${opts[@]}" update -qq
-  (cd "$apt/archives" && apt-get "${opts[@]}" download pebble >/dev/null)
-  dpkg -x "$(ls "$apt"/archives/pebble_2.6*.deb | head -n 1)" "$TOOLS_DIR/pebble-2.6"
-  "$PEBBLE_BIN" -version >/dev/null 2>&1 || true
-  [ -x "$PEBBLE_BIN" ] || { echo "pebble 2.6 did not unpack to $PEBBLE_BIN" >&2; return 1; }
+  fetch_debian_pebble trixie "$TOOLS_DIR/pebble-2.6" 2.6
+}
+
+# Pebble 2.4 (no ARI, no profiles) is Debian bookworm's, for tests of how hapcert copes with a CA that lacks them.
+ensure_pebble_2_4() {
+  PEBBLE_2_4_BIN="$TOOLS_DIR/pebble-2.4/usr/bin/pebble"
+  if [ -x "$PEBBLE_2_4_BIN" ]; then return 0; fi
+  fetch_debian_pebble bookworm "$TOOLS_DIR/pebble-2.4" 2.4
+}
+
+# The newest Pebble Debian has (sid's; 2.10 when this was written: ARI and profiles). Its version is whatever sid has
+# when it is first fetched; it is recorded in $TOOLS_DIR/pebble-latest/VERSION. Delete that directory to fetch anew.
+ensure_pebble_latest() {
+  PEBBLE_LATEST_BIN="$TOOLS_DIR/pebble-latest/usr/bin/pebble"
+  if [ -x "$PEBBLE_LATEST_BIN" ]; then return 0; fi
+  fetch_debian_pebble sid "$TOOLS_DIR/pebble-latest"
 }
 
 ensure_test_tools() {
   ensure_haproxy
   ensure_pebble
+  ensure_pebble_2_4
+  ensure_pebble_latest
 }
+
+# `scripts/lib/tools.sh ensure_pebble_latest` (or any function above) runs just that step, e.g. when a test says a tool
+# is missing.
+if [ "${BASH_SOURCE[0]}" = "$0" ] && [ $# -gt 0 ]; then
+  set -euo pipefail
+  "$@"
+fi

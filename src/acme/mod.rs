@@ -106,6 +106,24 @@ pub struct ValidationFailed {
     pub detail: String,
 }
 
+/// What an operator should do when the CA refuses a new account over External Account Binding, or None when the refusal
+/// is about something else. The CA's own problem stays in the message too: CAs word these differently (Pebble says
+/// `unauthorized` for a wrong HMAC key or an unknown key id).
+fn eab_refusal(err: &instant_acme::Error, eab_configured: bool) -> Option<&'static str> {
+    let kind = problem_type(err)?.strip_prefix("urn:ietf:params:acme:error:")?;
+    match (kind, eab_configured) {
+        ("externalAccountRequired", false) => Some(
+            "the CA requires External Account Binding: set acme.eab_kid and acme.eab_hmac_key to the key id and HMAC \
+             key the CA gave you",
+        ),
+        ("externalAccountRequired" | "unauthorized" | "malformed", true) => Some(
+            "the CA rejected the External Account Binding: check acme.eab_kid and acme.eab_hmac_key against what the \
+             CA gave you",
+        ),
+        _ => None,
+    }
+}
+
 /// Turns instant-acme's error into one an operator can act on; a rate limit becomes a [`RateLimited`].
 fn describe(err: instant_acme::Error) -> anyhow::Error {
     describe_with(err, None)
@@ -201,7 +219,10 @@ impl Acme {
                 .create(&new_account, config.directory.clone(), eab.as_ref())
                 .await
         )
-        .map_err(describe)
+        .map_err(|err| match eab_refusal(&err, eab.is_some()) {
+            Some(what_to_do) => describe(err).context(what_to_do),
+            None => describe(err),
+        })
         .with_context(|| format!("cannot create an ACME account at {}", config.directory))?;
         let file = AccountFile {
             directory: config.directory.clone(),

@@ -40,7 +40,7 @@ pub fn try_http_get(url: &str) -> io::Result<HttpResponse> {
     let (host, port, path) = split_url(url, "http://")?;
     let mut sock = TcpStream::connect((host, port))?;
     sock.set_read_timeout(Some(tls::IO_TIMEOUT))?;
-    exchange(&mut sock, host, path)
+    exchange(&mut sock, &format!("{host}:{port}"), path)
 }
 
 /// GET `url` (`https://<host>:<port>/path`), trusting only the CA in the PEM file `ca_pem`. Panics on
@@ -53,13 +53,15 @@ pub fn try_https_get(url: &str, ca_pem: &Path) -> io::Result<HttpResponse> {
     let (host, port, path) = split_url(url, "https://")?;
     let roots = std::fs::read_to_string(ca_pem)?;
     let (conn, sock) = tls::connect(port, tls::server_name(host), tls::verifying_config(&roots))?;
-    exchange(&mut StreamOwned::new(conn, sock), host, path)
+    exchange(&mut StreamOwned::new(conn, sock), &format!("{host}:{port}"), path)
 }
 
-fn exchange(stream: &mut impl ReadWrite, host: &str, path: &str) -> io::Result<HttpResponse> {
+/// `authority` is `host:port`, sent whole as Host: servers that build URLs from it (Pebble's directory does) then
+/// build ones that lead back to them.
+fn exchange(stream: &mut impl ReadWrite, authority: &str, path: &str) -> io::Result<HttpResponse> {
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: hapcert-tests\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: hapcert-tests\r\n\r\n"
     )?;
     stream.flush()?;
     let mut raw = Vec::new();

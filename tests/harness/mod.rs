@@ -2,7 +2,8 @@
 //! Pebble (ACME test CA) with its DNS helper, and HAProxy 2.6 in master-worker mode, all torn down on drop.
 //!
 //! Tools come from $HAPCERT_PEBBLE, $HAPCERT_CHALLTESTSRV and $HAPCERT_HAPROXY (set by scripts/test), else
-//! PATH; a missing tool fails the test (see tools.rs). Set HAPCERT_KEEP_SANDBOX=1 to keep the sandbox
+//! PATH; Pebble 2.4 and the latest Pebble from $HAPCERT_PEBBLE_2_4 and $HAPCERT_PEBBLE_LATEST, else target/tools. A
+//! missing tool fails the test that needs it (see tools.rs). Set HAPCERT_KEEP_SANDBOX=1 to keep the sandbox
 //! directories (logs in `<dir>/logs/`) after the tests.
 #![allow(dead_code)] // each test module uses a different part of the harness
 
@@ -54,14 +55,25 @@ pub use second::SecondHaproxy;
 
 use haproxy::{Haproxy, Layout};
 use pebble::Pebble;
+pub use pebble::PebbleVersion;
 
-/// Defaults: no nonce rejection, Pebble's default validity.
+/// Defaults: Pebble 2.6, no nonce rejection, Pebble's default validity, no External Account Binding, no profiles.
 #[derive(Clone, Debug, Default)]
 pub struct SandboxOptions {
+    /// Which Pebble runs; 2.4 and the latest must have been fetched (scripts/test does).
+    pub pebble: PebbleVersion,
     /// Percentage of good nonces Pebble rejects as badNonce (PEBBLE_WFE_NONCEREJECT).
     pub nonce_reject: u8,
-    /// Pebble's certificateValidityPeriod in seconds; None keeps Pebble's default (5 years).
+    /// Certificate lifetime in seconds; None keeps Pebble's default (5 years). For the latest Pebble it goes into the
+    /// `default` profile, since that Pebble ignores `certificateValidityPeriod`.
     pub cert_validity_secs: Option<u64>,
+    /// (key id, HMAC key as base64url without padding). Non-empty: Pebble requires External Account Binding for every
+    /// new account and accepts these keys.
+    pub eab_keys: Vec<(String, String)>,
+    /// (profile name, validityPeriod in seconds), offered in `meta.profiles` next to a `default` profile (which a name
+    /// `default` here replaces). Only for `PebbleVersion::Latest`; the sandbox panics otherwise. Beware: with more
+    /// than one profile, Pebble 2.10 picks one at random for an order that names none.
+    pub profiles: Vec<(String, u64)>,
 }
 
 pub struct Sandbox {
@@ -159,6 +171,47 @@ impl Sandbox {
     /// Pebble's ACME port, for relays in front of it.
     pub fn pebble_port(&self) -> u16 {
         self.pebble.port
+    }
+
+    /// The ACME directory Pebble serves, parsed. Its keys tell the versions apart: `renewalInfo` (ARI) from 2.6 on,
+    /// `meta.profiles` (name → description) from 2.7 on, and `meta.externalAccountRequired` always.
+    pub fn directory(&self) -> serde_json::Value {
+        let url = self.acme_directory();
+        let response = https_get(&url, &self.pebble_listener_ca());
+        assert_eq!(response.status, 200, "GET {url}: {}", response.text());
+        serde_json::from_slice(&response.body)
+            .unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {}", response.text()))
+    }
+
+    /// What Pebble knows about the certificate with this serial, from the management port's
+    /// `/cert-status-by-serial/<hex>`. `serial_hex` is as [`serial_hex`] gives it (whole bytes); any case and leading
+    /// zeros are fine. It is sent in Go's big.Int form (lower case, no leading zeros), the form of the `Serial` field;
+    /// Pebble 2.4, 2.6 and 2.10 all parse the other forms too, and their logs print whole bytes ("Issued certificate
+    /// serial 0706..."). The JSON, the same in all three:
+    ///
+    /// ```text
+    /// {"Status": "Valid", "Serial": "70688332366d028", "Certificate": "-----BEGIN CERTIFICATE-----\n..."}
+    /// {"Status": "Revoked", "Serial": "...", "Certificate": "...", "Reason": 4,
+    ///  "RevokedAt": "2026-11-23 12:25:28.681190267 +0000 UTC"}
+    /// ```
+    ///
+    /// `Reason` is the RFC 5280 CRLReason code the revocation request gave (1 keyCompromise, 4 superseded, ...), and
+    /// `RevokedAt` is Go's `time.Time` string, not RFC 3339. Panics if Pebble does not know the serial (it answers 404).
+    pub fn cert_status(&self, serial_hex: &str) -> serde_json::Value {
+        let serial = pebble_serial(serial_hex);
+        let url = self.pebble.management_url(&format!("/cert-status-by-serial/{serial}"));
+        let response = https_get(&url, &self.pebble_listener_ca());
+        assert_eq!(
+            response.status, 200,
+            "GET {url}: Pebble knows no certificate with serial {serial} (from {serial_hex:?})"
+        );
+        serde_json::from_slice(&response.body)
+            .unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {}", response.text()))
+    }
+
+    /// Everything Pebble printed so far (it logs each request and each issued serial).
+    pub fn pebble_log(&self) -> String {
+        self.pebble.log()
     }
 
     /// PEM of the CA that signed Pebble's HTTPS listener certificate (for `[acme] ca_bundle`).
@@ -267,6 +320,16 @@ impl Drop for Sandbox {
             eprintln!("HAPCERT_KEEP_SANDBOX: kept {}", self.dir.path().display());
         }
     }
+}
+
+/// A serial in hex as Pebble prints it (Go's big.Int `%x`): lower case, no leading zeros.
+fn pebble_serial(hex: &str) -> String {
+    assert!(
+        !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        "{hex:?} is not a hex serial"
+    );
+    let trimmed = hex.trim_start_matches('0').to_ascii_lowercase();
+    if trimmed.is_empty() { "0".to_owned() } else { trimmed }
 }
 
 /// `st_mode & 0o7777` of `path` (following symlinks).

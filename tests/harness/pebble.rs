@@ -14,9 +14,44 @@ use super::certs::listener_pki;
 use super::http::try_https_get;
 use super::ports::free_port;
 use super::process::Daemon;
-use super::tools::tools;
+use super::tools::{self, tools};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pebble's own default certificate lifetime (5 years), which the harness also gives the latest Pebble's default
+/// profile: that Pebble ignores `certificateValidityPeriod` and would otherwise issue for 90 days.
+const PEBBLE_DEFAULT_VALIDITY_SECS: u64 = 157_766_400;
+
+/// Which Pebble a sandbox runs. Each is a Debian package (see scripts/lib/tools.sh), and each speaks a different
+/// amount of ACME beyond RFC 8555.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PebbleVersion {
+    /// Debian trixie's 2.6.0: ARI (`renewalInfo`, draft-ietf-acme-ari-03 path), no profiles.
+    #[default]
+    V2_6,
+    /// Debian bookworm's 2.4.0: neither ARI nor profiles.
+    V2_4,
+    /// Debian sid's, the newest packaged (2.10.0 when written): ARI and profiles (`meta.profiles`).
+    Latest,
+}
+
+impl PebbleVersion {
+    pub fn label(self) -> &'static str {
+        match self {
+            PebbleVersion::V2_6 => "2.6",
+            PebbleVersion::V2_4 => "2.4",
+            PebbleVersion::Latest => "latest",
+        }
+    }
+
+    pub fn debian_suite(self) -> &'static str {
+        match self {
+            PebbleVersion::V2_6 => "trixie",
+            PebbleVersion::V2_4 => "bookworm",
+            PebbleVersion::Latest => "sid",
+        }
+    }
+}
 
 pub struct Pebble {
     pub port: u16,
@@ -50,7 +85,7 @@ impl Pebble {
 
         let (port, mgmt_port) = (free_port(), free_port());
         let (config, listener_ca) = write_config(&conf, port, mgmt_port, http_port, opts);
-        let mut cmd = Command::new(&tools().pebble);
+        let mut cmd = Command::new(tools::pebble(opts.pebble));
         cmd.arg("-config").arg(&config).args(["-strict", "-dnsserver", &dns]);
         // Start from a clean slate: no PEBBLE_* knob from the developer's shell leaks in.
         for (key, _) in env::vars_os() {
@@ -86,7 +121,7 @@ impl Pebble {
             try_https_get(&dir_url, ca).is_ok_and(|r| r.status == 200)
         });
 
-        let root_url = format!("https://127.0.0.1:{}/roots/0", self.mgmt_port);
+        let root_url = self.management_url("/roots/0");
         let mut root = String::new();
         self.pebble
             .wait_ready("issuing root on the management port", READY_TIMEOUT, || {
@@ -105,6 +140,18 @@ impl Pebble {
 
     pub fn directory_url(&self) -> String {
         format!("https://127.0.0.1:{}/dir", self.port)
+    }
+
+    /// `https://127.0.0.1:<management port><path>`: roots, intermediates, certificate status.
+    pub fn management_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.mgmt_port)
+    }
+
+    /// Pebble's combined stdout and stderr so far.
+    pub fn log(&self) -> String {
+        let path = self.pebble.log_path();
+        let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     pub fn pids(&self) -> Vec<u32> {
@@ -150,7 +197,44 @@ fn write_config(conf: &Path, port: u16, mgmt_port: u16, http_port: u16, opts: &S
     if let Some(secs) = opts.cert_validity_secs {
         settings["certificateValidityPeriod"] = json!(secs);
     }
-    // Pebble 2.6 reads its settings from a top-level "pebble" object.
+    if !opts.eab_keys.is_empty() {
+        settings["externalAccountBindingRequired"] = json!(true);
+        let keys: serde_json::Map<String, serde_json::Value> = opts
+            .eab_keys
+            .iter()
+            .map(|(kid, key)| (kid.clone(), json!(key)))
+            .collect();
+        settings["externalAccountMACKeys"] = json!(keys);
+    }
+    if opts.pebble == PebbleVersion::Latest {
+        settings["profiles"] = profiles(opts);
+    } else {
+        // Older Pebbles ignore the key without a word; a test that sets it expects profiles it would not get.
+        assert!(
+            opts.profiles.is_empty(),
+            "SandboxOptions::profiles needs pebble: PebbleVersion::Latest; Pebble {} has no profiles",
+            opts.pebble.label()
+        );
+    }
+    // Every Pebble version reads its settings from a top-level "pebble" object.
     let config = write("pebble-config.json", &json!({ "pebble": settings }).to_string());
     (config, listener_ca)
+}
+
+/// The latest Pebble's `profiles`: a `default` one with the sandbox's certificate lifetime (the latest Pebble reads its
+/// lifetimes only from profiles), plus `opts.profiles`, which may replace `default`.
+fn profiles(opts: &SandboxOptions) -> serde_json::Value {
+    let default_secs = opts.cert_validity_secs.unwrap_or(PEBBLE_DEFAULT_VALIDITY_SECS);
+    let mut profiles = serde_json::Map::new();
+    profiles.insert(
+        "default".to_owned(),
+        json!({ "description": "the harness's default profile", "validityPeriod": default_secs }),
+    );
+    for (name, secs) in &opts.profiles {
+        profiles.insert(
+            name.clone(),
+            json!({ "description": format!("the harness's profile {name}"), "validityPeriod": secs }),
+        );
+    }
+    json!(profiles)
 }

@@ -39,6 +39,11 @@ impl Daemon {
         self.child.id()
     }
 
+    /// `<logs>/<name>.log`: everything the process printed, on stdout and stderr.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// Panics with `what` and the end of this process's log.
     pub fn fail(&self, what: impl Display) -> ! {
         panic!(

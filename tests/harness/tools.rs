@@ -6,6 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use super::pebble::PebbleVersion;
+
 const INSTALL_HINT: &str =
     "run scripts/test, which installs haproxy from apt and pebble 2.6 from Debian trixie into target/tools";
 
@@ -23,11 +25,18 @@ pub fn tools() -> &'static Tools {
     TOOLS.get_or_init(|| {
         let pebble_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/pebble-2.6/usr/bin");
         Tools {
-            pebble: find("pebble", Some("HAPCERT_PEBBLE"), &[&pebble_dir], INSTALL_HINT),
+            pebble: find(
+                "pebble",
+                Some("HAPCERT_PEBBLE"),
+                &[&pebble_dir],
+                FindIn::EnvPathThenDirs,
+                INSTALL_HINT,
+            ),
             challtestsrv: find(
                 "pebble-challtestsrv",
                 Some("HAPCERT_CHALLTESTSRV"),
                 &[&pebble_dir],
+                FindIn::EnvPathThenDirs,
                 INSTALL_HINT,
             ),
             // Debian puts haproxy in /usr/sbin, which is not on every user's PATH.
@@ -35,15 +44,63 @@ pub fn tools() -> &'static Tools {
                 "haproxy",
                 Some("HAPCERT_HAPROXY"),
                 &[Path::new("/usr/sbin")],
+                FindIn::EnvPathThenDirs,
                 INSTALL_HINT,
             ),
-            socat: find("socat", None, &[], "install it with `apt-get install socat`"),
+            socat: find(
+                "socat",
+                None,
+                &[],
+                FindIn::EnvPathThenDirs,
+                "install it with `apt-get install socat`",
+            ),
         }
     })
 }
 
-/// `$env_var` if set (it must then exist), else the first executable `name` on PATH, else in `extra_dirs`.
-fn find(name: &str, env_var: Option<&str>, extra_dirs: &[&Path], hint: &str) -> PathBuf {
+/// The `pebble` binary of `version`. 2.6 is the one every test used before there was a choice; 2.4 and the latest come
+/// only from their env var or their directory under target/tools (never PATH, whose `pebble` may be any version), and
+/// are looked up only when a test asks for them, so a checkout without them still runs every other test.
+pub fn pebble(version: PebbleVersion) -> &'static Path {
+    static PEBBLE_2_4: OnceLock<PathBuf> = OnceLock::new();
+    static PEBBLE_LATEST: OnceLock<PathBuf> = OnceLock::new();
+    let (cell, env_var, dir, step) = match version {
+        PebbleVersion::V2_6 => return &tools().pebble,
+        PebbleVersion::V2_4 => (&PEBBLE_2_4, "HAPCERT_PEBBLE_2_4", "pebble-2.4", "ensure_pebble_2_4"),
+        PebbleVersion::Latest => (
+            &PEBBLE_LATEST,
+            "HAPCERT_PEBBLE_LATEST",
+            "pebble-latest",
+            "ensure_pebble_latest",
+        ),
+    };
+    cell.get_or_init(|| {
+        let hint = format!(
+            "this test runs Pebble {label}: run scripts/test, or `bash scripts/lib/tools.sh {step}` from the \
+             repository root, which fetches it from Debian {suite} into target/tools/{dir}",
+            label = version.label(),
+            suite = version.debian_suite()
+        );
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/tools")
+            .join(dir)
+            .join("usr/bin");
+        find("pebble", Some(env_var), &[&dir], FindIn::EnvThenDirs, &hint)
+    })
+}
+
+/// Where [`find`] looks after the env var.
+#[derive(PartialEq)]
+enum FindIn {
+    /// PATH, then the extra directories.
+    EnvPathThenDirs,
+    /// Only the extra directories: for tools of a particular version, which PATH could hold in another.
+    EnvThenDirs,
+}
+
+/// `$env_var` if set (it must then exist), else the first executable `name` on PATH (unless `FindIn::EnvThenDirs`), else
+/// in `extra_dirs`.
+fn find(name: &str, env_var: Option<&str>, extra_dirs: &[&Path], order: FindIn, hint: &str) -> PathBuf {
     if let Some(var) = env_var
         && let Some(value) = env::var_os(var)
     {
@@ -56,7 +113,9 @@ fn find(name: &str, env_var: Option<&str>, extra_dirs: &[&Path], hint: &str) -> 
         // HAProxy re-executes itself from argv[0] on reload, so hand out absolute paths.
         return path.canonicalize().unwrap_or(path);
     }
-    let path_dirs = env::var_os("PATH").map(|p| env::split_paths(&p).collect::<Vec<_>>());
+    let path_dirs = env::var_os("PATH")
+        .filter(|_| order == FindIn::EnvPathThenDirs)
+        .map(|p| env::split_paths(&p).collect::<Vec<_>>());
     let candidates = path_dirs
         .iter()
         .flatten()
@@ -68,8 +127,9 @@ fn find(name: &str, env_var: Option<&str>, extra_dirs: &[&Path], hint: &str) -> 
             return candidate.canonicalize().unwrap_or(candidate);
         }
     }
-    let looked_at = env_var.map(|v| format!("${v}, ")).unwrap_or_default();
-    panic!("the integration tests need `{name}`, which was not found ({looked_at}PATH, {extra_dirs:?}); {hint}");
+    let env_part = env_var.map(|v| format!("${v}, ")).unwrap_or_default();
+    let path_part = if order == FindIn::EnvPathThenDirs { "PATH, " } else { "" };
+    panic!("the integration tests need `{name}`, which was not found ({env_part}{path_part}{extra_dirs:?}); {hint}");
 }
 
 fn is_executable(path: &Path) -> bool {

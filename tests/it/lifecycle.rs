@@ -229,7 +229,7 @@ fn revoking_the_deployed_certificate_then_the_next_run_replaces_it_with_a_new_ke
     assert_exit(&sandbox.hapcert(&["run"]), 0);
     let old_serial = disk_serial(&sandbox, "site");
     let old_key = key_of(&sandbox, "site");
-    assert_eq!(cert_status(&sandbox, &old_serial)["Status"], "Valid");
+    assert_eq!(sandbox.cert_status(&old_serial)["Status"], "Valid");
 
     let out = sandbox.hapcert(&["revoke", "site", "--reason", "keyCompromise"]);
     assert_exit(&out, 0);
@@ -238,7 +238,7 @@ fn revoking_the_deployed_certificate_then_the_next_run_replaces_it_with_a_new_ke
         "{}",
         show(&out)
     );
-    let status = cert_status(&sandbox, &old_serial);
+    let status = sandbox.cert_status(&old_serial);
     assert_eq!(status["Status"], "Revoked", "{status:#}");
     assert_eq!(status["Reason"], 1, "keyCompromise is reason 1: {status:#}");
     let rows = status_json(&sandbox);
@@ -251,7 +251,7 @@ fn revoking_the_deployed_certificate_then_the_next_run_replaces_it_with_a_new_ke
     assert_ne!(new_serial, old_serial);
     assert_ne!(key_of(&sandbox, "site"), old_key, "a fresh key");
     assert_eq!(serial_hex(&sandbox.served_leaf("a.example.com")), new_serial);
-    assert_eq!(cert_status(&sandbox, &new_serial)["Status"], "Valid");
+    assert_eq!(sandbox.cert_status(&new_serial)["Status"], "Valid");
     assert_eq!(
         status_json(&sandbox)[0]["due"],
         false,
@@ -373,10 +373,6 @@ fn staging_is_refused_where_it_would_deploy_and_a_dry_run_against_production_use
         show(&dry)
     );
     assert!(!pem_path(&sandbox, "site").exists(), "nothing deployed");
-}
-
-fn cert_status(_sandbox: &Sandbox, _serial: &str) -> serde_json::Value {
-    todo!("harness cert_status lands with the harness branch")
 }
 
 #[test]

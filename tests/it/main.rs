@@ -8,5 +8,6 @@ mod harness_extras;
 mod hot_update;
 mod issuance;
 mod lifecycle;
+mod pebbles;
 mod runtime_api;
 mod smoke;
