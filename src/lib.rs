@@ -12,6 +12,7 @@ pub mod config;
 pub mod decision;
 pub mod deploy;
 pub mod haproxy;
+pub mod import;
 pub mod keys;
 pub mod logging;
 pub mod pem;
