@@ -1,3 +1,4 @@
 //! `hapcert import`: take over the certificates another ACME client manages.
 
+pub mod certbot;
 pub mod configobj;
