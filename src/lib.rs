@@ -3,7 +3,7 @@
 //! Pure core: `config` (parse and validate), `decision`, `pem`, `verify`, `keys`.
 //! Edges: `acme` (the CA), `responder` (HTTP-01), `preflight` (the public HTTP path), `probe` (TLS handshakes),
 //! `store` (files), `haproxy` (commands and the Runtime API).
-//! Orchestration: `renew`, `status`, and the binary's `cli`.
+//! Orchestration: `renew`, `status`, `import` (certbot's tree into a config and adopted PEMs), and the binary's `cli`.
 
 pub mod acme;
 pub mod challenge;
