@@ -1,5 +1,5 @@
 # Shared by scripts/test, scripts/demo and scripts/bench: finds or installs the real parts the project runs against.
-# Sets HAPROXY_BIN, PEBBLE_BIN and CHALLTESTSRV_BIN.
+# Sets HAPROXY_BIN, PEBBLE_BIN and CHALLTESTSRV_BIN; certbot goes on PATH.
 
 TOOLS_DIR="${TOOLS_DIR:-$(pwd)/target/tools}"
 
@@ -40,7 +40,17 @@ ensure_pebble() {
   [ -x "$PEBBLE_BIN" ] || { echo "pebble 2.6 did not unpack to $PEBBLE_BIN" >&2; return 1; }
 }
 
+# certbot, for the tests of `hapcert import certbot`: they make a real /etc/letsencrypt-style tree with it. Debian
+# bookworm's package is certbot 2.1.
+ensure_certbot() {
+  command -v certbot >/dev/null && return 0
+  echo "== installing certbot from the distribution" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq certbot >/dev/null
+}
+
 ensure_test_tools() {
   ensure_haproxy
   ensure_pebble
+  ensure_certbot
 }

@@ -43,7 +43,7 @@ pub fn tools() -> &'static Tools {
 }
 
 /// `$env_var` if set (it must then exist), else the first executable `name` on PATH, else in `extra_dirs`.
-fn find(name: &str, env_var: Option<&str>, extra_dirs: &[&Path], hint: &str) -> PathBuf {
+pub fn find(name: &str, env_var: Option<&str>, extra_dirs: &[&Path], hint: &str) -> PathBuf {
     if let Some(var) = env_var
         && let Some(value) = env::var_os(var)
     {
