@@ -94,6 +94,17 @@ pub enum Command {
     /// The ACME account.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Take over another ACME client's certificates: print a config for them and adopt the current ones.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// certbot's /etc/letsencrypt: one [[certificate]] per lineage; hooks and the account are reported, not carried over.
+    Certbot(crate::import::CertbotImport),
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +141,13 @@ impl std::error::Error for UsageError {}
 
 /// Runs the command; `Ok(false)` means some certificate failed (exit 1).
 pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
+    // The import writes a config rather than reading one.
+    if let Command::Import {
+        source: ImportSource::Certbot(args),
+    } = &cli.command
+    {
+        return crate::import::certbot_command(args);
+    }
     let mut config = load_config(&cli.config)?;
     if cli.staging {
         if let Command::Run | Command::Renew { dry_run: false, .. } = cli.command {
@@ -226,6 +244,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
             print!("{}", summary(&config, owner));
             Ok(true)
         }
+        Command::Import { .. } => unreachable!("handled before the config is read"),
         Command::Account(AccountCommand::Show) => {
             let state = StateDir::at(&config.state.dir.value);
             match acme::account_summary(&state, &config.acme.directory)? {

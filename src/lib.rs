@@ -4,7 +4,8 @@
 //! and rate-limit budget), `pem`, `verify`, `keys`.
 //! Edges: `acme` (the CA), `responder` (HTTP-01), `preflight` (the public HTTP path), `probe` (TLS handshakes),
 //! `store` (files), `haproxy` (commands and the Runtime API).
-//! Orchestration: `renew`, `revoke`, `status`, and the binary's `cli`.
+//! Orchestration: `renew`, `revoke`, `status`, `import` (certbot's tree into a config and adopted PEMs), and the
+//! binary's `cli`.
 
 pub mod acme;
 pub mod ari;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod decision;
 pub mod deploy;
 pub mod haproxy;
+pub mod import;
 pub mod keys;
 pub mod logging;
 pub mod pem;

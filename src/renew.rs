@@ -253,9 +253,7 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
             refresh_renewal_info(&ca, &mut state, renewed.collect(), now).await;
         }
     }
-    if let Some(acme) = ca.connected() {
-        tracing::debug!(requests = acme.requests(), "HTTP requests sent to the CA");
-    }
+    tracing::debug!(requests = ca.requests(), "HTTP requests sent to the CA");
     record(&mut state, &items, now, options.dry_run);
     store.save_state(&state)?;
     Ok(Report { items })
@@ -268,11 +266,13 @@ fn present_facts(local: &Local) -> Option<&CertFacts> {
     }
 }
 
-/// The CA session of a run, made on first need: a run with nothing due and every window fresh sends no request.
+/// The CA session of a run, made on first need: a run with nothing due and every window fresh sends no request, and
+/// one that only reads renewal windows registers no account.
 struct CaSession<'a> {
     config: &'a Config,
     store: &'a StateDir,
     acme: OnceCell<Arc<Acme>>,
+    reader: OnceCell<Arc<Acme>>,
 }
 
 impl<'a> CaSession<'a> {
@@ -281,7 +281,19 @@ impl<'a> CaSession<'a> {
             config,
             store,
             acme: OnceCell::new(),
+            reader: OnceCell::new(),
         }
+    }
+
+    /// A session for renewal information: the account's when there is one, else one without an account.
+    async fn reader(&self) -> anyhow::Result<Arc<Acme>> {
+        if self.acme.initialized() || self.store.account_path(&self.config.acme.directory).exists() {
+            return self.get().await;
+        }
+        self.reader
+            .get_or_try_init(|| async { Acme::without_account(&self.config.acme).await.map(Arc::new) })
+            .await
+            .cloned()
     }
 
     async fn get(&self) -> anyhow::Result<Arc<Acme>> {
@@ -291,8 +303,13 @@ impl<'a> CaSession<'a> {
             .cloned()
     }
 
-    fn connected(&self) -> Option<&Arc<Acme>> {
-        self.acme.get()
+    /// HTTP requests this run sent to the CA.
+    fn requests(&self) -> usize {
+        [self.acme.get(), self.reader.get()]
+            .into_iter()
+            .flatten()
+            .map(|a| a.requests())
+            .sum()
     }
 }
 
@@ -315,7 +332,7 @@ async fn refresh_renewal_info(
     if stale.is_empty() {
         return;
     }
-    let acme = match ca.get().await {
+    let acme = match ca.reader().await {
         Ok(acme) => acme,
         Err(err) => {
             tracing::warn!(

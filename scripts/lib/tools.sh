@@ -1,5 +1,5 @@
 # Shared by scripts/test, scripts/demo and scripts/bench: finds or installs the real parts the project runs against.
-# Sets HAPROXY_BIN, PEBBLE_BIN, CHALLTESTSRV_BIN, PEBBLE_2_4_BIN and PEBBLE_LATEST_BIN.
+# Sets HAPROXY_BIN, PEBBLE_BIN, CHALLTESTSRV_BIN, PEBBLE_2_4_BIN and PEBBLE_LATEST_BIN; certbot goes on PATH.
 
 TOOLS_DIR="${TOOLS_DIR:-$(pwd)/target/tools}"
 
@@ -82,11 +82,21 @@ ensure_pebble_latest() {
   fetch_debian_pebble sid "$TOOLS_DIR/pebble-latest"
 }
 
+# certbot, for the tests of `hapcert import certbot`: they make a real /etc/letsencrypt-style tree with it. Debian
+# bookworm's package is certbot 2.1.
+ensure_certbot() {
+  command -v certbot >/dev/null && return 0
+  echo "== installing certbot from the distribution" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq certbot >/dev/null
+}
+
 ensure_test_tools() {
   ensure_haproxy
   ensure_pebble
   ensure_pebble_2_4
   ensure_pebble_latest
+  ensure_certbot
 }
 
 # `scripts/lib/tools.sh ensure_pebble_latest` (or any function above) runs just that step, e.g. when a test says a tool

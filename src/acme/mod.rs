@@ -236,6 +236,25 @@ impl Acme {
         Ok(session(account))
     }
 
+    /// A session for what needs no account: renewal information is a plain GET. Used when no account is stored yet,
+    /// so that checking windows never registers one; it must not be used to order.
+    pub async fn without_account(config: &AcmeConfig) -> anyhow::Result<Acme> {
+        let observed = Arc::new(Observed::default());
+        let ca_bundle = config.ca_bundle.as_ref().map(|b| b.value.clone());
+        let (_, throwaway_key) = instant_acme::Key::generate_pkcs8().map_err(describe)?;
+        let account = ca_builder(ca_bundle.as_deref(), observed.clone())?
+            .from_parts("urn:hapcert:no-account".into(), throwaway_key, config.directory.clone())
+            .await
+            .map_err(describe)
+            .with_context(|| format!("cannot reach the ACME directory {}", config.directory))?;
+        Ok(Acme {
+            account,
+            directory: config.directory.clone(),
+            ca_bundle,
+            observed,
+        })
+    }
+
     /// The account key's JWK thumbprint: the part after the dot of every key authorization.
     pub fn thumbprint(&self) -> &str {
         self.account.key_thumbprint()

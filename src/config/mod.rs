@@ -864,7 +864,7 @@ fn key_types(table: &RawCertificate, key: &dyn Fn(&str) -> String, errors: &mut 
 }
 
 /// A certificate's name becomes a file name in the cert and state directories.
-fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty; give the certificate a name, like \"www\"".into());
     }

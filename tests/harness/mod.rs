@@ -7,6 +7,7 @@
 //! directories (logs in `<dir>/logs/`) after the tests.
 #![allow(dead_code)] // each test module uses a different part of the harness
 
+mod certbot;
 mod certs;
 mod flaky;
 mod hapcert;
@@ -33,6 +34,8 @@ use std::time::Instant;
 use tempfile::TempDir;
 
 // Re-exported for the test modules; not every one uses every helper.
+#[allow(unused_imports)]
+pub use certbot::CertbotKey;
 #[allow(unused_imports)]
 pub use certs::{leaf_der_from_pem_file, san_dns_names, serial_hex, validity};
 #[allow(unused_imports)]

@@ -91,7 +91,7 @@ pub fn pebble(version: PebbleVersion) -> &'static Path {
 
 /// Where [`find`] looks after the env var.
 #[derive(PartialEq)]
-enum FindIn {
+pub enum FindIn {
     /// PATH, then the extra directories.
     EnvPathThenDirs,
     /// Only the extra directories: for tools of a particular version, which PATH could hold in another.
@@ -100,7 +100,7 @@ enum FindIn {
 
 /// `$env_var` if set (it must then exist), else the first executable `name` on PATH (unless `FindIn::EnvThenDirs`), else
 /// in `extra_dirs`.
-fn find(name: &str, env_var: Option<&str>, extra_dirs: &[&Path], order: FindIn, hint: &str) -> PathBuf {
+pub fn find(name: &str, env_var: Option<&str>, extra_dirs: &[&Path], order: FindIn, hint: &str) -> PathBuf {
     if let Some(var) = env_var
         && let Some(value) = env::var_os(var)
     {

@@ -6,6 +6,7 @@ mod harness;
 
 mod harness_extras;
 mod hot_update;
+mod import_certbot;
 mod issuance;
 mod lifecycle;
 mod pebbles;

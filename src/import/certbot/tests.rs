@@ -1,0 +1,489 @@
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use super::*;
+use crate::testing::{TestCa, leaf_pem_parts};
+
+const DIR: &str = "/etc/letsencrypt";
+
+/// A conf as certbot 2.1 writes it for `certonly --standalone --http-01-port 54321 --deploy-hook ...`.
+fn standalone_conf(name: &str, key_lines: &str, extra: &str) -> String {
+    format!(
+        "\
+# renew_before_expiry = 30 days
+version = 2.1.0
+archive_dir = {DIR}/archive/{name}
+cert = {DIR}/live/{name}/cert.pem
+privkey = {DIR}/live/{name}/privkey.pem
+chain = {DIR}/live/{name}/chain.pem
+fullchain = {DIR}/live/{name}/fullchain.pem
+
+# Options used in the renewal process
+[renewalparams]
+account = 5b6f0f1d1b5b4c1d8e0b2a3c4d5e6f70
+authenticator = standalone
+server = https://acme-v02.api.letsencrypt.org/directory
+{key_lines}http01_port = 54321
+{extra}"
+    )
+}
+
+/// A lineage whose live files hold `combined` (a `TestCa` PEM) split as certbot splits it.
+fn lineage(name: &str, conf: &str, combined: &str) -> LineageFiles {
+    let (leaf, chain, key) = leaf_pem_parts(combined);
+    lineage_of_parts(name, conf, &format!("{leaf}{chain}"), &key)
+}
+
+fn lineage_of_parts(name: &str, conf: &str, fullchain: &str, privkey: &str) -> LineageFiles {
+    LineageFiles {
+        name: name.into(),
+        conf_path: PathBuf::from(format!("{DIR}/renewal/{name}.conf")),
+        conf_text: Ok(conf.into()),
+        fullchain: Ok(ReadFile {
+            bytes: fullchain.as_bytes().to_vec(),
+            source: PathBuf::from(format!("archive/{name}/fullchain1.pem")),
+        }),
+        privkey: Ok(ReadFile {
+            bytes: privkey.as_bytes().to_vec(),
+            source: PathBuf::from(format!("archive/{name}/privkey1.pem")),
+        }),
+    }
+}
+
+fn options() -> PlanOptions {
+    PlanOptions {
+        cert_dir: PathBuf::from("/etc/haproxy/certs"),
+        now: OffsetDateTime::now_utc(),
+    }
+}
+
+fn tree(lineages: Vec<LineageFiles>) -> CertbotTree {
+    CertbotTree {
+        config_dir: PathBuf::from(DIR),
+        lineages,
+        hook_scripts: Vec::new(),
+        accounts: vec![Account {
+            id: "5b6f0f1d1b5b4c1d8e0b2a3c4d5e6f70".into(),
+            server: LETSENCRYPT.into(),
+            key_kind: Ok("RSA".into()),
+            contact: Vec::new(),
+        }],
+    }
+}
+
+#[test]
+fn a_standalone_conf_with_hooks_is_read() {
+    let text = standalone_conf(
+        "example.com",
+        "key_type = ecdsa\nelliptic_curve = secp384r1\n",
+        "pre_hook = systemctl stop nginx\nrenew_hook = /usr/local/bin/renew.sh\ninstaller = None\n",
+    );
+    let conf = parse_renewal_conf(&text, Path::new("/x/example.com.conf")).unwrap();
+    assert_eq!(conf.authenticator.as_deref(), Some("standalone"));
+    assert_eq!(conf.installer, None, "certbot writes None for no installer");
+    assert_eq!(conf.http01_port, Some(54321));
+    assert_eq!(conf.server.as_deref(), Some(LETSENCRYPT));
+    assert_eq!(
+        conf.key,
+        Some(DeclaredKey {
+            key_type: KeyType::EcdsaP384,
+            origin: "key_type = ecdsa, elliptic_curve = secp384r1".into(),
+            substitute_for: None,
+        })
+    );
+    assert_eq!(
+        conf.hooks,
+        [
+            ("pre_hook".to_owned(), "systemctl stop nginx".to_owned()),
+            ("renew_hook".to_owned(), "/usr/local/bin/renew.sh".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn key_settings_map_to_hapcerts_key_types() {
+    let key = |lines: &str| {
+        parse_renewal_conf(&standalone_conf("a", lines, ""), Path::new("a.conf"))
+            .unwrap()
+            .key
+    };
+    let declared = |lines: &str| key(lines).unwrap();
+    assert_eq!(
+        declared("key_type = ecdsa\n").key_type,
+        KeyType::EcdsaP256,
+        "certbot's default curve"
+    );
+    assert_eq!(
+        declared("key_type = rsa\n").key_type,
+        KeyType::Rsa2048,
+        "certbot's default size"
+    );
+    assert_eq!(
+        declared("key_type = rsa\nrsa_key_size = 4096\n").key_type,
+        KeyType::Rsa4096
+    );
+    assert_eq!(
+        declared("rsa_key_size = 3072\nkey_type = rsa\n").key_type,
+        KeyType::Rsa3072
+    );
+    let p521 = declared("key_type = ecdsa\nelliptic_curve = secp521r1\n");
+    assert_eq!(
+        (p521.key_type, p521.substitute_for.as_deref()),
+        (KeyType::EcdsaP384, Some("ECDSA secp521r1"))
+    );
+    let small = declared("key_type = rsa\nrsa_key_size = 1024\n");
+    assert_eq!(
+        (small.key_type, small.substitute_for.as_deref()),
+        (KeyType::Rsa2048, Some("RSA 1024"))
+    );
+    assert_eq!(key("rsa_key_size = 2048\n"), None, "older confs have no key_type");
+}
+
+#[test]
+fn bad_values_name_the_file_line_and_key() {
+    let text = standalone_conf("a", "key_type = dsa\n", "");
+    let err = parse_renewal_conf(&text, Path::new("/le/renewal/a.conf")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "/le/renewal/a.conf:14: key_type: 'dsa' is neither rsa nor ecdsa"
+    );
+
+    let text = standalone_conf("a", "", "").replace("http01_port = 54321", "http01_port = 543210");
+    let err = parse_renewal_conf(&text, Path::new("/le/renewal/a.conf")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "/le/renewal/a.conf:14: http01_port: '543210' is not a port number (1-65535)"
+    );
+
+    let text = standalone_conf("a", "", "").replace("authenticator = standalone", "authenticator: standalone");
+    let err = parse_renewal_conf(&text, Path::new("/le/renewal/a.conf")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/le/renewal/a.conf:12: 'authenticator: standalone' is neither"),
+        "{err}"
+    );
+}
+
+#[test]
+fn three_lineages_become_a_config_hapcert_accepts() {
+    let ca = TestCa::new();
+    let lineages = vec![
+        lineage(
+            "a.example.com",
+            &standalone_conf(
+                "a.example.com",
+                "key_type = ecdsa\n",
+                "renew_hook = /usr/local/bin/renew.sh\n",
+            ),
+            &ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90),
+        ),
+        lineage(
+            "multi",
+            &standalone_conf("multi", "key_type = rsa\nrsa_key_size = 2048\n", ""),
+            &ca.issue(
+                &["b.example.com", "www.b.example.com", "api.b.example.com"],
+                KeyType::Rsa2048,
+                90,
+            ),
+        ),
+        // An older conf without key_type: the key on disk decides.
+        lineage(
+            "old",
+            &standalone_conf("old", "", ""),
+            &ca.issue(&["c.example.com"], KeyType::EcdsaP384, 90),
+        ),
+    ];
+    let plan = plan(&tree(lineages), &options());
+    assert_eq!(plan.skipped, []);
+    check_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+    let text = plan.config_toml.as_deref().unwrap();
+    let config = Config::parse(text, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+
+    assert_eq!(config.acme.directory, LETSENCRYPT);
+    assert!(text.contains("directory = \"letsencrypt\"\n"), "{text}");
+    assert_eq!(config.challenge.listen.to_string(), "127.0.0.1:54321");
+    assert!(
+        text.contains("of every interface"),
+        "the comment says what certbot did: {text}"
+    );
+    assert_eq!(config.haproxy.cert_dir.value, Path::new("/etc/haproxy/certs"));
+
+    let summary: Vec<(String, Vec<String>, KeyType, PathBuf)> = config
+        .certificates
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                c.domains.iter().map(|d| d.to_string()).collect(),
+                c.key_type,
+                c.file.value.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "a.example.com".to_owned(),
+                vec!["a.example.com".to_owned()],
+                KeyType::EcdsaP256,
+                PathBuf::from("/etc/haproxy/certs/a.example.com.pem")
+            ),
+            (
+                "multi".to_owned(),
+                vec![
+                    "b.example.com".to_owned(),
+                    "www.b.example.com".to_owned(),
+                    "api.b.example.com".to_owned()
+                ],
+                KeyType::Rsa2048,
+                PathBuf::from("/etc/haproxy/certs/multi.pem")
+            ),
+            (
+                "old".to_owned(),
+                vec!["c.example.com".to_owned()],
+                KeyType::EcdsaP384,
+                PathBuf::from("/etc/haproxy/certs/old.pem")
+            ),
+        ]
+    );
+    assert!(text.contains("# REVIEW: certbot ran renew_hook = /usr/local/bin/renew.sh; hapcert runs no hooks.\n"));
+    assert!(text.contains("key type from no key_type in the conf: the current key's type."));
+    assert!(
+        plan.lineages.iter().all(|l| l.changes.is_empty()),
+        "nothing reissued early"
+    );
+
+    // The adopted PEM is what hapcert itself would write, and it decides "not due" for the certificate it holds.
+    let adopted = Bundle::parse(plan.lineages[1].pem.0.as_bytes()).unwrap();
+    let facts = adopted.facts().unwrap();
+    let spec = &config.certificates[1];
+    let decision = crate::decision::decide(
+        spec,
+        &crate::decision::Local::Present(facts),
+        crate::decision::Known::default(),
+        options().now,
+        false,
+    );
+    assert!(!decision.due, "{}", decision.reason);
+    assert_eq!(adopted.to_haproxy_pem().unwrap(), plan.lineages[1].pem.0);
+    assert!(!format!("{plan:?}").contains("PRIVATE KEY"), "Debug shows no key");
+}
+
+#[test]
+fn broken_lineages_are_skipped_with_their_reason_and_the_rest_imported() {
+    let ca = TestCa::new();
+    let good = ca.issue(&["good.example.com"], KeyType::EcdsaP256, 90);
+    let (leaf, chain, _) = leaf_pem_parts(&good);
+    let (_, _, other_key) = leaf_pem_parts(&ca.issue(&["good.example.com"], KeyType::EcdsaP256, 90));
+    let conf = |name: &str| standalone_conf(name, "key_type = ecdsa\n", "");
+    let mut missing = lineage("missing", &conf("missing"), &good);
+    missing.fullchain = Err("/etc/letsencrypt/live/missing/fullchain.pem points to \
+                             ../../archive/missing/fullchain3.pem, which does not exist"
+        .into());
+    let mut malformed = lineage("malformed", &conf("malformed"), &good);
+    malformed.conf_text = Ok(conf("malformed").replace("server = ", "server "));
+    let lineages = vec![
+        lineage("good", &conf("good"), &good),
+        lineage_of_parts("mismatch", &conf("mismatch"), &format!("{leaf}{chain}"), &other_key),
+        lineage(
+            "wild",
+            &conf("wild"),
+            &ca.issue(&["*.example.com"], KeyType::EcdsaP256, 90),
+        ),
+        missing,
+        malformed,
+        lineage("bad name!", &conf("x"), &good),
+    ];
+    let plan = plan(&tree(lineages), &options());
+    assert_eq!(plan.lineages.len(), 1);
+    assert_eq!(plan.lineages[0].name, "good");
+    let reasons: Vec<(&str, &str)> = plan
+        .skipped
+        .iter()
+        .map(|s| (s.name.as_str(), s.reason.as_str()))
+        .collect();
+    assert!(
+        reasons[0]
+            .1
+            .starts_with("the private key archive/mismatch/privkey1.pem does not belong"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].1.contains("'*.example.com'") && reasons[1].1.contains("wildcard"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].1.contains("which does not exist"), "{reasons:?}");
+    assert_eq!(
+        reasons[3].1,
+        "/etc/letsencrypt/renewal/malformed.conf:13: 'server https://acme-v02.api.letsencrypt.org/directory' is \
+         neither 'key = value', a [section] header, nor a # comment"
+    );
+    assert!(reasons[4].1.contains("keep this one on certbot"), "{reasons:?}");
+    check_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+}
+
+#[test]
+fn a_conf_and_a_key_that_disagree_are_imported_with_a_note_and_the_majority_ca_wins() {
+    let ca = TestCa::new();
+    let staging = "server = https://acme-staging-v02.api.letsencrypt.org/directory\n";
+    let lineages = vec![
+        lineage(
+            "one",
+            &standalone_conf("one", "key_type = ecdsa\n", ""),
+            &ca.issue(&["one.example.com"], KeyType::Rsa2048, 90),
+        ),
+        lineage(
+            "two",
+            &standalone_conf("two", "key_type = ecdsa\n", "").replace(&format!("server = {LETSENCRYPT}\n"), staging),
+            &ca.issue(&["two.example.com"], KeyType::EcdsaP256, 90),
+        ),
+        lineage(
+            "three",
+            &standalone_conf("three", "key_type = ecdsa\n", ""),
+            &ca.issue(&["three.example.com"], KeyType::EcdsaP256, 90),
+        ),
+    ];
+    let plan = plan(&tree(lineages), &options());
+    assert_eq!(plan.directory, LETSENCRYPT);
+    assert_eq!(
+        plan.lineages[0].changes,
+        [
+            "its current key is rsa-2048, but the renewal conf asks for ecdsa-p256; the first run reissues it as ecdsa-p256"
+        ]
+    );
+    assert!(plan.lineages[1].changes[0].starts_with(
+        "certbot renews it from https://acme-staging-v02.api.letsencrypt.org/directory; this config renews it from"
+    ));
+    assert!(plan.lineages[2].changes.is_empty());
+    check_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+}
+
+#[test]
+fn the_side_port_keeps_certbots_port_and_address() {
+    let ca = TestCa::new();
+    let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+    let with = |extra: &str| {
+        let conf = standalone_conf("a", "key_type = ecdsa\n", extra);
+        plan(&tree(vec![lineage("a", &conf, &pem)]), &options()).listen
+    };
+    assert_eq!(with("http01_address = 127.0.0.2\n").addr.to_string(), "127.0.0.2:54321");
+    assert_eq!(with("http01_address = ::1\n").addr.to_string(), "[::1]:54321");
+    assert_eq!(with("").addr.to_string(), "127.0.0.1:54321");
+
+    let webroot = standalone_conf("a", "key_type = ecdsa\n", "webroot_path = /var/www/html,\n")
+        .replace("authenticator = standalone", "authenticator = webroot")
+        .replace("http01_port = 54321\n", "");
+    let plan = plan(&tree(vec![lineage("a", &webroot, &pem)]), &options());
+    assert_eq!(plan.listen.addr.to_string(), "127.0.0.1:54321");
+    assert!(plan.listen.why.contains("hapcert's default"), "{}", plan.listen.why);
+    let report = render_report(&tree(Vec::new()), &plan, &[Adoption::Written], "printed on stdout");
+    assert!(
+        report.contains("    a: webroot (/var/www/html): hapcert does not write into a web root\n"),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_existing_file_is_judged_by_its_certificate() {
+    let ca = TestCa::new();
+    let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+    let conf = standalone_conf("a", "key_type = ecdsa\n", "");
+    let plan = plan(&tree(vec![lineage("a", &conf, &pem)]), &options());
+    let adopted = &plan.lineages[0];
+    assert_eq!(judge_existing(None, adopted), Existing::Missing);
+    assert_eq!(
+        judge_existing(Some(adopted.pem.0.as_bytes()), adopted),
+        Existing::Identical
+    );
+    // What `cat fullchain.pem privkey.pem > site.pem` writes: same certificate, another layout (blank line, CRLF).
+    let (leaf, chain, key) = leaf_pem_parts(&pem);
+    let cat = format!("{leaf}{chain}\n{key}").replace('\n', "\r\n");
+    assert_eq!(judge_existing(Some(cat.as_bytes()), adopted), Existing::SameCertificate);
+    let other = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+    assert!(matches!(
+        judge_existing(Some(other.as_bytes()), adopted),
+        Existing::Other(what) if what.starts_with("another certificate (serial ")
+    ));
+    assert!(matches!(
+        judge_existing(Some(b"garbage"), adopted),
+        Existing::Other(what) if what.starts_with("a file that is not a usable PEM")
+    ));
+}
+
+#[test]
+fn the_report_lists_hooks_scripts_authenticators_and_the_account() {
+    let ca = TestCa::new();
+    let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+    let hooks = "pre_hook = service haproxy stop\npost_hook = service haproxy start\n\
+                 renew_hook = /usr/local/bin/renew.sh\n";
+    let manual = standalone_conf("m", "key_type = ecdsa\n", "manual_auth_hook = /root/auth.sh\n")
+        .replace("authenticator = standalone", "authenticator = manual");
+    let mut tree = tree(vec![
+        lineage("a", &standalone_conf("a", "key_type = ecdsa\n", hooks), &pem),
+        lineage("m", &manual, &ca.issue(&["m.example.com"], KeyType::EcdsaP256, 90)),
+        lineage(
+            "p80",
+            &standalone_conf("p80", "key_type = ecdsa\n", "").replace("http01_port = 54321\n", ""),
+            &pem,
+        ),
+    ]);
+    tree.hook_scripts = vec![HookScript {
+        phase: "deploy".into(),
+        path: PathBuf::from("renewal-hooks/deploy/haproxy.sh"),
+        executable: true,
+    }];
+    let plan = plan(&tree, &options());
+    let adoptions = [
+        Adoption::Written,
+        Adoption::AlreadyThere(Existing::SameCertificate),
+        Adoption::NotAdopted("/etc/haproxy/certs/p80.pem holds another certificate".into()),
+    ];
+    let report = render_report(&tree, &plan, &adoptions, "written to /etc/hapcert/hapcert.toml");
+    // Paragraphs are wrapped: compare with runs of whitespace made one space.
+    let flat = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for expected in [
+        "hapcert import certbot: 3 lineages in /etc/letsencrypt, 3 imported, 0 skipped\n",
+        "  imported  a: a.example.com (ecdsa-p256)\n            serial ",
+        ", from archive/a/fullchain1.pem\n            written to /etc/haproxy/certs/a.pem (0600)\n",
+        "/etc/haproxy/certs/m.pem already holds this certificate; left as it is\n",
+        "  NOT ADOPTED p80: ",
+        "  config:   written to /etc/hapcert/hapcert.toml\n",
+        "HAProxy loads the 1 new file at its next reload",
+        "    a: pre_hook = service haproxy stop\n",
+        "    a: post_hook = service haproxy start\n",
+        "    a: renew_hook = /usr/local/bin/renew.sh  (certbot's --deploy-hook)\n",
+        "    renewal-hooks/deploy/haproxy.sh (a deploy hook for every lineage)\n",
+        "    m: manual (manual_auth_hook = /root/auth.sh)\n",
+        "    p80: standalone on port 80: certbot took port 80 itself",
+        "account: certbot's account 5b6f0f1d1b5b4c1d8e0b2a3c4d5e6f70 at https://acme-v02.api.letsencrypt.org/directory \
+         has an RSA key, and hapcert signs with P-256 ECDSA only. It is not reused: a new account will be made on",
+        "`crontab -l`",
+    ] {
+        assert!(
+            flat(&report).contains(&flat(expected)),
+            "missing {expected:?} in:\n{report}"
+        );
+    }
+    let not_carried_over = report.split_once("Not carried over").unwrap().1;
+    assert!(
+        not_carried_over
+            .lines()
+            .all(|l| l.len() <= 120 || l.starts_with("    ")),
+        "paragraphs are wrapped:\n{report}"
+    );
+}
+
+#[test]
+fn toml_strings_round_trip() {
+    for text in [
+        "plain",
+        "with \"quotes\" and \\ backslash",
+        "tab\tnew\nline\u{1}",
+        "ünï",
+    ] {
+        let parsed: toml::Table = toml::from_str(&format!("v = {}", toml_string(text))).unwrap();
+        assert_eq!(parsed["v"].as_str(), Some(text));
+    }
+}
