@@ -185,7 +185,11 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
             ) {
                 // A dry run is not held back by the schedule of the real runs, and does not add to it.
                 _ if options.dry_run => due.push((spec.clone(), deployed, None, items.len())),
-                Gate::Go => due.push((spec.clone(), deployed, ari_id, items.len())),
+                // `replaces` only to a CA that has shown it knows ARI.
+                Gate::Go => {
+                    let offers_ari = matches!(remembered.renewal_info, Some(ari::RenewalInfo::Ari(_)));
+                    due.push((spec.clone(), deployed, ari_id.filter(|_| offers_ari), items.len()))
+                }
                 Gate::Wait { until, why } => {
                     tracing::warn!(certificate = %spec.name, until = %format_rfc3339(until), "due, but not tried now: {why}");
                     result = ItemResult::Deferred {

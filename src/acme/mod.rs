@@ -271,7 +271,8 @@ impl Acme {
 
     /// Checks that the CA offers `profile`, so that a typo fails before any order, with the names that would work.
     pub fn check_profile(&self, profile: &str) -> anyhow::Result<()> {
-        let offered: Vec<&str> = self.account.profiles().map(|p| p.name).collect();
+        let mut offered: Vec<&str> = self.account.profiles().map(|p| p.name).collect();
+        offered.sort_unstable();
         if offered.contains(&profile) {
             return Ok(());
         }
@@ -328,10 +329,9 @@ impl Acme {
         let mut order = match placed {
             // A certificate made by another account (certbot's, say) cannot be replaced by this one; the CA says so,
             // and the order goes out as a new one instead of failing the renewal.
-            Err(instant_acme::Error::Api(problem)) if options.replaces.is_some() && problem.status != Some(429) => {
+            Err(err) if options.replaces.is_some() && refuses_replaces(&err) => {
                 tracing::warn!(
-                    "the CA refused to link this order to the certificate it replaces ({}); ordering without `replaces`",
-                    problem.detail.as_deref().unwrap_or("no detail")
+                    "the CA refused to link this order to the certificate it replaces ({err}); ordering without `replaces`"
                 );
                 retry_transient!(self.account.new_order(&new_order(None)?).await)
             }
@@ -451,6 +451,18 @@ impl Acme {
         retry_transient!(self.account.revoke(&request).await)
             .map_err(describe)
             .context("the CA refused the revocation")
+    }
+}
+
+/// Whether a refused order may go out again without `replaces`: the CA has no ARI, or it will not link the order to
+/// that certificate (another account's, already replaced, no name in common). Not for rate limits: the CA means those.
+fn refuses_replaces(err: &instant_acme::Error) -> bool {
+    match err {
+        instant_acme::Error::Unsupported(_) => true,
+        instant_acme::Error::Api(problem) => {
+            problem.status != Some(429) && problem_type(err) != Some("urn:ietf:params:acme:error:rateLimited")
+        }
+        _ => false,
     }
 }
 

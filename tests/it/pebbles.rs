@@ -197,3 +197,112 @@ fn nothing_issued(sandbox: &Sandbox) {
     assert_eq!(stored, 0, "no account is stored in {}", accounts.display());
     assert!(!sandbox.cert_dir().join("site.pem").exists());
 }
+
+fn status_rows(sandbox: &Sandbox) -> serde_json::Value {
+    let out = sandbox.hapcert(&["status", "--json"]);
+    assert_exit(&out, 0);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn without_ari_the_lifetime_rule_decides_and_status_says_so() {
+    let sandbox = Sandbox::start_with(SandboxOptions {
+        pebble: PebbleVersion::V2_4,
+        ..Default::default()
+    });
+    sandbox.write_config(&[SITE]);
+    let out = sandbox.hapcert(&["--log-level", "info,hapcert::acme::http=trace", "run"]);
+    assert_exit(&out, 0);
+    assert!(!crate::harness::stderr(&out).contains("\"replaces\""), "{}", show(&out));
+
+    let rows = status_rows(&sandbox);
+    let schedule = &rows[0]["schedule"];
+    assert_eq!(schedule["source"], "fallback", "{rows:#}");
+    assert_eq!(
+        schedule["fallback_reason"], "the CA offers no renewal information (ARI); lifetime rule",
+        "{rows:#}"
+    );
+    assert!(
+        rows[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not due yet (renew with 1/3 of the lifetime left)"),
+        "{rows:#}"
+    );
+    let text = stdout(&sandbox.hapcert(&["status"]));
+    assert!(
+        text.contains("schedule:  fallback: the CA offers no renewal information (ARI); lifetime rule"),
+        "{text}"
+    );
+
+    // A forced renewal sends no `replaces` to a CA without ARI, and works.
+    let renewal = sandbox.hapcert(&[
+        "--log-level",
+        "info,hapcert::acme::http=trace",
+        "renew",
+        "site",
+        "--force",
+    ]);
+    assert_exit(&renewal, 0);
+    assert!(
+        !crate::harness::stderr(&renewal).contains("\"replaces\""),
+        "{}",
+        show(&renewal)
+    );
+}
+
+#[test]
+fn a_profile_is_sent_in_the_order_and_one_the_ca_does_not_offer_fails_with_the_ones_it_does() {
+    let sandbox = Sandbox::start_with(SandboxOptions {
+        pebble: PebbleVersion::Latest,
+        profiles: vec![
+            ("tlsserver".to_owned(), 45 * 86_400),
+            ("shortlived".to_owned(), 6 * 86_400),
+        ],
+        ..Default::default()
+    });
+    write_config_with_acme_lines(&sandbox, "profile = \"shortlived\"\n");
+    let out = sandbox.hapcert(&["--log-level", "info,hapcert::acme::http=trace", "run"]);
+    assert_exit(&out, 0);
+    assert!(
+        crate::harness::stderr(&out).contains(r#""profile":"shortlived""#),
+        "the order names the profile: {}",
+        show(&out)
+    );
+    let (not_before, not_after) = validity(&leaf_der_from_pem_file(&sandbox.cert_dir().join("site.pem")));
+    let hours = (not_after - not_before).whole_hours();
+    assert!(
+        (143..=144).contains(&hours),
+        "Pebble issued under the shortlived profile (6 days): {hours} h"
+    );
+
+    write_config_with_acme_lines(&sandbox, "profile = \"classik\"\n");
+    let before = fs::read(sandbox.cert_dir().join("site.pem")).unwrap();
+    let out = sandbox.hapcert(&["renew", "site", "--force"]);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(
+        text.contains("does not offer the profile \"classik\"; it offers: default, shortlived, tlsserver"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        !crate::harness::stderr(&out).contains("ordering"),
+        "checked before any order: {}",
+        show(&out)
+    );
+    assert_eq!(fs::read(sandbox.cert_dir().join("site.pem")).unwrap(), before);
+}
+
+#[test]
+fn a_profile_against_a_ca_without_profiles_fails_before_ordering() {
+    let sandbox = Sandbox::start();
+    write_config_with_acme_lines(&sandbox, "profile = \"tlsserver\"\n");
+    let out = sandbox.hapcert(&["run"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("offers no profiles, so profile \"tlsserver\" cannot be used; remove `profile`"),
+        "{}",
+        show(&out)
+    );
+}
