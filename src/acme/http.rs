@@ -27,7 +27,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 /// Tries of one plain GET or HEAD, in all.
-const GET_TRIES: u32 = 4;
+const GET_TRIES: u32 = 3;
 
 /// Wait before retry number `attempt` (1-based) of a request that failed for a reason that may pass: 0.5 s, 1 s, 2 s…
 pub fn transient_backoff(attempt: u32) -> Duration {

@@ -26,7 +26,7 @@ use crate::store::StateDir;
 const NONCE_RETRIES: u32 = 10;
 
 /// How often one request is sent again after a network error or a 5xx from the CA, with `http::transient_backoff`.
-const TRANSIENT_RETRIES: u32 = 3;
+const TRANSIENT_RETRIES: u32 = 2;
 
 /// Runs `$call` again while the CA answers `badNonce` (at once: the answer carries a fresh nonce), or while the CA
 /// cannot be reached or answers 5xx (after a backoff). A macro, not a function, because each call borrows anew.
