@@ -66,15 +66,7 @@ impl Sandbox {
             .env("REQUESTS_CA_BUNDLE", self.pebble_listener_ca())
             .current_dir(self.dir())
             .stdin(Stdio::null());
-        let output = process::run_with_timeout(cmd, &stem, CERTBOT_TIMEOUT);
-        eprintln!(
-            "$ certbot {}\n{}\n--- stdout ---\n{}--- stderr ---\n{}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        process::run_echoed("certbot", args, cmd, &stem, CERTBOT_TIMEOUT)
     }
 
     /// `certbot certonly --standalone` for one lineage, the way the postmortem's load balancer ran it: HTTP-01 on the

@@ -73,16 +73,7 @@ dir = {state}
     pub fn hapcert(&self, args: &[&str]) -> Output {
         let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         let stem = self.dir().join("logs").join(format!("hapcert-{run:03}"));
-        let output = process::run_with_timeout(self.hapcert_cmd(args), &stem, HAPCERT_TIMEOUT);
-        // Captured by the test runner and shown only if the test fails.
-        eprintln!(
-            "$ hapcert {}\n{}\n--- stdout ---\n{}--- stderr ---\n{}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        process::run_echoed("hapcert", args, self.hapcert_cmd(args), &stem, HAPCERT_TIMEOUT)
     }
 
     /// The same command, not started (stdin is null; stdout/stderr are inherited unless you set them).

@@ -99,6 +99,20 @@ impl Drop for Daemon {
     }
 }
 
+/// [`run_with_timeout`], then echoes `$ <program> <args>` and the output on stderr, which the test runner captures and
+/// shows only when the test fails.
+pub fn run_echoed(program: &str, args: &[&str], cmd: Command, stem: &Path, timeout: Duration) -> Output {
+    let output = run_with_timeout(cmd, stem, timeout);
+    eprintln!(
+        "$ {program} {}\n{}\n--- stdout ---\n{}--- stderr ---\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// Runs `cmd` to completion with stdout/stderr captured through files `<stem>.stdout`/`<stem>.stderr`
 /// (files rather than pipes: a grandchild that keeps a pipe open cannot hang us). On timeout the child
 /// is killed and we panic with what it printed so far.
