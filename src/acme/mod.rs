@@ -382,11 +382,21 @@ impl Acme {
             break;
         }
 
-        let status = retry_transient!(order.poll_ready(&polling()).await)
-            .map_err(describe)
-            .context("waiting for the CA to validate")?;
-        if status != OrderStatus::Ready {
-            let (names, detail) = self.validation_errors(&mut order).await;
+        // An order that becomes invalid comes back as a status or, from some CAs, as the problem of the failed
+        // challenge; either way the names whose authorization failed are what the schedule counts.
+        let invalid = match retry_transient!(order.poll_ready(&polling()).await) {
+            Ok(OrderStatus::Ready) => None,
+            Ok(_) => Some(None),
+            Err(instant_acme::Error::Api(problem)) => Some(Some(problem)),
+            Err(err) => return Err(describe(err)).context("waiting for the CA to validate"),
+        };
+        if let Some(problem) = invalid {
+            let (names, mut detail) = self.validation_errors(&mut order).await;
+            if names.is_empty()
+                && let Some(problem) = problem
+            {
+                detail = problem.to_string();
+            }
             return Err(ValidationFailed { names, detail }.into());
         }
         drop(published);

@@ -403,3 +403,40 @@ fn a_dropped_connection_to_the_ca_is_retried_within_the_run() {
         disk_serial(&sandbox, "site")
     );
 }
+
+#[test]
+fn failed_validations_are_counted_per_name_against_the_cas_hourly_limit() {
+    use crate::harness::frontend_redirect_shadowing;
+    let sandbox = Sandbox::start();
+    // The challenge path is shadowed by a redirect, and the preflight that would catch it is off: the CA's validation
+    // fails, as it would on a real misconfiguration.
+    sandbox.set_http_frontend(&frontend_redirect_shadowing(&sandbox.ports()));
+    let text = format!(
+        "{}\n[[certificate]]\nname = \"site\"\ndomains = [\"a.example.com\"]\n",
+        sandbox
+            .base_config()
+            .replace("[challenge]\n", "[challenge]\npreflight = false\n")
+    );
+    sandbox.write_config_text(&text);
+
+    for attempt in 1..=4 {
+        let out = sandbox.hapcert(&["renew", "site", "--force"]);
+        assert_exit(&out, 1);
+        assert!(
+            stdout(&out).contains("validation failed: a.example.com:"),
+            "{}",
+            show(&out)
+        );
+        let ledger = &state_json(&sandbox)["failed_authorizations"]["a.example.com"];
+        assert_eq!(ledger.as_array().map(Vec::len), Some(attempt), "{ledger}");
+    }
+    // Four failures within the hour: --force alone no longer orders; the CA is not asked.
+    let out = sandbox.hapcert(&["--log-level", ACME_TRACE, "renew", "site", "--force"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("a.example.com failed validation 4 times in the last hour"),
+        "{}",
+        show(&out)
+    );
+    assert!(!stderr(&out).contains("request to the CA"), "{}", show(&out));
+}
