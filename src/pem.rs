@@ -307,3 +307,23 @@ mod tests {
         assert!(shown.contains("<redacted>") && !shown.contains("PRIVATE"), "{shown}");
     }
 }
+
+#[cfg(test)]
+mod ari_id_tests {
+    use super::*;
+    use crate::testing::TestCa;
+
+    #[test]
+    fn the_ari_id_is_the_aki_and_the_der_serial_in_base64url() {
+        let issued = TestCa::new().issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+        let bundle = Bundle::parse(issued.as_bytes()).unwrap();
+        let facts = bundle.facts().unwrap();
+        let (_, leaf) = X509Certificate::from_der(&bundle.certs[0]).unwrap();
+        let id = facts.ari_id.expect("the test CA sets an authority key id");
+        let (aki, serial) = id.split_once('.').unwrap();
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        assert_eq!(b64.decode(serial).unwrap(), leaf.raw_serial());
+        assert!(!b64.decode(aki).unwrap().is_empty());
+    }
+}

@@ -44,6 +44,8 @@ impl TestCa {
         let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         params.not_before = not_before;
         params.not_after = not_after;
+        // As every public CA does; ARI ids are made from it.
+        params.use_authority_key_identifier_extension = true;
         let leaf = params.signed_by(&key, &self.issuer).unwrap();
         format!("{}{}{}", leaf.pem(), self.intermediate_pem, key.serialize_pem())
     }
