@@ -19,6 +19,16 @@ pub enum Local {
     Present(CertFacts),
 }
 
+impl Local {
+    /// The certificate's facts, when there is a usable certificate.
+    pub fn facts(&self) -> Option<&CertFacts> {
+        match self {
+            Local::Present(facts) => Some(facts),
+            _ => None,
+        }
+    }
+}
+
 /// What the state remembers about the deployed certificate.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Known<'a> {
@@ -81,11 +91,7 @@ const SHORT_LIFETIME: Duration = Duration::from_secs(10 * 86_400);
 
 /// With the CA's window for the certificate in `local`, the window decides its timing; without one, the lifetime rule.
 pub fn decide(spec: &CertificateSpec, local: &Local, known: Known<'_>, now: OffsetDateTime, force: bool) -> Decision {
-    let facts = match local {
-        Local::Present(facts) => Some(facts),
-        _ => None,
-    };
-    let timing = facts.map(|f| match known.window {
+    let timing = local.facts().map(|f| match known.window {
         // The CA's moment, but never past expiry whatever the window says.
         Some(w) => (
             Rule::Ari {

@@ -22,9 +22,9 @@ use crate::deploy::{self, Change, Deployed};
 use crate::haproxy::Applied;
 use crate::keys::{csr_der, generate_key};
 use crate::pem::{Bundle, CertFacts};
-use crate::schedule::{Failures, Gate, Overrides, gate};
+use crate::schedule::{Failures, Gate, Overrides};
 use crate::status::format_rfc3339;
-use crate::store::{LastResult, Outcome, State, StateDir};
+use crate::store::{CertState, LastResult, Outcome, State, StateDir};
 use crate::verify::verify_issued;
 
 /// Orders in flight at once. Enough to keep a CA busy; few enough not to look like abuse.
@@ -149,18 +149,19 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
         let present = specs
             .iter()
             .zip(&on_disk)
-            .filter_map(|(spec, disk)| Some((spec.name.clone(), present_facts(&disk.local)?.ari_id.clone()?)));
+            .filter_map(|(spec, disk)| Some((spec.name.clone(), disk.local.facts()?.ari_id.clone()?)));
         refresh_renewal_info(&ca, &mut state, present.collect(), now).await;
     }
 
     let mut items = Vec::new();
     let mut due = Vec::new();
+    let nothing_known = CertState::default();
     for (spec, deployed) in specs.into_iter().zip(on_disk) {
         if let Local::Unreadable(why) | Local::Unparseable(why) = &deployed.local {
             tracing::warn!(certificate = %spec.name, file = %spec.file.value.display(), "{why}; it will be replaced");
         }
-        let remembered = state.certificates.get(&spec.name).cloned().unwrap_or_default();
-        let facts = present_facts(&deployed.local);
+        let remembered = state.certificates.get(&spec.name).unwrap_or(&nothing_known);
+        let facts = deployed.local.facts();
         let ari_id = facts.and_then(|f| f.ari_id.clone());
         let known = remembered.known(facts);
         let window = known.window;
@@ -171,18 +172,11 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
         }
         let mut result = ItemResult::NotDue;
         if decision.due {
-            let names: Vec<String> = spec.domains.iter().map(|d| d.to_string()).collect();
             let overrides = Overrides {
                 force: options.force,
                 ignore_retry_after: options.ignore_retry_after,
             };
-            match gate(
-                &remembered.failures,
-                &state.failed_authorizations,
-                &names,
-                now,
-                overrides,
-            ) {
+            match state.gate(&spec, now, overrides) {
                 // A dry run is not held back by the schedule of the real runs, and does not add to it.
                 _ if options.dry_run => due.push((spec.clone(), deployed, None, items.len())),
                 // `replaces` only to a CA that has shown it knows ARI.
@@ -261,13 +255,6 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
     record(&mut state, &items, now, options.dry_run);
     store.save_state(&state)?;
     Ok(Report { items })
-}
-
-fn present_facts(local: &Local) -> Option<&CertFacts> {
-    match local {
-        Local::Present(facts) => Some(facts),
-        _ => None,
-    }
 }
 
 /// The CA session of a run, made on first need: a run with nothing due and every window fresh sends no request, and
@@ -356,13 +343,7 @@ async fn refresh_renewal_info(
     for (name, id, answer) in answers.into_iter().flatten() {
         let entry = state.certificates.entry(name.clone()).or_default();
         match answer {
-            Ok(Some(info)) => {
-                let suggested = ari::Suggested {
-                    start: info.start,
-                    end: info.end,
-                    explanation_url: info.explanation_url,
-                    retry_after: info.retry_after,
-                };
+            Ok(Some(suggested)) => {
                 let recorded = ari::record(entry.renewal_info.as_ref(), &id, suggested, now, ari::random_unit());
                 if let Some(window) = recorded.window_for(&id) {
                     tracing::debug!(certificate = %name, start = %format_rfc3339(window.start), end = %format_rfc3339(window.end), renew_at = %format_rfc3339(window.renew_at), "the CA's renewal window");

@@ -8,10 +8,10 @@ use time::macros::format_description;
 
 use crate::ari::{AriWindow, RenewalInfo};
 use crate::config::Config;
-use crate::decision::{Local, decide};
+use crate::decision::decide;
 use crate::pem::CertFacts;
 use crate::renew::load_on_disk;
-use crate::schedule::{Gate, Overrides, gate};
+use crate::schedule::{Gate, Overrides};
 use crate::store::{CertState, LastResult, StateDir};
 
 #[derive(Debug, Serialize)]
@@ -63,20 +63,11 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
         .map(|spec| {
             let deployed = load_on_disk(spec);
             let remembered = state.certificates.get(&spec.name).unwrap_or(&none);
-            let facts = match &deployed.local {
-                Local::Present(facts) => Some(facts),
-                _ => None,
-            };
+            let facts = deployed.local.facts();
             let known = remembered.known(facts);
             let decision = decide(spec, &deployed.local, known, now, false);
             let names: Vec<String> = spec.domains.iter().map(|d| d.to_string()).collect();
-            let waiting = match gate(
-                &remembered.failures,
-                &state.failed_authorizations,
-                &names,
-                now,
-                Overrides::default(),
-            ) {
+            let waiting = match state.gate(spec, now, Overrides::default()) {
                 Gate::Wait { until, why } if decision.due => Some(Waiting {
                     until: format_rfc3339(until),
                     why: why.to_string(),

@@ -12,10 +12,10 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::ari::RenewalInfo;
-use crate::config::FileOwner;
+use crate::config::{CertificateSpec, FileOwner};
 use crate::decision::Known;
 use crate::pem::CertFacts;
-use crate::schedule::{FailedAuthorizations, Failures};
+use crate::schedule::{FailedAuthorizations, Failures, Gate, Overrides, gate};
 
 /// Writes `bytes` to `path` so that a reader sees either the old file or the new one, whole, even across a crash: a
 /// dot-prefixed temporary file in the same directory (HAProxy skips dot-files in a `crt` directory), the mode and owner set
@@ -199,6 +199,16 @@ pub struct CertState {
     /// The serial `hapcert revoke` revoked: while it is deployed, it is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_serial: Option<String>,
+}
+
+impl State {
+    /// May `spec`, when due, be ordered now? Its failures and its names' failed validations decide.
+    pub fn gate(&self, spec: &CertificateSpec, now: time::OffsetDateTime, overrides: Overrides) -> Gate {
+        let names: Vec<String> = spec.domains.iter().map(|d| d.to_string()).collect();
+        let no_failures = Failures::default();
+        let failures = self.certificates.get(&spec.name).map_or(&no_failures, |c| &c.failures);
+        gate(failures, &self.failed_authorizations, &names, now, overrides)
+    }
 }
 
 impl CertState {

@@ -125,18 +125,12 @@ impl Acme {
 
     /// Deactivates the account, then asks the CA about the key again: instant-acme discards the CA's answer to the
     /// deactivation itself, so the second question is what tells the operator the truth.
-    pub async fn deactivate(self, state: &StateDir) -> anyhow::Result<AccountStanding> {
+    pub async fn deactivate(&self, state: &StateDir) -> anyhow::Result<AccountStanding> {
         let path = state.account_path(&self.directory);
         let file = AccountFile::load(&path)?.context("the account file disappeared")?;
         let key = file.credentials.private_key().clone_key();
-        let probe = Acme {
-            account: self.account.clone(),
-            directory: self.directory.clone(),
-            observed: self.observed.clone(),
-            ca_bundle: self.ca_bundle.clone(),
-        };
         let sent = retry_transient!(self.account.clone().deactivate().await).map_err(describe);
-        let standing = match probe.look_up_key(PrivateKeyDer::Pkcs8(key)).await {
+        let standing = match self.look_up_key(PrivateKeyDer::Pkcs8(key)).await {
             Ok(_) => AccountStanding::Valid,
             Err(err) => AccountStanding::Refused(format!("{err:#}")),
         };

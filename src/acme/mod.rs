@@ -17,6 +17,7 @@ use instant_acme::{
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
+use crate::ari::Suggested;
 use crate::config::{AcmeConfig, DomainName};
 use crate::responder::ChallengeTokens;
 use crate::store::StateDir;
@@ -151,16 +152,6 @@ fn ca_builder(ca_bundle: Option<&Path>, observed: Arc<Observed>) -> anyhow::Resu
     Ok(Account::builder_with_http(Box::new(CaHttp::new(ca_bundle, observed)?)))
 }
 
-/// The CA's renewal information for one certificate.
-#[derive(Debug, Clone)]
-pub struct RenewalInfo {
-    pub start: OffsetDateTime,
-    pub end: OffsetDateTime,
-    pub explanation_url: Option<String>,
-    /// Don't ask again before this long has passed.
-    pub retry_after: Duration,
-}
-
 /// How to order: what the new certificate replaces (its ARI id), and under which profile.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OrderOptions<'a> {
@@ -291,10 +282,10 @@ impl Acme {
 
     /// The CA's suggested renewal window for the certificate with ARI id `cert_id`, or `None` when the CA's directory
     /// has no `renewalInfo`.
-    pub async fn renewal_info(&self, cert_id: &str) -> anyhow::Result<Option<RenewalInfo>> {
+    pub async fn renewal_info(&self, cert_id: &str) -> anyhow::Result<Option<Suggested>> {
         let id = parse_cert_id(cert_id)?;
         match self.account.renewal_info(&id).await {
-            Ok((info, retry_after)) => Ok(Some(RenewalInfo {
+            Ok((info, retry_after)) => Ok(Some(Suggested {
                 start: info.suggested_window.start,
                 end: info.suggested_window.end,
                 explanation_url: info.explanation_url,

@@ -12,13 +12,11 @@ use time::OffsetDateTime;
 use x509_parser::prelude::GeneralName;
 
 use super::configobj::{self, Entry, Section};
-use crate::config::{Config, DomainName, KeyType, check_name};
+use crate::config::{Config, DomainName, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING, check_name};
 use crate::pem::{Bundle, CertFacts};
 use crate::status::format_time;
 
 /// certbot's default `server`, used when a conf predates the key.
-pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 /// hapcert's side port when certbot gives none to keep.
 const DEFAULT_LISTEN_PORT: u16 = 54321;
 
@@ -521,22 +519,9 @@ fn directory_alias(url: &str) -> &str {
     }
 }
 
-/// A TOML basic string: quotes, backslashes and control characters escaped.
+/// A TOML string literal, escaped by the toml crate.
 pub fn toml_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    toml::Value::String(text.to_owned()).to_string()
 }
 
 /// One line of a comment, or several when the text holds newlines.
