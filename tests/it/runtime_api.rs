@@ -309,7 +309,16 @@ fn master_socket_replaces_shows_proc_and_reloads() {
     block_on(master.reload()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let after = loop {
-        let after = block_on(master.show_proc()).unwrap();
+        // While the master re-executes itself, a connection can be reset; production code retries too.
+        let after = match block_on(master.show_proc()) {
+            Ok(after) => after,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("show proc during the reload: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => panic!("show proc after the reload: {e}"),
+        };
         let fresh = after.workers.iter().any(|pid| !before.workers.contains(pid));
         if (after.reloads > before.reloads && fresh) || Instant::now() > deadline {
             break after;
