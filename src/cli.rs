@@ -2,6 +2,7 @@
 //! code.
 
 use std::fmt;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,7 +21,9 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (nothing due counts as success)
   1  at least one certificate failed, or another run held the lock too long
-  2  usage or configuration error (the message names the file, line and key)";
+  2  usage or configuration error (the message names the file, line and key)
+`hapcert check` follows the monitoring-plugin convention instead:
+  0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN";
 
 #[derive(Debug, Parser)]
 #[command(name = "hapcert", version, about = "Certificate agent for HAProxy: ACME over HTTP-01 on a side port, atomic PEM deploy, checked reload", after_help = EXIT_CODES)]
@@ -77,9 +80,25 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// One block per certificate with the whole schedule (the CA's window, next check) instead of the table.
+        #[arg(long, conflicts_with = "json")]
+        long: bool,
     },
     /// Validate the config file (and the directories, users and files it names), then print a summary.
     CheckConfig,
+    /// Monitor: the files on disk and what every endpoint serves, for Nagios, Icinga or Zabbix. One summary line
+    /// first; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check {
+        /// The full report as JSON, after the summary line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Notifications.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+    /// Run for good: renew when due, probe the endpoints, serve /metrics and /healthz. SIGHUP re-reads the config,
+    /// SIGTERM stops.
+    Daemon,
     /// Fetch a test token through the public path (port 80) for every name, as the CA will. Runs before every order too.
     Preflight {
         /// Certificate names from the config; none means all.
@@ -99,6 +118,12 @@ pub enum Command {
         #[command(subcommand)]
         source: ImportSource,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test event through every configured channel; exit 1 if any channel fails.
+    Test,
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,8 +164,22 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Runs the command; `Ok(false)` means some certificate failed (exit 1).
-pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
+/// Runs the command; the result is the exit code (1: some certificate failed; for `check`, the plugin status).
+pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::Check { json } = cli.command {
+        // A monitor must say UNKNOWN, on its first line, whatever stopped it; an unreadable config included.
+        return Ok(match load_config(&cli.config) {
+            Ok(config) => crate::check::command(&config, json).await,
+            Err(err) => crate::check::unknown(&err),
+        });
+    }
+    if let Command::Daemon = cli.command {
+        return crate::daemon::run(&cli.config, cli.lock_timeout).await.map(|()| 0);
+    }
+    execute_once(cli).await.map(|ok| if ok { 0 } else { 1 })
+}
+
+async fn execute_once(cli: Cli) -> anyhow::Result<bool> {
     // The import writes a config rather than reading one.
     if let Command::Import {
         source: ImportSource::Certbot(args),
@@ -197,6 +236,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
                     ignore_retry_after,
                     dry_run,
                     lock_timeout: cli.lock_timeout,
+                    progress: true,
                 },
                 true,
             )
@@ -212,12 +252,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        Command::Status { json } => {
+        Command::Status { json, long } => {
             let rows = status::collect(&config, OffsetDateTime::now_utc())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if long {
+                print!("{}", status::render_long(&rows));
             } else {
-                print!("{}", status::render(&rows));
+                let colour = crate::logging::colour_on(std::io::stdout().is_terminal());
+                print!("{}", status::render_table(&rows, colour));
             }
             Ok(true)
         }
@@ -244,7 +287,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
             print!("{}", summary(&config, owner));
             Ok(true)
         }
-        Command::Import { .. } => unreachable!("handled before the config is read"),
+        Command::Import { .. } | Command::Check { .. } | Command::Daemon => {
+            unreachable!("handled before the config is read")
+        }
+        Command::Notify(NotifyCommand::Test) => Ok(crate::notify::send_test(&config).await),
         Command::Account(AccountCommand::Show) => {
             let state = StateDir::at(&config.state.dir.value);
             match acme::account_summary(&state, &config.acme.directory)? {
@@ -323,7 +369,7 @@ async fn account_command(config: &Config, command: AccountCommand, lock_timeout:
 
 /// Asks on the terminal; without one, there is nobody to ask, and the answer is a usage error.
 fn confirm(question: &str) -> anyhow::Result<bool> {
-    use std::io::{BufRead, IsTerminal, Write};
+    use std::io::{BufRead, Write};
     if !std::io::stdin().is_terminal() {
         return Err(UsageError("refusing to deactivate without confirmation; pass --yes".into()).into());
     }
@@ -373,7 +419,8 @@ async fn preflight_command(config: &Config, names: &[String], lock_timeout: Dura
     Ok(all_ok)
 }
 
-fn load_config(path: &Path) -> anyhow::Result<Config> {
+/// Reads and validates the config file; shared by every command and the daemon's SIGHUP.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         UsageError(format!(
             "cannot read the config file {}: {err}; pass --config PATH or set HAPCERT_CONFIG",
@@ -391,11 +438,15 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
             ItemResult::NotDue if manual => println!("not due   {}: {}", item.name, item.decision.reason),
             ItemResult::NotDue => {}
             ItemResult::Renewed(facts, how) => println!(
-                "renewed   {}: serial {}, expires {}, served after {how} ({})",
+                "renewed   {}: serial {}, expires {}, served after {how} ({}){}",
                 item.name,
                 facts.serial,
                 status::format_time(facts.not_after),
-                item.decision.reason
+                item.decision.reason,
+                report
+                    .deploy_hook_failure(&item.name)
+                    .map(|failure| format!("; {failure}"))
+                    .unwrap_or_default()
             ),
             ItemResult::DryRun(facts) => println!(
                 "dry run   {}: issued serial {}, expires {}; nothing deployed",
@@ -410,6 +461,9 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
                 status::format_time(*until)
             ),
         }
+    }
+    for failure in report.hook_failures.iter().filter(|f| f.certificate.is_none()) {
+        println!("FAILED    {failure}");
     }
     Ok(!report.any_failed())
 }

@@ -9,8 +9,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{CertificateSpec, Config, FileOwner};
 use crate::haproxy::{Applied, Haproxy, Update};
-use crate::pem::{Bundle, CertFacts, hex};
+use crate::pem::{Bundle, CertFacts, hex, serial_hex};
 use crate::probe::{self, ClientKind};
+use crate::renew::FailureKind;
 use crate::store::{self, StateDir};
 
 /// After a reload the new worker takes a moment to own the listeners; a served certificate is looked for this long.
@@ -27,7 +28,27 @@ pub struct Change {
 /// What happened to one change.
 pub enum Deployed {
     Verified { facts: CertFacts, how: Applied },
-    Failed(String),
+    Failed(DeployFailure),
+}
+
+/// A change that is not served, and what is served instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployFailure {
+    /// `NotDeployed` when the new file could not be written (HAProxy was not asked), else what HAProxy did with it.
+    pub kind: FailureKind,
+    pub message: String,
+    /// The serial an endpoint served instead of the new one, when a handshake showed one.
+    pub served_serial: Option<String>,
+}
+
+impl DeployFailure {
+    fn new(kind: FailureKind, message: String) -> DeployFailure {
+        DeployFailure {
+            kind,
+            message,
+            served_serial: None,
+        }
+    }
 }
 
 pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes: Vec<Change>) -> Vec<Deployed> {
@@ -40,7 +61,10 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
             Ok(()) => written.push(index),
             Err(err) => {
                 tracing::error!(certificate = %change.spec.name, "{err:#}; the served certificate is untouched");
-                outcomes[index] = Some(Deployed::Failed(format!("{err:#}")));
+                outcomes[index] = Some(Deployed::Failed(DeployFailure::new(
+                    FailureKind::NotDeployed,
+                    format!("{err:#}"),
+                )));
             }
         }
     }
@@ -56,8 +80,9 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
             for &index in &written {
                 let what = restore_file(config, owner, &changes[index]);
                 tracing::error!(certificate = %changes[index].spec.name, "{what}");
-                outcomes[index] = Some(Deployed::Failed(format!(
-                    "{err}; {what}; HAProxy was not reloaded by hapcert"
+                outcomes[index] = Some(Deployed::Failed(DeployFailure::new(
+                    FailureKind::Refused,
+                    format!("{err}; {what}; HAProxy was not reloaded by hapcert"),
                 )));
             }
             return collect(outcomes);
@@ -88,7 +113,9 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
 fn collect(outcomes: Vec<Option<Deployed>>) -> Vec<Deployed> {
     outcomes
         .into_iter()
-        .map(|o| o.unwrap_or_else(|| Deployed::Failed("not deployed".into())))
+        .map(|o| {
+            o.unwrap_or_else(|| Deployed::Failed(DeployFailure::new(FailureKind::NotDeployed, "not deployed".into())))
+        })
         .collect()
 }
 
@@ -125,22 +152,29 @@ fn restore_file(config: &Config, owner: FileOwner, change: &Change) -> String {
     }
 }
 
+/// Why a leaf is not counted as served.
+struct NotServed {
+    problem: String,
+    /// What an endpoint served instead, when it completed a handshake.
+    served_serial: Option<String>,
+}
+
 /// The new leaf must be in use per the Runtime API (when there is one), and every verify endpoint must send it for every
 /// name. A certificate with a sibling of the other key kind is asked for by a client of its own kind only.
-async fn verify_served(config: &Config, haproxy: &Haproxy, spec: &CertificateSpec, leaf: &[u8]) -> Result<(), String> {
+async fn verify_served(
+    config: &Config,
+    haproxy: &Haproxy,
+    spec: &CertificateSpec,
+    leaf: &[u8],
+) -> Result<(), NotServed> {
     let sha1 = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, leaf).as_ref());
     if let Some(Err(problem)) = haproxy.confirm_loaded(&spec.file.value, &sha1).await {
-        return Err(problem);
+        return Err(NotServed {
+            problem,
+            served_serial: None,
+        });
     }
-    let has_sibling = config
-        .certificates
-        .iter()
-        .any(|c| c.group == spec.group && c.name != spec.name);
-    let kind = if has_sibling {
-        ClientKind::for_key(spec.key_type)
-    } else {
-        ClientKind::Any
-    };
+    let kind = ClientKind::for_certificate(config, spec);
     for endpoint in &spec.verify {
         for domain in &spec.domains {
             served_within(endpoint, domain.as_str(), kind, leaf).await?;
@@ -149,19 +183,22 @@ async fn verify_served(config: &Config, haproxy: &Haproxy, spec: &CertificateSpe
     Ok(())
 }
 
-async fn served_within(endpoint: &str, domain: &str, kind: ClientKind, leaf: &[u8]) -> Result<(), String> {
+async fn served_within(endpoint: &str, domain: &str, kind: ClientKind, leaf: &[u8]) -> Result<(), NotServed> {
     let deadline = tokio::time::Instant::now() + SERVED_WITHIN;
     loop {
-        let seen = match probe::served_leaf(endpoint, domain, kind).await {
+        let (seen, served_serial) = match probe::served_leaf(endpoint, domain, kind).await {
             Ok(served) if served.as_ref() == leaf => return Ok(()),
-            Ok(served) => format!("serves serial {}", serial(&served)),
-            Err(err) => format!("{err:#}"),
+            Ok(served) => {
+                let served_serial = serial(&served);
+                (format!("serves serial {served_serial}"), Some(served_serial))
+            }
+            Err(err) => (format!("{err:#}"), None),
         };
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "{endpoint} (SNI {domain}) {seen}; expected serial {}",
-                serial(leaf)
-            ));
+            return Err(NotServed {
+                problem: format!("{endpoint} (SNI {domain}) {seen}; expected serial {}", serial(leaf)),
+                served_serial,
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -172,7 +209,7 @@ async fn roll_back(
     owner: FileOwner,
     haproxy: &Haproxy,
     changes: &[Change],
-    failed: Vec<(usize, String)>,
+    failed: Vec<(usize, NotServed)>,
     outcomes: &mut [Option<Deployed>],
 ) {
     let mut back = Vec::new();
@@ -189,8 +226,9 @@ async fn roll_back(
     } else {
         haproxy.apply(&back).await
     };
-    for (index, problem) in failed {
+    for (index, not_served) in failed {
         let change = &changes[index];
+        let problem = &not_served.problem;
         let action = match (&reapplied, &change.previous) {
             (_, None) => "the new PEM was removed from disk (HAProxy drops it at its next reload)".to_owned(),
             (Err(err), Some(_)) => format!("the previous PEM is back on disk, but HAProxy refused it: {err}"),
@@ -201,9 +239,10 @@ async fn roll_back(
                         "rolled back by {how}: HAProxy serves the previous certificate, serial {}, again",
                         serial(&old_leaf)
                     ),
-                    Err(still) => {
-                        format!("rolled back by {how}, but the previous certificate is not served either: {still}")
-                    }
+                    Err(still) => format!(
+                        "rolled back by {how}, but the previous certificate is not served either: {}",
+                        still.problem
+                    ),
                 }
             }
         };
@@ -212,10 +251,14 @@ async fn roll_back(
             expected = %change.facts.serial,
             "HAProxy does not serve the new certificate: {problem}; {action}"
         );
-        outcomes[index] = Some(Deployed::Failed(format!(
-            "deployed serial {} but could not verify it: {problem}; {action}",
-            change.facts.serial
-        )));
+        outcomes[index] = Some(Deployed::Failed(DeployFailure {
+            kind: FailureKind::Unverified,
+            message: format!(
+                "deployed serial {} but could not verify it: {problem}; {action}",
+                change.facts.serial
+            ),
+            served_serial: not_served.served_serial,
+        }));
     }
 }
 
@@ -227,6 +270,6 @@ fn leaf_of(pem: &str) -> Vec<u8> {
 
 fn serial(der: &[u8]) -> String {
     X509Certificate::from_der(der)
-        .map(|(_, c)| hex(c.raw_serial()))
+        .map(|(_, c)| serial_hex(c.raw_serial()))
         .unwrap_or_else(|_| "(unparseable)".into())
 }

@@ -16,13 +16,19 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
         EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("--log-level {level:?} is not a valid filter: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| crate::progress::LogWriter);
     match format {
         LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
+            .with_ansi(colour_on(std::io::stderr().is_terminal()))
             .with_target(false)
             .init(),
         LogFormat::Json => builder.json().with_current_span(false).init(),
     }
     Ok(())
+}
+
+/// Colour only for a person at a terminal, and not when they asked for none (https://no-color.org): for the logs on
+/// stderr and the `status` table on stdout alike.
+pub fn colour_on(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -20,8 +20,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(cli::execute(cli)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(code) => ExitCode::from(code),
         Err(err) if err.downcast_ref::<ConfigErrors>().is_some() => {
             eprintln!("hapcert: the config has problems:\n{err}");
             ExitCode::from(2)

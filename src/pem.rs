@@ -110,7 +110,7 @@ impl Bundle {
             None => return Err(PemError::NoKey),
         };
         Ok(CertFacts {
-            serial: hex(leaf.raw_serial()),
+            serial: serial_hex(leaf.raw_serial()),
             names: dns_names(&leaf),
             not_before: leaf.validity().not_before.to_datetime(),
             not_after: leaf.validity().not_after.to_datetime(),
@@ -192,13 +192,32 @@ pub fn dns_names(cert: &X509Certificate<'_>) -> BTreeSet<String> {
         .collect()
 }
 
+/// Lower-case hex of every byte, as HAProxy prints a SHA-1 fingerprint.
 pub fn hex(bytes: &[u8]) -> String {
-    // A DER integer may carry a leading zero byte to stay positive; it is not part of the serial people compare.
-    let trimmed = match bytes {
-        [0, rest @ ..] if !rest.is_empty() => rest,
-        _ => bytes,
-    };
-    trimmed.iter().map(|b| format!("{b:02x}")).collect()
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A certificate's serial in hex, from its DER integer bytes. A DER integer may carry a leading zero byte to stay
+/// positive; it is not part of the serial people compare. (Only a serial: a digest's leading zero byte is its own.)
+pub fn serial_hex(der_integer: &[u8]) -> String {
+    match der_integer {
+        [0, rest @ ..] if !rest.is_empty() => hex(rest),
+        _ => hex(der_integer),
+    }
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_keeps_its_leading_zero_byte_and_a_serial_drops_the_der_sign_byte() {
+        // One SHA-1 in 256 starts with a zero byte; HAProxy prints it, and a deploy compares against it.
+        assert_eq!(hex(&[0x00, 0x35, 0xfe]), "0035fe");
+        assert_eq!(serial_hex(&[0x00, 0x8a, 0x01]), "8a01");
+        assert_eq!(serial_hex(&[0x00]), "00");
+        assert_eq!(serial_hex(&[0x7f, 0x00]), "7f00");
+    }
 }
 
 #[cfg(test)]

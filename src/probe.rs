@@ -1,5 +1,6 @@
-//! TLS handshakes to the endpoints that serve the certificates: which leaf does `host:port` send for a name? This is the
-//! proof on the wire that a deploy took effect. The only module that opens TLS connections to HAProxy.
+//! TLS handshakes to the endpoints that serve the certificates: which leaf (and chain) does `host:port` send for a name?
+//! This is the proof on the wire that a deploy took effect, and what `check` judges. The only module that opens TLS
+//! connections to HAProxy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::config::KeyType;
+use crate::config::{CertificateSpec, Config, KeyType};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -29,6 +30,20 @@ impl ClientKind {
         match key_type.kind() {
             "ecdsa" => ClientKind::EcdsaOnly,
             _ => ClientKind::RsaOnly,
+        }
+    }
+
+    /// The client `spec` is asked for by: one of its own kind when it has a sibling of the other key kind (`key_types`),
+    /// any client when it is alone.
+    pub fn for_certificate(config: &Config, spec: &CertificateSpec) -> ClientKind {
+        let has_sibling = config
+            .certificates
+            .iter()
+            .any(|c| c.group == spec.group && c.name != spec.name);
+        if has_sibling {
+            ClientKind::for_key(spec.key_type)
+        } else {
+            ClientKind::Any
         }
     }
 
@@ -74,6 +89,20 @@ pub async fn served_leaf(
     server_name: &str,
     kind: ClientKind,
 ) -> anyhow::Result<CertificateDer<'static>> {
+    let chain = served_chain(endpoint, server_name, kind).await?;
+    Ok(chain
+        .into_iter()
+        .next()
+        .expect("served_chain returns at least the leaf"))
+}
+
+/// Like [`served_leaf`], but returns every certificate the server sends, leaf first, so that `check` can verify the
+/// chain itself (with the roots it is told to trust) and still say what was served when it does not verify.
+pub async fn served_chain(
+    endpoint: &str,
+    server_name: &str,
+    kind: ClientKind,
+) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let config = observing_config(kind);
     let name = ServerName::try_from(server_name.to_owned())
         .with_context(|| format!("'{server_name}' is not a server name"))?;
@@ -86,15 +115,18 @@ pub async fn served_leaf(
             .await
             .with_context(|| format!("TLS handshake with {endpoint} (SNI {server_name}) failed"))?;
         let (_, session) = tls.get_ref();
-        let leaf = session
+        let chain: Vec<CertificateDer<'static>> = session
             .peer_certificates()
-            .and_then(|chain| chain.first())
-            .with_context(|| format!("{endpoint} sent no certificate for {server_name}"))?;
-        Ok(leaf.clone().into_owned())
+            .unwrap_or_default()
+            .iter()
+            .map(|cert| cert.clone().into_owned())
+            .collect();
+        anyhow::ensure!(!chain.is_empty(), "{endpoint} sent no certificate for {server_name}");
+        Ok(chain)
     };
     tokio::time::timeout(PROBE_TIMEOUT, handshake)
         .await
-        .with_context(|| format!("TLS handshake with {endpoint} (SNI {server_name}) timed out"))?
+        .with_context(|| format!("no TLS handshake with {endpoint} (SNI {server_name}) within {PROBE_TIMEOUT:?}"))?
 }
 
 /// Accepts whatever the server presents, so that a wrong or expired certificate is reported as "served X" rather than

@@ -10,22 +10,28 @@ use std::time::Duration;
 use anyhow::Context;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::acme::{Acme, OrderOptions, RateLimited, ValidationFailed};
-use crate::ari;
 use crate::challenge::ChallengeSide;
 use crate::config::{CertificateSpec, Config, FileOwner};
 use crate::decision::{Decision, Local, decide};
-use crate::deploy::{self, Change, Deployed};
+use crate::deploy::{self, Change, DeployFailure, Deployed};
 use crate::haproxy::Applied;
+use crate::hooks::{self, HookFailure, Stage};
 use crate::keys::{csr_der, generate_key};
+use crate::notify::{self, Scope};
 use crate::pem::{Bundle, CertFacts};
+use crate::progress::Progress;
+use crate::responder::ChallengeTokens;
 use crate::schedule::{Failures, Gate, Overrides};
 use crate::status::format_rfc3339;
-use crate::store::{CertState, LastResult, Outcome, State, StateDir};
+use crate::store::{LastResult, Outcome, State, StateDir};
 use crate::verify::verify_issued;
+use crate::{ari, metrics};
+
+mod events;
 
 /// Orders in flight at once. Enough to keep a CA busy; few enough not to look like abuse.
 const MAX_CONCURRENT_ORDERS: usize = 8;
@@ -39,11 +45,44 @@ pub struct RunOptions {
     pub ignore_retry_after: bool,
     pub dry_run: bool,
     pub lock_timeout: Duration,
+    /// A progress bar while several certificates are ordered, on a terminal: for a renewal by hand only.
+    pub progress: bool,
+}
+
+/// What the daemon lends a run. A one-shot run gets the default: it opens the side port for its orders itself, and
+/// nothing abandons it.
+#[derive(Clone, Default)]
+pub struct RunContext {
+    /// The daemon's standing HTTP-01 responder: the run publishes its tokens there instead of opening the side port.
+    pub responder: Option<ChallengeTokens>,
+    /// Turns true when the run must give up its orders (the daemon got SIGTERM). Orders in flight are dropped, which
+    /// the CA lets expire; nothing has been written by then. A deploy that has started is always finished.
+    pub abandon: Option<watch::Receiver<bool>>,
+}
+
+impl RunContext {
+    fn abandoned(&self) -> bool {
+        self.abandon.as_ref().is_some_and(|a| *a.borrow())
+    }
+
+    /// Completes when the run must give up its orders; never, for a one-shot run.
+    async fn abandon_requested(&self) {
+        let Some(mut abandon) = self.abandon.clone() else {
+            return std::future::pending().await;
+        };
+        // A daemon that dropped the sender has no way left to ask: wait for good.
+        if abandon.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct Report {
     pub items: Vec<Item>,
+    /// Post and deploy hooks that failed; none of them undid a deploy. (A failed pre hook fails its certificates
+    /// instead: they are not ordered.)
+    pub hook_failures: Vec<HookFailure>,
 }
 
 #[derive(Debug)]
@@ -51,6 +90,8 @@ pub struct Item {
     pub name: String,
     pub decision: Decision,
     pub result: ItemResult,
+    /// The certificate on disk when the run started: the one HAProxy still serves when this item was not renewed.
+    pub previous: Option<CertFacts>,
 }
 
 #[derive(Debug)]
@@ -60,20 +101,36 @@ pub enum ItemResult {
     Renewed(CertFacts, Applied),
     DryRun(CertFacts),
     Failed(Failure),
-    /// Due, but held back by the retry schedule or the CA's limits until `until`.
+    /// Due, but held back by the retry schedule or the CA's limits until `until`, or abandoned by a daemon that stops.
     Deferred {
         until: OffsetDateTime,
         why: String,
     },
 }
 
-/// What went wrong, with what the retry schedule needs to know about it.
+/// What went wrong, with what the retry schedule and the notifications need to know about it.
 #[derive(Debug)]
 pub struct Failure {
+    pub kind: FailureKind,
     pub message: String,
     pub rate_limited_until: Option<OffsetDateTime>,
     /// Names whose validation failed: they count against the CA's failed-authorization limit.
     pub failed_names: Vec<String>,
+    /// The new certificate's serial, when one was issued.
+    pub expected_serial: Option<String>,
+    /// What an endpoint served instead of the new certificate, when a handshake showed it.
+    pub served_serial: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Nothing new reached HAProxy: a pre hook, the preflight, the order, the CA, the check of what it issued, or the
+    /// write of the file failed. The served certificate is untouched.
+    NotDeployed,
+    /// HAProxy refused the new files (its check, the reload or the hot update failed); the previous ones were put back.
+    Refused,
+    /// HAProxy took the new certificate but did not serve it on the wire; the previous one was put back.
+    Unverified,
 }
 
 impl Failure {
@@ -81,28 +138,58 @@ impl Failure {
         let rate_limited = err.chain().find_map(|e| e.downcast_ref::<RateLimited>());
         let validation = err.chain().find_map(|e| e.downcast_ref::<ValidationFailed>());
         Failure {
+            kind: FailureKind::NotDeployed,
             message: format!("{err:#}"),
             rate_limited_until: rate_limited.and_then(|r| r.until),
             failed_names: validation.map(|v| v.names.clone()).unwrap_or_default(),
+            expected_serial: None,
+            served_serial: None,
         }
     }
 
-    fn message(message: String) -> Failure {
+    fn not_deployed(message: String) -> Failure {
         Failure {
+            kind: FailureKind::NotDeployed,
             message,
             rate_limited_until: None,
             failed_names: Vec::new(),
+            expected_serial: None,
+            served_serial: None,
+        }
+    }
+
+    fn of_deploy(failure: DeployFailure, expected_serial: String) -> Failure {
+        Failure {
+            kind: failure.kind,
+            message: failure.message,
+            rate_limited_until: None,
+            failed_names: Vec::new(),
+            expected_serial: Some(expected_serial),
+            served_serial: failure.served_serial,
         }
     }
 }
 
 impl Report {
-    /// A certificate that failed, or that is due and held back, fails the run: either way it is not being renewed.
+    /// A certificate that failed, or that is due and held back, fails the run: either way it is not being renewed. So
+    /// does a failed hook: what the operator asked to happen around the renewal did not.
     pub fn any_failed(&self) -> bool {
-        self.items
-            .iter()
-            .any(|i| matches!(i.result, ItemResult::Failed(_) | ItemResult::Deferred { .. }))
+        !items_ok(&self.items) || !self.hook_failures.is_empty()
     }
+
+    /// The failed deploy hook of the certificate `name`, if it failed.
+    pub fn deploy_hook_failure(&self, name: &str) -> Option<&HookFailure> {
+        self.hook_failures
+            .iter()
+            .find(|f| f.stage == Stage::Deploy && f.certificate.as_deref() == Some(name))
+    }
+}
+
+/// Nothing failed and nothing due was held back: what the dead-man's switch counts as a successful run.
+fn items_ok(items: &[Item]) -> bool {
+    !items
+        .iter()
+        .any(|i| matches!(i.result, ItemResult::Failed(_) | ItemResult::Deferred { .. }))
 }
 
 /// A certificate's file as found before the run: its bytes (to put back if needed) and what they mean.
@@ -134,7 +221,28 @@ pub fn load_on_disk(spec: &CertificateSpec) -> OnDisk {
     }
 }
 
+/// A due certificate the run will order.
+struct Due {
+    spec: CertificateSpec,
+    deployed: OnDisk,
+    /// The ARI id of the certificate the order replaces.
+    replaces: Option<String>,
+    /// Its place in the run's items.
+    index: usize,
+}
+
+/// One run, as `hapcert run` and `hapcert renew` do it.
 pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> anyhow::Result<Report> {
+    run_with(config, owner, options, &RunContext::default()).await
+}
+
+/// One run, with what the daemon lends it.
+pub async fn run_with(
+    config: &Config,
+    owner: FileOwner,
+    options: &RunOptions,
+    context: &RunContext,
+) -> anyhow::Result<Report> {
     let store = StateDir::create(&config.state.dir.value)?;
     let _lock = store.lock(options.lock_timeout)?;
     let now = OffsetDateTime::now_utc();
@@ -155,13 +263,13 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
 
     let mut items = Vec::new();
     let mut due = Vec::new();
-    let nothing_known = CertState::default();
     for (spec, deployed) in specs.into_iter().zip(on_disk) {
         if let Local::Unreadable(why) | Local::Unparseable(why) = &deployed.local {
             tracing::warn!(certificate = %spec.name, file = %spec.file.value.display(), "{why}; it will be replaced");
         }
-        let remembered = state.certificates.get(&spec.name).unwrap_or(&nothing_known);
+        let remembered = state.remembered(&spec.name);
         let facts = deployed.local.facts();
+        let previous = facts.cloned();
         let ari_id = facts.and_then(|f| f.ari_id.clone());
         let known = remembered.known(facts);
         let window = known.window;
@@ -176,13 +284,24 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
                 force: options.force,
                 ignore_retry_after: options.ignore_retry_after,
             };
+            let index = items.len();
             match state.gate(&spec, now, overrides) {
                 // A dry run is not held back by the schedule of the real runs, and does not add to it.
-                _ if options.dry_run => due.push((spec.clone(), deployed, None, items.len())),
+                _ if options.dry_run => due.push(Due {
+                    spec: spec.clone(),
+                    deployed,
+                    replaces: None,
+                    index,
+                }),
                 // `replaces` only to a CA that has shown it knows ARI.
                 Gate::Go => {
                     let offers_ari = matches!(remembered.renewal_info, Some(ari::RenewalInfo::Ari(_)));
-                    due.push((spec.clone(), deployed, ari_id.filter(|_| offers_ari), items.len()))
+                    due.push(Due {
+                        spec: spec.clone(),
+                        deployed,
+                        replaces: ari_id.filter(|_| offers_ari),
+                        index,
+                    })
                 }
                 Gate::Wait { until, why } => {
                     tracing::warn!(certificate = %spec.name, until = %format_rfc3339(until), "due, but not tried now: {why}");
@@ -197,51 +316,21 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
             name: spec.name.clone(),
             decision,
             result,
+            previous,
         });
     }
 
+    let mut hook_failures = Vec::new();
     if !due.is_empty() {
-        let orders = due
-            .iter()
-            .map(|(spec, _, replaces, _)| (spec.clone(), replaces.clone()))
-            .collect();
-        let issued = issue_all(config, &ca, orders).await;
-        let mut changes = Vec::new();
-        let mut change_items = Vec::new();
-        for ((spec, deployed, _, index), outcome) in due.into_iter().zip(issued) {
-            match outcome {
-                Err(err) => {
-                    let message = format!("{err:#}");
-                    tracing::error!(certificate = %spec.name, "renewal failed: {message}; the served certificate is untouched");
-                    items[index].result = ItemResult::Failed(Failure::of(&err));
-                }
-                Ok(new) if options.dry_run => {
-                    tracing::info!(certificate = %spec.name, serial = %new.facts.serial, "dry run: issued and verified, not deployed");
-                    items[index].result = ItemResult::DryRun(new.facts);
-                }
-                Ok(new) => {
-                    changes.push(Change {
-                        spec,
-                        previous: deployed.bytes,
-                        pem: new.pem,
-                        facts: new.facts,
-                    });
-                    change_items.push(index);
-                }
-            }
-        }
-        if !changes.is_empty() {
-            for (outcome, index) in deploy::deploy(config, owner, &store, changes)
-                .await
-                .into_iter()
-                .zip(change_items)
-            {
-                items[index].result = match outcome {
-                    Deployed::Verified { facts, how } => ItemResult::Renewed(facts, how),
-                    Deployed::Failed(message) => ItemResult::Failed(Failure::message(message)),
-                };
-            }
-        }
+        let pass = Pass {
+            config,
+            owner,
+            store: &store,
+            ca: &ca,
+            options,
+            context,
+        };
+        hook_failures = pass.renew_due(due, &mut items).await;
         if !options.dry_run {
             // The new certificates' windows, so that `status` shows them right away.
             let renewed = items.iter().filter_map(|item| match &item.result {
@@ -253,8 +342,155 @@ pub async fn run(config: &Config, owner: FileOwner, options: &RunOptions) -> any
     }
     tracing::debug!(requests = ca.requests(), "HTTP requests sent to the CA");
     record(&mut state, &items, now, options.dry_run);
+    if !options.dry_run {
+        let end = OffsetDateTime::now_utc();
+        tally(&mut state, &items, end);
+        let scope = Scope::Run {
+            certificates: events::acted_on(&items),
+        };
+        notify::notify(config, &store, events::run_events(config, &items, end), scope, end).await;
+    }
     store.save_state(&state)?;
-    Ok(Report { items })
+    metrics::write_textfile(config, OffsetDateTime::now_utc());
+    Ok(Report { items, hook_failures })
+}
+
+/// What the ordering part of a run works with.
+struct Pass<'a> {
+    config: &'a Config,
+    owner: FileOwner,
+    store: &'a StateDir,
+    ca: &'a CaSession<'a>,
+    options: &'a RunOptions,
+    context: &'a RunContext,
+}
+
+impl Pass<'_> {
+    /// Orders, verifies and deploys the due certificates, with the hooks around them; each outcome goes into `items`.
+    /// Returns the post and deploy hooks that failed.
+    async fn renew_due(&self, mut due: Vec<Due>, items: &mut [Item]) -> Vec<HookFailure> {
+        let Pass {
+            config,
+            options,
+            context,
+            ..
+        } = *self;
+        let mut hook_failures = Vec::new();
+        let hook_timeout = config.hooks.timeout;
+        let run_hooks = !options.dry_run;
+        if context.abandoned() {
+            abandon(&due, items);
+            return hook_failures;
+        }
+        let post_commands = hooks::distinct(due.iter().map(|d| d.spec.hooks.post.as_deref()));
+        if run_hooks {
+            let pre_commands = hooks::distinct(due.iter().map(|d| d.spec.hooks.pre.as_deref()));
+            let failed = hooks::run_stage(Stage::Pre, &pre_commands, hook_timeout).await;
+            due.retain(|d| {
+                let Some(failure) = failed
+                    .iter()
+                    .find(|f| d.spec.hooks.pre.as_deref() == Some(f.command.as_str()))
+                else {
+                    return true;
+                };
+                tracing::error!(certificate = %d.spec.name, "not ordered: {failure}; the served certificate is untouched");
+                items[d.index].result =
+                    ItemResult::Failed(Failure::not_deployed(format!("{failure}; nothing was ordered")));
+                false
+            });
+        }
+
+        if !due.is_empty() {
+            let orders = due.iter().map(|d| (d.spec.clone(), d.replaces.clone())).collect();
+            let issued = tokio::select! {
+                issued = issue_all(config, self.ca, orders, context.responder.clone(), options.progress) => Some(issued),
+                () = context.abandon_requested() => None,
+            };
+            match issued {
+                None => abandon(&due, items),
+                Some(issued) => {
+                    let renewed = self.deploy_issued(due, issued, items).await;
+                    if run_hooks {
+                        for (spec, facts) in renewed {
+                            hook_failures.extend(hooks::run_deploy(&spec, &facts, hook_timeout).await);
+                        }
+                    }
+                }
+            }
+        }
+
+        if run_hooks {
+            hook_failures.extend(hooks::run_stage(Stage::Post, &post_commands, hook_timeout).await);
+        }
+        hook_failures
+    }
+
+    /// Deploys what was issued (or, in a dry run, only says so); returns the certificates verified on the wire.
+    async fn deploy_issued(
+        &self,
+        due: Vec<Due>,
+        issued: Vec<anyhow::Result<Issued>>,
+        items: &mut [Item],
+    ) -> Vec<(CertificateSpec, CertFacts)> {
+        let Pass {
+            config,
+            owner,
+            store,
+            options,
+            ..
+        } = *self;
+        let mut changes = Vec::new();
+        let mut change_items = Vec::new();
+        for (d, outcome) in due.into_iter().zip(issued) {
+            match outcome {
+                Err(err) => {
+                    let message = format!("{err:#}");
+                    tracing::error!(certificate = %d.spec.name, "renewal failed: {message}; the served certificate is untouched");
+                    items[d.index].result = ItemResult::Failed(Failure::of(&err));
+                }
+                Ok(new) if options.dry_run => {
+                    tracing::info!(certificate = %d.spec.name, serial = %new.facts.serial, "dry run: issued and verified, not deployed");
+                    items[d.index].result = ItemResult::DryRun(new.facts);
+                }
+                Ok(new) => {
+                    change_items.push((d.index, d.spec.clone(), new.facts.serial.clone()));
+                    changes.push(Change {
+                        spec: d.spec,
+                        previous: d.deployed.bytes,
+                        pem: new.pem,
+                        facts: new.facts,
+                    });
+                }
+            }
+        }
+        let mut renewed = Vec::new();
+        if changes.is_empty() {
+            return renewed;
+        }
+        let outcomes = deploy::deploy(config, owner, store, changes).await;
+        for (outcome, (index, spec, serial)) in outcomes.into_iter().zip(change_items) {
+            items[index].result = match outcome {
+                Deployed::Verified { facts, how } => {
+                    renewed.push((spec, facts.clone()));
+                    ItemResult::Renewed(facts, how)
+                }
+                Deployed::Failed(failure) => ItemResult::Failed(Failure::of_deploy(failure, serial)),
+            };
+        }
+        renewed
+    }
+}
+
+/// The daemon is stopping before these certificates were issued: they are left for its next start, as if held back.
+fn abandon(due: &[Due], items: &mut [Item]) {
+    let now = OffsetDateTime::now_utc();
+    for d in due {
+        tracing::warn!(certificate = %d.spec.name, "order abandoned: hapcert is stopping; nothing was written");
+        items[d.index].result = ItemResult::Deferred {
+            until: now,
+            why: "abandoned: hapcert stopped while ordering".into(),
+        };
+    }
 }
 
 /// The CA session of a run, made on first need: a run with nothing due and every window fresh sends no request, and
@@ -394,28 +630,41 @@ struct Issued {
     facts: CertFacts,
 }
 
-/// Issues every due certificate with one account and one responder, at most `MAX_CONCURRENT_ORDERS` at a time. One
-/// certificate's failure does not stop the others. Results come back in the order of `orders`.
+/// Issues every due certificate with one account and one responder (the daemon's standing one, when given), at most
+/// `MAX_CONCURRENT_ORDERS` at a time. One certificate's failure does not stop the others. Results come back in the order
+/// of `orders`. Dropping the future drops the orders in flight, and with them their tokens.
 async fn issue_all(
     config: &Config,
     ca: &CaSession<'_>,
     orders: Vec<(CertificateSpec, Option<String>)>,
+    standing: Option<ChallengeTokens>,
+    show_progress: bool,
 ) -> Vec<anyhow::Result<Issued>> {
     let shared_failure = |err: anyhow::Error| orders.iter().map(|_| Err(anyhow::anyhow!("{err:#}"))).collect();
     let acme = match ca.get().await {
         Ok(acme) => acme,
         Err(err) => return shared_failure(err),
     };
-    let side = match ChallengeSide::start(config, acme.thumbprint()).await {
-        Ok(side) => Arc::new(side),
-        Err(err) => return shared_failure(err),
+    let side = match standing {
+        Some(tokens) => ChallengeSide::over(tokens, acme.thumbprint()),
+        None => match ChallengeSide::start(config, acme.thumbprint()).await {
+            Ok(side) => side,
+            Err(err) => return shared_failure(err),
+        },
     };
+    let side = Arc::new(side);
 
+    let progress = Progress::start(orders.len(), show_progress);
     let results = bounded(MAX_CONCURRENT_ORDERS, orders, |(spec, replaces)| {
-        let (acme, side, config) = (acme.clone(), side.clone(), config.clone());
-        async move { issue_one(&config, &acme, &spec, replaces.as_deref(), &side).await }
+        let (acme, side, config, progress) = (acme.clone(), side.clone(), config.clone(), progress.clone());
+        async move {
+            let issued = issue_one(&config, &acme, &spec, replaces.as_deref(), &side).await;
+            progress.finished(&spec.name);
+            issued
+        }
     })
     .await;
+    progress.clear();
 
     if let Ok(side) = Arc::try_unwrap(side) {
         side.stop().await;
@@ -467,6 +716,23 @@ async fn issue_one(
     })
 }
 
+/// The run's marks: when it ended, whether it counts as successful for the dead-man's switch, and the renewal
+/// counters of the metrics.
+fn tally(state: &mut State, items: &[Item], end: OffsetDateTime) {
+    state.last_run = Some(end);
+    if items_ok(items) {
+        state.last_run_success = Some(end);
+    }
+    for item in items {
+        let result = match item.result {
+            ItemResult::Renewed(..) => "success",
+            ItemResult::Failed(_) => "failure",
+            _ => continue,
+        };
+        *state.renewals.entry(result.to_owned()).or_default() += 1;
+    }
+}
+
 /// Keeps each acted-on certificate's outcome for `status`, and its failures for the retry schedule.
 fn record(state: &mut State, items: &[Item], now: OffsetDateTime, dry_run: bool) {
     for item in items {
@@ -510,5 +776,60 @@ fn record(state: &mut State, items: &[Item], now: OffsetDateTime, dry_run: bool)
             message,
             verified_serial,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::decision::Reason;
+
+    fn item(result: ItemResult) -> Item {
+        Item {
+            name: "www".into(),
+            decision: Decision {
+                due: true,
+                reason: Reason::Missing,
+                renew_at: None,
+            },
+            result,
+            previous: None,
+        }
+    }
+
+    fn failed() -> ItemResult {
+        ItemResult::Failed(Failure::not_deployed("no".into()))
+    }
+
+    #[test]
+    fn a_run_marks_its_end_and_counts_renewals_and_only_a_clean_one_feeds_the_dead_mans_switch() {
+        let (first, second) = (datetime!(2026-03-01 00:00 UTC), datetime!(2026-03-02 00:00 UTC));
+        let renewed = || {
+            let facts = CertFacts {
+                serial: "01".into(),
+                names: Default::default(),
+                not_before: first,
+                not_after: second,
+                key_type: None,
+                key_matches: true,
+                ari_id: None,
+            };
+            ItemResult::Renewed(facts, Applied::HotUpdated)
+        };
+        let mut state = State::default();
+        tally(&mut state, &[item(renewed()), item(ItemResult::NotDue)], first);
+        assert_eq!((state.last_run, state.last_run_success), (Some(first), Some(first)));
+        assert_eq!(state.renewals["success"], 1);
+
+        let deferred = ItemResult::Deferred {
+            until: second,
+            why: "backoff".into(),
+        };
+        tally(&mut state, &[item(renewed()), item(failed()), item(deferred)], second);
+        assert_eq!(state.last_run, Some(second));
+        assert_eq!(state.last_run_success, Some(first), "a failure is not a successful run");
+        assert_eq!((state.renewals["success"], state.renewals["failure"]), (2, 1));
     }
 }

@@ -2,29 +2,21 @@
 //! authorization for tokens of pending orders and 404 for anything else. It is up only while orders are pending.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
 use crate::config::is_base64url;
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
 /// RFC 8555 tokens carry at least 128 bits; CAs send 43 characters. Anything far longer is not a token.
 const MAX_TOKEN_LEN: usize = 256;
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
-/// Request line and headers together; a validation request is a few hundred bytes.
-const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 /// Tokens of pending challenges and their key authorizations, shared by the orders and the server.
 #[derive(Clone, Default)]
@@ -86,39 +78,8 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Serves until `shutdown` completes, then drops every open connection: by then no order needs an answer.
 pub async fn serve(listener: TcpListener, tokens: ChallengeTokens, shutdown: impl Future<Output = ()>) {
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let tokens = tokens.clone();
-                    connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let tokens = tokens.clone();
-                            async move { Ok::<_, Infallible>(answer(&tokens, &req, peer)) }
-                        });
-                        let connection = hyper::server::conn::http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(HEADER_TIMEOUT)
-                            .max_buf_size(MAX_HEAD_BYTES)
-                            .serve_connection(TokioIo::new(stream), service);
-                        if tokio::time::timeout(CONNECTION_TIMEOUT, connection).await.is_err() {
-                            tracing::debug!(%peer, "closed a challenge connection that stayed open too long");
-                        }
-                    });
-                }
-                Err(err) => {
-                    // Out of file descriptors and the like: wait a little instead of spinning.
-                    tracing::warn!("challenge responder: accept failed: {err}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    connections.shutdown().await;
+    let answer = move |req: &Request<Incoming>, peer: SocketAddr| answer(&tokens, req, peer);
+    crate::http_server::serve(listener, "challenge responder", answer, shutdown).await;
 }
 
 fn answer(tokens: &ChallengeTokens, req: &Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {

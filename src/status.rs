@@ -31,6 +31,10 @@ pub struct StatusRow {
     pub waiting: Option<Waiting>,
     pub consecutive_failures: u32,
     pub last_result: Option<LastResult>,
+    /// From the last `hapcert check`: every endpoint served the serial on disk. `None`: not checked, or no answer.
+    pub served_matches_disk: Option<bool>,
+    /// When that check ran (RFC 3339).
+    pub last_check: Option<String>,
 }
 
 /// Where the renewal moment comes from.
@@ -55,14 +59,15 @@ pub struct Waiting {
 }
 
 pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<StatusRow>> {
-    let state = StateDir::at(&config.state.dir.value).load_state()?;
-    let none = CertState::default();
+    let store = StateDir::at(&config.state.dir.value);
+    let state = store.load_state()?;
+    let last_check = store.load_monitor()?.last_check;
     Ok(config
         .certificates
         .iter()
         .map(|spec| {
             let deployed = load_on_disk(spec);
-            let remembered = state.certificates.get(&spec.name).unwrap_or(&none);
+            let remembered = state.remembered(&spec.name);
             let facts = deployed.local.facts();
             let known = remembered.known(facts);
             let decision = decide(spec, &deployed.local, known, now, false);
@@ -81,7 +86,7 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
                 file: spec.file.value.display().to_string(),
                 serial: facts.map(|f| f.serial.clone()),
                 not_after: facts.map(|f| format_rfc3339(f.not_after)),
-                days_left: facts.map(|f| ((f.not_after - now).as_seconds_f64() / 86_400.0 * 10.0).round() / 10.0),
+                days_left: facts.map(|f| days_left(f.not_after, now)),
                 due: decision.due,
                 renew_at: decision.renew_at.map(format_rfc3339),
                 reason: decision.reason.to_string(),
@@ -89,6 +94,10 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
                 waiting,
                 consecutive_failures: remembered.failures.consecutive,
                 last_result: remembered.last.clone(),
+                served_matches_disk: last_check
+                    .as_ref()
+                    .and_then(|c| c.certificates.get(&spec.name)?.served_matches_disk),
+                last_check: last_check.as_ref().map(|c| format_rfc3339(c.at)),
             }
         })
         .collect())
@@ -131,8 +140,152 @@ fn schedule(facts: Option<&CertFacts>, remembered: &CertState, window: Option<&A
     }
 }
 
-/// One block per certificate: fits a terminal, greps well, and keeps long reasons whole.
-pub fn render(rows: &[StatusRow]) -> String {
+/// The operator's dashboard: one line per certificate, the reason last so that it may run long. `colour` marks what
+/// needs attention (only on a terminal: a pipe or a log gets plain text).
+pub fn render_table(rows: &[StatusRow], colour: bool) -> String {
+    let header = [
+        "NAME",
+        "NAMES",
+        "KEY",
+        "NOT AFTER",
+        "DAYS",
+        "NEXT",
+        "WHEN",
+        "SERVED",
+        "LAST",
+        "FAILS",
+        "WHY",
+    ];
+    let mut table: Vec<Vec<Cell>> = vec![header.iter().map(|h| Cell::plain(h.to_string())).collect()];
+    for row in rows {
+        let names = match row.domains.len() {
+            0 => "-".to_owned(),
+            1 => row.domains[0].clone(),
+            n => format!("{} +{}", row.domains[0], n - 1),
+        };
+        let days = match row.days_left {
+            Some(d) if d < 7.0 => Cell::marked(format!("{d:.1}"), Mark::Bad),
+            Some(d) if row.due => Cell::marked(format!("{d:.1}"), Mark::Warn),
+            Some(d) => Cell::plain(format!("{d:.1}")),
+            None => Cell::marked("-".into(), Mark::Bad),
+        };
+        let (next, when) = match (&row.waiting, row.due) {
+            (Some(w), _) => (Cell::marked("held back".into(), Mark::Bad), short_time(&w.until)),
+            (None, true) => (Cell::marked("renew".into(), Mark::Warn), "next run".to_owned()),
+            (None, false) => (
+                Cell::plain("renew".into()),
+                row.renew_at.as_deref().map_or("-".to_owned(), short_time),
+            ),
+        };
+        let served = match row.served_matches_disk {
+            Some(true) => Cell::marked("match".into(), Mark::Good),
+            Some(false) => Cell::marked("DIFFERS".into(), Mark::Bad),
+            None if row.last_check.is_some() => Cell::marked("unknown".into(), Mark::Warn),
+            None => Cell::plain("-".into()),
+        };
+        let last = match &row.last_result {
+            Some(r) => {
+                let text = format!("{} {}", r.outcome, short_time(&r.at));
+                match r.outcome {
+                    crate::store::Outcome::Failed => Cell::marked(text, Mark::Bad),
+                    _ => Cell::plain(text),
+                }
+            }
+            None => Cell::plain("-".into()),
+        };
+        let fails = match row.consecutive_failures {
+            0 => Cell::plain("0".into()),
+            n => Cell::marked(n.to_string(), Mark::Bad),
+        };
+        let why = match &row.waiting {
+            Some(w) => format!("{}; held back: {}", row.reason, w.why),
+            None => row.reason.clone(),
+        };
+        table.push(vec![
+            Cell::plain(row.name.clone()),
+            Cell::plain(names),
+            Cell::plain(row.key_type.clone()),
+            Cell::plain(row.not_after.as_deref().map_or("-".to_owned(), short_time)),
+            days,
+            next,
+            Cell::plain(when),
+            served,
+            last,
+            fails,
+            Cell::plain(why),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|col| table.iter().map(|r| r[col].text.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        let mut line = String::new();
+        for (col, cell) in row.iter().enumerate() {
+            let last = col + 1 == row.len();
+            let pad = if last {
+                0
+            } else {
+                widths[col] - cell.text.chars().count() + 2
+            };
+            line.push_str(&cell.paint(colour));
+            line.push_str(&" ".repeat(pad));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    None,
+    Good,
+    Warn,
+    Bad,
+}
+
+struct Cell {
+    text: String,
+    mark: Mark,
+}
+
+impl Cell {
+    fn plain(text: String) -> Cell {
+        Cell { text, mark: Mark::None }
+    }
+
+    fn marked(text: String, mark: Mark) -> Cell {
+        Cell { text, mark }
+    }
+
+    fn paint(&self, colour: bool) -> String {
+        let code = match self.mark {
+            _ if !colour => return self.text.clone(),
+            Mark::None => return self.text.clone(),
+            Mark::Good => "32",
+            Mark::Warn => "33",
+            Mark::Bad => "1;31",
+        };
+        format!("\x1b[{code}m{}\x1b[0m", self.text)
+    }
+}
+
+/// "2026-12-20 10:00Z" from RFC 3339: short enough for a table column, unambiguous about the zone.
+fn short_time(rfc3339: &str) -> String {
+    match OffsetDateTime::parse(rfc3339, &Rfc3339) {
+        Ok(at) => {
+            let format = format_description!("[year]-[month]-[day] [hour]:[minute]Z");
+            at.to_offset(time::UtcOffset::UTC)
+                .format(&format)
+                .unwrap_or_else(|_| rfc3339.to_owned())
+        }
+        Err(_) => rfc3339.to_owned(),
+    }
+}
+
+/// One block per certificate, with the whole schedule: for `status --long`; greps well and keeps long texts whole.
+pub fn render_long(rows: &[StatusRow]) -> String {
     let mut out = String::new();
     for row in rows {
         let expiry = match (&row.not_after, row.days_left) {
@@ -174,11 +327,24 @@ pub fn render(rows: &[StatusRow]) -> String {
             key = row.key_type,
             file = row.file,
             serial = row.serial.as_deref().unwrap_or("-"),
-            served = row.last_result.as_ref().and_then(|r| r.verified_serial.as_deref()).map_or("-".to_owned(), |s| format!("{s} (last verified on the wire)")),
+            served = served_line(row),
             reason = row.reason,
         ));
     }
     out
+}
+
+fn served_line(row: &StatusRow) -> String {
+    let verified = row
+        .last_result
+        .as_ref()
+        .and_then(|r| r.verified_serial.as_deref())
+        .map_or("-".to_owned(), |s| format!("{s} (last verified on the wire)"));
+    match (row.served_matches_disk, &row.last_check) {
+        (Some(true), Some(at)) => format!("{verified}; the check at {at} found it matches the disk"),
+        (Some(false), Some(at)) => format!("{verified}; the check at {at} found an endpoint serving another serial"),
+        _ => verified,
+    }
 }
 
 /// "2026-04-01 00:00:00 UTC", for messages.
@@ -189,9 +355,83 @@ pub fn format_time(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.to_string())
 }
 
+/// Days from `now` to `not_after`, to a tenth (negative once expired): what status, check and alerts show.
+pub fn days_left(not_after: OffsetDateTime, now: OffsetDateTime) -> f64 {
+    ((not_after - now).as_seconds_f64() / 86_400.0 * 10.0).round() / 10.0
+}
+
 /// RFC 3339, for state files and JSON.
 pub fn format_rfc3339(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC)
         .format(&Rfc3339)
         .unwrap_or_else(|_| at.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Outcome;
+
+    fn row(name: &str, days_left: f64, due: bool) -> StatusRow {
+        StatusRow {
+            name: name.into(),
+            domains: vec!["example.com".into(), "www.example.com".into()],
+            key_type: "ecdsa-p256".into(),
+            file: format!("/etc/haproxy/certs/{name}.pem"),
+            serial: Some("0a".into()),
+            not_after: Some("2026-12-20T10:00:00Z".into()),
+            days_left: Some(days_left),
+            due,
+            renew_at: Some("2026-11-30T10:00:00Z".into()),
+            reason: "not due yet".into(),
+            schedule: schedule(None, &CertState::default(), None),
+            waiting: None,
+            consecutive_failures: 0,
+            last_result: None,
+            served_matches_disk: None,
+            last_check: None,
+        }
+    }
+
+    #[test]
+    fn the_table_aligns_columns_and_colours_only_when_asked() {
+        let mut failing = row("api", 3.0, true);
+        failing.consecutive_failures = 2;
+        failing.served_matches_disk = Some(false);
+        failing.last_check = Some("2026-11-23T10:00:00Z".into());
+        failing.last_result = Some(LastResult {
+            at: "2026-11-23T09:00:00Z".into(),
+            outcome: Outcome::Failed,
+            serial: None,
+            message: "the CA said no".into(),
+            verified_serial: None,
+        });
+        failing.waiting = Some(Waiting {
+            until: "2026-11-23T11:40:00Z".into(),
+            why: "retry in 100 min".into(),
+        });
+        let rows = [row("www", 27.1, false), failing];
+
+        let plain = render_table(&rows, false);
+        let lines: Vec<&str> = plain.lines().collect();
+        assert_eq!(lines.len(), 3, "{plain}");
+        let at = |line: &str, word: &str| line.find(word).unwrap_or_else(|| panic!("no {word} in {line}"));
+        // Every column starts where its header does.
+        assert_eq!(at(lines[0], "DAYS"), at(lines[1], "27.1"));
+        assert_eq!(at(lines[0], "DAYS"), at(lines[2], "3.0"));
+        assert_eq!(at(lines[0], "WHEN"), at(lines[1], "2026-11-30 10:00Z"));
+        assert_eq!(at(lines[0], "SERVED"), at(lines[2], "DIFFERS"));
+        assert_eq!(at(lines[0], "FAILS"), at(lines[2], "2 "));
+        assert!(lines[1].contains("example.com +1"), "{plain}");
+        assert!(lines[2].contains("held back") && lines[2].ends_with("not due yet; held back: retry in 100 min"));
+        assert!(!plain.contains('\x1b'));
+
+        let coloured = render_table(&rows, true);
+        assert!(coloured.contains("\x1b[1;31mDIFFERS\x1b[0m"), "{coloured}");
+        assert!(coloured.contains("\x1b[1;31m3.0\x1b[0m"), "{coloured}");
+        assert!(
+            !coloured.lines().nth(1).unwrap().contains('\x1b'),
+            "a healthy row is not marked"
+        );
+    }
 }

@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::ari::RenewalInfo;
 use crate::config::{CertificateSpec, FileOwner};
-use crate::decision::Known;
+use crate::decision::{Decision, Known, Local, decide};
+use crate::notify::Ledger;
 use crate::pem::CertFacts;
 use crate::schedule::{FailedAuthorizations, Failures, Gate, Overrides, gate};
 
@@ -55,6 +58,9 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// How long a check or a notification waits for `monitor.lock`.
+const MONITOR_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// hapcert's own directory. Only root (or the user hapcert runs as) may look inside: it holds the account key.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -85,7 +91,23 @@ impl StateDir {
 
     /// Waits up to `timeout` for the run lock. Only one run at a time touches the CA, the files and HAProxy.
     pub fn lock(&self, timeout: Duration) -> anyhow::Result<RunLock> {
-        let path = self.root.join("lock");
+        self.lock_file("lock", "another hapcert run", timeout, "or raise --lock-timeout")
+    }
+
+    /// The lock of `monitor.json`, held only while it is read, changed and written: a `check` never waits for a run.
+    /// Its holders are quick, so the wait is short and fixed.
+    pub fn monitor_lock(&self) -> anyhow::Result<RunLock> {
+        self.lock_file(
+            "monitor.lock",
+            "another hapcert check or notification",
+            MONITOR_LOCK_TIMEOUT,
+            "and if it stays stuck, look for a hung `hapcert check`",
+        )
+    }
+
+    /// `holder` and `remedy` are for the messages: who else takes this lock, and what to do when it is held too long.
+    fn lock_file(&self, name: &str, holder: &str, timeout: Duration, remedy: &str) -> anyhow::Result<RunLock> {
+        let path = self.root.join(name);
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -99,13 +121,13 @@ impl StateDir {
                 Ok(()) => return Ok(RunLock { _file: file }),
                 Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     if !announced {
-                        tracing::info!(lock = %path.display(), "another hapcert run holds the lock; waiting up to {}", humantime::format_duration(timeout));
+                        tracing::info!(lock = %path.display(), "{holder} holds the lock; waiting up to {}", humantime::format_duration(timeout));
                         announced = true;
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(fs::TryLockError::WouldBlock) => anyhow::bail!(
-                    "another hapcert run holds the lock {} and did not finish within {}; try again later, or raise --lock-timeout",
+                    "{holder} holds the lock {} and did not finish within {}; try again later, {remedy}",
                     path.display(),
                     humantime::format_duration(timeout)
                 ),
@@ -150,23 +172,40 @@ impl StateDir {
     }
 
     pub fn load_state(&self) -> anyhow::Result<State> {
-        let path = self.state_path();
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-                format!(
-                    "{} is damaged; remove it to start afresh (hapcert then forgets failure counts and ARI windows, \
-                     nothing else)",
-                    path.display()
-                )
-            }),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(State::default()),
-            Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
-        }
+        load_json(&self.state_path(), "failure counts and ARI windows, nothing else")
     }
 
     pub fn save_state(&self, state: &State) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(state)?;
         self.write_secret(&self.state_path(), &bytes)
+    }
+
+    fn monitor_path(&self) -> PathBuf {
+        self.root.join("monitor.json")
+    }
+
+    /// What `check` and the notifications remember; take `monitor_lock` around a load and save.
+    pub fn load_monitor(&self) -> anyhow::Result<Monitor> {
+        load_json(&self.monitor_path(), "the last check and which alerts were sent")
+    }
+
+    pub fn save_monitor(&self, monitor: &Monitor) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(monitor)?;
+        self.write_secret(&self.monitor_path(), &bytes)
+    }
+}
+
+/// One of the state dir's JSON files; a missing one is the default. `forgotten` is what removing a damaged one costs.
+fn load_json<T: DeserializeOwned + Default>(path: &Path, forgotten: &str) -> anyhow::Result<T> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is damaged; remove it to start afresh (hapcert then forgets {forgotten})",
+                path.display()
+            )
+        }),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
     }
 }
 
@@ -184,6 +223,52 @@ pub struct State {
     /// Per name, for the CA's failed-authorization limit.
     #[serde(default)]
     pub failed_authorizations: FailedAuthorizations,
+    /// When the last run ended, whatever its outcome.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_run: Option<OffsetDateTime>,
+    /// When the last run ended in which nothing failed or was held back: the dead-man's switch watches it.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_run_success: Option<OffsetDateTime>,
+    /// Renewals ever attempted, by result ("success", "failure"): `hapcert_renewals_total`.
+    #[serde(default)]
+    pub renewals: BTreeMap<String, u64>,
+}
+
+/// What `check` found last, and what the notifications remember (`monitor.json`). Kept apart from `State` so that a
+/// `check` never waits for a run's lock.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Monitor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<LastCheck>,
+    #[serde(default)]
+    pub notifications: Ledger,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastCheck {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The monitoring-plugin status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub status: u8,
+    #[serde(default)]
+    pub certificates: BTreeMap<String, CertCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertCheck {
+    pub status: u8,
+    /// Every endpoint served the serial on disk; `None` when no endpoint answered.
+    pub served_matches_disk: Option<bool>,
+    /// One line: what made the status.
+    pub summary: String,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -202,8 +287,26 @@ pub struct CertState {
 }
 
 impl State {
+    /// What is remembered about certificate `name`; nothing, for one never seen.
+    pub fn remembered(&self, name: &str) -> &CertState {
+        static NOTHING: std::sync::LazyLock<CertState> = std::sync::LazyLock::new(CertState::default);
+        self.certificates.get(name).unwrap_or(&NOTHING)
+    }
+
+    /// Whether `spec`, found on disk as `local`, is due at `now`, with what is remembered about it (its ARI window,
+    /// a revocation).
+    pub fn decide(&self, spec: &CertificateSpec, local: &Local, now: OffsetDateTime, force: bool) -> Decision {
+        decide(
+            spec,
+            local,
+            self.remembered(&spec.name).known(local.facts()),
+            now,
+            force,
+        )
+    }
+
     /// May `spec`, when due, be ordered now? Its failures and its names' failed validations decide.
-    pub fn gate(&self, spec: &CertificateSpec, now: time::OffsetDateTime, overrides: Overrides) -> Gate {
+    pub fn gate(&self, spec: &CertificateSpec, now: OffsetDateTime, overrides: Overrides) -> Gate {
         let names: Vec<String> = spec.domains.iter().map(|d| d.to_string()).collect();
         let no_failures = Failures::default();
         let failures = self.certificates.get(&spec.name).map_or(&no_failures, |c| &c.failures);
@@ -310,6 +413,8 @@ mod tests {
             failures: Failures::default().after_failure(now, None),
             revoked_serial: None,
         };
+        state.last_run_success = Some(now);
+        state.renewals.insert("success".into(), 3);
         state.certificates.insert("www".into(), entry);
         state.failed_authorizations.record(&["www.example".into()], now);
         store.save_state(&state).unwrap();
@@ -324,6 +429,8 @@ mod tests {
             state.certificates["www"].renewal_info
         );
         assert_eq!(loaded.failed_authorizations, state.failed_authorizations);
+        assert_eq!(loaded.last_run_success, Some(now));
+        assert_eq!(loaded.renewals["success"], 3);
         let mode = fs::metadata(dir.path().join("state.json"))
             .unwrap()
             .permissions()

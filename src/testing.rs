@@ -8,6 +8,7 @@ use crate::config::KeyType;
 use crate::keys::generate_key;
 
 pub struct TestCa {
+    root_pem: String,
     intermediate_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -16,15 +17,22 @@ impl TestCa {
     pub fn new() -> TestCa {
         let root_key = KeyPair::generate().unwrap();
         let root_params = ca_params("hapcert test root");
+        let root_pem = root_params.self_signed(&root_key).unwrap().pem();
         let root_issuer = Issuer::new(root_params, root_key);
 
         let intermediate_key = KeyPair::generate().unwrap();
         let intermediate_params = ca_params("hapcert test intermediate");
         let intermediate = intermediate_params.signed_by(&intermediate_key, &root_issuer).unwrap();
         TestCa {
+            root_pem,
             intermediate_pem: intermediate.pem(),
             issuer: Issuer::new(intermediate_params, intermediate_key),
         }
+    }
+
+    /// The self-signed root, for a trust store.
+    pub fn root_pem(&self) -> &str {
+        &self.root_pem
     }
 
     /// A combined PEM (leaf, intermediate, PKCS#8 key) valid from an hour ago for `days` days.
@@ -87,4 +95,27 @@ pub fn pkcs8_to_sec1_pem(pkcs8_pem: &str) -> String {
         &pem::Pem::new("EC PRIVATE KEY", sec1.as_ref().to_vec()),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     )
+}
+
+/// A certificate as the config would describe it: "www" for example.com and www.example.com, ECDSA P-256, in
+/// /etc/haproxy/certs/www.pem; tests change what they are about with struct update syntax.
+pub fn www_spec() -> crate::config::CertificateSpec {
+    use crate::config::{CertificateSpec, DomainName, Located, Position};
+    CertificateSpec {
+        name: "www".into(),
+        group: "www".into(),
+        domains: ["example.com", "www.example.com"]
+            .map(|d| DomainName::parse(d).unwrap())
+            .to_vec(),
+        key_type: KeyType::EcdsaP256,
+        file: Located {
+            value: "/etc/haproxy/certs/www.pem".into(),
+            at: Position::default(),
+            key: String::new(),
+        },
+        renew_before: None,
+        verify: vec!["127.0.0.1:443".into()],
+        profile: None,
+        hooks: Default::default(),
+    }
 }

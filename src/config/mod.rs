@@ -5,6 +5,7 @@
 
 mod domain;
 mod host;
+mod monitor;
 mod raw;
 
 use std::collections::{BTreeSet, HashMap};
@@ -16,6 +17,10 @@ use std::time::Duration;
 
 pub use domain::DomainName;
 pub use host::{FileOwner, host_check};
+pub use monitor::{
+    CheckConfig, DaemonConfig, EmailConfig, EmailTransport, EventKind, Hooks, HooksConfig, MetricsConfig,
+    NotifyChannel, NotifyKind,
+};
 use raw::{RawCertificate, RawConfig, RawMode};
 use toml::Spanned;
 
@@ -31,6 +36,11 @@ pub struct Config {
     pub haproxy: HaproxyConfig,
     pub state: StateConfig,
     pub certificates: Vec<CertificateSpec>,
+    pub check: CheckConfig,
+    pub metrics: MetricsConfig,
+    pub daemon: DaemonConfig,
+    pub hooks: HooksConfig,
+    pub notify: Vec<NotifyChannel>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +132,8 @@ pub struct CertificateSpec {
     pub verify: Vec<String>,
     /// The ACME profile to order under: the certificate's own, else `[acme] profile`.
     pub profile: Option<String>,
+    /// Its own hooks, each falling back to the `[hooks]` one.
+    pub hooks: Hooks,
 }
 
 impl CertificateSpec {
@@ -388,7 +400,8 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Config {
         },
     };
 
-    let certificates = validate_certificates(raw.certificate, &haproxy, acme.profile.as_deref(), base, errors);
+    let hooks = monitor::validate_hooks(raw.hooks, errors);
+    let certificates = validate_certificates(raw.certificate, &haproxy, &acme, &hooks.global, base, errors);
     Config {
         path: errors.file.to_owned(),
         acme,
@@ -396,6 +409,11 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Config {
         haproxy,
         state: StateConfig { dir: state_dir },
         certificates,
+        check: monitor::validate_check(raw.check, base, errors),
+        metrics: monitor::validate_metrics(raw.metrics, base, errors),
+        daemon: monitor::validate_daemon(raw.daemon, errors),
+        hooks,
+        notify: monitor::validate_notify(raw.notify, base, errors),
     }
 }
 
@@ -656,7 +674,8 @@ fn located_path(errors: &mut Errors, base: &Path, value: Spanned<String>, key: &
 fn validate_certificates(
     raw: Vec<Spanned<RawCertificate>>,
     haproxy: &HaproxyConfig,
-    default_profile: Option<&str>,
+    acme: &AcmeConfig,
+    default_hooks: &Hooks,
     base: &Path,
     errors: &mut Errors,
 ) -> Vec<CertificateSpec> {
@@ -721,36 +740,26 @@ fn validate_certificates(
             ),
         };
 
-        let renew_before =
-            table
-                .renew_before
-                .as_ref()
-                .and_then(|text| match humantime::parse_duration(text.get_ref()) {
-                    Ok(d) if !d.is_zero() => Some(d),
-                    Ok(_) => {
-                        errors.at(text, &key("renew_before"), "must be longer than zero");
-                        None
-                    }
-                    Err(err) => {
-                        errors.at(
-                            text,
-                            &key("renew_before"),
-                            format!(
-                                "'{}' is not a duration ({err}); write it like \"30d\" or \"720h\"",
-                                text.get_ref()
-                            ),
-                        );
-                        None
-                    }
-                });
+        let renew_before = table
+            .renew_before
+            .as_ref()
+            .and_then(|text| monitor::duration(errors, text, &key("renew_before"), false));
         let verify = match &table.verify {
             Some(list) => endpoints(errors, list, &key("verify")),
             None => haproxy.verify.clone(),
         };
         let profile = match table.profile {
             Some(name) => check_profile(errors, name, &key("profile")),
-            None => default_profile.map(str::to_owned),
+            None => acme.profile.clone(),
         };
+        let hooks = monitor::certificate_hooks(
+            table.pre_hook,
+            table.post_hook,
+            table.deploy_hook,
+            &format!("certificate[{index}]"),
+            errors,
+        )
+        .or(default_hooks);
         if let Some(limit) = profile.as_deref().and_then(profile_name_limit)
             && domains.len() > limit
         {
@@ -801,6 +810,7 @@ fn validate_certificates(
                 renew_before,
                 verify: verify.clone(),
                 profile: profile.clone(),
+                hooks: hooks.clone(),
             });
         }
     }

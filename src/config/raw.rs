@@ -16,6 +16,16 @@ pub struct RawConfig {
     pub state: RawState,
     #[serde(default)]
     pub certificate: Vec<Spanned<RawCertificate>>,
+    #[serde(default)]
+    pub check: RawCheck,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    #[serde(default)]
+    pub hooks: RawHooks,
+    #[serde(default)]
+    pub notify: Vec<Spanned<RawNotify>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,4 +89,65 @@ pub struct RawCertificate {
     pub renew_before: Option<Spanned<String>>,
     pub verify: Option<Spanned<Vec<Spanned<String>>>>,
     pub profile: Option<Spanned<String>>,
+    pub pre_hook: Option<Spanned<String>>,
+    pub post_hook: Option<Spanned<String>>,
+    pub deploy_hook: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub endpoints: Option<Spanned<Vec<Spanned<String>>>>,
+    pub warn_days: Option<Spanned<f64>>,
+    pub crit_days: Option<Spanned<f64>>,
+    pub max_run_age: Option<Spanned<String>>,
+    pub ca_bundle: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub textfile: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub listen: Option<Spanned<String>>,
+    pub probe_interval: Option<Spanned<String>>,
+    pub recheck_interval: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHooks {
+    pub pre_hook: Option<Spanned<String>>,
+    pub post_hook: Option<Spanned<String>>,
+    pub deploy_hook: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// One `[[notify]]` table; which keys apply depends on `kind`, which validation checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub kind: Spanned<String>,
+    pub events: Option<Spanned<Vec<Spanned<String>>>>,
+    pub repeat: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    // webhook
+    pub url: Option<Spanned<String>>,
+    // email
+    pub to: Option<Spanned<Vec<Spanned<String>>>>,
+    pub from: Option<Spanned<String>>,
+    pub smtp_host: Option<Spanned<String>>,
+    pub smtp_port: Option<Spanned<i64>>,
+    pub starttls: Option<bool>,
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub sendmail: Option<Spanned<String>>,
+    pub ca_bundle: Option<Spanned<String>>,
+    // exec
+    pub command: Option<Spanned<String>>,
 }

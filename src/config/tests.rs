@@ -148,7 +148,7 @@ file = "/etc/haproxy/certs/www.pem"
         "13:27: certificate[0].domains[1]: 'example.com' is listed twice",
         "13:42: certificate[0].domains[2]: '*.example.com': wildcard names need the DNS-01 challenge; hapcert answers HTTP-01 only, so list each name",
         "14:12: certificate[0].key_type: 'dsa' is not a key type; use one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096",
-        "15:16: certificate[0].renew_before: 'soon' is not a duration (expected number at 0); write it like \"30d\" or \"720h\"",
+        "15:16: certificate[0].renew_before: 'soon' is not a duration (expected number at 0); write it like \"30d\", \"36h\" or \"5m\"",
         "19:11: certificate[1].domains: is empty; list the names this certificate covers",
         "18:8: certificate[1].name: 'www' is already the name of certificate[0]; names must be unique",
         "18:8: certificate[1].file: writes /etc/haproxy/certs/www.pem, which certificate 'www' writes too; give one of them another file",
@@ -328,6 +328,26 @@ fn the_example_config_in_deploy_parses() {
     assert!(config.certificates.len() >= 2);
 }
 
+/// Every commented-out setting of the example, switched on, is valid too: an operator uncomments without surprises.
+/// (The EAB pair is left out: its values are placeholders for what a CA hands out.)
+#[test]
+fn the_example_config_with_every_setting_uncommented_parses() {
+    let text: String = include_str!("../../deploy/hapcert.toml")
+        .lines()
+        .map(|line| {
+            let setting = line
+                .strip_prefix("# ")
+                .filter(|rest| rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+                .filter(|rest| !rest.starts_with("eab_"));
+            format!("{}\n", setting.unwrap_or(line))
+        })
+        .collect();
+    let config = Config::parse(&text, Path::new("/etc/hapcert/hapcert.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.notify.len(), 3);
+    assert!(config.metrics.textfile.is_some() && config.daemon.listen.is_some());
+    assert!(config.hooks.global.deploy.is_some());
+}
+
 #[test]
 fn profiles_default_from_acme_and_are_checked_against_their_name_limits() {
     let names: Vec<String> = (0..26).map(|i| format!("\"n{i}.example.com\"")).collect();
@@ -376,4 +396,140 @@ domains = [{}]
         errs[0].contains("acme.profile: 'two words' is not a profile name"),
         "{errs:?}"
     );
+}
+
+#[test]
+fn monitoring_sections_parse_with_defaults_and_overrides() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.check.endpoints, ["127.0.0.1:443"]);
+    assert_eq!(config.check.warn_days, None);
+    assert_eq!(config.check.crit_days, 7.0);
+    assert_eq!(config.check.max_run_age, std::time::Duration::from_secs(36 * 3600));
+    assert_eq!(config.daemon.probe_interval, std::time::Duration::from_secs(300));
+    assert_eq!(
+        config.daemon.recheck_interval,
+        std::time::Duration::from_secs(12 * 3600)
+    );
+    assert!(config.daemon.listen.is_none() && config.metrics.textfile.is_none() && config.notify.is_empty());
+
+    let text = format!(
+        r#"{MINIMAL}
+pre_hook = "echo own-pre"
+
+[check]
+endpoints = ["10.0.0.2:443", "lb2.example.com:8443"]
+warn_days = 20
+crit_days = 5.5
+max_run_age = "2d"
+
+[metrics]
+textfile = "/var/lib/prometheus/node-exporter/hapcert.prom"
+
+[daemon]
+listen = "127.0.0.1:9555"
+probe_interval = "1m"
+jitter = "0s"
+
+[hooks]
+pre_hook = "echo global-pre"
+deploy_hook = "systemctl restart something"
+timeout = "30s"
+
+[[notify]]
+kind = "webhook"
+url = "https://hooks.slack.com/services/T/B/X"
+events = ["renewal-failed", "renewed"]
+repeat = "6h"
+
+[[notify]]
+kind = "email"
+to = ["ops@example.com"]
+from = "hapcert@lb1.example.com"
+smtp_host = "mail.example.com"
+username = "hapcert"
+password_file = "smtp-password"
+
+[[notify]]
+kind = "exec"
+command = "/usr/local/bin/page"
+"#
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(config.check.endpoints, ["10.0.0.2:443", "lb2.example.com:8443"]);
+    assert_eq!((config.check.warn_days, config.check.crit_days), (Some(20.0), 5.5));
+    assert_eq!(config.check.max_run_age, std::time::Duration::from_secs(2 * 86_400));
+    assert_eq!(config.daemon.listen.unwrap().to_string(), "127.0.0.1:9555");
+    assert!(config.daemon.jitter.is_zero());
+    let hooks = &config.certificates[0].hooks;
+    assert_eq!(hooks.pre.as_deref(), Some("echo own-pre"));
+    assert_eq!(hooks.deploy.as_deref(), Some("systemctl restart something"));
+    assert_eq!(hooks.post, None);
+    assert_eq!(config.notify.len(), 3);
+    assert!(config.notify[0].wants(EventKind::Renewed) && !config.notify[0].wants(EventKind::Critical));
+    assert!(config.notify[0].wants(EventKind::Test));
+    assert!(!config.notify[2].wants(EventKind::Renewed) && config.notify[2].wants(EventKind::RunOverdue));
+    match &config.notify[1].kind {
+        NotifyKind::Email(email) => match &email.transport {
+            EmailTransport::Smtp {
+                port,
+                starttls,
+                password_file,
+                ..
+            } => {
+                assert_eq!((*port, *starttls), (587, true));
+                assert_eq!(
+                    password_file.as_ref().unwrap().value,
+                    Path::new("/etc/hapcert/smtp-password")
+                );
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn monitoring_mistakes_are_named() {
+    let text = format!(
+        r#"{MINIMAL}
+[check]
+warn_days = 3
+max_run_age = "often"
+
+[daemon]
+recheck_interval = "2d"
+
+[[notify]]
+kind = "pager"
+
+[[notify]]
+kind = "webhook"
+url = "ftp://x"
+to = ["a@example.com"]
+events = ["expired"]
+
+[[notify]]
+kind = "email"
+to = ["ops@example.com"]
+smtp_port = 25
+"#
+    );
+    let errors = errors(&text);
+    let expect = [
+        "check.warn_days: 3 is below crit_days (7); the warning must come first",
+        "check.max_run_age: 'often' is not a duration",
+        "daemon.recheck_interval: is longer than 12h",
+        "notify[0].kind: 'pager' is not a kind of notification",
+        "notify[1].url: 'ftp://x' is not an http:// or https:// URL",
+        "notify[1].to: does not apply to kind = \"webhook\"; remove it",
+        "notify[1].events[0]: 'expired' is not an event",
+        "notify[2].smtp_port: applies to SMTP only",
+    ];
+    for wanted in expect {
+        assert!(
+            errors.iter().any(|e| e.contains(wanted)),
+            "no '{wanted}' in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expect.len(), "{errors:#?}");
 }

@@ -1,5 +1,4 @@
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -7,27 +6,15 @@ use time::macros::datetime;
 
 use super::*;
 use crate::ari::AriWindow;
-use crate::config::{CertificateSpec, DomainName, Located, Position};
+use crate::config::CertificateSpec;
 
 const DAY: Duration = Duration::from_secs(86_400);
 const ISSUED: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
 
 fn spec(renew_before: Option<Duration>) -> CertificateSpec {
     CertificateSpec {
-        name: "www".into(),
-        group: "www".into(),
-        domains: ["example.com", "www.example.com"]
-            .map(|d| DomainName::parse(d).unwrap())
-            .to_vec(),
-        key_type: KeyType::EcdsaP256,
-        file: Located {
-            value: PathBuf::from("/tmp/www.pem"),
-            at: Position::default(),
-            key: String::new(),
-        },
         renew_before,
-        verify: vec!["127.0.0.1:443".into()],
-        profile: None,
+        ..crate::testing::www_spec()
     }
 }
 

@@ -1,21 +1,23 @@
 //! HAProxy. The only module that talks to it: the Runtime API (`runtime`, hot updates without closing a connection),
-//! and the operator's check and reload commands (`commands`), which are the fallback.
+//! and the operator's check and reload commands (run by `crate::command`), which are the fallback.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-mod commands;
 mod reply;
 pub mod runtime;
 mod snippet;
 
 pub use snippet::challenge_snippet;
 
-use commands::run;
 use runtime::{Endpoint, RuntimeApi, RuntimeError};
 
+use crate::command::run_shell;
 use crate::config::HaproxyConfig;
 use crate::pem::Bundle;
+
+/// Long enough for `haproxy -c` on a config with thousands of certificates, short enough that a hung `systemctl` is noticed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long a reload through the master socket may take before `show proc` must show it.
 const RELOAD_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,7 +150,7 @@ impl Haproxy {
     /// The config check, then a reload: through the master socket, confirmed by `show proc`, when one is configured;
     /// otherwise the reload command.
     async fn checked_reload(&self) -> Result<(), HaproxyError> {
-        run(&self.check_command)
+        run_shell(&self.check_command, &[], COMMAND_TIMEOUT)
             .await
             .map_err(|outcome| HaproxyError::CheckFailed {
                 command: self.check_command.clone(),
@@ -156,7 +158,7 @@ impl Haproxy {
             })?;
         match &self.master {
             Some(master) => reload_through_master(master).await?,
-            None => run(&self.reload_command)
+            None => run_shell(&self.reload_command, &[], COMMAND_TIMEOUT)
                 .await
                 .map_err(|outcome| HaproxyError::ReloadFailed(format!("`{}` {outcome}", self.reload_command)))?,
         }

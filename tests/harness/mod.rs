@@ -11,19 +11,23 @@ mod certbot;
 mod certs;
 mod flaky;
 mod hapcert;
+mod hapcert_daemon;
 mod haproxy;
 mod haproxy_cfg;
 mod haproxy_edit;
 mod http;
 mod keepalive_http;
 mod load;
+mod monitoring;
 mod output;
 mod pebble;
 mod ports;
 mod process;
 mod second;
+mod smtp_sink;
 mod tls;
 mod tools;
+mod webhook_sink;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -41,6 +45,8 @@ pub use certs::{leaf_der_from_pem_file, san_dns_names, serial_hex, validity};
 #[allow(unused_imports)]
 pub use flaky::FlakyRelay;
 #[allow(unused_imports)]
+pub use hapcert_daemon::HapcertDaemon;
+#[allow(unused_imports)]
 pub use haproxy::Ports;
 #[allow(unused_imports)]
 pub use haproxy_cfg::{
@@ -52,9 +58,19 @@ pub use http::{HttpResponse, http_get, https_get, try_http_get};
 #[allow(unused_imports)]
 pub use load::{Load, LoadOptions, LoadReport};
 #[allow(unused_imports)]
+pub use monitoring::{MonitorCa, MonitorCert, closed_port, rfc3339};
+#[allow(unused_imports)]
 pub use output::{assert_exit, show, stderr, stdout};
 #[allow(unused_imports)]
+pub use ports::free_port;
+#[allow(unused_imports)]
+pub use process::run_echoed;
+#[allow(unused_imports)]
 pub use second::SecondHaproxy;
+#[allow(unused_imports)]
+pub use smtp_sink::{Mail, SmtpSink};
+#[allow(unused_imports)]
+pub use webhook_sink::{ReceivedRequest, WebhookSink};
 
 use haproxy::{Haproxy, Layout};
 use pebble::Pebble;

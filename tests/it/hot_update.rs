@@ -74,7 +74,7 @@ fn a_new_certificate_and_its_forced_renewal_are_hot_updated_with_the_worker_unch
     );
     assert_eq!(sandbox.reload_count(), 0);
 
-    let status = sandbox.hapcert(&["status"]);
+    let status = sandbox.hapcert(&["status", "--long"]);
     assert!(
         stdout(&status).contains(&format!("served:    {new} (last verified on the wire)")),
         "{}",

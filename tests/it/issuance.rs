@@ -28,7 +28,17 @@ fn issued(sandbox: &Sandbox, certs: &[(&str, &[&str])]) {
 }
 
 /// Every base64 line of every private key in `pem`.
+/// The lines of the PEM's private key that hold secret bytes. A key file also carries the public key (all of it in
+/// an RSA key, the tail of an EC one), which the CSR in the trace log rightly shows, so a line whose bytes appear in
+/// the certificate is public and not looked for.
 fn key_lines(pem: &str) -> Vec<String> {
+    use base64::Engine;
+    let leaf = pem::parse_many(pem)
+        .unwrap()
+        .into_iter()
+        .find(|p| p.tag() == "CERTIFICATE")
+        .expect("a certificate in the PEM");
+    let public = leaf.contents();
     let mut inside = false;
     let mut lines = Vec::new();
     for line in pem.lines() {
@@ -36,10 +46,18 @@ fn key_lines(pem: &str) -> Vec<String> {
             inside = line.starts_with("-----BEGIN");
             continue;
         }
-        if inside && line.len() > 20 {
+        if !inside || line.len() <= 20 {
+            continue;
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(line)
+            .unwrap_or_default();
+        let in_certificate = !bytes.is_empty() && public.windows(bytes.len()).any(|w| w == bytes.as_slice());
+        if !in_certificate {
             lines.push(line.to_owned());
         }
     }
+    assert!(!lines.is_empty(), "no secret line found in the key");
     lines
 }
 
@@ -138,12 +156,21 @@ fn a_second_run_with_nothing_due_is_silent_and_sends_no_acme_request() {
     );
     assert_eq!(rows[0]["schedule"]["source"], "ari");
     assert_eq!(rows[0]["last_result"]["outcome"], "renewed");
-    let text = sandbox.hapcert(&["status"]);
+    let text = sandbox.hapcert(&["status", "--long"]);
     assert!(
         stdout(&text).contains("why:       ") && stdout(&text).contains("last run:  renewed at"),
         "{}",
         show(&text)
     );
+    // The table: a header, one line per certificate, no colour codes into a pipe.
+    let table = stdout(&sandbox.hapcert(&["status"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("NAME ") && lines[0].ends_with("WHY"), "{table}");
+    let site = lines.iter().find(|l| l.starts_with("site ")).expect(&table);
+    assert!(site.contains(" a.example.com ") && site.contains(" renew "), "{table}");
+    assert!(site.contains(" renewed ") && site.contains("not due yet"), "{table}");
+    assert!(!table.contains('\x1b'), "{table}");
 }
 
 #[test]
@@ -168,6 +195,38 @@ fn force_renews_and_haproxy_serves_the_new_serial() {
         1,
         "nothing but the PEM in HAProxy's directory"
     );
+}
+
+/// The progress bar is for a person at a terminal: `script` gives hapcert one (a real pty), and the bar counts the
+/// orders; the same renewal into a pipe, and the timer's `run`, show none.
+#[test]
+fn a_renewal_by_hand_on_a_terminal_shows_a_progress_bar_and_a_pipe_gets_none() {
+    let sandbox = Sandbox::start();
+    issued(&sandbox, &[SITE, MULTI]);
+    let hapcert = env!("CARGO_BIN_EXE_hapcert");
+    let command = format!(
+        "{hapcert} --config {} renew --force; echo exit=$?",
+        sandbox.config_path().display()
+    );
+    let typescript = sandbox.dir().join("typescript");
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &command])
+        .arg(&typescript)
+        .current_dir(sandbox.dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(screen.contains("exit=0"), "{screen}");
+    assert!(
+        screen.contains("/2 certificates"),
+        "no progress bar on the terminal: {screen}"
+    );
+
+    let piped = sandbox.hapcert(&["renew", "--force"]);
+    assert_exit(&piped, 0);
+    assert!(!stderr(&piped).contains("certificates,"), "{}", show(&piped));
+    assert!(!stdout(&piped).contains("certificates,"), "{}", show(&piped));
 }
 
 #[test]

@@ -77,7 +77,7 @@ fn status_shows_the_cas_window_and_the_renewal_sends_replaces() {
         moment,
         "the decision uses the ARI moment"
     );
-    let text = stdout(&sandbox.hapcert(&["status"]));
+    let text = stdout(&sandbox.hapcert(&["status", "--long"]));
     assert!(text.contains("schedule:  ARI window "), "{text}");
 
     let renewal = sandbox.hapcert(&["--log-level", ACME_TRACE, "renew", "site", "--force"]);

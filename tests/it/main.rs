@@ -4,11 +4,17 @@
 #[path = "../harness/mod.rs"]
 mod harness;
 
+mod alerts;
+mod check;
+mod daemon;
 mod harness_extras;
+mod hooks;
 mod hot_update;
 mod import_certbot;
 mod issuance;
 mod lifecycle;
+mod metrics;
+mod notify;
 mod pebbles;
 mod runtime_api;
 mod smoke;

@@ -229,7 +229,7 @@ fn without_ari_the_lifetime_rule_decides_and_status_says_so() {
             .contains("not due yet (renew with 1/3 of the lifetime left)"),
         "{rows:#}"
     );
-    let text = stdout(&sandbox.hapcert(&["status"]));
+    let text = stdout(&sandbox.hapcert(&["status", "--long"]));
     assert!(
         text.contains("schedule:  fallback: the CA offers no renewal information (ARI); lifetime rule"),
         "{text}"

@@ -1,0 +1,278 @@
+//! `hapcert check`, the monitor: each certificate on disk, and what every endpoint serves for each of its names, judged
+//! against the thresholds; the dead-man's switch on the last successful run. Output and exit code follow the
+//! monitoring-plugin convention (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN), summary line first.
+//!
+//! `judge` decides (pure), `render` writes the text (pure), `chain` verifies served chains; this file does the I/O: it
+//! reads the files and the state, probes the endpoints concurrently, and after judging records the result in
+//! `monitor.json`, notifies, and writes the metrics.
+
+pub mod chain;
+pub mod judge;
+pub mod render;
+
+use std::io;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use self::chain::Roots;
+use self::judge::{CheckReport, Disk, Observed, Probe, RunRecord, Served, Status};
+use crate::config::{CertificateSpec, Config};
+use crate::notify::{Event, EventKind, Scope};
+use crate::pem::{Bundle, dns_names, serial_hex};
+use crate::probe::{self, ClientKind};
+use crate::store::{CertCheck, LastCheck, StateDir};
+
+/// Handshakes in flight at once: enough for a few hundred names within the probe timeout, few enough not to look like
+/// an attack to the load balancer.
+const PROBES_AT_ONCE: usize = 16;
+
+/// `hapcert check`: runs [`check`], prints the summary line, then the details (or, with `json`, the report as one JSON
+/// document); returns the plugin exit code.
+pub async fn command(config: &Config, json: bool) -> u8 {
+    let report = check(config, OffsetDateTime::now_utc()).await;
+    println!("{}", report.summary);
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(err) => println!("{{\"error\": \"cannot serialize the report: {err}\"}}"),
+        }
+    } else {
+        print!("{}", render::details(&report));
+    }
+    report.exit_code
+}
+
+/// The summary line for a check that could not run at all; exit code 3.
+pub fn unknown(err: &anyhow::Error) -> u8 {
+    println!("HAPCERT UNKNOWN - {}", format!("{err:#}").replace('\n', "; "));
+    3
+}
+
+/// The whole check, as `hapcert check` and the daemon (every probe interval) run it: look, judge, record the result in
+/// `monitor.json`, notify, write the metrics textfile. Never fails: what could not be looked at is in the report, and
+/// what could not be recorded, notified or written is logged.
+pub async fn check(config: &Config, now: OffsetDateTime) -> CheckReport {
+    let report = evaluate(config, now).await;
+    record(config, &report).await;
+    let store = StateDir::at(&config.state.dir.value);
+    let checked = config.certificates.iter().map(|c| c.name.clone()).collect();
+    crate::notify::notify(
+        config,
+        &store,
+        events(&report),
+        Scope::Check { certificates: checked },
+        now,
+    )
+    .await;
+    crate::metrics::write_textfile(config, now);
+    report
+}
+
+/// Looks at the files, the state and the endpoints, and judges; records nothing.
+async fn evaluate(config: &Config, now: OffsetDateTime) -> CheckReport {
+    let check = config.check.clone();
+    let roots = tokio::task::spawn_blocking(move || Roots::load(&check))
+        .await
+        .unwrap_or_else(|err| Roots::Unavailable(format!("loading the roots failed: {err}")));
+    let runs = judge::judge_runs(&run_record(config), config.check.max_run_age, now);
+    let observed = observe(config, Arc::new(roots), now).await;
+    let certificates = observed
+        .iter()
+        .map(|seen| judge::judge_certificate(&config.check, seen, now))
+        .collect();
+    judge::report(runs, certificates, now)
+}
+
+/// Every certificate's file, and a handshake per `[check] endpoints` entry and name; at most `PROBES_AT_ONCE` at a time.
+async fn observe(config: &Config, roots: Arc<Roots>, now: OffsetDateTime) -> Vec<Observed> {
+    let mut observed: Vec<Observed> = config
+        .certificates
+        .iter()
+        .map(|spec| Observed {
+            name: spec.name.clone(),
+            file: spec.file.value.clone(),
+            names: spec.domains.iter().map(|d| d.to_string()).collect(),
+            disk: read_disk(spec),
+            probes: Vec::new(),
+        })
+        .collect();
+
+    let slots = Arc::new(Semaphore::new(PROBES_AT_ONCE));
+    let mut probes = JoinSet::new();
+    for (cert, spec) in config.certificates.iter().enumerate() {
+        // As deploy asks for it.
+        let client = ClientKind::for_certificate(config, spec);
+        let targets = config.check.endpoints.iter().flat_map(|endpoint| {
+            spec.domains
+                .iter()
+                .map(move |name| (endpoint.clone(), name.to_string()))
+        });
+        for (order, (endpoint, name)) in targets.enumerate() {
+            let (slots, roots) = (slots.clone(), roots.clone());
+            probes.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                let outcome = probe_one(&endpoint, &name, client, &roots, now).await;
+                let probe = Probe {
+                    endpoint,
+                    name,
+                    client,
+                    outcome,
+                };
+                (cert, order, probe)
+            });
+        }
+    }
+    let mut done = Vec::new();
+    while let Some(joined) = probes.join_next().await {
+        match joined {
+            Ok(result) => done.push(result),
+            Err(err) => tracing::error!("a probe task failed: {err}"),
+        }
+    }
+    // In the configured order, whatever order they finished in.
+    done.sort_by_key(|(cert, order, _)| (*cert, *order));
+    for (cert, _, probe) in done {
+        observed[cert].probes.push(probe);
+    }
+    observed
+}
+
+async fn probe_one(
+    endpoint: &str,
+    name: &str,
+    client: ClientKind,
+    roots: &Roots,
+    now: OffsetDateTime,
+) -> Result<Served, String> {
+    let chain = probe::served_chain(endpoint, name, client)
+        .await
+        .map_err(|err| format!("{err:#}"))?;
+    let (_, leaf) = X509Certificate::from_der(&chain[0])
+        .map_err(|err| format!("{endpoint} (SNI {name}) sent a certificate that cannot be parsed: {err}"))?;
+    let not_after = leaf.validity().not_after.to_datetime();
+    Ok(Served {
+        leaf: chain[0].to_vec(),
+        serial: serial_hex(leaf.raw_serial()),
+        names: dns_names(&leaf),
+        not_before: leaf.validity().not_before.to_datetime(),
+        not_after,
+        chain: roots.verify(&chain, name, not_after, now),
+    })
+}
+
+/// The certificate file. Unlike a run, the check tells "this process may not read it" (UNKNOWN: run the check as root)
+/// from "it is unreadable" (CRITICAL).
+fn read_disk(spec: &CertificateSpec) -> Disk {
+    let bytes = match std::fs::read(&spec.file.value) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Disk::Missing,
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => return Disk::Forbidden(err.to_string()),
+        Err(err) => return Disk::Broken(format!("cannot read it: {err}")),
+    };
+    match Bundle::parse(&bytes).and_then(|bundle| Ok((bundle.facts()?, bundle))) {
+        Ok((facts, bundle)) => Disk::Present {
+            facts,
+            leaf: bundle.certs[0].to_vec(),
+        },
+        Err(err) => Disk::Broken(format!("the file {err}")),
+    }
+}
+
+/// What `state.json` says of the runs. A damaged file stops every run, so it is a finding; a file this process may not
+/// read is not.
+fn run_record(config: &Config) -> RunRecord {
+    match StateDir::at(&config.state.dir.value).load_state() {
+        Ok(state) => RunRecord::Read {
+            last_run: state.last_run,
+            last_run_success: state.last_run_success,
+        },
+        Err(err) => {
+            let denied = err
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied);
+            if denied {
+                RunRecord::Unreadable(format!("{err:#}"))
+            } else {
+                RunRecord::Damaged(format!("{err:#}"))
+            }
+        }
+    }
+}
+
+/// Remembers the result in `monitor.json`, for `status`, the metrics and the daemon's `/healthz`. Takes only the
+/// monitor's lock, never the run lock: a check must not wait for a run.
+async fn record(config: &Config, report: &CheckReport) {
+    let root = config.state.dir.value.clone();
+    let last = last_check(report);
+    let recorded = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let store = StateDir::create(&root)?;
+        let _lock = store.monitor_lock()?;
+        let mut monitor = store.load_monitor()?;
+        monitor.last_check = Some(last);
+        store.save_monitor(&monitor)
+    })
+    .await;
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!("the check's result was not recorded: {err:#}"),
+        Err(err) => tracing::warn!("the check's result was not recorded: {err}"),
+    }
+}
+
+/// What `monitor.json` keeps of a report.
+fn last_check(report: &CheckReport) -> LastCheck {
+    LastCheck {
+        at: report.checked_at,
+        status: report.exit_code,
+        certificates: report
+            .certificates
+            .iter()
+            .map(|cert| {
+                let check = CertCheck {
+                    status: cert.status.code(),
+                    served_matches_disk: cert.served_matches_disk(),
+                    summary: cert.summary.clone(),
+                };
+                (cert.name.clone(), check)
+            })
+            .collect(),
+    }
+}
+
+/// A `warning` or `critical` event per certificate in that state, and `run-overdue` when the runs are; the notifier
+/// decides what is new, what repeats and what has resolved.
+fn events(report: &CheckReport) -> Vec<Event> {
+    let mut events = Vec::new();
+    if report.runs.status == Status::Critical {
+        events.push(Event {
+            kind: EventKind::RunOverdue,
+            certificate: None,
+            names: Vec::new(),
+            served_serial: None,
+            expected_serial: None,
+            days_left: None,
+            message: report.runs.message.clone(),
+        });
+    }
+    for cert in &report.certificates {
+        let kind = match cert.status {
+            Status::Warning => EventKind::Warning,
+            Status::Critical => EventKind::Critical,
+            Status::Ok | Status::Unknown => continue,
+        };
+        events.push(Event {
+            kind,
+            certificate: Some(cert.name.clone()),
+            names: cert.names.clone(),
+            served_serial: cert.served_serial().map(str::to_owned),
+            expected_serial: cert.disk.serial.clone(),
+            days_left: cert.days_left,
+            message: format!("{}: {}", cert.name, cert.summary),
+        });
+    }
+    events
+}

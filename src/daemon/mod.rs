@@ -1,0 +1,355 @@
+//! `hapcert daemon`: the long-running alternative to the timer.
+//!
+//! One loop does everything, one thing at a time: a renewal pass (what `hapcert run` does, under the same run lock),
+//! a probe of the endpoints (what `hapcert check` does), then a sleep until the next of either ([`wake`]). Around it:
+//! the HTTP-01 responder on the side port, up for the daemon's whole life so that HAProxy's challenge backend stays
+//! UP (side-port mode only); `/metrics` and `/healthz` on `[daemon] listen` ([`server`]); and the signals:
+//!
+//! - SIGHUP re-reads the config. A config with problems is logged, every problem of it, and the daemon goes on with
+//!   the one it had. A good one is taken, the side port and the metrics listener move if their addresses changed
+//!   (bound before the old ones are let go, so a port that cannot be had leaves everything as it was), and a renewal
+//!   pass follows at once, so a certificate just added is issued.
+//! - SIGTERM or SIGINT stops it. Orders in flight are abandoned (the CA lets them expire; nothing was written), a
+//!   deploy that has started is finished (HAProxy is never left mid-update, nor a new PEM unverified), then the
+//!   servers stop and the daemon exits 0. Every file is written atomically anyway.
+//!
+//! With `$NOTIFY_SOCKET` set (`Type=notify`), systemd hears READY, RELOADING, STOPPING and a one-line STATUS.
+
+mod health;
+mod server;
+mod systemd;
+mod wake;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
+
+use self::health::Activity;
+use self::server::Shared;
+use self::wake::Upcoming;
+use crate::challenge::StandingResponder;
+use crate::config::{self, ChallengeMode, Config, FileOwner};
+use crate::http_server::Running;
+use crate::renew::{self, ItemResult, Report, RunContext, RunOptions, load_on_disk};
+use crate::responder::{self, ChallengeTokens};
+use crate::schedule::Overrides;
+use crate::status::format_rfc3339;
+use crate::store::StateDir;
+
+pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<()> {
+    let config = crate::cli::load_config(config_path)?;
+    let mut owner = config::host_check(&config)?;
+    let mut signals = Signals::install()?;
+    let started = OffsetDateTime::now_utc();
+    let shared = Arc::new(Shared::new(Arc::new(config), started));
+    let mut listeners = Listeners::default();
+    listeners.apply(&shared.config(), &shared).await?;
+    tracing::info!(config = %config_path.display(), "hapcert daemon started");
+    systemd::notify("READY=1");
+
+    let mut last_pass = started;
+    let mut last_probe = started;
+    let mut jitter_unit = crate::ari::random_unit();
+    let (mut pass_due, mut probe_due) = (true, true);
+    let mut announced_pass = None;
+    loop {
+        let config = shared.config();
+        if pass_due {
+            last_pass = OffsetDateTime::now_utc();
+            jitter_unit = crate::ari::random_unit();
+            shared.set_activity(Activity::Renewing { since: last_pass });
+            if renewal_pass(&config, owner, lock_timeout, listeners.tokens(), &mut signals).await == Flow::Stop {
+                break;
+            }
+        }
+        if probe_due {
+            last_probe = OffsetDateTime::now_utc();
+            shared.set_activity(Activity::Probing { since: last_probe });
+            tokio::select! {
+                () = probe(&config) => {}
+                signal = signals.stop() => {
+                    tracing::info!("{signal}: stopping; the probe is abandoned");
+                    break;
+                }
+            }
+        }
+
+        let now = OffsetDateTime::now_utc();
+        let plan = wake::plan(
+            &upcoming(&config, now),
+            last_pass,
+            last_probe,
+            &config.daemon,
+            jitter_unit,
+        );
+        shared.set_activity(Activity::Sleeping { until: plan.wake_at() });
+        // Said once per plan, not at every probe.
+        if announced_pass != Some(plan.pass_at) {
+            tracing::info!(next_pass = %format_rfc3339(plan.pass_at), "next renewal pass: {}", plan.pass_reason);
+            announced_pass = Some(plan.pass_at);
+        }
+        tracing::debug!(next_probe = %format_rfc3339(plan.probe_at), "next probe");
+        systemd::notify(&format!(
+            "STATUS=next renewal pass {} ({}); next probe {}",
+            format_rfc3339(plan.pass_at),
+            plan.pass_reason,
+            format_rfc3339(plan.probe_at)
+        ));
+        tokio::select! {
+            () = tokio::time::sleep(plan.sleep_from(now)) => {
+                (pass_due, probe_due) = plan.due(OffsetDateTime::now_utc());
+            }
+            signal = signals.next() => {
+                if signal != HANGUP {
+                    tracing::info!("{signal}: stopping");
+                    break;
+                }
+                (pass_due, probe_due) = (false, false);
+                if let Some(new_owner) = reload(config_path, &shared, &mut listeners).await {
+                    owner = new_owner;
+                    pass_due = true;
+                }
+            }
+        }
+    }
+
+    systemd::notify("STOPPING=1");
+    listeners.stop().await;
+    tracing::info!("hapcert daemon stopped");
+    Ok(())
+}
+
+/// SIGHUP: the new config and its file owner, or `None` when the one in use stays (the problems are logged).
+async fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut Listeners) -> Option<FileOwner> {
+    tracing::info!(config = %path.display(), "SIGHUP: reading the config again");
+    systemd::notify("RELOADING=1");
+    let outcome = async {
+        let config = crate::cli::load_config(path)?;
+        let owner = config::host_check(&config)?;
+        listeners.apply(&config, shared).await?;
+        anyhow::Ok((config, owner))
+    }
+    .await;
+    let owner = match outcome {
+        Ok((config, owner)) => {
+            shared.set_config(Arc::new(config));
+            tracing::info!(config = %path.display(), "config reloaded; a renewal pass follows");
+            Some(owner)
+        }
+        Err(err) => {
+            tracing::error!(
+                config = %path.display(),
+                "the new config is not used, the daemon goes on with the one it had:\n{err:#}"
+            );
+            None
+        }
+    };
+    systemd::notify("READY=1");
+    owner
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// One renewal pass. A stop signal during it abandons the orders in flight and lets a started deploy finish.
+async fn renewal_pass(
+    config: &Config,
+    owner: FileOwner,
+    lock_timeout: Duration,
+    responder: Option<ChallengeTokens>,
+    signals: &mut Signals,
+) -> Flow {
+    let (abandon, abandoned) = watch::channel(false);
+    let context = RunContext {
+        responder,
+        abandon: Some(abandoned),
+    };
+    let options = RunOptions {
+        lock_timeout,
+        ..Default::default()
+    };
+    let run = renew::run_with(config, owner, &options, &context);
+    tokio::pin!(run);
+    let mut flow = Flow::Continue;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut run => break outcome,
+            signal = signals.stop(), if flow == Flow::Continue => {
+                tracing::info!("{signal}: stopping; orders in flight are abandoned, a deploy that has started is finished");
+                systemd::notify("STOPPING=1");
+                abandon.send_replace(true);
+                flow = Flow::Stop;
+            }
+        }
+    };
+    match outcome {
+        Ok(report) => log_report(&report),
+        Err(err) => tracing::error!("the renewal pass stopped: {err:#}"),
+    }
+    flow
+}
+
+fn log_report(report: &Report) {
+    let count = |wanted: fn(&ItemResult) -> bool| report.items.iter().filter(|i| wanted(&i.result)).count();
+    let renewed = count(|r| matches!(r, ItemResult::Renewed(..)));
+    let failed = count(|r| matches!(r, ItemResult::Failed(_)));
+    let held_back = count(|r| matches!(r, ItemResult::Deferred { .. }));
+    let hooks_failed = report.hook_failures.len();
+    if failed + held_back + hooks_failed > 0 {
+        tracing::warn!(renewed, failed, held_back, hooks_failed, "renewal pass done");
+    } else {
+        tracing::info!(renewed, "renewal pass done");
+    }
+}
+
+/// One probe of the endpoints, as `hapcert check` does it (it records, notifies and writes the metrics).
+async fn probe(config: &Config) {
+    let report = crate::check::check(config, OffsetDateTime::now_utc()).await;
+    // The summary goes to the journal only when something is wrong: every 5 minutes "OK" would drown the rest.
+    if report.exit_code == 0 {
+        tracing::debug!("probe: {}", report.summary);
+    } else {
+        tracing::warn!("probe: {}", report.summary);
+    }
+}
+
+/// What each certificate waits for, from the files and the state. A state that cannot be read leaves only the
+/// recheck interval (the pass itself will say why).
+fn upcoming(config: &Config, now: OffsetDateTime) -> Vec<Upcoming> {
+    let state = match StateDir::at(&config.state.dir.value).load_state() {
+        Ok(state) => state,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            return Vec::new();
+        }
+    };
+    config
+        .certificates
+        .iter()
+        .map(|spec| {
+            let decision = state.decide(spec, &load_on_disk(spec).local, now, false);
+            wake::upcoming(
+                &spec.name,
+                &decision,
+                || state.gate(spec, now, Overrides::default()),
+                now,
+            )
+        })
+        .collect()
+}
+
+const HANGUP: &str = "SIGHUP";
+
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        let install = |kind: SignalKind| signal(kind).map_err(|e| anyhow::anyhow!("cannot handle signals: {e}"));
+        Ok(Signals {
+            hangup: install(SignalKind::hangup())?,
+            terminate: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Completes on any of the three, with the signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.hangup.recv() => HANGUP,
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+
+    /// Completes on SIGTERM or SIGINT, with the signal's name. A SIGHUP meanwhile waits for [`Signals::next`].
+    async fn stop(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
+/// The daemon's listening sockets: the standing HTTP-01 responder (side-port mode) and the metrics server.
+#[derive(Default)]
+struct Listeners {
+    responder: Option<StandingResponder>,
+    metrics: Option<MetricsServer>,
+}
+
+struct MetricsServer {
+    addr: SocketAddr,
+    server: Running,
+}
+
+impl Listeners {
+    /// Where a run publishes its tokens; none in stateless mode.
+    fn tokens(&self) -> Option<ChallengeTokens> {
+        self.responder.as_ref().map(StandingResponder::tokens)
+    }
+
+    /// Listens where `config` says. Every new address is bound before anything is let go: an error leaves all as it was.
+    async fn apply(&mut self, config: &Config, shared: &Arc<Shared>) -> anyhow::Result<()> {
+        let side = (config.challenge.mode == ChallengeMode::SidePort).then_some(config.challenge.listen);
+        let side_change = match side {
+            _ if side == self.responder.as_ref().map(StandingResponder::listen) => None,
+            Some(addr) => Some(Some((responder::bind(addr).await?, addr))),
+            None => Some(None),
+        };
+        let metrics = config.daemon.listen;
+        let metrics_change = match metrics {
+            _ if metrics == self.metrics.as_ref().map(|m| m.addr) => None,
+            Some(addr) => Some(Some((server::bind(addr).await?, addr))),
+            None => Some(None),
+        };
+
+        if let Some(new) = side_change {
+            if let Some(old) = self.responder.take() {
+                old.stop().await;
+            }
+            self.responder = new.map(|(listener, addr)| StandingResponder::start(listener, addr));
+        }
+        if let Some(new) = metrics_change {
+            if let Some(old) = self.metrics.take() {
+                old.stop().await;
+            }
+            self.metrics = new.map(|(listener, addr)| MetricsServer::start(listener, addr, shared.clone()));
+        }
+        Ok(())
+    }
+
+    async fn stop(self) {
+        if let Some(responder) = self.responder {
+            responder.stop().await;
+        }
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
+        }
+    }
+}
+
+impl MetricsServer {
+    fn start(listener: TcpListener, addr: SocketAddr, shared: Arc<Shared>) -> MetricsServer {
+        let server = Running::spawn(|shutdown| server::serve(listener, shared, shutdown));
+        tracing::info!(listen = %addr, "serving /metrics and /healthz");
+        MetricsServer { addr, server }
+    }
+
+    async fn stop(self) {
+        self.server.stop().await;
+        tracing::info!(listen = %self.addr, "stopped serving /metrics and /healthz");
+    }
+}

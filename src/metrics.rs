@@ -1,0 +1,348 @@
+//! Prometheus metrics: rendered from what hapcert remembers (`state.json`, `monitor.json`) and the files on disk, in
+//! the text exposition format; written for node_exporter's textfile collector, and served by the daemon.
+//!
+//! [`snapshot`] gathers (I/O), [`render_snapshot`] writes the text (pure).
+
+use std::fmt::Write;
+
+use anyhow::Context;
+use time::OffsetDateTime;
+
+use crate::config::{Config, FileOwner};
+use crate::renew::load_on_disk;
+use crate::store::StateDir;
+
+/// Everything the metrics say, gathered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// In config order.
+    pub certificates: Vec<CertificateMetrics>,
+    pub last_run: Option<OffsetDateTime>,
+    pub last_run_success: Option<OffsetDateTime>,
+    pub renewals_success: u64,
+    pub renewals_failure: u64,
+    /// The last check: when, and its status (0..3).
+    pub last_check: Option<(OffsetDateTime, u8)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificateMetrics {
+    pub name: String,
+    /// Of the certificate on disk; none when there is no usable one.
+    pub not_after: Option<OffsetDateTime>,
+    /// When the renewal is (or was) due; none when there is no usable certificate.
+    pub renewal_due: Option<OffsetDateTime>,
+    pub consecutive_failures: u32,
+    /// From the last check; none when it had no answer to compare, or no check ran.
+    pub served_matches_disk: Option<bool>,
+    /// The certificate's status in the last check (0..3).
+    pub check_status: Option<u8>,
+}
+
+/// The metrics text for `config` at `now`.
+pub fn render(config: &Config, now: OffsetDateTime) -> anyhow::Result<String> {
+    Ok(render_snapshot(&snapshot(config, now)?))
+}
+
+/// Writes `render`'s text to `[metrics] textfile`, atomically, when one is configured. A failure is logged, never
+/// returned: metrics must not fail a run or a check.
+pub fn write_textfile(config: &Config, now: OffsetDateTime) {
+    let Some(textfile) = &config.metrics.textfile else {
+        return;
+    };
+    let path = &textfile.value;
+    let written = render(config, now).and_then(|text| {
+        // 0644: node_exporter runs as its own user and must read it; nothing in it is secret.
+        crate::store::write_atomic(path, text.as_bytes(), 0o644, FileOwner::default())
+            .with_context(|| format!("cannot write {} ([metrics] textfile)", path.display()))
+    });
+    if let Err(err) = written {
+        tracing::warn!("metrics not written: {err:#}");
+    }
+}
+
+/// Reads the state, the last check and each certificate file. A damaged `state.json` or `monitor.json` is an error:
+/// metrics made up of defaults would say "all is well".
+pub fn snapshot(config: &Config, now: OffsetDateTime) -> anyhow::Result<Snapshot> {
+    let store = StateDir::at(&config.state.dir.value);
+    let state = store.load_state()?;
+    let monitor = store.load_monitor()?;
+    let last_check = monitor.last_check.as_ref();
+    let certificates = config
+        .certificates
+        .iter()
+        .map(|spec| {
+            let local = load_on_disk(spec).local;
+            let facts = local.facts();
+            let decision = state.decide(spec, &local, now, false);
+            // Due for a reason other than time (names changed, revoked): due now. Without a certificate, `renew_at` is
+            // none.
+            let renewal_due = match decision.renew_at {
+                Some(at) if decision.due => Some(at.min(now)),
+                at => at,
+            };
+            let checked = last_check.and_then(|c| c.certificates.get(&spec.name));
+            CertificateMetrics {
+                name: spec.name.clone(),
+                not_after: facts.map(|f| f.not_after),
+                renewal_due,
+                consecutive_failures: state.remembered(&spec.name).failures.consecutive,
+                served_matches_disk: checked.and_then(|c| c.served_matches_disk),
+                check_status: checked.map(|c| c.status),
+            }
+        })
+        .collect();
+    Ok(Snapshot {
+        certificates,
+        last_run: state.last_run,
+        last_run_success: state.last_run_success,
+        renewals_success: state.renewals.get("success").copied().unwrap_or(0),
+        renewals_failure: state.renewals.get("failure").copied().unwrap_or(0),
+        last_check: last_check.map(|c| (c.at, c.status)),
+    })
+}
+
+/// The text exposition format (version 0.0.4): a HELP and a TYPE line for every family, then its samples.
+pub fn render_snapshot(snapshot: &Snapshot) -> String {
+    let mut out = Metrics::default();
+    let certs = &snapshot.certificates;
+
+    out.family(
+        "hapcert_certificate_not_after_seconds",
+        "gauge",
+        "When the certificate on disk expires, in Unix time.",
+    );
+    for cert in certs {
+        if let Some(at) = cert.not_after {
+            out.named(&cert.name, at.unix_timestamp());
+        }
+    }
+    out.family(
+        "hapcert_certificate_renewal_due_seconds",
+        "gauge",
+        "When the certificate on disk is (or was) due for renewal, in Unix time: the CA's ARI moment or the lifetime rule.",
+    );
+    for cert in certs {
+        if let Some(at) = cert.renewal_due {
+            out.named(&cert.name, at.unix_timestamp());
+        }
+    }
+    out.family(
+        "hapcert_certificate_served_matches_disk",
+        "gauge",
+        "1 when every endpoint served the certificate on disk at the last check, 0 when one served another; absent when \
+         none answered.",
+    );
+    for cert in certs {
+        if let Some(matches) = cert.served_matches_disk {
+            out.named(&cert.name, i64::from(matches));
+        }
+    }
+    out.family(
+        "hapcert_certificate_check_status",
+        "gauge",
+        "The certificate's status at the last check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+    );
+    for cert in certs {
+        if let Some(status) = cert.check_status {
+            out.named(&cert.name, i64::from(status));
+        }
+    }
+    out.family(
+        "hapcert_consecutive_failures",
+        "gauge",
+        "Failed renewal attempts of the certificate since its last success.",
+    );
+    for cert in certs {
+        out.named(&cert.name, i64::from(cert.consecutive_failures));
+    }
+    out.family(
+        "hapcert_last_run_success_timestamp_seconds",
+        "gauge",
+        "When the last run in which nothing failed ended, in Unix time; 0 when none is recorded.",
+    );
+    out.sample("", snapshot.last_run_success.map_or(0, |at| at.unix_timestamp()));
+    out.family(
+        "hapcert_last_run_timestamp_seconds",
+        "gauge",
+        "When the last run ended, whatever its outcome, in Unix time; 0 when none is recorded.",
+    );
+    out.sample("", snapshot.last_run.map_or(0, |at| at.unix_timestamp()));
+    out.family("hapcert_renewals_total", "counter", "Renewals attempted, by result.");
+    out.sample(
+        "{result=\"success\"}",
+        i64::try_from(snapshot.renewals_success).unwrap_or(i64::MAX),
+    );
+    out.sample(
+        "{result=\"failure\"}",
+        i64::try_from(snapshot.renewals_failure).unwrap_or(i64::MAX),
+    );
+    out.family(
+        "hapcert_check_status",
+        "gauge",
+        "The status of the last check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; absent before the first check.",
+    );
+    if let Some((_, status)) = snapshot.last_check {
+        out.sample("", i64::from(status));
+    }
+    out.family(
+        "hapcert_last_check_timestamp_seconds",
+        "gauge",
+        "When the last check ran, in Unix time; 0 when none has.",
+    );
+    out.sample("", snapshot.last_check.map_or(0, |(at, _)| at.unix_timestamp()));
+    out.text
+}
+
+#[derive(Default)]
+struct Metrics {
+    text: String,
+    family: &'static str,
+}
+
+impl Metrics {
+    fn family(&mut self, name: &'static str, kind: &str, help: &str) {
+        self.family = name;
+        let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    /// A sample of the current family; `labels` is "" or a whole `{...}`.
+    fn sample(&mut self, labels: &str, value: i64) {
+        let _ = writeln!(self.text, "{}{labels} {value}", self.family);
+    }
+
+    fn named(&mut self, name: &str, value: i64) {
+        self.sample(&format!("{{name=\"{}\"}}", escape_label(name)), value);
+    }
+}
+
+/// Label values escape backslash, double quote and line feed.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// HELP text escapes backslash and line feed.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn known_state() -> Snapshot {
+        Snapshot {
+            certificates: vec![
+                CertificateMetrics {
+                    name: "www".into(),
+                    not_after: Some(datetime!(2027-01-01 00:00 UTC)),
+                    renewal_due: Some(datetime!(2026-12-01 00:00 UTC)),
+                    consecutive_failures: 2,
+                    served_matches_disk: Some(false),
+                    check_status: Some(2),
+                },
+                CertificateMetrics {
+                    name: "odd\"name\\".into(),
+                    not_after: None,
+                    renewal_due: None,
+                    consecutive_failures: 0,
+                    served_matches_disk: None,
+                    check_status: None,
+                },
+            ],
+            last_run: Some(datetime!(2026-11-23 12:00 UTC)),
+            last_run_success: Some(datetime!(2026-11-22 12:00 UTC)),
+            renewals_success: 7,
+            renewals_failure: 0,
+            last_check: Some((datetime!(2026-11-23 12:05 UTC), 2)),
+        }
+    }
+
+    fn samples(text: &str) -> Vec<prometheus_parse::Sample> {
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        prometheus_parse::Scrape::parse(lines).expect("parses").samples
+    }
+
+    fn value(samples: &[prometheus_parse::Sample], metric: &str, label: Option<(&str, &str)>) -> Option<f64> {
+        samples
+            .iter()
+            .find(|s| s.metric == metric && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) => v,
+                ref other => panic!("{metric}: {other:?}"),
+            })
+    }
+
+    #[test]
+    fn every_series_of_a_known_state() {
+        let text = render_snapshot(&known_state());
+        let samples = samples(&text);
+        let www = Some(("name", "www"));
+        let at = |t: OffsetDateTime| Some(t.unix_timestamp() as f64);
+        assert_eq!(
+            value(&samples, "hapcert_certificate_not_after_seconds", www),
+            at(datetime!(2027-01-01 00:00 UTC))
+        );
+        assert_eq!(
+            value(&samples, "hapcert_certificate_renewal_due_seconds", www),
+            at(datetime!(2026-12-01 00:00 UTC))
+        );
+        assert_eq!(
+            value(&samples, "hapcert_certificate_served_matches_disk", www),
+            Some(0.0)
+        );
+        assert_eq!(value(&samples, "hapcert_certificate_check_status", www), Some(2.0));
+        assert_eq!(value(&samples, "hapcert_consecutive_failures", www), Some(2.0));
+        assert_eq!(
+            value(&samples, "hapcert_last_run_success_timestamp_seconds", None),
+            at(datetime!(2026-11-22 12:00 UTC))
+        );
+        assert_eq!(
+            value(&samples, "hapcert_renewals_total", Some(("result", "success"))),
+            Some(7.0)
+        );
+        assert_eq!(
+            value(&samples, "hapcert_renewals_total", Some(("result", "failure"))),
+            Some(0.0)
+        );
+        assert_eq!(value(&samples, "hapcert_check_status", None), Some(2.0));
+
+        // A certificate with nothing on disk and no check has only its failure count; its name is escaped.
+        let odd: Vec<&str> = text.lines().filter(|l| l.contains("odd")).collect();
+        assert_eq!(
+            odd,
+            ["hapcert_consecutive_failures{name=\"odd\\\"name\\\\\"} 0"],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_nothing_recorded_reads_as_zero_or_absent() {
+        let text = render_snapshot(&Snapshot::default());
+        for family in [
+            "hapcert_certificate_not_after_seconds",
+            "hapcert_certificate_renewal_due_seconds",
+            "hapcert_certificate_served_matches_disk",
+            "hapcert_last_run_success_timestamp_seconds",
+            "hapcert_renewals_total",
+            "hapcert_consecutive_failures",
+            "hapcert_check_status",
+        ] {
+            assert!(text.contains(&format!("# HELP {family} ")), "{family}\n{text}");
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family}\n{text}");
+        }
+        assert!(text.contains("# TYPE hapcert_renewals_total counter"));
+        let samples = samples(&text);
+        assert_eq!(
+            value(&samples, "hapcert_last_run_success_timestamp_seconds", None),
+            Some(0.0)
+        );
+        assert_eq!(value(&samples, "hapcert_check_status", None), None);
+        assert_eq!(
+            value(&samples, "hapcert_renewals_total", Some(("result", "failure"))),
+            Some(0.0)
+        );
+    }
+}
