@@ -341,6 +341,7 @@ pub async fn run_with(
         }
     }
     tracing::debug!(requests = ca.requests(), "HTTP requests sent to the CA");
+    report_request_count(ca.requests());
     record(&mut state, &items, now, options.dry_run);
     if !options.dry_run {
         let end = OffsetDateTime::now_utc();
@@ -353,6 +354,22 @@ pub async fn run_with(
     store.save_state(&state)?;
     metrics::write_textfile(config, OffsetDateTime::now_utc());
     Ok(Report { items, hook_failures })
+}
+
+/// Where the benchmarks (scripts/bench) read how many HTTP requests a run sent to the CA. The count itself is kept by
+/// the ACME client's HTTP layer (`acme::http`) for every request, retries included; this only hands it out.
+const REQUEST_COUNT_FILE: &str = "HAPCERT_REQUEST_COUNT_FILE";
+
+fn report_request_count(requests: usize) {
+    let Some(path) = std::env::var_os(REQUEST_COUNT_FILE) else {
+        return;
+    };
+    if let Err(err) = std::fs::write(&path, format!("{requests}\n")) {
+        tracing::warn!(
+            "cannot write the request count to {} ({REQUEST_COUNT_FILE}): {err}",
+            path.to_string_lossy()
+        );
+    }
 }
 
 /// What the ordering part of a run works with.
