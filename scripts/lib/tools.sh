@@ -91,6 +91,19 @@ ensure_certbot() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq certbot >/dev/null
 }
 
+# The peers and the load generator of scripts/bench: Debian's lego (4.9.1 on bookworm) and wrk. certbot comes from
+# ensure_certbot.
+ensure_bench_tools() {
+  local missing=()
+  command -v lego >/dev/null || missing+=(lego)
+  command -v wrk >/dev/null || missing+=(wrk)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]} from the distribution" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 ensure_test_tools() {
   ensure_haproxy
   ensure_pebble

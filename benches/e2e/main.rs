@@ -1,0 +1,293 @@
+//! The end-to-end benchmark of issue 6: hapcert against certbot and lego on the same machine, in one run, each in a
+//! sandbox of its own (Pebble 2.6 with `PEBBLE_VA_NOSLEEP=1`, nonce rejection 0, authorization reuse 0, and HAProxy 2.6,
+//! from the test harness). `scripts/bench` installs the tools and runs it; this file only measures and reports.
+//!
+//! `cargo bench --bench e2e -- [--quick] [--only a,b,c,d,e]`. Under `cargo test` it does nothing: it is a benchmark,
+//! and the test suite holds no timing.
+
+#[path = "../../tests/harness/mod.rs"]
+mod harness;
+mod measure;
+mod report;
+mod responder_load;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use harness::Sandbox;
+use report::{Measured, Results, Scenario};
+use tools::{Bench, Tool};
+
+struct Options {
+    quick: bool,
+    only: Option<Vec<String>>,
+    /// Tools to run; all three unless `--tools` narrows it (for working on one tool, not for published figures).
+    tools: Vec<Tool>,
+    out: PathBuf,
+}
+
+/// Sizes and repetitions: the issue's for a full run; a quick run keeps every scenario and tool but fewer certificates
+/// in (a) and (b) and one run each.
+struct Plan {
+    certs_a: usize,
+    names_b: usize,
+    noop_sizes: [usize; 2],
+    runs_slow: usize,
+    runs_fast: usize,
+    wrk_duration: Duration,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        println!("e2e is a benchmark, not a test: run scripts/bench (or cargo bench --bench e2e)");
+        return;
+    }
+    let options = parse(&args);
+    let plan = if options.quick {
+        Plan {
+            certs_a: 5,
+            names_b: 5,
+            noop_sizes: [50, 1000],
+            runs_slow: 1,
+            runs_fast: 1,
+            wrk_duration: Duration::from_secs(2),
+        }
+    } else {
+        Plan {
+            certs_a: 50,
+            names_b: 50,
+            noop_sizes: [50, 1000],
+            runs_slow: 3,
+            runs_fast: 5,
+            wrk_duration: Duration::from_secs(10),
+        }
+    };
+    let wanted = |s: &str| options.only.as_ref().is_none_or(|only| only.iter().any(|o| o == s));
+    let versions = versions();
+    let mut measured = Vec::new();
+
+    if wanted("a") || wanted("c") {
+        let (a, last) = scenario_a(&plan, &options.tools);
+        if wanted("a") {
+            measured.extend(a);
+        }
+        if wanted("c") {
+            let issued: Vec<usize> = (0..plan.certs_a).collect();
+            measured.extend(scenario_c(&plan, &last, &issued));
+        }
+    }
+    if wanted("b") {
+        measured.extend(scenario_b(&plan, &options.tools));
+    }
+    if wanted("d") {
+        measured.extend(scenario_d(&plan, &options.tools));
+    }
+    let responder = if wanted("e") {
+        eprintln!("== (e) the HTTP-01 responder under wrk");
+        fs_create(&options.out);
+        responder_load::run(plan.wrk_duration, &options.out.join("responder.log"))
+    } else {
+        Vec::new()
+    };
+
+    let results = Results {
+        quick: options.quick,
+        machine: machine(),
+        versions,
+        binary_bytes: std::fs::metadata(env!("CARGO_BIN_EXE_hapcert")).map_or(0, |m| m.len()),
+        measured,
+        responder,
+    };
+    let markdown = results.markdown();
+    println!("\n{markdown}");
+    fs_create(&options.out);
+    let md_path = options.out.join("results.md");
+    let json_path = options.out.join("results.json");
+    std::fs::write(&md_path, &markdown).expect("write results.md");
+    std::fs::write(
+        &json_path,
+        serde_json::to_vec_pretty(&results).expect("results serialize"),
+    )
+    .expect("write json");
+    println!("written: {} and {}", md_path.display(), json_path.display());
+}
+
+fn parse(args: &[String]) -> Options {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let mut options = Options {
+        quick: false,
+        only: None,
+        tools: Tool::ALL.to_vec(),
+        out: target.join("bench"),
+    };
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--bench" => {}
+            "--quick" => options.quick = true,
+            "--only" => {
+                let list = rest.next().expect("--only needs a list such as a,c");
+                options.only = Some(list.split(',').map(str::to_owned).collect());
+            }
+            "--tools" => {
+                let list = rest.next().expect("--tools needs a list such as hapcert,certbot");
+                options.tools = Tool::ALL
+                    .into_iter()
+                    .filter(|t| list.split(',').any(|n| n == t.name()))
+                    .collect();
+            }
+            "--out" => options.out = PathBuf::from(rest.next().expect("--out needs a directory")),
+            other => panic!(
+                "unknown argument {other:?}; use --quick, --only a,b,c,d,e, --tools hapcert,certbot,lego, --out DIR"
+            ),
+        }
+    }
+    options
+}
+
+fn fs_create(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+}
+
+fn record(measured: &mut Vec<Measured>, scenario: Scenario, tool: Tool, certs: usize, sample: tools::Sample) {
+    eprintln!(
+        "   {} {}: {:.3} s, cpu {:.3} s, rss {} KiB, requests {:?}",
+        tool.name(),
+        certs,
+        sample.cost.wall.as_secs_f64(),
+        sample.cost.cpu.as_secs_f64(),
+        sample.cost.max_rss_kib,
+        sample.requests
+    );
+    match measured.iter_mut().find(|m| m.scenario == scenario && m.tool == tool) {
+        Some(m) => m.samples.push(sample),
+        None => measured.push(Measured {
+            scenario,
+            tool,
+            certs,
+            samples: vec![sample],
+        }),
+    }
+}
+
+/// (a), alternating the tools run by run. Each run gets a fresh sandbox, so each starts from an empty state; the last
+/// run's sandboxes are kept, with what was issued, for (c).
+fn scenario_a(plan: &Plan, tools: &[Tool]) -> (Vec<Measured>, Vec<(Tool, Sandbox)>) {
+    let names: Vec<usize> = (0..plan.certs_a).collect();
+    let mut measured = Vec::new();
+    let mut last = Vec::new();
+    for run in 1..=plan.runs_slow {
+        eprintln!("== (a) {} certificates, run {run}/{}", plan.certs_a, plan.runs_slow);
+        for &tool in tools {
+            let sb = Sandbox::start();
+            let sample = Bench::new(&sb, tool).issue_each(&names);
+            record(&mut measured, Scenario::A, tool, plan.certs_a, sample);
+            if run == plan.runs_slow {
+                last.push((tool, sb));
+            }
+        }
+    }
+    (measured, last)
+}
+
+/// (c), on the certificates (a) issued, copied up to each size.
+fn scenario_c(plan: &Plan, sandboxes: &[(Tool, Sandbox)], issued: &[usize]) -> Vec<Measured> {
+    let mut measured = Vec::new();
+    for size in plan.noop_sizes {
+        eprintln!("== (c) no-op run with {size} certificates");
+        let benches: Vec<Bench> = sandboxes.iter().map(|(tool, sb)| Bench::new(sb, *tool)).collect();
+        for bench in &benches {
+            bench.replicate(issued, size);
+        }
+        for _ in 0..plan.runs_fast {
+            for bench in &benches {
+                let sample = bench.noop(issued, size);
+                record(&mut measured, Scenario::C(size), bench.tool, size, sample);
+            }
+        }
+    }
+    measured
+}
+
+fn scenario_b(plan: &Plan, tools: &[Tool]) -> Vec<Measured> {
+    let names: Vec<usize> = (0..plan.names_b).collect();
+    let mut measured = Vec::new();
+    for run in 1..=plan.runs_slow {
+        eprintln!(
+            "== (b) 1 certificate with {} names, run {run}/{}",
+            plan.names_b, plan.runs_slow
+        );
+        for &tool in tools {
+            let sb = Sandbox::start();
+            let sample = Bench::new(&sb, tool).issue_one_for_all(&names);
+            record(&mut measured, Scenario::B, tool, plan.names_b, sample);
+        }
+    }
+    measured
+}
+
+/// (d): each tool issues and serves one certificate first (untimed), then renews it by force, run after run.
+fn scenario_d(plan: &Plan, tools: &[Tool]) -> Vec<Measured> {
+    eprintln!("== (d) forced renewal of 1 certificate until served");
+    let sandboxes: Vec<(Tool, Sandbox)> = tools.iter().map(|&t| (t, Sandbox::start())).collect();
+    let benches: Vec<Bench> = sandboxes.iter().map(|(tool, sb)| Bench::new(sb, *tool)).collect();
+    for bench in &benches {
+        bench.issue_and_serve(0);
+    }
+    let mut measured = Vec::new();
+    for _ in 0..plan.runs_fast {
+        for bench in &benches {
+            let sample = bench.force_renew_until_served(0);
+            record(&mut measured, Scenario::D, bench.tool, 1, sample);
+        }
+    }
+    measured
+}
+
+fn versions() -> Vec<(String, String)> {
+    let first_line = |program: &str, args: &[&str]| {
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program} ({e}); scripts/bench installs it from Debian's packages"));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    let certbot = first_line("certbot", &["--version"])
+        .trim_start_matches("certbot ")
+        .to_owned();
+    // Debian's lego says "version dev"; its package version is the real one.
+    let lego = first_line("dpkg-query", &["-W", "-f", "${Version}\n", "lego"]);
+    let lego = if lego.is_empty() {
+        first_line("lego", &["--version"])
+    } else {
+        lego
+    };
+    let haproxy = first_line("haproxy", &["-v"]);
+    vec![
+        ("certbot".into(), certbot),
+        ("lego".into(), lego.split('-').next().unwrap_or(&lego).to_owned()),
+        ("haproxy".into(), haproxy),
+    ]
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_owned()))
+        })
+        .unwrap_or_else(|| "unknown OS".into());
+    format!("{cores} cores, {os}")
+}
