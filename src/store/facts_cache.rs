@@ -8,7 +8,7 @@
 //! A cache that is missing, damaged or of another version is rebuilt: never an error, only a slower run. Files that
 //! cannot be read or parsed are not remembered, so what is wrong with them is said afresh every time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -74,7 +74,7 @@ fn settled(stamp: &Stamp, read_at_ns: i128) -> bool {
 struct CacheFile {
     format: u32,
     hapcert: String,
-    entries: BTreeMap<PathBuf, Entry>,
+    entries: HashMap<PathBuf, Entry>,
 }
 
 /// Only what tells whether the rest can be read: a cache of another version may not parse as this one's.
@@ -126,7 +126,8 @@ pub fn read_pem(path: &Path) -> ReadPem {
 /// The cache as loaded, with what this process learnt since.
 #[derive(Debug, Default)]
 pub struct FactsCache {
-    entries: BTreeMap<PathBuf, Entry>,
+    /// Hashed: ordered paths compare component by component, a cost that showed with a thousand certificates.
+    entries: HashMap<PathBuf, Entry>,
     /// Differs from the file: worth writing back.
     changed: bool,
     /// Files read and parsed, rather than answered from the cache.
@@ -207,7 +208,7 @@ impl FactsCache {
     /// Forgets the files no longer `configured`, and writes the cache back if it changed. A failure is logged: without
     /// the cache the next run is only slower.
     pub fn save<'a>(&mut self, store: &StateDir, configured: impl IntoIterator<Item = &'a Path>) {
-        let configured: BTreeSet<&Path> = configured.into_iter().collect();
+        let configured: HashSet<&Path> = configured.into_iter().collect();
         let before = self.entries.len();
         self.entries.retain(|path, _| configured.contains(path.as_path()));
         if !self.changed && self.entries.len() == before {
@@ -239,6 +240,7 @@ fn now_ns() -> i128 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
     use std::io::Write;
 
     use super::*;
