@@ -823,6 +823,33 @@ mod tests {
     }
 
     #[test]
+    fn the_previous_bytes_are_read_whole_and_a_certificate_that_cannot_be_read_now_is_not_ordered() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |path: std::path::PathBuf| {
+            let mut spec = crate::testing::www_spec();
+            spec.file.value = path;
+            spec
+        };
+        let file = dir.path().join("www.pem");
+        std::fs::write(&file, b"any bytes\r\n\n").unwrap();
+        assert_eq!(keep_previous(&at(file), true), Ok(Some(b"any bytes\r\n\n".to_vec())));
+        assert_eq!(keep_previous(&at(dir.path().join("gone.pem")), true), Ok(None));
+
+        // A directory where the file should be: reading it fails as an unreadable file does.
+        let unreadable = at(dir.path().to_owned());
+        let err = keep_previous(&unreadable, true).unwrap_err();
+        assert!(
+            err.contains("to keep it for a rollback") && err.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            keep_previous(&unreadable, false),
+            Ok(None),
+            "nothing usable was there: nothing to put back"
+        );
+    }
+
+    #[test]
     fn a_run_marks_its_end_and_counts_renewals_and_only_a_clean_one_feeds_the_dead_mans_switch() {
         let (first, second) = (datetime!(2026-03-01 00:00 UTC), datetime!(2026-03-02 00:00 UTC));
         let renewed = || {
