@@ -140,7 +140,10 @@ impl FactsCache {
         let path = store.root().join(FILE_NAME);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return FactsCache::default(),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                tracing::debug!("no {} yet; every certificate file is read", path.display());
+                return FactsCache::default();
+            }
             Err(err) => {
                 tracing::debug!(
                     "cannot read {}: {err}; every certificate file is read afresh",
