@@ -46,7 +46,8 @@ pub enum PemError {
 }
 
 /// What the renewal decision and `status` need to know of a deployed certificate. Serialized only into the facts cache
-/// (`store::facts_cache`), so that a run with nothing due need not parse every PEM again.
+/// (`store::facts_cache`), so that a run with nothing due need not parse every PEM again: a change to what a field holds
+/// must bump that cache's `FORMAT`, or facts read by the old code would be taken for new ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertFacts {
     /// Lower-case hex, as `openssl x509 -serial` prints it but without the colons.
