@@ -9,8 +9,8 @@ use anyhow::Context;
 use time::OffsetDateTime;
 
 use crate::config::{Config, FileOwner};
-use crate::renew::load_on_disk;
 use crate::store::StateDir;
+use crate::store::facts_cache::FactsCache;
 
 /// Everything the metrics say, gathered.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -68,11 +68,13 @@ pub fn snapshot(config: &Config, now: OffsetDateTime) -> anyhow::Result<Snapshot
     let state = store.load_state()?;
     let monitor = store.load_monitor()?;
     let last_check = monitor.last_check.as_ref();
+    // Read only: the runs keep the cache up to date.
+    let mut facts_cache = FactsCache::load(&store);
     let certificates = config
         .certificates
         .iter()
         .map(|spec| {
-            let local = load_on_disk(spec).local;
+            let local = facts_cache.local(&spec.file.value);
             let facts = local.facts();
             let decision = state.decide(spec, &local, now, false);
             // Due for a reason other than time (names changed, revoked): due now. Without a certificate, `renew_at` is

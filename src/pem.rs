@@ -6,6 +6,7 @@ use std::fmt;
 
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use x509_parser::public_key::PublicKey;
@@ -44,14 +45,18 @@ pub enum PemError {
     BadKey(String),
 }
 
-/// What the renewal decision and `status` need to know of a deployed certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the renewal decision and `status` need to know of a deployed certificate. Serialized only into the facts cache
+/// (`store::facts_cache`), so that a run with nothing due need not parse every PEM again: a change to what a field holds
+/// must bump that cache's `FORMAT`, or facts read by the old code would be taken for new ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertFacts {
     /// Lower-case hex, as `openssl x509 -serial` prints it but without the colons.
     pub serial: String,
     /// DNS names in the SAN extension, lower case.
     pub names: BTreeSet<String>,
+    #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
     /// `None` for a key kind hapcert does not issue (Ed25519, P-521, odd RSA sizes).
     pub key_type: Option<KeyType>,

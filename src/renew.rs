@@ -27,6 +27,7 @@ use crate::progress::Progress;
 use crate::responder::ChallengeTokens;
 use crate::schedule::{Failures, Gate, Overrides};
 use crate::status::format_rfc3339;
+use crate::store::facts_cache::FactsCache;
 use crate::store::{LastResult, Outcome, State, StateDir};
 use crate::verify::verify_issued;
 use crate::{ari, metrics};
@@ -192,39 +193,43 @@ fn items_ok(items: &[Item]) -> bool {
         .any(|i| matches!(i.result, ItemResult::Failed(_) | ItemResult::Deferred { .. }))
 }
 
-/// A certificate's file as found before the run: its bytes (to put back if needed) and what they mean.
-pub struct OnDisk {
-    pub bytes: Option<Vec<u8>>,
-    pub local: Local,
+/// What each certificate's file holds, from the facts cache where the file is unchanged; the cache is written back
+/// (for every configured certificate, whichever were selected) before anything is ordered.
+fn read_certificates(config: &Config, store: &StateDir, specs: &[CertificateSpec]) -> Vec<Local> {
+    let mut cache = FactsCache::load(store);
+    let locals: Vec<Local> = specs.iter().map(|spec| cache.local(&spec.file.value)).collect();
+    tracing::debug!(
+        parsed = cache.parsed(),
+        from_cache = specs.len() - cache.parsed(),
+        "certificate files read"
+    );
+    cache.save(store, config.certificates.iter().map(|c| c.file.value.as_path()));
+    locals
 }
 
-pub fn load_on_disk(spec: &CertificateSpec) -> OnDisk {
-    match std::fs::read(&spec.file.value) {
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => OnDisk {
-            bytes: None,
-            local: Local::Missing,
-        },
-        Err(err) => OnDisk {
-            bytes: None,
-            local: Local::Unreadable(err.to_string()),
-        },
-        Ok(bytes) => {
-            let local = match Bundle::parse(&bytes).and_then(|b| b.facts()) {
-                Ok(facts) => Local::Present(facts),
-                Err(err) => Local::Unparseable(err.to_string()),
-            };
-            OnDisk {
-                bytes: Some(bytes),
-                local,
-            }
-        }
+/// The bytes of a due certificate's file, kept to be put back byte for byte if the deploy fails. A file that holds a
+/// certificate but cannot be read now is not ordered: without its bytes a failed deploy could not restore it.
+fn keep_previous(spec: &CertificateSpec, present: bool) -> Result<Option<Vec<u8>>, String> {
+    let file = &spec.file.value;
+    match std::fs::read(file) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if present && err.kind() != std::io::ErrorKind::NotFound => Err(format!(
+            "cannot read {} to keep it for a rollback ({err}); make it readable to hapcert",
+            file.display()
+        )),
+        // Nothing there (any more), or nothing usable was ever read from it: there is nothing to put back.
+        Err(_) => Ok(None),
     }
 }
 
 /// A due certificate the run will order.
 struct Due {
     spec: CertificateSpec,
-    deployed: OnDisk,
+    /// Whether a usable certificate was found in its file.
+    present: bool,
+    /// The file's bytes, to put back if the deploy fails: read just before the order, not for the certificates that
+    /// are not due. `None` when there is no file (or none could be read).
+    previous: Option<Vec<u8>>,
     /// The ARI id of the certificate the order replaces.
     replaces: Option<String>,
     /// Its place in the run's items.
@@ -251,29 +256,29 @@ pub async fn run_with(
     let ca = CaSession::new(config, &store);
 
     let specs: Vec<CertificateSpec> = config.select(&options.names).cloned().collect();
-    let on_disk: Vec<OnDisk> = specs.iter().map(load_on_disk).collect();
+    let on_disk = read_certificates(config, &store, &specs);
     if !options.dry_run {
         // A dry run may talk to another CA (staging); the windows kept are the configured CA's.
         let present = specs
             .iter()
             .zip(&on_disk)
-            .filter_map(|(spec, disk)| Some((spec.name.clone(), disk.local.facts()?.ari_id.clone()?)));
+            .filter_map(|(spec, local)| Some((spec.name.clone(), local.facts()?.ari_id.clone()?)));
         refresh_renewal_info(&ca, &mut state, present.collect(), now).await;
     }
 
     let mut items = Vec::new();
     let mut due = Vec::new();
-    for (spec, deployed) in specs.into_iter().zip(on_disk) {
-        if let Local::Unreadable(why) | Local::Unparseable(why) = &deployed.local {
+    for (spec, local) in specs.into_iter().zip(on_disk) {
+        if let Local::Unreadable(why) | Local::Unparseable(why) = &local {
             tracing::warn!(certificate = %spec.name, file = %spec.file.value.display(), "{why}; it will be replaced");
         }
         let remembered = state.remembered(&spec.name);
-        let facts = deployed.local.facts();
+        let facts = local.facts();
         let previous = facts.cloned();
         let ari_id = facts.and_then(|f| f.ari_id.clone());
         let known = remembered.known(facts);
         let window = known.window;
-        let decision = decide(&spec, &deployed.local, known, now, options.force);
+        let decision = decide(&spec, &local, known, now, options.force);
         tracing::info!(certificate = %spec.name, due = decision.due, "{}", decision.reason);
         if let Some(url) = window.and_then(|w| w.explanation_url.as_deref()) {
             tracing::info!(certificate = %spec.name, explanation = url, "the CA explains its renewal window");
@@ -289,7 +294,8 @@ pub async fn run_with(
                 // A dry run is not held back by the schedule of the real runs, and does not add to it.
                 _ if options.dry_run => due.push(Due {
                     spec: spec.clone(),
-                    deployed,
+                    present: previous.is_some(),
+                    previous: None,
                     replaces: None,
                     index,
                 }),
@@ -298,7 +304,8 @@ pub async fn run_with(
                     let offers_ari = matches!(remembered.renewal_info, Some(ari::RenewalInfo::Ari(_)));
                     due.push(Due {
                         spec: spec.clone(),
-                        deployed,
+                        present: previous.is_some(),
+                        previous: None,
                         replaces: ari_id.filter(|_| offers_ari),
                         index,
                     })
@@ -415,6 +422,18 @@ impl Pass<'_> {
                     ItemResult::Failed(Failure::not_deployed(format!("{failure}; nothing was ordered")));
                 false
             });
+            due.retain_mut(|d| match keep_previous(&d.spec, d.present) {
+                Ok(previous) => {
+                    d.previous = previous;
+                    true
+                }
+                Err(message) => {
+                    tracing::error!(certificate = %d.spec.name, "not ordered: {message}; the served certificate is untouched");
+                    items[d.index].result =
+                        ItemResult::Failed(Failure::not_deployed(format!("{message}; nothing was ordered")));
+                    false
+                }
+            });
         }
 
         if !due.is_empty() {
@@ -473,7 +492,7 @@ impl Pass<'_> {
                     change_items.push((d.index, d.spec.clone(), new.facts.serial.clone()));
                     changes.push(Change {
                         spec: d.spec,
-                        previous: d.deployed.bytes,
+                        previous: d.previous,
                         pem: new.pem,
                         facts: new.facts,
                     });
@@ -818,6 +837,33 @@ mod tests {
 
     fn failed() -> ItemResult {
         ItemResult::Failed(Failure::not_deployed("no".into()))
+    }
+
+    #[test]
+    fn the_previous_bytes_are_read_whole_and_a_certificate_that_cannot_be_read_now_is_not_ordered() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |path: std::path::PathBuf| {
+            let mut spec = crate::testing::www_spec();
+            spec.file.value = path;
+            spec
+        };
+        let file = dir.path().join("www.pem");
+        std::fs::write(&file, b"any bytes\r\n\n").unwrap();
+        assert_eq!(keep_previous(&at(file), true), Ok(Some(b"any bytes\r\n\n".to_vec())));
+        assert_eq!(keep_previous(&at(dir.path().join("gone.pem")), true), Ok(None));
+
+        // A directory where the file should be: reading it fails as an unreadable file does.
+        let unreadable = at(dir.path().to_owned());
+        let err = keep_previous(&unreadable, true).unwrap_err();
+        assert!(
+            err.contains("to keep it for a rollback") && err.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            keep_previous(&unreadable, false),
+            Ok(None),
+            "nothing usable was there: nothing to put back"
+        );
     }
 
     #[test]

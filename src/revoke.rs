@@ -10,8 +10,8 @@ use crate::acme::Acme;
 use crate::config::Config;
 use crate::decision::Local;
 use crate::pem::Bundle;
-use crate::renew::load_on_disk;
 use crate::status::format_rfc3339;
+use crate::store::facts_cache::read_pem;
 use crate::store::{LastResult, Outcome, StateDir};
 
 /// The reasons RFC 5280 §5.3.1 defines that a subscriber may give (Let's Encrypt accepts exactly these).
@@ -49,7 +49,8 @@ pub async fn revoke(
     // Every file is read and understood before the first revocation: all or nothing at the parsing stage.
     let mut leaves = Vec::new();
     for spec in specs {
-        let disk = load_on_disk(spec);
+        // Not from the facts cache: the leaf itself is sent to the CA.
+        let disk = read_pem(&spec.file.value);
         let facts = match disk.local {
             Local::Present(facts) => facts,
             Local::Missing => bail!(

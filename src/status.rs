@@ -10,8 +10,8 @@ use crate::ari::{AriWindow, RenewalInfo};
 use crate::config::Config;
 use crate::decision::decide;
 use crate::pem::CertFacts;
-use crate::renew::load_on_disk;
 use crate::schedule::{Gate, Overrides};
+use crate::store::facts_cache::FactsCache;
 use crate::store::{CertState, LastResult, StateDir};
 
 #[derive(Debug, Serialize)]
@@ -62,15 +62,17 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
     let store = StateDir::at(&config.state.dir.value);
     let state = store.load_state()?;
     let last_check = store.load_monitor()?.last_check;
+    // Read only, as all of `status`: the runs keep the cache up to date.
+    let mut facts_cache = FactsCache::load(&store);
     Ok(config
         .certificates
         .iter()
         .map(|spec| {
-            let deployed = load_on_disk(spec);
+            let local = facts_cache.local(&spec.file.value);
             let remembered = state.remembered(&spec.name);
-            let facts = deployed.local.facts();
+            let facts = local.facts();
             let known = remembered.known(facts);
-            let decision = decide(spec, &deployed.local, known, now, false);
+            let decision = decide(spec, &local, known, now, false);
             let names: Vec<String> = spec.domains.iter().map(|d| d.to_string()).collect();
             let waiting = match state.gate(spec, now, Overrides::default()) {
                 Gate::Wait { until, why } if decision.due => Some(Waiting {

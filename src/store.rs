@@ -1,5 +1,5 @@
 //! The filesystem: the one atomic writer every PEM and secret goes through, and the state directory (account, backups of
-//! replaced PEMs, last results, the run lock).
+//! replaced PEMs, last results, the run lock, and in `facts_cache` what the deployed certificates hold).
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, File, Permissions};
@@ -19,6 +19,8 @@ use crate::decision::{Decision, Known, Local, decide};
 use crate::notify::Ledger;
 use crate::pem::CertFacts;
 use crate::schedule::{FailedAuthorizations, Failures, Gate, Overrides, gate};
+
+pub mod facts_cache;
 
 /// Writes `bytes` to `path` so that a reader sees either the old file or the new one, whole, even across a crash: a
 /// dot-prefixed temporary file in the same directory (HAProxy skips dot-files in a `crt` directory), the mode and owner set
@@ -215,7 +217,7 @@ pub struct RunLock {
 }
 
 /// What hapcert remembers between runs, in `state.json`. The certificates themselves are not in it: the deployed PEM
-/// is the truth about them, and is read afresh every run.
+/// is the truth about them, and is read afresh whenever its file changed (`facts_cache`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
     #[serde(default)]

@@ -142,7 +142,7 @@ impl CertificateSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyType {
     EcdsaP256,
@@ -246,6 +246,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         let mut errors = Errors {
             text,
+            lines: LineStarts::of(text),
             file: path,
             list: Vec::new(),
         };
@@ -293,13 +294,14 @@ fn clean_toml_message(message: &str) -> String {
 
 struct Errors<'a> {
     text: &'a str,
+    lines: LineStarts,
     file: &'a Path,
     list: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
     fn push(&mut self, span: Option<Range<usize>>, key: &str, message: impl Into<String>) {
-        let at = span.map(|s| position(self.text, s.start));
+        let at = span.map(|s| self.lines.position(self.text, s.start));
         self.list.push(ConfigError {
             file: self.file.to_owned(),
             at,
@@ -315,20 +317,36 @@ impl Errors<'_> {
     fn locate<T>(&self, value: T, span: Range<usize>, key: &str) -> Located<T> {
         Located {
             value,
-            at: position(self.text, span.start),
+            at: self.lines.position(self.text, span.start),
             key: key.to_owned(),
         }
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-fn position(text: &str, offset: usize) -> Position {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    Position {
-        line,
-        column: before[line_start..].chars().count() + 1,
+/// The byte offset where each line of a text starts. Every certificate's file is located (for the host checks' messages),
+/// so finding a line must not scan the text from its start each time: with a thousand certificates that was most of a
+/// run with nothing due.
+struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    fn of(text: &str) -> LineStarts {
+        LineStarts(
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        )
+    }
+
+    /// 1-based line and column (in characters) of a byte offset into `text`, the text this was made of.
+    fn position(&self, text: &str, offset: usize) -> Position {
+        let offset = offset.min(text.len());
+        // The lines that start at or before `offset`: the first always does.
+        let line = self.0.partition_point(|&start| start <= offset);
+        let line_start = self.0[line - 1];
+        Position {
+            line,
+            column: text[line_start..offset].chars().count() + 1,
+        }
     }
 }
 

@@ -533,3 +533,20 @@ smtp_port = 25
     }
     assert_eq!(errors.len(), expect.len(), "{errors:#?}");
 }
+
+#[test]
+fn positions_are_lines_and_columns_in_characters_at_line_starts_ends_and_past_the_end() {
+    let text = "ab\n\nkéy = 1\nlast";
+    let lines = LineStarts::of(text);
+    let at = |offset| {
+        let Position { line, column } = lines.position(text, offset);
+        (line, column)
+    };
+    assert_eq!(at(0), (1, 1));
+    assert_eq!(at(2), (1, 3), "the newline itself ends line 1");
+    assert_eq!(at(3), (2, 1), "an empty line");
+    assert_eq!(at(4), (3, 1));
+    assert_eq!(at(7), (3, 3), "é is one character of two bytes");
+    assert_eq!(at(text.len()), (4, 5));
+    assert_eq!(at(text.len() + 10), (4, 5), "past the end: the end");
+}

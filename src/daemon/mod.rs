@@ -36,11 +36,12 @@ use self::wake::Upcoming;
 use crate::challenge::StandingResponder;
 use crate::config::{self, ChallengeMode, Config, FileOwner};
 use crate::http_server::Running;
-use crate::renew::{self, ItemResult, Report, RunContext, RunOptions, load_on_disk};
+use crate::renew::{self, ItemResult, Report, RunContext, RunOptions};
 use crate::responder::{self, ChallengeTokens};
 use crate::schedule::Overrides;
 use crate::status::format_rfc3339;
 use crate::store::StateDir;
+use crate::store::facts_cache::FactsCache;
 
 pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<()> {
     let config = crate::cli::load_config(config_path)?;
@@ -225,18 +226,21 @@ async fn probe(config: &Config) {
 /// What each certificate waits for, from the files and the state. A state that cannot be read leaves only the
 /// recheck interval (the pass itself will say why).
 fn upcoming(config: &Config, now: OffsetDateTime) -> Vec<Upcoming> {
-    let state = match StateDir::at(&config.state.dir.value).load_state() {
+    let store = StateDir::at(&config.state.dir.value);
+    let state = match store.load_state() {
         Ok(state) => state,
         Err(err) => {
             tracing::error!("{err:#}");
             return Vec::new();
         }
     };
+    // Read only: the passes keep the cache up to date.
+    let mut facts = FactsCache::load(&store);
     config
         .certificates
         .iter()
         .map(|spec| {
-            let decision = state.decide(spec, &load_on_disk(spec).local, now, false);
+            let decision = state.decide(spec, &facts.local(&spec.file.value), now, false);
             wake::upcoming(
                 &spec.name,
                 &decision,
