@@ -367,6 +367,7 @@ pub async fn run_with(
 /// the ACME client's HTTP layer (`acme::http`) for every request, retries included; this only hands it out.
 const REQUEST_COUNT_FILE: &str = "HAPCERT_REQUEST_COUNT_FILE";
 
+/// A plain write, not `store::write_atomic`: a count for a benchmark, neither a secret nor a file anything serves.
 fn report_request_count(requests: usize) {
     let Some(path) = std::env::var_os(REQUEST_COUNT_FILE) else {
         return;
@@ -417,20 +418,17 @@ impl Pass<'_> {
                 else {
                     return true;
                 };
-                tracing::error!(certificate = %d.spec.name, "not ordered: {failure}; the served certificate is untouched");
-                items[d.index].result =
-                    ItemResult::Failed(Failure::not_deployed(format!("{failure}; nothing was ordered")));
+                not_ordered(d, items, failure);
                 false
             });
+            // Read after the pre hooks: a rollback puts back the file as it was just before the new one was written.
             due.retain_mut(|d| match keep_previous(&d.spec, d.present) {
                 Ok(previous) => {
                     d.previous = previous;
                     true
                 }
                 Err(message) => {
-                    tracing::error!(certificate = %d.spec.name, "not ordered: {message}; the served certificate is untouched");
-                    items[d.index].result =
-                        ItemResult::Failed(Failure::not_deployed(format!("{message}; nothing was ordered")));
+                    not_ordered(d, items, message);
                     false
                 }
             });
@@ -515,6 +513,12 @@ impl Pass<'_> {
         }
         renewed
     }
+}
+
+/// A due certificate held back before its order: logged, and failed with `why`.
+fn not_ordered(d: &Due, items: &mut [Item], why: impl std::fmt::Display) {
+    tracing::error!(certificate = %d.spec.name, "not ordered: {why}; the served certificate is untouched");
+    items[d.index].result = ItemResult::Failed(Failure::not_deployed(format!("{why}; nothing was ordered")));
 }
 
 /// The daemon is stopping before these certificates were issued: they are left for its next start, as if held back.

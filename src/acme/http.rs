@@ -166,7 +166,10 @@ impl HttpClient for CaHttp {
     }
 }
 
-/// Keeps the nonce of a certificate download: its order is over, and nothing else will use it.
+/// Keeps the nonce of a certificate download: its order is over. In one case it is used twice: when the body of the
+/// download fails to arrive and the order is polled again with that nonce while another order took it. One of the two
+/// then gets `badNonce`, whose answer carries a fresh nonce for the retry: a round trip, as the HEAD would have cost.
+/// The spares live as long as the run's CA session, so they are minutes old at most.
 fn keep_download_nonce<B>(response: &http::Response<B>, spare: &Mutex<Vec<http::HeaderValue>>) {
     let headers = response.headers();
     let is_download = headers

@@ -2,9 +2,11 @@
 //! run with nothing due costs one `stat` per certificate instead of reading and parsing every PEM (an X.509 parse and
 //! a check that the key belongs to the leaf, each: most of a no-op run with a thousand certificates).
 //!
-//! An entry is used only while the file's size, modification time (to the nanosecond), inode and device are all what
-//! they were when it was parsed ([`cached`], the rule, pure). A file replaced by a rename, as `write_atomic`, certbot
-//! and most deploy tools do it, has a new inode; one rewritten in place has a new mtime, and usually a new size.
+//! An entry is used only while the file's size, modification time (to the nanosecond), change time, inode and device
+//! are all what they were when it was parsed ([`cached`], the rule, pure). A file replaced by a rename, as
+//! `write_atomic`, certbot and most deploy tools do it, has a new inode; one rewritten in place has a new mtime, and
+//! usually a new size. The change time catches the rest: a rewrite that puts the old mtime back (`cp -p`, `touch -r`,
+//! tar), and a chmod or chown that leaves the file unreadable to hapcert. No program can set it.
 //! A cache that is missing, damaged or of another version is rebuilt: never an error, only a slower run. Files that
 //! cannot be read or parsed are not remembered, so what is wrong with them is said afresh every time.
 
@@ -25,7 +27,7 @@ const FILE_NAME: &str = "facts-cache.json";
 
 /// Bumped when the file's layout changes. With hapcert's version (a newer one may read facts differently) it decides
 /// whether a cache on disk may be used.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const HAPCERT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A file modified this shortly before it was read may be modified again within the same timestamp tick (a few
@@ -39,6 +41,9 @@ pub struct Stamp {
     pub size: u64,
     /// Nanoseconds since the Unix epoch.
     pub mtime_ns: i128,
+    /// The inode's change time (nanoseconds since the epoch): set by the kernel on every write, chmod, chown and mtime
+    /// change.
+    pub ctime_ns: i128,
     pub inode: u64,
     pub dev: u64,
 }
@@ -48,6 +53,7 @@ impl Stamp {
         Stamp {
             size: meta.size(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             inode: meta.ino(),
             dev: meta.dev(),
         }
@@ -254,6 +260,7 @@ mod tests {
         Stamp {
             size,
             mtime_ns,
+            ctime_ns: mtime_ns,
             inode,
             dev: 1,
         }
@@ -273,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn the_facts_are_used_only_when_size_mtime_inode_and_device_all_match() {
+    fn the_facts_are_used_only_when_size_mtime_ctime_inode_and_device_all_match() {
         let entry = Entry {
             stamp: stamp(100, 5, 7),
             facts: facts("01"),
@@ -286,6 +293,10 @@ mod tests {
             stamp(101, 5, 7),
             stamp(100, 6, 7),
             stamp(100, 5, 8),
+            Stamp {
+                ctime_ns: 6,
+                ..entry.stamp
+            },
             Stamp { dev: 2, ..entry.stamp },
         ] {
             assert!(cached(Some(&entry), &other).is_none(), "{other:?}");
@@ -453,6 +464,21 @@ mod tests {
         );
         assert_ne!(after.size, before.size);
         assert_eq!(setup.next_run(), (serial_of(&two), true));
+    }
+
+    #[test]
+    fn a_chmod_is_a_change_the_cache_sees() {
+        // A file hapcert can no longer read must say so, not live on in the cache. Root reads it anyway, so the test
+        // shows the re-read: size, mtime and inode stay, the change time moves.
+        let setup = Setup::new();
+        let (one, _) = setup.same_size_pair();
+        setup.replace(&one, setup.then);
+        assert_eq!(setup.next_run(), (serial_of(&one), true));
+        let before = setup.stat();
+        std::thread::sleep(Duration::from_millis(5));
+        fs::set_permissions(&setup.pem, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
+        assert_eq!(setup.stat(), before, "size, mtime, inode and device are unchanged");
+        assert_eq!(setup.next_run(), (serial_of(&one), true), "parsed again");
     }
 
     #[test]
