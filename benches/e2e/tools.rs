@@ -317,11 +317,35 @@ impl<'a> Bench<'a> {
             .into_iter()
             .chain(args.iter().copied())
             .collect();
-        let mut cmd = self.sb.hapcert_cmd(&args);
+        let mut cmd = self.hapcert_command(&args);
         cmd.env("HAPCERT_REQUEST_COUNT_FILE", &count_file);
         let mut sample = self.timed("hapcert", cmd);
         sample.requests = fs::read_to_string(&count_file).ok().and_then(|t| t.trim().parse().ok());
         sample
+    }
+
+    /// hapcert as built for this bench, or, for profiling (docs/PERFORMANCE.md), `HAPCERT_BENCH_BIN` (a build with
+    /// symbols) run under `perf record` when `HAPCERT_BENCH_PROFILE` names a directory for the profiles. The figures
+    /// of a profiled run are perf's as much as hapcert's: profile and measure in separate runs.
+    fn hapcert_command(&self, args: &[&str]) -> Command {
+        let bin = std::env::var_os("HAPCERT_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_hapcert").into());
+        let mut cmd = match std::env::var_os("HAPCERT_BENCH_PROFILE") {
+            Some(dir) => {
+                let data = Path::new(&dir).join(format!("hapcert-{}.perf.data", self.runs.get() + 1));
+                let mut perf = Command::new("perf");
+                perf.args(["record", "-e", "cpu-clock", "-F", "4000", "-g", "-o"])
+                    .arg(data)
+                    .arg("--")
+                    .arg(bin);
+                perf
+            }
+            None => Command::new(bin),
+        };
+        cmd.arg("--config")
+            .arg(self.sb.config_path())
+            .args(args)
+            .env_remove("HAPCERT_CONFIG");
+        cmd
     }
 
     fn certbot(&self, args: &[&str]) -> Sample {
