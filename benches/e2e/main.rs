@@ -93,7 +93,8 @@ fn main() {
         Vec::new()
     };
 
-    let results = Results {
+    let mut results = Results {
+        summary: Vec::new(),
         quick: options.quick,
         machine: machine(),
         versions,
@@ -101,6 +102,7 @@ fn main() {
         measured,
         responder,
     };
+    results.summarize();
     let markdown = results.markdown();
     println!("\n{markdown}");
     fs_create(&options.out);
@@ -272,7 +274,7 @@ fn versions() -> Vec<(String, String)> {
     } else {
         lego
     };
-    let haproxy = first_line("haproxy", &["-v"]);
+    let haproxy = first_line(&harness::tools::tools().haproxy.display().to_string(), &["-v"]);
     vec![
         ("certbot".into(), certbot),
         ("lego".into(), lego.split('-').next().unwrap_or(&lego).to_owned()),

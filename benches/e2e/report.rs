@@ -55,6 +55,7 @@ pub struct Measured {
 
 #[derive(Debug, Serialize)]
 pub struct Results {
+    pub summary: Vec<Summary>,
     pub quick: bool,
     pub machine: String,
     pub versions: Vec<(String, String)>,
@@ -63,27 +64,55 @@ pub struct Results {
     pub responder: Vec<LoadResult>,
 }
 
-fn median<T: Copy + PartialOrd>(mut values: Vec<T>) -> Option<T> {
-    if values.is_empty() {
-        return None;
+/// The middle value; the mean of the two middle ones for an even count.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
     }
-    values.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
-    Some(values[values.len() / 2])
 }
 
 impl Measured {
     pub fn wall(&self) -> Duration {
-        median(self.samples.iter().map(|s| s.cost.wall).collect()).unwrap_or_default()
+        Duration::from_secs_f64(median(self.samples.iter().map(|s| s.cost.wall.as_secs_f64()).collect()).unwrap_or(0.0))
     }
     fn cpu(&self) -> Duration {
-        median(self.samples.iter().map(|s| s.cost.cpu).collect()).unwrap_or_default()
+        Duration::from_secs_f64(median(self.samples.iter().map(|s| s.cost.cpu.as_secs_f64()).collect()).unwrap_or(0.0))
     }
     fn rss_bytes(&self) -> u64 {
-        median(self.samples.iter().map(|s| s.cost.max_rss_kib).collect()).unwrap_or_default() * 1024
+        let kib = median(self.samples.iter().map(|s| s.cost.max_rss_kib as f64).collect()).unwrap_or(0.0);
+        (kib * 1024.0) as u64
     }
-    fn requests(&self) -> Option<u64> {
-        median(self.samples.iter().filter_map(|s| s.requests).collect())
+    fn requests(&self) -> Option<f64> {
+        median(
+            self.samples
+                .iter()
+                .filter_map(|s| s.requests)
+                .map(|r| r as f64)
+                .collect(),
+        )
     }
+}
+
+/// The medians of one tool in one scenario, with the ratio and target of the table: what results.json adds to the raw
+/// samples.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub tool: Tool,
+    pub runs: usize,
+    pub wall_seconds: f64,
+    pub cpu_seconds: f64,
+    pub peak_rss_bytes: u64,
+    pub ca_requests: Option<f64>,
+    /// This tool's median wall time ÷ hapcert's (for the peers).
+    pub times_slower_than_hapcert: Option<f64>,
+    /// The target of issue 6 and whether the median meets it (hapcert, full run only).
+    pub target: Option<String>,
+    pub met: Option<bool>,
 }
 
 fn secs(d: Duration) -> String {
@@ -123,16 +152,44 @@ impl Results {
         found.map_or_else(|| tool.name().to_owned(), |(name, v)| format!("{name} {v}"))
     }
 
+    /// A peer's median wall time ÷ hapcert's.
+    fn ratio(&self, scenario: Scenario, peer: Tool) -> Option<f64> {
+        let ours = self.find(scenario, Tool::Hapcert)?.wall().as_secs_f64();
+        Some(self.find(scenario, peer)?.wall().as_secs_f64() / ours)
+    }
+
+    /// The table's figures, for results.json.
+    pub fn summarize(&mut self) {
+        let mut summary = Vec::new();
+        for m in &self.measured {
+            let judged = (m.tool == Tool::Hapcert && !self.quick)
+                .then(|| self.target(m.scenario, m.certs))
+                .flatten();
+            summary.push(Summary {
+                scenario: m.scenario.title(m.certs),
+                tool: m.tool,
+                runs: m.samples.len(),
+                wall_seconds: m.wall().as_secs_f64(),
+                cpu_seconds: m.cpu().as_secs_f64(),
+                peak_rss_bytes: m.rss_bytes(),
+                ca_requests: m.requests(),
+                times_slower_than_hapcert: (m.tool != Tool::Hapcert)
+                    .then(|| self.ratio(m.scenario, m.tool))
+                    .flatten(),
+                target: judged.as_ref().map(|(text, _)| text.clone()),
+                met: judged.map(|(_, ok)| ok),
+            });
+        }
+        self.summary = summary;
+    }
+
     /// (target text, met) of hapcert in `scenario`, judged only at the full run's sizes.
     fn target(&self, scenario: Scenario, certs: usize) -> Option<(String, bool)> {
         let ours = self.find(scenario, Tool::Hapcert)?;
-        let ratio = |peer| {
-            self.find(scenario, peer)
-                .map(|p| p.wall().as_secs_f64() / ours.wall().as_secs_f64())
-        };
+        let ratio = |peer| self.ratio(scenario, peer);
         match scenario {
             Scenario::A if certs == 50 => {
-                let per_cert = ours.requests().map(|r| r as f64 / certs as f64);
+                let per_cert = ours.requests().map(|r| r / certs as f64);
                 let ok = ours.wall() <= TARGET_A_WALL
                     && ratio(Tool::Certbot).is_some_and(|r| r >= TARGET_A_VS_CERTBOT)
                     && ratio(Tool::Lego).is_some_and(|r| r >= TARGET_A_VS_LEGO)
@@ -144,11 +201,11 @@ impl Results {
                 "≤ 20 ms, ≤ 12 MB, 0 requests".into(),
                 ours.wall() <= TARGET_C50_WALL
                     && ours.rss_bytes() <= TARGET_C50_RSS_BYTES
-                    && ours.requests() == Some(0),
+                    && ours.requests() == Some(0.0),
             )),
             Scenario::C(1000) => Some((
                 "≤ 100 ms, 0 requests".into(),
-                ours.wall() <= TARGET_C1000_WALL && ours.requests() == Some(0),
+                ours.wall() <= TARGET_C1000_WALL && ours.requests() == Some(0.0),
             )),
             Scenario::D => Some(("≤ 1 s".into(), ours.wall() <= TARGET_D_WALL)),
             _ => None,
@@ -177,10 +234,9 @@ impl Results {
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|---|");
         for (scenario, certs) in self.scenarios() {
             let cell = |tool| self.find(scenario, tool).map_or("–".to_owned(), |m| secs(m.wall()));
-            let ours = self.find(scenario, Tool::Hapcert).map(Measured::wall);
-            let ratio = |tool| match (self.find(scenario, tool), ours) {
-                (Some(peer), Some(ours)) => format!("{:.1}×", peer.wall().as_secs_f64() / ours.as_secs_f64()),
-                _ => "–".to_owned(),
+            let ratio = |tool| {
+                self.ratio(scenario, tool)
+                    .map_or("–".to_owned(), |r| format!("{r:.1}×"))
             };
             let (target, met) = match self.target(scenario, certs) {
                 Some((text, ok)) if !self.quick => (text, verdict(ok).to_owned()),
@@ -208,9 +264,9 @@ impl Results {
             let (requests, per_cert) = match (m.requests(), m.scenario) {
                 (Some(r), Scenario::A | Scenario::D) => {
                     let issued = if m.scenario == Scenario::D { 1 } else { m.certs };
-                    (r.to_string(), format!("{:.2}", r as f64 / issued as f64))
+                    (format!("{r}"), format!("{:.2}", r / issued as f64))
                 }
-                (Some(r), _) => (r.to_string(), "–".to_owned()),
+                (Some(r), _) => (format!("{r}"), "–".to_owned()),
                 (None, _) => ("not counted".to_owned(), "–".to_owned()),
             };
             let _ = writeln!(

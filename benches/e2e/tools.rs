@@ -2,18 +2,23 @@
 //! sandbox: Pebble validates HTTP-01 through HAProxy's plain frontend, which forwards the challenge path to the side
 //! port where the tool answers (hapcert's responder, certbot's `--standalone`, lego's `--http`).
 
-use std::cell::Cell;
-use std::fs;
+use std::cell::RefCell;
+use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::harness::{Sandbox, serial_hex};
 use crate::measure::{self, Cost};
 
 /// No single command of a full run should come near this; a hung peer fails the bench instead of stalling it.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Numbers every command of the bench, across sandboxes: its logs (`bench-logs/<tool>-<n>`) and profiles never
+/// overwrite another's.
+static COMMANDS: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,7 +53,8 @@ pub fn domain(i: usize) -> String {
 pub struct Bench<'a> {
     pub sb: &'a Sandbox,
     pub tool: Tool,
-    runs: Cell<usize>,
+    /// The log stem of the last command, to check what it said.
+    last: RefCell<PathBuf>,
 }
 
 /// What one timed piece of work cost, and, for hapcert, how many HTTP requests it sent to the CA (counted by its ACME
@@ -65,7 +71,7 @@ impl<'a> Bench<'a> {
         Bench {
             sb,
             tool,
-            runs: Cell::new(0),
+            last: RefCell::default(),
         }
     }
 
@@ -110,8 +116,16 @@ impl<'a> Bench<'a> {
     /// by [`Bench::replicate`] when `count` is larger).
     pub fn noop(&self, issued: &[usize], count: usize) -> Sample {
         match self.tool {
-            Tool::Hapcert => self.hapcert(&["run"]),
-            Tool::Certbot => self.certbot(&["renew", "--no-random-sleep-on-renew"]),
+            Tool::Hapcert => {
+                let sample = self.hapcert(&["run"]);
+                assert_eq!(sample.requests, Some(0), "a no-op run sends nothing to the CA");
+                sample
+            }
+            Tool::Certbot => {
+                let sample = self.certbot(&["renew", "--no-random-sleep-on-renew"]);
+                self.assert_said("No renewals were attempted");
+                sample
+            }
             // lego keeps one certificate per domain and renews one per process: a timer runs it once per certificate.
             Tool::Lego => {
                 let mut total = Cost::default();
@@ -121,6 +135,7 @@ impl<'a> Bench<'a> {
                         self.lego(&["-d", &domain(i), "renew", "--days", "30", "--no-random-sleep"])
                             .cost,
                     );
+                    self.assert_said("no renewal");
                 }
                 Sample {
                     cost: total,
@@ -141,16 +156,26 @@ impl<'a> Bench<'a> {
             .collect();
         match self.tool {
             Tool::Hapcert => {
+                let dir = self.sb.cert_dir();
                 let mut entries: Vec<(String, Vec<String>)> =
                     issued.iter().map(|&i| (cert_name(i), vec![domain(i)])).collect();
                 for (original, copy) in &copies {
-                    let dir = self.sb.cert_dir();
                     fs::copy(
                         dir.join(format!("{}.pem", cert_name(*original))),
                         dir.join(format!("{copy}.pem")),
                     )
                     .expect("copy a PEM");
                     entries.push((copy.clone(), vec![domain(*original)]));
+                }
+                // As of yesterday: hapcert does not remember the facts of a file modified in the last 2 s (it may
+                // change again within the same timestamp tick), and yesterday's run would have remembered them.
+                let yesterday = SystemTime::now() - Duration::from_secs(86_400);
+                for (name, _) in &entries {
+                    let pem = File::options()
+                        .write(true)
+                        .open(dir.join(format!("{name}.pem")))
+                        .expect("open a PEM");
+                    pem.set_modified(yesterday).expect("set a PEM's mtime");
                 }
                 self.write_hapcert_config(&entries);
                 self.hapcert(&["run"]);
@@ -331,7 +356,8 @@ impl<'a> Bench<'a> {
         let bin = std::env::var_os("HAPCERT_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_hapcert").into());
         let mut cmd = match std::env::var_os("HAPCERT_BENCH_PROFILE") {
             Some(dir) => {
-                let data = Path::new(&dir).join(format!("hapcert-{}.perf.data", self.runs.get() + 1));
+                let data =
+                    Path::new(&dir).join(format!("hapcert-{:05}.perf.data", COMMANDS.load(Ordering::Relaxed) + 1));
                 let mut perf = Command::new("perf");
                 perf.args(["record", "-e", "cpu-clock", "-F", "4000", "-g", "-o"])
                     .arg(data)
@@ -383,14 +409,26 @@ impl<'a> Bench<'a> {
     }
 
     fn timed(&self, program: &str, mut cmd: Command) -> Sample {
-        let run = self.runs.get() + 1;
-        self.runs.set(run);
+        let run = COMMANDS.fetch_add(1, Ordering::Relaxed) + 1;
         let stem = self.sb.dir().join("bench-logs").join(format!("{program}-{run:05}"));
-        cmd.current_dir(self.sb.dir()).stdin(std::process::Stdio::null());
-        Sample {
-            cost: measure::run(cmd, &stem, COMMAND_TIMEOUT),
-            requests: None,
-        }
+        cmd.current_dir(self.sb.dir());
+        let cost = measure::run(cmd, &stem, COMMAND_TIMEOUT);
+        *self.last.borrow_mut() = stem;
+        Sample { cost, requests: None }
+    }
+
+    /// The last command said `words` (stdout or stderr): a peer's no-op must really have done nothing.
+    fn assert_said(&self, words: &str) {
+        let stem = self.last.borrow();
+        let said = ["stdout", "stderr"].map(|ext| fs::read_to_string(stem.with_extension(ext)).unwrap_or_default());
+        assert!(
+            said.iter().any(|text| text.contains(words)),
+            "{}: expected {words:?} in {}.*:\n{}{}",
+            self.tool.name(),
+            stem.display(),
+            said[0],
+            said[1]
+        );
     }
 }
 

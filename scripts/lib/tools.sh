@@ -8,16 +8,21 @@ as_root() {
     echo "need root to run: $*" >&2; return 1; fi
 }
 
+# Installs each `command=package` whose command is found neither on PATH nor in /usr/sbin, from the distribution.
+apt_install_missing() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%=*}" >/dev/null || [ -x "/usr/sbin/${pair%%=*}" ] || missing+=("${pair#*=}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing ${missing[*]} from the distribution" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 # HAProxy itself, and socat, with which the test and demo sandboxes talk to HAProxy's master socket.
 ensure_haproxy() {
-  local missing=()
-  [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || missing+=(haproxy)
-  command -v socat >/dev/null || missing+=(socat)
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "== installing ${missing[*]} from the distribution" >&2
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+  apt_install_missing haproxy=haproxy socat=socat
   HAPROXY_BIN=$(command -v haproxy || echo /usr/sbin/haproxy)
 }
 
@@ -85,23 +90,15 @@ ensure_pebble_latest() {
 # certbot, for the tests of `hapcert import certbot`: they make a real /etc/letsencrypt-style tree with it. Debian
 # bookworm's package is certbot 2.1.
 ensure_certbot() {
-  command -v certbot >/dev/null && return 0
-  echo "== installing certbot from the distribution" >&2
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq certbot >/dev/null
+  apt_install_missing certbot=certbot
 }
 
-# The peers and the load generator of scripts/bench: Debian's lego (4.9.1 on bookworm) and wrk. certbot comes from
-# ensure_certbot.
+# The peers, the load generator and the peak-RSS meter of scripts/bench: Debian's lego (4.9.1 on bookworm), wrk and
+# GNU time. certbot comes from ensure_certbot.
 ensure_bench_tools() {
-  local missing=()
-  command -v lego >/dev/null || missing+=(lego)
-  command -v wrk >/dev/null || missing+=(wrk)
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "== installing ${missing[*]} from the distribution" >&2
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+  apt_install_missing lego=lego wrk=wrk
+  # `time` is also a shell keyword, so `command -v time` would find it: look for the program itself.
+  apt_install_missing /usr/bin/time=time
 }
 
 ensure_test_tools() {

@@ -26,7 +26,7 @@ mod process;
 mod second;
 mod smtp_sink;
 mod tls;
-mod tools;
+pub mod tools;
 mod webhook_sink;
 
 use std::fs;
