@@ -225,8 +225,6 @@ fn keep_previous(spec: &CertificateSpec, present: bool) -> Result<Option<Vec<u8>
 /// A due certificate the run will order.
 struct Due {
     spec: CertificateSpec,
-    /// Whether a usable certificate was found in its file.
-    present: bool,
     /// The file's bytes, to put back if the deploy fails: read just before the order, not for the certificates that
     /// are not due. `None` when there is no file (or none could be read).
     previous: Option<Vec<u8>>,
@@ -289,26 +287,14 @@ pub async fn run_with(
                 force: options.force,
                 ignore_retry_after: options.ignore_retry_after,
             };
-            let index = items.len();
-            match state.gate(&spec, now, overrides) {
+            // `Some(replaces)` when it is ordered now.
+            let ordered = match state.gate(&spec, now, overrides) {
                 // A dry run is not held back by the schedule of the real runs, and does not add to it.
-                _ if options.dry_run => due.push(Due {
-                    spec: spec.clone(),
-                    present: previous.is_some(),
-                    previous: None,
-                    replaces: None,
-                    index,
-                }),
+                _ if options.dry_run => Some(None),
                 // `replaces` only to a CA that has shown it knows ARI.
                 Gate::Go => {
                     let offers_ari = matches!(remembered.renewal_info, Some(ari::RenewalInfo::Ari(_)));
-                    due.push(Due {
-                        spec: spec.clone(),
-                        present: previous.is_some(),
-                        previous: None,
-                        replaces: ari_id.filter(|_| offers_ari),
-                        index,
-                    })
+                    Some(ari_id.filter(|_| offers_ari))
                 }
                 Gate::Wait { until, why } => {
                     tracing::warn!(certificate = %spec.name, until = %format_rfc3339(until), "due, but not tried now: {why}");
@@ -316,7 +302,16 @@ pub async fn run_with(
                         until,
                         why: why.to_string(),
                     };
+                    None
                 }
+            };
+            if let Some(replaces) = ordered {
+                due.push(Due {
+                    spec: spec.clone(),
+                    previous: None,
+                    replaces,
+                    index: items.len(),
+                });
             }
         }
         items.push(Item {
@@ -422,7 +417,7 @@ impl Pass<'_> {
                 false
             });
             // Read after the pre hooks: a rollback puts back the file as it was just before the new one was written.
-            due.retain_mut(|d| match keep_previous(&d.spec, d.present) {
+            due.retain_mut(|d| match keep_previous(&d.spec, items[d.index].previous.is_some()) {
                 Ok(previous) => {
                     d.previous = previous;
                     true
