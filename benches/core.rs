@@ -15,12 +15,12 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use hapcert::ari::{AriWindow, RenewalInfo};
-use hapcert::config::{CertificateSpec, Config, KeyType};
-use hapcert::decision::Local;
-use hapcert::pem::{Bundle, CertFacts};
-use hapcert::store::{CertState, State};
-use hapcert::verify::verify_issued;
+use hapcert::core::ari::{AriWindow, RenewalInfo};
+use hapcert::core::config::{CertificateSpec, Config, KeyType};
+use hapcert::core::decision::Local;
+use hapcert::core::pem::{Bundle, CertFacts};
+use hapcert::core::verify::verify_issued;
+use hapcert::edge::store::{CertState, State};
 
 const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
 const DAY: Duration = Duration::from_secs(86_400);
@@ -52,7 +52,7 @@ impl TestCa {
 
     /// A combined PEM as HAProxy loads it: leaf, intermediate, PKCS#8 key; 90 days from 30 days before `NOW`.
     fn issue(&self, names: &[&str], key_type: KeyType) -> String {
-        let key = hapcert::keys::generate_key(key_type).expect("leaf key");
+        let key = hapcert::core::keys::generate_key(key_type).expect("leaf key");
         let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         params.not_before = NOW - DAY * 30;
         params.not_after = params.not_before + DAY * 90;

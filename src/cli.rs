@@ -10,12 +10,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
-use crate::challenge::ChallengeSide;
-use crate::config::{self, Config, DEFAULT_CONFIG_PATH};
+use crate::core::config::{self, Config, DEFAULT_CONFIG_PATH};
+use crate::edge::store::StateDir;
+use crate::edge::{acme, haproxy};
 use crate::logging::LogFormat;
+use crate::renew::challenge::ChallengeSide;
+use crate::renew::revoke;
 use crate::renew::{self, ItemResult, RunOptions};
-use crate::store::StateDir;
-use crate::{acme, haproxy, revoke, status};
+use crate::status;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -283,7 +285,7 @@ async fn execute_once(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::CheckConfig => {
-            let owner = config::host_check(&config)?;
+            let owner = crate::edge::host::host_check(&config)?;
             print!("{}", summary(&config, owner));
             Ok(true)
         }
@@ -396,7 +398,7 @@ fn check_names(config: &Config, names: &[String]) -> anyhow::Result<()> {
 }
 
 async fn preflight_command(config: &Config, names: &[String], lock_timeout: Duration) -> anyhow::Result<bool> {
-    config::host_check(config)?;
+    crate::edge::host::host_check(config)?;
     let state = StateDir::create(&config.state.dir.value)?;
     let _lock = state.lock(lock_timeout)?;
     let acme = acme::Acme::connect(&config.acme, &state).await?;
@@ -431,7 +433,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
 }
 
 async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> anyhow::Result<bool> {
-    let owner = config::host_check(config)?;
+    let owner = crate::edge::host::host_check(config)?;
     let report = renew::run(config, owner, &options).await.context("the run stopped")?;
     for item in &report.items {
         match &item.result {
@@ -498,7 +500,7 @@ fn summary(config: &Config, owner: config::FileOwner) -> String {
     for cert in &config.certificates {
         let names: Vec<&str> = cert.domains.iter().map(|d| d.as_str()).collect();
         let rule = cert.renew_before.map_or("1/3 of lifetime left".to_owned(), |d| {
-            format!("{} before expiry", crate::decision::format_duration(d))
+            format!("{} before expiry", crate::core::decision::format_duration(d))
         });
         out.push_str(&format!(
             "    {:<16} {:<11} {} -> {} (renew at {rule})\n",

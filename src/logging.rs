@@ -16,7 +16,7 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
         EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("--log-level {level:?} is not a valid filter: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| crate::progress::LogWriter);
+        .with_writer(|| crate::renew::progress::LogWriter);
     match format {
         LogFormat::Text => builder
             .with_ansi(colour_on(std::io::stderr().is_terminal()))

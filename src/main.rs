@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use hapcert::cli::{self, Cli, UsageError};
-use hapcert::config::ConfigErrors;
+use hapcert::core::config::ConfigErrors;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -8,9 +8,9 @@ use std::fmt::Write;
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use crate::config::{Config, FileOwner};
-use crate::store::StateDir;
-use crate::store::facts_cache::FactsCache;
+use crate::core::config::{Config, FileOwner};
+use crate::edge::store::StateDir;
+use crate::edge::store::facts_cache::FactsCache;
 
 /// Everything the metrics say, gathered.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -53,7 +53,7 @@ pub fn write_textfile(config: &Config, now: OffsetDateTime) {
     let path = &textfile.value;
     let written = render(config, now).and_then(|text| {
         // 0644: node_exporter runs as its own user and must read it; nothing in it is secret.
-        crate::store::write_atomic(path, text.as_bytes(), 0o644, FileOwner::default())
+        crate::edge::store::write_atomic(path, text.as_bytes(), 0o644, FileOwner::default())
             .with_context(|| format!("cannot write {} ([metrics] textfile)", path.display()))
     });
     if let Err(err) = written {

@@ -6,13 +6,13 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
-use crate::ari::{AriWindow, RenewalInfo};
-use crate::config::Config;
-use crate::decision::decide;
-use crate::pem::CertFacts;
-use crate::schedule::{Gate, Overrides};
-use crate::store::facts_cache::FactsCache;
-use crate::store::{CertState, LastResult, StateDir};
+use crate::core::ari::{AriWindow, RenewalInfo};
+use crate::core::config::Config;
+use crate::core::decision::decide;
+use crate::core::pem::CertFacts;
+use crate::core::schedule::{Gate, Overrides};
+use crate::edge::store::facts_cache::FactsCache;
+use crate::edge::store::{CertState, LastResult, StateDir};
 
 #[derive(Debug, Serialize)]
 pub struct StatusRow {
@@ -189,7 +189,7 @@ pub fn render_table(rows: &[StatusRow], colour: bool) -> String {
             Some(r) => {
                 let text = format!("{} {}", r.outcome, short_time(&r.at));
                 match r.outcome {
-                    crate::store::Outcome::Failed => Cell::marked(text, Mark::Bad),
+                    crate::edge::store::Outcome::Failed => Cell::marked(text, Mark::Bad),
                     _ => Cell::plain(text),
                 }
             }
@@ -372,7 +372,7 @@ pub fn format_rfc3339(at: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Outcome;
+    use crate::edge::store::Outcome;
 
     fn row(name: &str, days_left: f64, due: bool) -> StatusRow {
         StatusRow {

@@ -4,8 +4,8 @@
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use time::{Duration, OffsetDateTime};
 
-use crate::config::KeyType;
-use crate::keys::generate_key;
+use crate::core::config::KeyType;
+use crate::core::keys::generate_key;
 
 pub struct TestCa {
     root_pem: String,
@@ -99,8 +99,8 @@ pub fn pkcs8_to_sec1_pem(pkcs8_pem: &str) -> String {
 
 /// A certificate as the config would describe it: "www" for example.com and www.example.com, ECDSA P-256, in
 /// /etc/haproxy/certs/www.pem; tests change what they are about with struct update syntax.
-pub fn www_spec() -> crate::config::CertificateSpec {
-    use crate::config::{CertificateSpec, DomainName, Located, Position};
+pub fn www_spec() -> crate::core::config::CertificateSpec {
+    use crate::core::config::{CertificateSpec, DomainName, Located, Position};
     CertificateSpec {
         name: "www".into(),
         group: "www".into(),

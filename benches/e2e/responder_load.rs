@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use hapcert::responder::{self, ChallengeTokens};
+use hapcert::edge::http01::responder::{self, ChallengeTokens};
 use serde::Serialize;
 
 use crate::harness::http_get;

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, RootCertStore};
 use time::OffsetDateTime;
 
-use crate::config::CheckConfig;
+use crate::core::config::CheckConfig;
 
 /// What served chains are verified against.
 pub enum Roots {
@@ -140,8 +140,8 @@ fn unix_time(at: OffsetDateTime) -> UnixTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::KeyType;
-    use crate::pem::Bundle;
+    use crate::core::config::KeyType;
+    use crate::core::pem::Bundle;
     use crate::testing::TestCa;
 
     fn served(issued: &str) -> (Vec<CertificateDer<'static>>, OffsetDateTime) {

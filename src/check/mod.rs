@@ -20,11 +20,11 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use self::chain::Roots;
 use self::judge::{CheckReport, Disk, Observed, Probe, RunRecord, Served, Status};
-use crate::config::{CertificateSpec, Config};
+use crate::core::config::{CertificateSpec, Config};
+use crate::core::pem::{Bundle, dns_names, serial_hex};
+use crate::edge::probe::{self, ClientKind};
+use crate::edge::store::{CertCheck, LastCheck, StateDir};
 use crate::notify::{Event, EventKind, Scope};
-use crate::pem::{Bundle, dns_names, serial_hex};
-use crate::probe::{self, ClientKind};
-use crate::store::{CertCheck, LastCheck, StateDir};
 
 /// Handshakes in flight at once: enough for a few hundred names within the probe timeout, few enough not to look like
 /// an attack to the load balancer.

@@ -33,19 +33,19 @@ use tokio::sync::watch;
 use self::health::Activity;
 use self::server::Shared;
 use self::wake::Upcoming;
-use crate::challenge::StandingResponder;
-use crate::config::{self, ChallengeMode, Config, FileOwner};
-use crate::http_server::Running;
+use crate::core::config::{ChallengeMode, Config, FileOwner};
+use crate::core::schedule::Overrides;
+use crate::edge::http_server::Running;
+use crate::edge::http01::responder::{self, ChallengeTokens};
+use crate::edge::store::StateDir;
+use crate::edge::store::facts_cache::FactsCache;
+use crate::renew::challenge::StandingResponder;
 use crate::renew::{self, ItemResult, Report, RunContext, RunOptions};
-use crate::responder::{self, ChallengeTokens};
-use crate::schedule::Overrides;
 use crate::status::format_rfc3339;
-use crate::store::StateDir;
-use crate::store::facts_cache::FactsCache;
 
 pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<()> {
     let config = crate::cli::load_config(config_path)?;
-    let mut owner = config::host_check(&config)?;
+    let mut owner = crate::edge::host::host_check(&config)?;
     let mut signals = Signals::install()?;
     let started = OffsetDateTime::now_utc();
     let shared = Arc::new(Shared::new(Arc::new(config), started));
@@ -56,14 +56,14 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
 
     let mut last_pass = started;
     let mut last_probe = started;
-    let mut jitter_unit = crate::ari::random_unit();
+    let mut jitter_unit = crate::core::ari::random_unit();
     let (mut pass_due, mut probe_due) = (true, true);
     let mut announced_pass = None;
     loop {
         let config = shared.config();
         if pass_due {
             last_pass = OffsetDateTime::now_utc();
-            jitter_unit = crate::ari::random_unit();
+            jitter_unit = crate::core::ari::random_unit();
             shared.set_activity(Activity::Renewing { since: last_pass });
             if renewal_pass(&config, owner, lock_timeout, listeners.tokens(), &mut signals).await == Flow::Stop {
                 break;
@@ -132,7 +132,7 @@ async fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut Listeners) ->
     systemd::notify("RELOADING=1");
     let outcome = async {
         let config = crate::cli::load_config(path)?;
-        let owner = config::host_check(&config)?;
+        let owner = crate::edge::host::host_check(&config)?;
         listeners.apply(&config, shared).await?;
         anyhow::Ok((config, owner))
     }

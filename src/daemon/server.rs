@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 use super::health::{self, Activity};
-use crate::config::Config;
-use crate::store::StateDir;
+use crate::core::config::Config;
+use crate::edge::store::StateDir;
 
 /// The Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -62,7 +62,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// Serves until `shutdown` completes.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
     let answer = move |req: &Request<Incoming>, _peer: SocketAddr| answer(&shared, req);
-    crate::http_server::serve(listener, "metrics server", answer, shutdown).await;
+    crate::edge::http_server::serve(listener, "metrics server", answer, shutdown).await;
 }
 
 fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {

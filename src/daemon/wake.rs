@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::config::DaemonConfig;
-use crate::decision::Decision;
-use crate::schedule::Gate;
+use crate::core::config::DaemonConfig;
+use crate::core::decision::Decision;
+use crate::core::schedule::Gate;
 use crate::status::format_rfc3339;
 
 /// The shortest time between two renewal passes, whatever is due: a certificate that stays due (its run could not
@@ -124,8 +124,8 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::decision::Reason;
-    use crate::schedule::Wait;
+    use crate::core::decision::Reason;
+    use crate::core::schedule::Wait;
 
     const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
     const MINUTE: Duration = Duration::from_secs(60);

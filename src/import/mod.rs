@@ -14,8 +14,8 @@ use anyhow::Context;
 use time::OffsetDateTime;
 
 use crate::cli::UsageError;
-use crate::config::FileOwner;
-use crate::store;
+use crate::core::config::FileOwner;
+use crate::edge::store;
 use certbot::{Account, Adoption, CertbotTree, Existing, HookScript, LineageFiles, LineagePlan, PlanOptions, ReadFile};
 
 /// The options of `hapcert import certbot`.

@@ -13,7 +13,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSendmailTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::Notice;
-use crate::config::{EmailConfig, EmailTransport, Located};
+use crate::core::config::{EmailConfig, EmailTransport, Located};
 
 /// The plain-text body: the line, then every field on its own line, then the message in full.
 pub fn body(notice: &Notice) -> String {
@@ -160,7 +160,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::config::Position;
+    use crate::core::config::Position;
     use crate::notify::{Event, EventKind, Status};
 
     fn notice() -> Notice {

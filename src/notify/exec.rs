@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::Notice;
-use crate::command::run_shell;
+use crate::edge::shell::run_shell;
 
 /// The environment the command gets, on top of hapcert's own. An absent value is an empty string, so a script may
 /// use every variable without checking that it is set.

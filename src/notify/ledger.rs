@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{Event, EventKind, Scope};
-use crate::config::NotifyChannel;
+use crate::core::config::NotifyChannel;
 
 /// What has been announced and not yet resolved, and what each channel was last told. Kept in `monitor.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -277,7 +277,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::config::NotifyKind;
+    use crate::core::config::NotifyKind;
 
     const T0: OffsetDateTime = datetime!(2025-06-01 12:00 UTC);
     const HOUR: time::Duration = time::Duration::HOUR;

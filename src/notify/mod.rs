@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
-pub use crate::config::EventKind;
-use crate::config::{Config, NotifyChannel, NotifyKind};
-use crate::store::StateDir;
+pub use crate::core::config::EventKind;
+use crate::core::config::{Config, NotifyChannel, NotifyKind};
+use crate::edge::store::StateDir;
 use ledger::Delivery;
 pub use ledger::{Ledger, Status};
 

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::Notice;
-use crate::command::with_tail;
+use crate::edge::shell::with_tail;
 
 /// How much of a refusing server's answer goes into the error.
 const BODY_TAIL: usize = 300;

@@ -4,9 +4,9 @@
 use time::OffsetDateTime;
 
 use super::{Failure, FailureKind, Item, ItemResult};
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::pem::CertFacts;
 use crate::notify::{Event, EventKind};
-use crate::pem::CertFacts;
 use crate::status::{days_left, format_time};
 
 /// The certificates the run acted on (tried to renew): a condition of theirs that the run did not raise again has
@@ -118,8 +118,8 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::decision::{Decision, Reason};
-    use crate::haproxy::Applied;
+    use crate::core::decision::{Decision, Reason};
+    use crate::edge::haproxy::Applied;
 
     const NOW: OffsetDateTime = datetime!(2026-03-01 00:00 UTC);
 

@@ -35,7 +35,9 @@ pub fn verifying_config(roots_pem: &str) -> Arc<ClientConfig> {
 /// A client that accepts any certificate (handshake signatures are still checked).
 pub fn unverified_config() -> Arc<ClientConfig> {
     // hapcert's own probe client: accepts any certificate, never resumes a session.
-    Arc::new(hapcert::probe::observing_config(hapcert::probe::ClientKind::Any))
+    Arc::new(hapcert::edge::probe::observing_config(
+        hapcert::edge::probe::ClientKind::Any,
+    ))
 }
 
 /// Connects to 127.0.0.1:`port`, completes a handshake for `server_name` (sent as SNI when it is a

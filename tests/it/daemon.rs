@@ -111,7 +111,7 @@ fn the_daemon_renews_a_short_lived_certificate_by_itself_and_serves_metrics_and_
     let rows: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(rows[0]["last_result"]["outcome"], "renewed", "{rows:#}");
     let pem = fs::read(sandbox.cert_dir().join("site.pem")).unwrap();
-    let on_disk = hapcert::pem::Bundle::parse(&pem).unwrap().facts().unwrap().serial;
+    let on_disk = hapcert::core::pem::Bundle::parse(&pem).unwrap().facts().unwrap().serial;
     assert_eq!(rows[0]["serial"], serde_json::json!(on_disk), "{rows:#}");
     assert_eq!(
         rows[0]["last_result"]["verified_serial"],

@@ -76,7 +76,7 @@ fn hooks_run_pre_then_deploy_per_certificate_then_post_and_the_deploy_hook_sees_
     );
 
     let pem = sandbox.cert_dir().join("one.pem");
-    let facts = hapcert::pem::Bundle::parse(&fs::read(&pem).unwrap())
+    let facts = hapcert::core::pem::Bundle::parse(&fs::read(&pem).unwrap())
         .unwrap()
         .facts()
         .unwrap();

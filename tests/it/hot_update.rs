@@ -4,9 +4,9 @@
 use std::fs;
 use std::time::Duration;
 
-use hapcert::config::{Config, KeyType};
-use hapcert::haproxy::{Haproxy, Update};
-use hapcert::probe::{ClientKind, served_leaf};
+use hapcert::core::config::{Config, KeyType};
+use hapcert::edge::haproxy::{Haproxy, Update};
+use hapcert::edge::probe::{ClientKind, served_leaf};
 
 use crate::harness::{
     LoadOptions, LoadReport, Sandbox, assert_exit, frontend_health_checked, frontend_redirect_shadowing,
@@ -214,7 +214,10 @@ fn a_commit_that_is_not_seen_on_the_wire_fails_with_exit_1_and_is_rolled_back() 
 }
 
 /// Calls the library's HAProxy edge directly: payloads hapcert itself would never produce.
-fn apply(sandbox: &Sandbox, pem: String) -> Result<hapcert::haproxy::Applied, hapcert::haproxy::HaproxyError> {
+fn apply(
+    sandbox: &Sandbox,
+    pem: String,
+) -> Result<hapcert::edge::haproxy::Applied, hapcert::edge::haproxy::HaproxyError> {
     let config = Config::parse(
         &fs::read_to_string(sandbox.config_path()).unwrap(),
         &sandbox.config_path(),
@@ -325,7 +328,7 @@ fn dual_certificates_are_served_by_key_type() {
         let served = runtime.block_on(served_leaf(&endpoint, "d.example.com", kind)).unwrap();
         assert_eq!(serial_hex(&served), serial_hex(&disk), "{file} for a {kind:?} client");
         let (_, cert) = x509_parser::parse_x509_certificate(&served).unwrap();
-        assert_eq!(hapcert::pem::key_type_of(&cert), Some(key_type));
+        assert_eq!(hapcert::core::pem::key_type_of(&cert), Some(key_type));
     }
     let any = runtime
         .block_on(served_leaf(&endpoint, "d.example.com", ClientKind::Any))

@@ -22,7 +22,7 @@ fn disk_serial(sandbox: &Sandbox, name: &str) -> String {
 /// The ARI id of the deployed certificate, as hapcert computes it (AKI.serial).
 fn ari_id(sandbox: &Sandbox, name: &str) -> String {
     let bytes = fs::read(pem_path(sandbox, name)).unwrap();
-    let facts = hapcert::pem::Bundle::parse(&bytes).unwrap().facts().unwrap();
+    let facts = hapcert::core::pem::Bundle::parse(&bytes).unwrap().facts().unwrap();
     facts.ari_id.expect("Pebble's certificates carry an AKI")
 }
 
@@ -41,7 +41,7 @@ fn state_json(sandbox: &Sandbox) -> serde_json::Value {
 }
 
 /// Trace of the ACME client's requests only: every request with its decoded payload.
-const ACME_TRACE: &str = "info,hapcert::acme::http=trace";
+const ACME_TRACE: &str = "info,hapcert::edge::acme::http=trace";
 
 fn requests_to(log: &str, path: &str) -> Vec<String> {
     log.lines()

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use hapcert::config::Config;
+use hapcert::core::config::Config;
+use hapcert::edge::store::StateDir;
 use hapcert::notify::{Event, EventKind, Scope, notify};
-use hapcert::store::StateDir;
 use tempfile::TempDir;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

@@ -211,7 +211,7 @@ fn without_ari_the_lifetime_rule_decides_and_status_says_so() {
         ..Default::default()
     });
     sandbox.write_config(&[SITE]);
-    let out = sandbox.hapcert(&["--log-level", "info,hapcert::acme::http=trace", "run"]);
+    let out = sandbox.hapcert(&["--log-level", "info,hapcert::edge::acme::http=trace", "run"]);
     assert_exit(&out, 0);
     assert!(!crate::harness::stderr(&out).contains("\"replaces\""), "{}", show(&out));
 
@@ -238,7 +238,7 @@ fn without_ari_the_lifetime_rule_decides_and_status_says_so() {
     // A forced renewal sends no `replaces` to a CA without ARI, and works.
     let renewal = sandbox.hapcert(&[
         "--log-level",
-        "info,hapcert::acme::http=trace",
+        "info,hapcert::edge::acme::http=trace",
         "renew",
         "site",
         "--force",
@@ -262,7 +262,7 @@ fn a_profile_is_sent_in_the_order_and_one_the_ca_does_not_offer_fails_with_the_o
         ..Default::default()
     });
     write_config_with_acme_lines(&sandbox, "profile = \"shortlived\"\n");
-    let out = sandbox.hapcert(&["--log-level", "info,hapcert::acme::http=trace", "run"]);
+    let out = sandbox.hapcert(&["--log-level", "info,hapcert::edge::acme::http=trace", "run"]);
     assert_exit(&out, 0);
     assert!(
         crate::harness::stderr(&out).contains(r#""profile":"shortlived""#),

@@ -1,4 +1,4 @@
-//! The Runtime API client (`hapcert::haproxy::runtime`) against a real HAProxy 2.6: hot replacement and its refusals,
+//! The Runtime API client (`hapcert::edge::haproxy::runtime`) against a real HAProxy 2.6: hot replacement and its refusals,
 //! adding a new certificate, the master socket with `show proc` and `reload`, and unreachable endpoints. These tests use
 //! the library directly, not the hapcert binary. Their certificates come from a small CA made here, not from Pebble.
 
@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
-use hapcert::haproxy::runtime::{CertStatus, Endpoint, RuntimeApi, RuntimeError};
+use hapcert::edge::haproxy::runtime::{CertStatus, Endpoint, RuntimeApi, RuntimeError};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber};
 
 use crate::harness::{Sandbox, serial_hex};

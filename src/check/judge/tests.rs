@@ -7,7 +7,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::check::render;
-use crate::config::{CheckConfig, KeyType};
+use crate::core::config::{CheckConfig, KeyType};
 
 const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);
 

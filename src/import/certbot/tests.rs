@@ -259,10 +259,10 @@ fn three_lineages_become_a_config_hapcert_accepts() {
     let adopted = Bundle::parse(plan.lineages[1].pem.0.as_bytes()).unwrap();
     let facts = adopted.facts().unwrap();
     let spec = &config.certificates[1];
-    let decision = crate::decision::decide(
+    let decision = crate::core::decision::decide(
         spec,
-        &crate::decision::Local::Present(facts),
-        crate::decision::Known::default(),
+        &crate::core::decision::Local::Present(facts),
+        crate::core::decision::Known::default(),
         options().now,
         false,
     );

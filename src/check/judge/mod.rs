@@ -1,0 +1,650 @@
+//! The monitor's judgement, pure: what was found on disk and on the wire, and what the state says of the last runs, in;
+//! a status per certificate, per endpoint and for the runs, with one line a person reads at 3 a.m., out. `now` is a
+//! parameter, like everywhere in the core.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::chain::Chain;
+use crate::core::config::CheckConfig;
+use crate::core::pem::CertFacts;
+use crate::edge::probe::ClientKind;
+use crate::status::{days_left, format_rfc3339, format_time};
+
+/// The monitoring-plugin status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    /// The exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The monitoring plugins' order (`max_state`): CRITICAL over WARNING over UNKNOWN over OK. A certificate about to
+    /// expire stays CRITICAL even if some other part could not be judged.
+    pub fn severity(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Unknown => 1,
+            Status::Warning => 2,
+            Status::Critical => 3,
+        }
+    }
+
+    pub fn worst(self, other: Status) -> Status {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// One thing wrong, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    pub status: Status,
+    pub message: String,
+}
+
+/// The days-left thresholds of one certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    pub warn_days: f64,
+    pub crit_days: f64,
+}
+
+/// `[check] warn_days`, else a third of the certificate's lifetime; `crit_days`, unless that leaves no room for a
+/// warning (a third of the lifetime is `crit_days` or less, as for 6-day certificates): then a sixth of the lifetime,
+/// so that a short-lived certificate is not CRITICAL all its life.
+pub fn thresholds(check: &CheckConfig, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Thresholds {
+    let lifetime_days = days(not_after - not_before);
+    let crit_days = if lifetime_days / 3.0 <= check.crit_days {
+        lifetime_days / 6.0
+    } else {
+        check.crit_days
+    };
+    Thresholds {
+        warn_days: check.warn_days.unwrap_or(lifetime_days / 3.0),
+        crit_days,
+    }
+}
+
+/// The certificate file, as read.
+#[derive(Debug, Clone)]
+pub enum Disk {
+    Present {
+        facts: CertFacts,
+        leaf: Vec<u8>,
+    },
+    Missing,
+    /// Unreadable or unusable: what is wrong.
+    Broken(String),
+    /// This process may not read it; not the certificate's fault.
+    Forbidden(String),
+}
+
+/// What an endpoint sent for one name.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub leaf: Vec<u8>,
+    pub serial: String,
+    /// The leaf's DNS names (lower case).
+    pub names: BTreeSet<String>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub chain: Chain,
+}
+
+/// One handshake: an endpoint, a name sent as SNI, the kind of client; what came back, or the error.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub endpoint: String,
+    pub name: String,
+    pub client: ClientKind,
+    pub outcome: Result<Served, String>,
+}
+
+/// Everything found for one configured certificate.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub name: String,
+    pub file: PathBuf,
+    pub names: Vec<String>,
+    pub disk: Disk,
+    pub probes: Vec<Probe>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CertReport {
+    pub name: String,
+    pub status: Status,
+    /// One line: the worst problem, or how long the certificate has left.
+    pub summary: String,
+    pub names: Vec<String>,
+    pub file: String,
+    pub disk: DiskReport,
+    /// Absent when there is no usable certificate on disk.
+    pub thresholds: Option<Thresholds>,
+    pub endpoints: Vec<EndpointReport>,
+    /// Every problem, worst first.
+    pub problems: Vec<Problem>,
+    /// The fewest days left of the certificate on disk and every one served.
+    pub days_left: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskReport {
+    /// "present", "missing", "broken" or "forbidden".
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub serial: Option<String>,
+    pub not_before: Option<String>,
+    pub not_after: Option<String>,
+    pub days_left: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointReport {
+    pub endpoint: String,
+    /// The name sent as SNI.
+    pub name: String,
+    /// "any", "ecdsa-only" or "rsa-only": dual certificates are probed as each kind of client.
+    pub client: &'static str,
+    pub status: Status,
+    /// The connection or TLS error, when the handshake failed.
+    pub error: Option<String>,
+    pub served_serial: Option<String>,
+    pub disk_serial: Option<String>,
+    pub matches_disk: Option<bool>,
+    pub not_after: Option<String>,
+    pub days_left: Option<f64>,
+    pub chain_verifies: Option<bool>,
+    /// Why the chain does not verify, or why it could not be verified.
+    pub chain_error: Option<String>,
+    pub name_covered: Option<bool>,
+}
+
+impl DiskReport {
+    /// No usable certificate on disk: `state` and what is wrong.
+    fn absent(state: &'static str, error: Option<&String>) -> DiskReport {
+        DiskReport {
+            state,
+            error: error.cloned(),
+            serial: None,
+            not_before: None,
+            not_after: None,
+            days_left: None,
+        }
+    }
+}
+
+impl CertReport {
+    /// Every endpoint that answered served the certificate on disk; `None` when none answered (or nothing is on disk).
+    pub fn served_matches_disk(&self) -> Option<bool> {
+        let seen: Vec<bool> = self.endpoints.iter().filter_map(|e| e.matches_disk).collect();
+        if seen.is_empty() {
+            None
+        } else {
+            Some(seen.iter().all(|m| *m))
+        }
+    }
+
+    /// A serial served that is not the one on disk, else the one served.
+    pub fn served_serial(&self) -> Option<&str> {
+        let mut served = self.endpoints.iter().filter(|e| e.served_serial.is_some());
+        let differing = served.clone().find(|e| e.matches_disk == Some(false));
+        differing
+            .or_else(|| served.next())
+            .and_then(|e| e.served_serial.as_deref())
+    }
+}
+
+/// Judges one certificate.
+pub fn judge_certificate(check: &CheckConfig, observed: &Observed, now: OffsetDateTime) -> CertReport {
+    let mut problems = Vec::new();
+    let file = observed.file.display().to_string();
+    let (disk, disk_leaf, thresholds) = match &observed.disk {
+        Disk::Present { facts, leaf } => {
+            let limits = thresholds(check, facts.not_before, facts.not_after);
+            if let Some(problem) = expiry_problem("", facts.not_before, facts.not_after, limits, now) {
+                problems.push(problem);
+            }
+            if !facts.key_matches {
+                problems.push(critical(format!(
+                    "the private key in {file} does not belong to its certificate: HAProxy refuses the file at its \
+                     next reload; run `hapcert renew {}`",
+                    observed.name
+                )));
+            }
+            let report = DiskReport {
+                state: "present",
+                error: None,
+                serial: Some(facts.serial.clone()),
+                not_before: Some(format_rfc3339(facts.not_before)),
+                not_after: Some(format_rfc3339(facts.not_after)),
+                days_left: Some(days_left(facts.not_after, now)),
+            };
+            (report, Some((leaf.as_slice(), facts.serial.as_str())), Some(limits))
+        }
+        Disk::Missing => {
+            problems.push(critical(format!(
+                "{file} is missing: run `hapcert run` to issue it, and see `hapcert status`"
+            )));
+            (DiskReport::absent("missing", None), None, None)
+        }
+        Disk::Broken(why) => {
+            problems.push(critical(format!(
+                "{file}: {why}; `hapcert renew {}` replaces it",
+                observed.name
+            )));
+            (DiskReport::absent("broken", Some(why)), None, None)
+        }
+        Disk::Forbidden(why) => {
+            problems.push(Problem {
+                status: Status::Unknown,
+                message: format!(
+                    "cannot read {file} ({why}): run `hapcert check` as root, or as the user the timer runs hapcert as"
+                ),
+            });
+            (DiskReport::absent("forbidden", Some(why)), None, None)
+        }
+    };
+
+    let mut endpoints = Vec::new();
+    for probe in &observed.probes {
+        let (report, found) = judge_probe(check, probe, disk_leaf, now);
+        problems.extend(found);
+        endpoints.push(report);
+    }
+    // Worst first; among equals, the order found: the file, then each endpoint as configured.
+    problems.sort_by_key(|p| std::cmp::Reverse(p.status.severity()));
+
+    let status = problems.iter().fold(Status::Ok, |worst, p| worst.worst(p.status));
+    let days_left = disk
+        .days_left
+        .into_iter()
+        .chain(endpoints.iter().filter_map(|e| e.days_left))
+        .reduce(f64::min);
+    let summary = match problems.first() {
+        None => format!("OK, {:.1} days left", days_left.unwrap_or_default()),
+        Some(first) => {
+            let more = problems.iter().filter(|p| p.status == first.status).count() - 1;
+            if more > 0 {
+                format!("{} (and {more} more)", first.message)
+            } else {
+                first.message.clone()
+            }
+        }
+    };
+    CertReport {
+        name: observed.name.clone(),
+        status,
+        summary,
+        names: observed.names.clone(),
+        file,
+        disk,
+        thresholds,
+        endpoints,
+        problems,
+        days_left,
+    }
+}
+
+fn judge_probe(
+    check: &CheckConfig,
+    probe: &Probe,
+    disk: Option<(&[u8], &str)>,
+    now: OffsetDateTime,
+) -> (EndpointReport, Vec<Problem>) {
+    let at = format!("{} (SNI {})", probe.endpoint, probe.name);
+    let at = match probe.client {
+        ClientKind::Any => at,
+        kind => format!("{at} as an {} client", client_name(kind)),
+    };
+    let mut report = EndpointReport {
+        endpoint: probe.endpoint.clone(),
+        name: probe.name.clone(),
+        client: client_name(probe.client),
+        status: Status::Ok,
+        error: None,
+        served_serial: None,
+        disk_serial: disk.map(|(_, serial)| serial.to_owned()),
+        matches_disk: None,
+        not_after: None,
+        days_left: None,
+        chain_verifies: None,
+        chain_error: None,
+        name_covered: None,
+    };
+    let served = match &probe.outcome {
+        Ok(served) => served,
+        Err(error) => {
+            report.status = Status::Critical;
+            report.error = Some(error.clone());
+            let problem = critical(format!(
+                "{at}: {error}: is HAProxy running and listening there? (`systemctl status haproxy`)"
+            ));
+            return (report, vec![problem]);
+        }
+    };
+    let mut problems = Vec::new();
+    report.served_serial = Some(served.serial.clone());
+    report.not_after = Some(format_rfc3339(served.not_after));
+    report.days_left = Some(days_left(served.not_after, now));
+
+    let matches = disk.map(|(leaf, _)| leaf == served.leaf.as_slice());
+    report.matches_disk = matches;
+    if let (Some(false), Some((_, disk_serial))) = (matches, disk) {
+        problems.push(critical(format!(
+            "{at} serves serial {} but disk has {disk_serial}: that HAProxy has not loaded the file (reload it; \
+             `hapcert run` deploys and verifies)",
+            served.serial
+        )));
+    }
+
+    let covered = covers(&served.names, &probe.name);
+    report.name_covered = Some(covered);
+    if !covered {
+        let names: Vec<&str> = served.names.iter().map(String::as_str).collect();
+        problems.push(critical(format!(
+            "{at} serves a certificate for {} that does not cover {}: HAProxy picked another certificate (its \
+             default?) for this name",
+            if names.is_empty() {
+                "no DNS name".to_owned()
+            } else {
+                names.join(", ")
+            },
+            probe.name
+        )));
+    }
+
+    match &served.chain {
+        Chain::Verifies => report.chain_verifies = Some(true),
+        Chain::Fails(why) => {
+            report.chain_verifies = Some(false);
+            report.chain_error = Some(why.clone());
+            problems.push(critical(format!("{at}: the served chain does not verify: {why}")));
+        }
+        Chain::NotChecked(why) => {
+            report.chain_error = Some(why.clone());
+            problems.push(Problem {
+                status: Status::Unknown,
+                message: format!("{at}: the chain was not verified: {why}"),
+            });
+        }
+    }
+
+    // The same certificate as on disk has had its expiry judged already; another one is judged here.
+    if matches != Some(true) {
+        let limits = thresholds(check, served.not_before, served.not_after);
+        let what = format!("{at} serves serial {} which ", served.serial);
+        if let Some(problem) = expiry_problem(&what, served.not_before, served.not_after, limits, now) {
+            problems.push(problem);
+        }
+    }
+    report.status = problems.iter().fold(Status::Ok, |worst, p| worst.worst(p.status));
+    (report, problems)
+}
+
+/// `prefix` names what expires ("" for the file on disk); the message starts with "expires" or "expired" after it.
+fn expiry_problem(
+    prefix: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    limits: Thresholds,
+    now: OffsetDateTime,
+) -> Option<Problem> {
+    let left = days(not_after - now);
+    let when = format_time(not_after);
+    if now < not_before {
+        return Some(critical(format!(
+            "{prefix}is not valid before {}: clients reject it; is this host's clock right?",
+            format_time(not_before)
+        )));
+    }
+    if left <= 0.0 {
+        return Some(critical(format!(
+            "{prefix}expired {:.1} days ago ({when}): clients reject it; `hapcert status` says why it was not \
+             renewed, `hapcert run` renews it",
+            -left
+        )));
+    }
+    if left < limits.crit_days {
+        return Some(critical(format!(
+            "{prefix}expires in {left:.1} days ({when}), within the critical threshold of {:.1} days: renewal has \
+             failed; see `hapcert status` and `journalctl -u hapcert`",
+            limits.crit_days
+        )));
+    }
+    if left < limits.warn_days {
+        return Some(Problem {
+            status: Status::Warning,
+            message: format!(
+                "{prefix}expires in {left:.1} days ({when}), within the warning threshold of {:.1} days: it should \
+                 have been renewed by now; see `hapcert status`",
+                limits.warn_days
+            ),
+        });
+    }
+    None
+}
+
+/// Whether a certificate for `names` is valid for `host`: an exact name, or a wildcard for exactly one more label
+/// (`*.example.com` covers `a.example.com`, not `example.com` nor `a.b.example.com`).
+pub fn covers(names: &BTreeSet<String>, host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    names.iter().any(|name| {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        match name.strip_prefix("*.") {
+            Some(parent) => host
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+            None => name == host,
+        }
+    })
+}
+
+/// The dead-man's switch: what the state says of the runs.
+#[derive(Debug, Clone)]
+pub enum RunRecord {
+    Read {
+        last_run: Option<OffsetDateTime>,
+        last_run_success: Option<OffsetDateTime>,
+    },
+    /// state.json is damaged: no run can work until it is fixed.
+    Damaged(String),
+    /// This process may not read the state.
+    Unreadable(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub status: Status,
+    pub message: String,
+    pub last_run_success: Option<String>,
+    pub last_run: Option<String>,
+    /// `[check] max_run_age`, like "36h".
+    pub max_run_age: String,
+    pub max_run_age_hours: f64,
+    /// Hours since the last successful run.
+    pub age_hours: Option<f64>,
+}
+
+/// CRITICAL when the last successful run is older than `max_run_age`, or none was ever recorded: a stopped timer, a
+/// dead daemon, or runs that keep failing all mean that nothing will renew the certificates.
+pub fn judge_runs(record: &RunRecord, max_run_age: Duration, now: OffsetDateTime) -> RunReport {
+    let max = hours_or_humantime(max_run_age);
+    let what_to_do = "is the timer running? see `systemctl status hapcert.timer` and `journalctl -u hapcert` (or \
+                      `journalctl -u hapcert-daemon` in daemon mode)";
+    let report =
+        |status, message: String, last_run: Option<OffsetDateTime>, success: Option<OffsetDateTime>| RunReport {
+            status,
+            message,
+            last_run_success: success.map(format_rfc3339),
+            last_run: last_run.map(format_rfc3339),
+            max_run_age: max.clone(),
+            max_run_age_hours: round1(max_run_age.as_secs_f64() / 3600.0),
+            age_hours: success.map(|at| round1((now - at).as_seconds_f64() / 3600.0)),
+        };
+    let (last_run, success) = match record {
+        RunRecord::Damaged(why) => {
+            return report(
+                Status::Critical,
+                format!("the state cannot be read, so no run can work: {why}"),
+                None,
+                None,
+            );
+        }
+        RunRecord::Unreadable(why) => {
+            return report(
+                Status::Unknown,
+                format!("cannot tell when hapcert last ran: {why}; run `hapcert check` as root"),
+                None,
+                None,
+            );
+        }
+        RunRecord::Read {
+            last_run,
+            last_run_success,
+        } => (*last_run, *last_run_success),
+    };
+    let failed_since = |success: Option<OffsetDateTime>| match last_run {
+        Some(at) if success.is_none_or(|s| at > s) => format!(
+            "; the last run, {} ago, did not succeed: see `hapcert status`",
+            ago(now - at)
+        ),
+        _ => String::new(),
+    };
+    match success {
+        None => report(
+            Status::Critical,
+            format!(
+                "no successful run recorded yet{}: run `hapcert run`, then enable the timer (`systemctl enable --now \
+                 hapcert.timer`); {what_to_do}",
+                failed_since(None)
+            ),
+            last_run,
+            None,
+        ),
+        Some(at) if now - at > max_run_age => report(
+            Status::Critical,
+            format!(
+                "last successful run was {} ago ({}), longer than max_run_age {max}{}: {what_to_do}",
+                ago(now - at),
+                format_time(at),
+                failed_since(Some(at))
+            ),
+            last_run,
+            Some(at),
+        ),
+        Some(at) => report(
+            Status::Ok,
+            format!("last successful run {} ago ({})", ago(now - at), format_time(at)),
+            last_run,
+            Some(at),
+        ),
+    }
+}
+
+/// The whole check, judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub status: Status,
+    pub exit_code: u8,
+    /// The first line `check` prints.
+    pub summary: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub checked_at: OffsetDateTime,
+    pub runs: RunReport,
+    pub certificates: Vec<CertReport>,
+}
+
+/// Puts the parts together: the status is the worst of them.
+pub fn report(runs: RunReport, certificates: Vec<CertReport>, now: OffsetDateTime) -> CheckReport {
+    let status = certificates
+        .iter()
+        .fold(runs.status, |worst, cert| worst.worst(cert.status));
+    let mut report = CheckReport {
+        status,
+        exit_code: status.code(),
+        summary: String::new(),
+        checked_at: now,
+        runs,
+        certificates,
+    };
+    report.summary = super::render::summary_line(&report);
+    report
+}
+
+fn critical(message: String) -> Problem {
+    Problem {
+        status: Status::Critical,
+        message,
+    }
+}
+
+fn client_name(kind: ClientKind) -> &'static str {
+    match kind {
+        ClientKind::Any => "any",
+        ClientKind::EcdsaOnly => "ecdsa-only",
+        ClientKind::RsaOnly => "rsa-only",
+    }
+}
+
+fn days(span: time::Duration) -> f64 {
+    span.as_seconds_f64() / 86_400.0
+}
+
+fn round1(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+/// "36h" as an operator writes it in the config, when it is whole hours.
+fn hours_or_humantime(span: Duration) -> String {
+    if span.as_secs().is_multiple_of(3600) {
+        format!("{}h", span.as_secs() / 3600)
+    } else {
+        humantime::format_duration(span).to_string()
+    }
+}
+
+/// "5.0 h", "3.2 days": enough to act on.
+fn ago(span: time::Duration) -> String {
+    let hours = span.as_seconds_f64() / 3600.0;
+    if hours >= 48.0 {
+        format!("{:.1} days", hours / 24.0)
+    } else if hours >= 1.0 {
+        format!("{hours:.1} h")
+    } else {
+        format!("{} min", span.whole_minutes().max(0))
+    }
+}
+
+#[cfg(test)]
+mod tests;

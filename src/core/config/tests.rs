@@ -1,0 +1,522 @@
+use std::path::Path;
+
+use super::*;
+
+const FILE: &str = "/etc/hapcert/hapcert.toml";
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(text, Path::new(FILE))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    parse(text).unwrap_err().0.iter().map(ToString::to_string).collect()
+}
+
+const MINIMAL: &str = r#"
+[acme]
+directory = "letsencrypt-staging"
+
+[[certificate]]
+name = "www"
+domains = ["example.com"]
+"#;
+
+#[test]
+fn defaults_fill_a_minimal_config() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(
+        config.acme.directory,
+        "https://acme-staging-v02.api.letsencrypt.org/directory"
+    );
+    assert_eq!(config.challenge.listen.to_string(), "127.0.0.1:54321");
+    assert_eq!(config.haproxy.cert_dir.value, Path::new("/etc/haproxy/certs"));
+    assert_eq!(config.haproxy.check_command, "haproxy -c -f /etc/haproxy/haproxy.cfg");
+    assert_eq!(config.haproxy.reload_command, "systemctl reload haproxy");
+    assert_eq!(config.haproxy.mode, 0o600);
+    assert_eq!(config.state.dir.value, Path::new("/var/lib/hapcert"));
+    let cert = &config.certificates[0];
+    assert_eq!(cert.key_type, KeyType::EcdsaP256);
+    assert_eq!(cert.file.value, Path::new("/etc/haproxy/certs/www.pem"));
+    assert_eq!(cert.renew_before, None);
+}
+
+#[test]
+fn a_full_config_parses() {
+    let config = parse(
+        r#"
+[acme]
+directory = "https://ca.internal/acme/directory"
+contact = ["ops@example.com", "mailto:sec@example.com"]
+ca_bundle = "ca.pem"
+eab_kid = "kid-1"
+eab_hmac_key = "c2VjcmV0LWtleQ"
+
+[challenge]
+listen = "[::1]:8402"
+
+[haproxy]
+cert_dir = "/srv/certs"
+mode = 0o640
+group = "haproxy"
+
+[state]
+dir = "state"
+
+[[certificate]]
+name = "api"
+domains = ["API.example.com", "api2.example.com"]
+key_type = "rsa-3072"
+file = "/srv/other/api.pem"
+renew_before = "30d"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.acme.contact,
+        ["mailto:ops@example.com", "mailto:sec@example.com"]
+    );
+    assert_eq!(
+        config.acme.ca_bundle.unwrap().value,
+        Path::new("/etc/hapcert/ca.pem"),
+        "relative to the config file"
+    );
+    assert_eq!(config.state.dir.value, Path::new("/etc/hapcert/state"));
+    assert_eq!(config.challenge.listen.to_string(), "[::1]:8402");
+    assert_eq!(config.haproxy.mode, 0o640);
+    let cert = &config.certificates[0];
+    assert_eq!(cert.domains[0].as_str(), "api.example.com");
+    assert_eq!(cert.key_type, KeyType::Rsa3072);
+    assert_eq!(cert.renew_before, Some(std::time::Duration::from_secs(30 * 86_400)));
+    assert!(
+        !format!("{:?}", config.acme.eab).contains("c2VjcmV0"),
+        "the HMAC key is not in Debug output"
+    );
+}
+
+#[test]
+fn unknown_keys_and_syntax_errors_name_the_line() {
+    assert_eq!(
+        errors("[acme]\ndirectory = \"letsencrypt\"\ncontacts = []\n"),
+        [format!(
+            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`, `profile`; remove it or check its spelling"
+        )]
+    );
+    assert_eq!(
+        errors("[acme]\ndirectory = letsencrypt\n"),
+        [format!(
+            "{FILE}:2:13: string values must be quoted, expected literal string"
+        )]
+    );
+    assert_eq!(
+        errors("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n"),
+        [format!("{FILE}:1:1: missing field `acme`; add it")]
+    );
+}
+
+#[test]
+fn every_validation_problem_is_reported_with_its_place() {
+    let text = r#"[acme]
+directory = "http://insecure.example/dir"
+contact = ["not-an-address"]
+
+[challenge]
+listen = "localhost"
+
+[haproxy]
+mode = "0644"
+
+[[certificate]]
+name = "www"
+domains = ["example.com", "Example.com", "*.example.com"]
+key_type = "dsa"
+renew_before = "soon"
+
+[[certificate]]
+name = "www"
+domains = []
+
+[[certificate]]
+name = "../etc"
+domains = ["a.example.com"]
+file = "/etc/haproxy/certs/www.pem"
+"#;
+    let want = [
+        "2:13: acme.directory: 'http://insecure.example/dir' is neither an https:// URL nor one of the aliases 'letsencrypt', 'letsencrypt-staging'",
+        "3:12: acme.contact[0]: 'not-an-address' is not an e-mail address",
+        "6:10: challenge.listen: 'localhost' is not an address; write ip:port, like 127.0.0.1:54321",
+        "9:8: haproxy.mode: 0644 lets every local user read the private key; use 0600, or 0640 with a group",
+        "13:27: certificate[0].domains[1]: 'example.com' is listed twice",
+        "13:42: certificate[0].domains[2]: '*.example.com': wildcard names need the DNS-01 challenge; hapcert answers HTTP-01 only, so list each name",
+        "14:12: certificate[0].key_type: 'dsa' is not a key type; use one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096",
+        "15:16: certificate[0].renew_before: 'soon' is not a duration (expected number at 0); write it like \"30d\", \"36h\" or \"5m\"",
+        "19:11: certificate[1].domains: is empty; list the names this certificate covers",
+        "18:8: certificate[1].name: 'www' is already the name of certificate[0]; names must be unique",
+        "18:8: certificate[1].file: writes /etc/haproxy/certs/www.pem, which certificate 'www' writes too; give one of them another file",
+        "22:8: certificate[2].name: '../etc' may only hold letters, digits, '.', '-' and '_', and must not start with '.'",
+        "22:8: certificate[2].file: writes /etc/haproxy/certs/www.pem, which certificate 'www' writes too; give one of them another file",
+    ];
+    let got = errors(text);
+    let want: Vec<String> = want.iter().map(|w| format!("{FILE}:{w}")).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn modes_and_eab_halves_are_checked() {
+    let with = |extra: &str| {
+        format!(
+            "[acme]\ndirectory = \"letsencrypt\"\n{extra}\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n"
+        )
+    };
+    assert_eq!(parse(&with("[haproxy]\nmode = \"0600\"")).unwrap().haproxy.mode, 0o600);
+    assert!(errors(&with("[haproxy]\nmode = \"0400\""))[0].contains("does not let the owner read and write"));
+    assert!(errors(&with("[haproxy]\nmode = \"rw\""))[0].contains("is not a file mode"));
+    assert_eq!(
+        errors(&with("eab_kid = \"k\"")),
+        [format!(
+            "{FILE}:3:11: acme.eab_kid: eab_hmac_key is missing; External Account Binding needs both"
+        )]
+    );
+    assert!(errors(&with("eab_kid = \"k\"\neab_hmac_key = \"not base64!\""))[0].contains("must be the base64url key"));
+}
+
+#[test]
+fn a_config_without_certificates_says_so() {
+    assert_eq!(
+        errors("[acme]\ndirectory = \"letsencrypt\"\n"),
+        [format!(
+            "{FILE}: certificate: no [[certificate]] tables; add one with a name and its domains"
+        )]
+    );
+}
+
+#[test]
+fn key_types_become_one_certificate_per_kind_in_haproxys_suffixed_files() {
+    let config = parse(
+        r#"
+[acme]
+directory = "letsencrypt"
+[haproxy]
+verify = ["127.0.0.1:443", "[::1]:8443"]
+[[certificate]]
+name = "www"
+domains = ["example.com"]
+key_types = ["ecdsa-p384", "rsa-2048"]
+[[certificate]]
+name = "api"
+domains = ["api.example.com"]
+verify = ["lb2.example.net:443"]
+"#,
+    )
+    .unwrap();
+    let summary: Vec<(String, String, KeyType, String)> = config
+        .certificates
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                c.group.clone(),
+                c.key_type,
+                c.file.value.display().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "www.ecdsa".into(),
+                "www".into(),
+                KeyType::EcdsaP384,
+                "/etc/haproxy/certs/www.pem.ecdsa".into()
+            ),
+            (
+                "www.rsa".into(),
+                "www".into(),
+                KeyType::Rsa2048,
+                "/etc/haproxy/certs/www.pem.rsa".into()
+            ),
+            (
+                "api".into(),
+                "api".into(),
+                KeyType::EcdsaP256,
+                "/etc/haproxy/certs/api.pem".into()
+            ),
+        ]
+    );
+    assert_eq!(config.select(&["www".to_owned()]).count(), 2);
+    assert_eq!(config.select(&["www.rsa".to_owned()]).count(), 1);
+    assert_eq!(config.certificates[0].verify, ["127.0.0.1:443", "[::1]:8443"]);
+    assert_eq!(config.certificates[2].verify, ["lb2.example.net:443"]);
+    assert_eq!(config.haproxy.crt_list, "/etc/haproxy/certs");
+}
+
+#[test]
+fn runtime_api_challenge_mode_and_key_type_lists_are_checked() {
+    let text = r#"[acme]
+directory = "letsencrypt"
+[challenge]
+mode = "dns"
+preflight_address = "localhost:80"
+[haproxy]
+runtime_api = "admin.sock"
+master_socket = "ipv4@127.0.0.1:9999"
+verify = ["127.0.0.1"]
+[[certificate]]
+name = "a"
+domains = ["a.example.com"]
+key_types = ["ecdsa-p256", "ecdsa-p384"]
+[[certificate]]
+name = "b"
+domains = ["b.example.com"]
+key_type = "rsa-2048"
+key_types = ["rsa-2048"]
+"#;
+    let want = [
+        "4:8: challenge.mode: 'dns' is not a mode; use \"side-port\" or \"stateless\"",
+        "5:21: challenge.preflight_address: 'localhost:80' is not an address; write ip:port, like 127.0.0.1:80",
+        "7:15: haproxy.runtime_api: 'admin.sock' is not a socket; write a path like /run/haproxy/admin.sock, or ipv4@127.0.0.1:9999",
+        "9:11: haproxy.verify[0]: '127.0.0.1' is not host:port, like 127.0.0.1:443",
+        "13:28: certificate[0].key_types[1]: a second ECDSA type; HAProxy serves one ECDSA and one RSA certificate per name",
+        "17:12: certificate[1].key_type: give key_type or key_types, not both",
+    ];
+    let want: Vec<String> = want.iter().map(|w| format!("{FILE}:{w}")).collect();
+    assert_eq!(errors(text), want);
+    let stateless = parse(&MINIMAL.replace(
+        "[[certificate]]",
+        "[challenge]\nmode = \"stateless\"\npreflight = false\n\n[[certificate]]",
+    ))
+    .unwrap();
+    assert_eq!(stateless.challenge.mode, ChallengeMode::Stateless);
+    assert!(!stateless.challenge.preflight);
+}
+
+#[test]
+fn the_example_config_in_deploy_parses() {
+    let text = include_str!("../../../deploy/hapcert.toml");
+    let config = Config::parse(text, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+    assert!(config.haproxy.runtime_api.is_some());
+    assert!(config.certificates.len() >= 2);
+}
+
+/// Every commented-out setting of the example, switched on, is valid too: an operator uncomments without surprises.
+/// (The EAB pair is left out: its values are placeholders for what a CA hands out.)
+#[test]
+fn the_example_config_with_every_setting_uncommented_parses() {
+    let text: String = include_str!("../../../deploy/hapcert.toml")
+        .lines()
+        .map(|line| {
+            let setting = line
+                .strip_prefix("# ")
+                .filter(|rest| rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+                .filter(|rest| !rest.starts_with("eab_"));
+            format!("{}\n", setting.unwrap_or(line))
+        })
+        .collect();
+    let config = Config::parse(&text, Path::new("/etc/hapcert/hapcert.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.notify.len(), 3);
+    assert!(config.metrics.textfile.is_some() && config.daemon.listen.is_some());
+    assert!(config.hooks.global.deploy.is_some());
+}
+
+#[test]
+fn profiles_default_from_acme_and_are_checked_against_their_name_limits() {
+    let names: Vec<String> = (0..26).map(|i| format!("\"n{i}.example.com\"")).collect();
+    let text = format!(
+        r#"
+[acme]
+directory = "letsencrypt"
+profile = "tlsserver"
+
+[[certificate]]
+name = "www"
+domains = ["example.com"]
+
+[[certificate]]
+name = "short"
+domains = ["short.example.com"]
+profile = "shortlived"
+
+[[certificate]]
+name = "many"
+domains = [{}]
+"#,
+        names.join(", ")
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("hapcert.toml:17:")
+            && errs[0].contains("certificate[2].domains: 26 names, but the profile \"tlsserver\" allows at most 25"),
+        "{errs:?}"
+    );
+
+    let fixed = text.replace(
+        &format!("domains = [{}]", names.join(", ")),
+        "domains = [\"m.example.com\"]\nprofile = \"classic\"",
+    );
+    let config = parse(&fixed).unwrap();
+    let profiles: Vec<_> = config.certificates.iter().map(|c| c.profile.as_deref()).collect();
+    assert_eq!(profiles, [Some("tlsserver"), Some("shortlived"), Some("classic")]);
+
+    let errs = errors(&MINIMAL.replace(
+        "directory = \"letsencrypt-staging\"",
+        "directory = \"letsencrypt-staging\"\nprofile = \"two words\"",
+    ));
+    assert!(
+        errs[0].contains("acme.profile: 'two words' is not a profile name"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn monitoring_sections_parse_with_defaults_and_overrides() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.check.endpoints, ["127.0.0.1:443"]);
+    assert_eq!(config.check.warn_days, None);
+    assert_eq!(config.check.crit_days, 7.0);
+    assert_eq!(config.check.max_run_age, std::time::Duration::from_secs(36 * 3600));
+    assert_eq!(config.daemon.probe_interval, std::time::Duration::from_secs(300));
+    assert_eq!(
+        config.daemon.recheck_interval,
+        std::time::Duration::from_secs(12 * 3600)
+    );
+    assert!(config.daemon.listen.is_none() && config.metrics.textfile.is_none() && config.notify.is_empty());
+
+    let text = format!(
+        r#"{MINIMAL}
+pre_hook = "echo own-pre"
+
+[check]
+endpoints = ["10.0.0.2:443", "lb2.example.com:8443"]
+warn_days = 20
+crit_days = 5.5
+max_run_age = "2d"
+
+[metrics]
+textfile = "/var/lib/prometheus/node-exporter/hapcert.prom"
+
+[daemon]
+listen = "127.0.0.1:9555"
+probe_interval = "1m"
+jitter = "0s"
+
+[hooks]
+pre_hook = "echo global-pre"
+deploy_hook = "systemctl restart something"
+timeout = "30s"
+
+[[notify]]
+kind = "webhook"
+url = "https://hooks.slack.com/services/T/B/X"
+events = ["renewal-failed", "renewed"]
+repeat = "6h"
+
+[[notify]]
+kind = "email"
+to = ["ops@example.com"]
+from = "hapcert@lb1.example.com"
+smtp_host = "mail.example.com"
+username = "hapcert"
+password_file = "smtp-password"
+
+[[notify]]
+kind = "exec"
+command = "/usr/local/bin/page"
+"#
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(config.check.endpoints, ["10.0.0.2:443", "lb2.example.com:8443"]);
+    assert_eq!((config.check.warn_days, config.check.crit_days), (Some(20.0), 5.5));
+    assert_eq!(config.check.max_run_age, std::time::Duration::from_secs(2 * 86_400));
+    assert_eq!(config.daemon.listen.unwrap().to_string(), "127.0.0.1:9555");
+    assert!(config.daemon.jitter.is_zero());
+    let hooks = &config.certificates[0].hooks;
+    assert_eq!(hooks.pre.as_deref(), Some("echo own-pre"));
+    assert_eq!(hooks.deploy.as_deref(), Some("systemctl restart something"));
+    assert_eq!(hooks.post, None);
+    assert_eq!(config.notify.len(), 3);
+    assert!(config.notify[0].wants(EventKind::Renewed) && !config.notify[0].wants(EventKind::Critical));
+    assert!(config.notify[0].wants(EventKind::Test));
+    assert!(!config.notify[2].wants(EventKind::Renewed) && config.notify[2].wants(EventKind::RunOverdue));
+    match &config.notify[1].kind {
+        NotifyKind::Email(email) => match &email.transport {
+            EmailTransport::Smtp {
+                port,
+                starttls,
+                password_file,
+                ..
+            } => {
+                assert_eq!((*port, *starttls), (587, true));
+                assert_eq!(
+                    password_file.as_ref().unwrap().value,
+                    Path::new("/etc/hapcert/smtp-password")
+                );
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn monitoring_mistakes_are_named() {
+    let text = format!(
+        r#"{MINIMAL}
+[check]
+warn_days = 3
+max_run_age = "often"
+
+[daemon]
+recheck_interval = "2d"
+
+[[notify]]
+kind = "pager"
+
+[[notify]]
+kind = "webhook"
+url = "ftp://x"
+to = ["a@example.com"]
+events = ["expired"]
+
+[[notify]]
+kind = "email"
+to = ["ops@example.com"]
+smtp_port = 25
+"#
+    );
+    let errors = errors(&text);
+    let expect = [
+        "check.warn_days: 3 is below crit_days (7); the warning must come first",
+        "check.max_run_age: 'often' is not a duration",
+        "daemon.recheck_interval: is longer than 12h",
+        "notify[0].kind: 'pager' is not a kind of notification",
+        "notify[1].url: 'ftp://x' is not an http:// or https:// URL",
+        "notify[1].to: does not apply to kind = \"webhook\"; remove it",
+        "notify[1].events[0]: 'expired' is not an event",
+        "notify[2].smtp_port: applies to SMTP only",
+    ];
+    for wanted in expect {
+        assert!(
+            errors.iter().any(|e| e.contains(wanted)),
+            "no '{wanted}' in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+}
+
+#[test]
+fn positions_are_lines_and_columns_in_characters_at_line_starts_ends_and_past_the_end() {
+    let text = "ab\n\nkéy = 1\nlast";
+    let lines = LineStarts::of(text);
+    let at = |offset| {
+        let Position { line, column } = lines.position(text, offset);
+        (line, column)
+    };
+    assert_eq!(at(0), (1, 1));
+    assert_eq!(at(2), (1, 3), "the newline itself ends line 1");
+    assert_eq!(at(3), (2, 1), "an empty line");
+    assert_eq!(at(4), (3, 1));
+    assert_eq!(at(7), (3, 3), "é is one character of two bytes");
+    assert_eq!(at(text.len()), (4, 5));
+    assert_eq!(at(text.len() + 10), (4, 5), "past the end: the end");
+}

@@ -1,0 +1,10 @@
+//! The pure core: what hapcert knows and decides, with no I/O, no clock and no randomness of its own (`now` and random
+//! numbers are parameters). Nothing here imports from `edge`, `renew` or a command; `tests/it/layers.rs` checks it.
+
+pub mod ari;
+pub mod config;
+pub mod decision;
+pub mod keys;
+pub mod pem;
+pub mod schedule;
+pub mod verify;

@@ -1,0 +1,146 @@
+//! The checks a newly issued certificate must pass before it may replace the one being served. Pure.
+
+use std::collections::BTreeSet;
+
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::core::pem::{Bundle, dns_names, key_matches_leaf};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the private key does not belong to the leaf certificate")]
+    KeyMismatch,
+    #[error("no private key")]
+    NoKey,
+    #[error("certificate #{index} of the chain is not signed by certificate #{next}: {reason}")]
+    BrokenChain { index: usize, next: usize, reason: String },
+    #[error("the certificate's names differ from the configured ones: missing [{}], unexpected [{}]", missing.join(", "), extra.join(", "))]
+    Names { missing: Vec<String>, extra: Vec<String> },
+    #[error("the certificate is not valid yet: notBefore is {not_before}")]
+    NotYetValid { not_before: OffsetDateTime },
+    #[error("the certificate has expired: notAfter was {not_after}")]
+    Expired { not_after: OffsetDateTime },
+    #[error("{0}")]
+    Unusable(String),
+}
+
+/// Checks that `bundle` may be deployed for `wanted` names at `now`: the key matches the leaf, each certificate is signed by
+/// the next, the SANs are exactly the wanted names, and the leaf is within its validity period.
+pub fn verify_issued(bundle: &Bundle, wanted: &BTreeSet<String>, now: OffsetDateTime) -> Result<(), VerifyError> {
+    let certs: Vec<X509Certificate> = bundle
+        .certs
+        .iter()
+        .map(|der| {
+            X509Certificate::from_der(der)
+                .map(|(_, c)| c)
+                .map_err(|e| VerifyError::Unusable(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let leaf = &certs[0];
+
+    let key = bundle.key.as_ref().ok_or(VerifyError::NoKey)?;
+    if !key_matches_leaf(key, leaf).map_err(|e| VerifyError::Unusable(e.to_string()))? {
+        return Err(VerifyError::KeyMismatch);
+    }
+
+    for (index, pair) in certs.windows(2).enumerate() {
+        if let Err(err) = pair[0].verify_signature(Some(pair[1].public_key())) {
+            return Err(VerifyError::BrokenChain {
+                index,
+                next: index + 1,
+                reason: err.to_string(),
+            });
+        }
+    }
+
+    let names = dns_names(leaf);
+    if &names != wanted {
+        return Err(VerifyError::Names {
+            missing: wanted.difference(&names).cloned().collect(),
+            extra: names.difference(wanted).cloned().collect(),
+        });
+    }
+
+    let not_before = leaf.validity().not_before.to_datetime();
+    let not_after = leaf.validity().not_after.to_datetime();
+    if now < not_before {
+        return Err(VerifyError::NotYetValid { not_before });
+    }
+    if now >= not_after {
+        return Err(VerifyError::Expired { not_after });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::KeyType;
+    use crate::testing::{TestCa, leaf_pem_parts};
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_good_certificate_passes() {
+        let ca = TestCa::new();
+        for key_type in [KeyType::EcdsaP256, KeyType::Rsa2048] {
+            let pem = ca.issue(&["a.example.com", "b.example.com"], key_type, 90);
+            let bundle = Bundle::parse(pem.as_bytes()).unwrap();
+            verify_issued(
+                &bundle,
+                &names(&["a.example.com", "b.example.com"]),
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn each_failure_is_caught() {
+        let ca = TestCa::new();
+        let now = OffsetDateTime::now_utc();
+        let wanted = names(&["a.example.com"]);
+        let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+        let (leaf, chain, key) = leaf_pem_parts(&pem);
+
+        let other = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+        let (_, _, other_key) = leaf_pem_parts(&other);
+        let swapped = Bundle::parse(format!("{leaf}{chain}{other_key}").as_bytes()).unwrap();
+        assert_eq!(verify_issued(&swapped, &wanted, now), Err(VerifyError::KeyMismatch));
+
+        let stranger = TestCa::new().issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+        let (_, stranger_chain, _) = leaf_pem_parts(&stranger);
+        let broken = Bundle::parse(format!("{leaf}{stranger_chain}{key}").as_bytes()).unwrap();
+        assert!(matches!(
+            verify_issued(&broken, &wanted, now),
+            Err(VerifyError::BrokenChain { index: 0, next: 1, .. })
+        ));
+
+        let bundle = Bundle::parse(pem.as_bytes()).unwrap();
+        let err = verify_issued(&bundle, &names(&["a.example.com", "b.example.com"]), now).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the certificate's names differ from the configured ones: missing [b.example.com], unexpected []"
+        );
+
+        let issued_at = crate::core::pem::Bundle::parse(pem.as_bytes())
+            .unwrap()
+            .facts()
+            .unwrap();
+        let early = issued_at.not_before - time::Duration::minutes(1);
+        assert!(matches!(
+            verify_issued(&bundle, &wanted, early),
+            Err(VerifyError::NotYetValid { .. })
+        ));
+        assert!(matches!(
+            verify_issued(&bundle, &wanted, issued_at.not_after),
+            Err(VerifyError::Expired { .. })
+        ));
+
+        let keyless = Bundle::parse(format!("{leaf}{chain}").as_bytes()).unwrap();
+        assert_eq!(verify_issued(&keyless, &wanted, now), Err(VerifyError::NoKey));
+    }
+}

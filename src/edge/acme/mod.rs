@@ -1,0 +1,481 @@
+//! The ACME CA. The only module that uses instant-acme: the account (made on first use, stored in the state directory,
+//! reused afterwards), the order flow for one certificate over HTTP-01, renewal information (ARI, RFC 9773),
+//! revocation, and the account's own life cycle (in `account`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use instant_acme::{
+    Account, AccountBuilder, AuthorizationStatus, CertificateIdentifier, ChallengeType, ExternalAccountKey, Identifier,
+    NewAccount, NewOrder, OrderStatus, RetryPolicy, RevocationReason, RevocationRequest,
+};
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+use crate::core::ari::Suggested;
+use crate::core::config::{AcmeConfig, DomainName};
+use crate::edge::http01::responder::ChallengeTokens;
+use crate::edge::store::StateDir;
+
+/// How often one request is sent again after `badNonce`, on top of instant-acme's own three tries. A CA that rejects
+/// nonces at random (Pebble does, on purpose) must not fail a renewal.
+const NONCE_RETRIES: u32 = 10;
+
+/// How often one request is sent again after a network error or a 5xx from the CA, with `http::transient_backoff`.
+const TRANSIENT_RETRIES: u32 = 2;
+
+/// Runs `$call` again while the CA answers `badNonce` (at once: the answer carries a fresh nonce), or while the CA
+/// cannot be reached or answers 5xx (after a backoff). A macro, not a function, because each call borrows anew.
+macro_rules! retry_transient {
+    ($call:expr) => {{
+        let (mut nonces, mut transients) = (0, 0);
+        loop {
+            match $call {
+                Err(err) if $crate::edge::acme::is_bad_nonce(&err) && nonces < $crate::edge::acme::NONCE_RETRIES => {
+                    nonces += 1;
+                    tracing::debug!(attempt = nonces, "the CA rejected a nonce; sending again");
+                }
+                Err(err)
+                    if $crate::edge::acme::is_transient(&err) && transients < $crate::edge::acme::TRANSIENT_RETRIES =>
+                {
+                    transients += 1;
+                    let wait = $crate::edge::acme::http::transient_backoff(transients);
+                    tracing::warn!(
+                        attempt = transients,
+                        ?wait,
+                        "the CA did not answer properly ({err}); trying again"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+mod account;
+pub mod http;
+
+use account::AccountFile;
+pub use account::{AccountStanding, AccountSummary, account_summary};
+use http::{CaHttp, Observed};
+
+fn polling() -> RetryPolicy {
+    // Starts fast (Pebble and Let's Encrypt often validate within a second), backs off, and honours Retry-After.
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(200))
+        .backoff(1.5)
+        .timeout(Duration::from_secs(120))
+}
+
+fn problem_type(err: &instant_acme::Error) -> Option<&str> {
+    match err {
+        instant_acme::Error::Api(problem) => problem.r#type.as_deref(),
+        _ => None,
+    }
+}
+
+pub(crate) fn is_bad_nonce(err: &instant_acme::Error) -> bool {
+    problem_type(err) == Some("urn:ietf:params:acme:error:badNonce")
+}
+
+/// Worth asking again in a moment: the network failed, or the CA had an internal error.
+pub(crate) fn is_transient(err: &instant_acme::Error) -> bool {
+    match err {
+        instant_acme::Error::Api(problem) => problem.status.is_some_and(|s| s >= 500),
+        instant_acme::Error::Hyper(_) | instant_acme::Error::Other(_) => true,
+        _ => false,
+    }
+}
+
+/// The CA refused for rate limiting; `until` is its Retry-After, when it gave one.
+#[derive(Debug, thiserror::Error)]
+#[error("the CA is rate limiting{}: {detail}", until.map(|u| format!(" until {}", crate::status::format_rfc3339(u))).unwrap_or_default())]
+pub struct RateLimited {
+    pub until: Option<OffsetDateTime>,
+    pub detail: String,
+}
+
+/// Validation of some names failed: they count against the CA's failed-authorization limit.
+#[derive(Debug, thiserror::Error)]
+#[error("validation failed: {detail}")]
+pub struct ValidationFailed {
+    pub names: Vec<String>,
+    pub detail: String,
+}
+
+/// What an operator should do when the CA refuses a new account over External Account Binding, or None when the refusal
+/// is about something else. The CA's own problem stays in the message too: CAs word these differently (Pebble says
+/// `unauthorized` for a wrong HMAC key or an unknown key id).
+fn eab_refusal(err: &instant_acme::Error, eab_configured: bool) -> Option<&'static str> {
+    let kind = problem_type(err)?.strip_prefix("urn:ietf:params:acme:error:")?;
+    match (kind, eab_configured) {
+        ("externalAccountRequired", false) => Some(
+            "the CA requires External Account Binding: set acme.eab_kid and acme.eab_hmac_key to the key id and HMAC \
+             key the CA gave you",
+        ),
+        ("externalAccountRequired" | "unauthorized" | "malformed", true) => Some(
+            "the CA rejected the External Account Binding: check acme.eab_kid and acme.eab_hmac_key against what the \
+             CA gave you",
+        ),
+        _ => None,
+    }
+}
+
+/// Turns instant-acme's error into one an operator can act on; a rate limit becomes a [`RateLimited`].
+fn describe(err: instant_acme::Error) -> anyhow::Error {
+    describe_with(err, None)
+}
+
+fn describe_with(err: instant_acme::Error, observed: Option<&Observed>) -> anyhow::Error {
+    match err {
+        instant_acme::Error::Api(problem)
+            if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:rateLimited") =>
+        {
+            RateLimited {
+                until: observed
+                    .and_then(Observed::rate_limited_until)
+                    .map(OffsetDateTime::from),
+                detail: problem.detail.unwrap_or_else(|| "no detail".into()),
+            }
+            .into()
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// An HTTP client of our own for instant-acme (see `http`), trusting the system roots or `ca_bundle`.
+fn ca_builder(ca_bundle: Option<&Path>, observed: Arc<Observed>) -> anyhow::Result<AccountBuilder> {
+    Ok(Account::builder_with_http(Box::new(CaHttp::new(ca_bundle, observed)?)))
+}
+
+/// How to order: what the new certificate replaces (its ARI id), and under which profile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderOptions<'a> {
+    pub replaces: Option<&'a str>,
+    pub profile: Option<&'a str>,
+}
+
+/// A CA session with a ready account.
+pub struct Acme {
+    account: Account,
+    directory: String,
+    ca_bundle: Option<PathBuf>,
+    observed: Arc<Observed>,
+}
+
+impl Acme {
+    /// Loads the account for the configured directory, or makes one and stores it (0600) before first use.
+    pub async fn connect(config: &AcmeConfig, state: &StateDir) -> anyhow::Result<Acme> {
+        let observed = Arc::new(Observed::default());
+        let ca_bundle = config.ca_bundle.as_ref().map(|b| b.value.clone());
+        let builder = || ca_builder(ca_bundle.as_deref(), observed.clone());
+        let session = |account| Acme {
+            account,
+            directory: config.directory.clone(),
+            ca_bundle: ca_bundle.clone(),
+            observed: observed.clone(),
+        };
+        let path = state.account_path(&config.directory);
+        if let Some(file) = AccountFile::load(&path)? {
+            let account = builder()?
+                .from_credentials(file.credentials)
+                .await
+                .map_err(describe)
+                .with_context(|| format!("cannot reach the ACME directory {}", config.directory))?;
+            tracing::debug!(account = account.id(), "using the stored ACME account");
+            return Ok(session(account));
+        }
+
+        let contact: Vec<&str> = config.contact.iter().map(String::as_str).collect();
+        let new_account = NewAccount {
+            contact: &contact,
+            terms_of_service_agreed: true,
+            only_return_existing: false,
+        };
+        let eab = match &config.eab {
+            Some(eab) => {
+                let key = URL_SAFE_NO_PAD
+                    .decode(eab.hmac_key.trim_end_matches('='))
+                    .context("acme.eab_hmac_key is not valid base64url")?;
+                Some(ExternalAccountKey::new(eab.kid.clone(), &key))
+            }
+            None => None,
+        };
+        let (account, credentials) = retry_transient!(
+            builder()?
+                .create(&new_account, config.directory.clone(), eab.as_ref())
+                .await
+        )
+        .map_err(|err| match eab_refusal(&err, eab.is_some()) {
+            Some(what_to_do) => describe(err).context(what_to_do),
+            None => describe(err),
+        })
+        .with_context(|| format!("cannot create an ACME account at {}", config.directory))?;
+        let file = AccountFile {
+            directory: config.directory.clone(),
+            url: account.id().to_owned(),
+            contact: config.contact.clone(),
+            created: crate::status::format_rfc3339(OffsetDateTime::now_utc()),
+            credentials,
+        };
+        state.write_secret(&path, &serde_json::to_vec_pretty(&file)?)?;
+        tracing::info!(account = account.id(), directory = %config.directory, "created an ACME account");
+        Ok(session(account))
+    }
+
+    /// A session for what needs no account: renewal information is a plain GET. Used when no account is stored yet,
+    /// so that checking windows never registers one; it must not be used to order.
+    pub async fn without_account(config: &AcmeConfig) -> anyhow::Result<Acme> {
+        let observed = Arc::new(Observed::default());
+        let ca_bundle = config.ca_bundle.as_ref().map(|b| b.value.clone());
+        let (_, throwaway_key) = instant_acme::Key::generate_pkcs8().map_err(describe)?;
+        let account = ca_builder(ca_bundle.as_deref(), observed.clone())?
+            .from_parts("urn:hapcert:no-account".into(), throwaway_key, config.directory.clone())
+            .await
+            .map_err(describe)
+            .with_context(|| format!("cannot reach the ACME directory {}", config.directory))?;
+        Ok(Acme {
+            account,
+            directory: config.directory.clone(),
+            ca_bundle,
+            observed,
+        })
+    }
+
+    /// The account key's JWK thumbprint: the part after the dot of every key authorization.
+    pub fn thumbprint(&self) -> &str {
+        self.account.key_thumbprint()
+    }
+
+    pub fn account_url(&self) -> &str {
+        self.account.id()
+    }
+
+    /// HTTP requests sent to the CA by this session, retries included.
+    pub fn requests(&self) -> usize {
+        self.observed.requests()
+    }
+
+    /// Checks that the CA offers `profile`, so that a typo fails before any order, with the names that would work.
+    pub fn check_profile(&self, profile: &str) -> anyhow::Result<()> {
+        let mut offered: Vec<&str> = self.account.profiles().map(|p| p.name).collect();
+        offered.sort_unstable();
+        if offered.contains(&profile) {
+            return Ok(());
+        }
+        if offered.is_empty() {
+            bail!(
+                "the CA at {} offers no profiles, so profile \"{profile}\" cannot be used; remove `profile` from the config",
+                self.directory
+            );
+        }
+        bail!(
+            "the CA at {} does not offer the profile \"{profile}\"; it offers: {}",
+            self.directory,
+            offered.join(", ")
+        )
+    }
+
+    /// The CA's suggested renewal window for the certificate with ARI id `cert_id`, or `None` when the CA's directory
+    /// has no `renewalInfo`.
+    pub async fn renewal_info(&self, cert_id: &str) -> anyhow::Result<Option<Suggested>> {
+        let id = parse_cert_id(cert_id)?;
+        match self.account.renewal_info(&id).await {
+            Ok((info, retry_after)) => Ok(Some(Suggested {
+                start: info.suggested_window.start,
+                end: info.suggested_window.end,
+                explanation_url: info.explanation_url,
+                retry_after,
+            })),
+            Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+            Err(err) => Err(describe(err)).with_context(|| format!("cannot fetch renewal information for {cert_id}")),
+        }
+    }
+
+    /// Orders a certificate for `domains`, answers HTTP-01 through `tokens`, finalizes with `csr_der`, and returns the
+    /// chain the CA sends (PEM, leaf first).
+    pub async fn issue(
+        &self,
+        domains: &[DomainName],
+        csr_der: &[u8],
+        tokens: &ChallengeTokens,
+        options: OrderOptions<'_>,
+    ) -> anyhow::Result<String> {
+        let identifiers: Vec<Identifier> = domains.iter().map(|d| Identifier::Dns(d.to_string())).collect();
+        let new_order = |replaces: Option<&str>| -> anyhow::Result<NewOrder<'_>> {
+            let mut order = NewOrder::new(&identifiers);
+            if let Some(profile) = options.profile {
+                order = order.profile(profile);
+            }
+            if let Some(id) = replaces {
+                order = order.replaces(parse_cert_id(id)?);
+            }
+            Ok(order)
+        };
+        let placed = retry_transient!(self.account.new_order(&new_order(options.replaces)?).await);
+        let mut order = match placed {
+            // A certificate made by another account (certbot's, say) cannot be replaced by this one; the CA says so,
+            // and the order goes out as a new one instead of failing the renewal.
+            Err(err) if options.replaces.is_some() && refuses_replaces(&err) => {
+                tracing::warn!(
+                    "the CA refused to link this order to the certificate it replaces ({err}); ordering without `replaces`"
+                );
+                retry_transient!(self.account.new_order(&new_order(None)?).await)
+            }
+            other => other,
+        }
+        .map_err(|err| describe_with(err, Some(&self.observed)))
+        .context("the CA refused the order")?;
+        tracing::debug!(
+            order = order.url(),
+            replaces = options.replaces,
+            profile = options.profile,
+            "order placed"
+        );
+
+        // Tokens stay published until this function returns, whichever way it returns.
+        let mut published = Vec::new();
+        let mut handled: HashSet<String> = HashSet::new();
+        let mut attempts = 0;
+        'restart: loop {
+            let mut authorizations = order.authorizations();
+            while let Some(next) = authorizations.next().await {
+                let mut authz = match next {
+                    Ok(authz) => authz,
+                    // The stream keeps what it fetched, so a fresh one resumes where this one failed.
+                    Err(err) if (is_bad_nonce(&err) || is_transient(&err)) && attempts < NONCE_RETRIES => {
+                        attempts += 1;
+                        continue 'restart;
+                    }
+                    Err(err) => return Err(describe(err)).context("cannot fetch an authorization"),
+                };
+                if !handled.insert(authz.url().to_owned()) {
+                    continue;
+                }
+                let name = authz.identifier().to_string();
+                match authz.status {
+                    AuthorizationStatus::Valid => continue,
+                    AuthorizationStatus::Pending => {}
+                    other => bail!("the CA's authorization for {name} is {other:?}; it cannot be completed"),
+                }
+                let mut challenge = authz
+                    .challenge(ChallengeType::Http01)
+                    .with_context(|| format!("the CA offers no HTTP-01 challenge for {name}"))?;
+                published.push(tokens.publish(&challenge.token, challenge.key_authorization().as_str())?);
+                retry_transient!(challenge.set_ready().await)
+                    .map_err(describe)
+                    .with_context(|| format!("the CA refused to start validating {name}"))?;
+            }
+            break;
+        }
+
+        // An order that becomes invalid comes back as a status or, from some CAs, as the problem of the failed
+        // challenge; either way the names whose authorization failed are what the schedule counts.
+        let invalid = match retry_transient!(order.poll_ready(&polling()).await) {
+            Ok(OrderStatus::Ready) => None,
+            Ok(_) => Some(None),
+            Err(instant_acme::Error::Api(problem)) => Some(Some(problem)),
+            Err(err) => return Err(describe(err)).context("waiting for the CA to validate"),
+        };
+        if let Some(problem) = invalid {
+            let (names, mut detail) = self.validation_errors(&mut order).await;
+            if names.is_empty()
+                && let Some(problem) = problem
+            {
+                detail = problem.to_string();
+            }
+            return Err(ValidationFailed { names, detail }.into());
+        }
+        drop(published);
+
+        retry_transient!(order.finalize_csr(csr_der).await)
+            .map_err(describe)
+            .context("the CA refused to finalize the order")?;
+        retry_transient!(order.poll_certificate(&polling()).await)
+            .map_err(describe)
+            .context("waiting for the CA to issue the certificate")
+    }
+
+    /// Which names failed validation, and what the CA said about each, for the error message an operator reads.
+    async fn validation_errors(&self, order: &mut instant_acme::Order) -> (Vec<String>, String) {
+        let mut names = Vec::new();
+        let mut problems = Vec::new();
+        let mut authorizations = order.authorizations();
+        while let Some(Ok(mut authz)) = authorizations.next().await {
+            let Ok(state) = retry_transient!(authz.refresh().await) else {
+                continue;
+            };
+            if state.status == AuthorizationStatus::Valid {
+                continue;
+            }
+            let name = state.identifier().to_string();
+            let detail = state
+                .challenges
+                .iter()
+                .find_map(|c| c.error.as_ref())
+                .map(|p| {
+                    format!(
+                        "{} ({})",
+                        p.detail.as_deref().unwrap_or("no detail"),
+                        p.r#type.as_deref().unwrap_or("no type")
+                    )
+                })
+                .unwrap_or_else(|| format!("authorization is {:?}", state.status));
+            problems.push(format!("{name}: {detail}"));
+            names.push(name);
+        }
+        let detail = if problems.is_empty() {
+            "the order became invalid".into()
+        } else {
+            problems.join("; ")
+        };
+        (names, detail)
+    }
+
+    /// Revokes `cert` (RFC 8555 §7.6), signed by the account that ordered it.
+    pub async fn revoke(&self, cert: &CertificateDer<'_>, reason: crate::renew::revoke::Reason) -> anyhow::Result<()> {
+        let reason = match reason {
+            crate::renew::revoke::Reason::Unspecified => RevocationReason::Unspecified,
+            crate::renew::revoke::Reason::KeyCompromise => RevocationReason::KeyCompromise,
+            crate::renew::revoke::Reason::AffiliationChanged => RevocationReason::AffiliationChanged,
+            crate::renew::revoke::Reason::Superseded => RevocationReason::Superseded,
+            crate::renew::revoke::Reason::CessationOfOperation => RevocationReason::CessationOfOperation,
+        };
+        let request = RevocationRequest {
+            certificate: cert,
+            reason: Some(reason),
+        };
+        retry_transient!(self.account.revoke(&request).await)
+            .map_err(describe)
+            .context("the CA refused the revocation")
+    }
+}
+
+/// Whether a refused order may go out again without `replaces`: the CA has no ARI, or it will not link the order to
+/// that certificate (another account's, already replaced, no name in common). Not for rate limits: the CA means those.
+fn refuses_replaces(err: &instant_acme::Error) -> bool {
+    match err {
+        instant_acme::Error::Unsupported(_) => true,
+        instant_acme::Error::Api(problem) => {
+            problem.status != Some(429) && problem_type(err) != Some("urn:ietf:params:acme:error:rateLimited")
+        }
+        _ => false,
+    }
+}
+
+/// "AKI.serial", both base64url, as `pem::CertFacts::ari_id` makes it.
+fn parse_cert_id(id: &str) -> anyhow::Result<CertificateIdentifier<'static>> {
+    let (aki, serial) = id
+        .split_once('.')
+        .with_context(|| format!("\"{id}\" is not an ARI certificate id (AKI.serial)"))?;
+    Ok(CertificateIdentifier {
+        authority_key_identifier: aki.to_owned().into(),
+        serial: serial.to_owned().into(),
+    })
+}

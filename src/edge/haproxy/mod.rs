@@ -1,0 +1,286 @@
+//! HAProxy. The only module that talks to it: the Runtime API (`runtime`, hot updates without closing a connection),
+//! and the operator's check and reload commands (run by `crate::edge::shell`), which are the fallback.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod reply;
+pub mod runtime;
+mod snippet;
+
+pub use snippet::challenge_snippet;
+
+use runtime::{Endpoint, RuntimeApi, RuntimeError};
+
+use crate::core::config::HaproxyConfig;
+use crate::core::pem::Bundle;
+use crate::edge::shell::run_shell;
+
+/// Long enough for `haproxy -c` on a config with thousands of certificates, short enough that a hung `systemctl` is noticed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a reload through the master socket may take before `show proc` must show it.
+const RELOAD_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Haproxy {
+    check_command: String,
+    reload_command: String,
+    /// For hot updates and `show ssl cert`: the admin socket, or the master socket routing to the worker.
+    api: Option<RuntimeApi>,
+    /// For `reload` and `show proc`.
+    master: Option<RuntimeApi>,
+    crt_list: String,
+}
+
+/// A PEM that is already on disk at `path` and must now be served.
+pub struct Update {
+    pub path: PathBuf,
+    pub pem: String,
+}
+
+/// How the new files reached the running HAProxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Swapped in memory through the Runtime API: no connection closed, same worker.
+    HotUpdated,
+    /// A checked reload: a new worker reads the files from disk.
+    Reloaded,
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Applied::HotUpdated => "hot update",
+            Applied::Reloaded => "reload",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HaproxyError {
+    #[error("refusing to send {path} to HAProxy: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error(
+        "the Runtime API has an open transaction for {open}; someone else is changing certificates. Finish it, or abort it with `abort ssl cert {open}`, then run hapcert again"
+    )]
+    OtherTransaction { open: String },
+    #[error(
+        "HAProxy has not loaded {path}, and it is not in the crt-list directory {crt_list}; point the certificate's `file` at the path haproxy.cfg uses (HAProxy has: {loaded})"
+    )]
+    NotLoaded {
+        path: String,
+        crt_list: String,
+        loaded: String,
+    },
+    #[error("the HAProxy config check failed: `{command}` {outcome}")]
+    CheckFailed { command: String, outcome: String },
+    #[error("the HAProxy reload failed: {0}")]
+    ReloadFailed(String),
+}
+
+impl Haproxy {
+    pub fn new(config: &HaproxyConfig) -> Haproxy {
+        let endpoint = |text: &str| Endpoint::parse(text).expect("checked when the config was parsed");
+        let master = config
+            .master_socket
+            .as_ref()
+            .map(|s| RuntimeApi::master(endpoint(&s.value)));
+        let api = match &config.runtime_api {
+            Some(admin) => Some(RuntimeApi::admin(endpoint(&admin.value))),
+            None => master.clone(),
+        };
+        Haproxy {
+            check_command: config.check_command.clone(),
+            reload_command: config.reload_command.clone(),
+            api,
+            master,
+            crt_list: config.crt_list.clone(),
+        }
+    }
+
+    /// Makes HAProxy serve `updates`, whose files are already written. Each PEM is checked locally first, so nothing
+    /// broken is ever sent. With a Runtime API: a hot update per file (`set` + `commit`, or `new` + `add ssl crt-list`
+    /// for a file HAProxy has never loaded). Without one, or when it is unreachable or refuses: the config check, then one
+    /// reload for the batch. On error the caller puts the previous files back.
+    pub async fn apply(&self, updates: &[Update]) -> Result<Applied, HaproxyError> {
+        for update in updates {
+            check_payload(update)?;
+        }
+        if let Some(api) = &self.api {
+            match self.hot_update(api, updates).await {
+                Ok(()) => return Ok(Applied::HotUpdated),
+                Err(err @ (HaproxyError::OtherTransaction { .. } | HaproxyError::NotLoaded { .. })) => return Err(err),
+                Err(err) => tracing::warn!(
+                    "the Runtime API at {} failed: {err}; falling back to a checked reload",
+                    api.endpoint()
+                ),
+            }
+        }
+        self.checked_reload().await?;
+        Ok(Applied::Reloaded)
+    }
+
+    async fn hot_update(&self, api: &RuntimeApi, updates: &[Update]) -> Result<(), HaproxyError> {
+        for update in updates {
+            let path = update.path.to_string_lossy();
+            let result = match api.replace_cert(&path, &update.pem).await {
+                Err(RuntimeError::NotLoaded { .. }) if in_dir(&update.path, &self.crt_list) => {
+                    api.add_cert(&path, &update.pem, &self.crt_list).await
+                }
+                other => other,
+            };
+            match result {
+                Ok(()) => tracing::info!(file = %path, endpoint = %api.endpoint(), "hot update committed"),
+                Err(RuntimeError::OtherTransaction { open, .. }) => {
+                    return Err(HaproxyError::OtherTransaction { open });
+                }
+                Err(RuntimeError::NotLoaded { path, loaded }) => {
+                    return Err(HaproxyError::NotLoaded {
+                        path,
+                        crt_list: self.crt_list.clone(),
+                        loaded: loaded.join(", "),
+                    });
+                }
+                Err(err) => return Err(HaproxyError::ReloadFailed(err.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// The config check, then a reload: through the master socket, confirmed by `show proc`, when one is configured;
+    /// otherwise the reload command.
+    async fn checked_reload(&self) -> Result<(), HaproxyError> {
+        run_shell(&self.check_command, &[], COMMAND_TIMEOUT)
+            .await
+            .map_err(|outcome| HaproxyError::CheckFailed {
+                command: self.check_command.clone(),
+                outcome,
+            })?;
+        match &self.master {
+            Some(master) => reload_through_master(master).await?,
+            None => run_shell(&self.reload_command, &[], COMMAND_TIMEOUT)
+                .await
+                .map_err(|outcome| HaproxyError::ReloadFailed(format!("`{}` {outcome}", self.reload_command)))?,
+        }
+        tracing::info!("HAProxy reloaded");
+        Ok(())
+    }
+
+    /// Whether HAProxy has `path` in use with the leaf whose SHA-1 is `sha1`. `None` when there is no Runtime API to ask,
+    /// or it cannot be reached (then only the handshakes can tell).
+    pub async fn confirm_loaded(&self, path: &Path, sha1: &str) -> Option<Result<(), String>> {
+        let api = self.api.as_ref()?;
+        let path = path.to_string_lossy();
+        match api.cert_info(&path).await {
+            Ok(info) if info.status != runtime::CertStatus::Used => {
+                Some(Err(format!("`show ssl cert {path}` says {:?}, not Used", info.status)))
+            }
+            Ok(info) if info.sha1_fingerprint.as_deref() == Some(sha1) => Some(Ok(())),
+            Ok(info) => Some(Err(format!(
+                "`show ssl cert {path}` has SHA-1 {}, the new leaf is {sha1}",
+                info.sha1_fingerprint.as_deref().unwrap_or("none")
+            ))),
+            Err(err @ (RuntimeError::Connect { .. } | RuntimeError::Timeout { .. })) => {
+                tracing::warn!("cannot ask the Runtime API what is loaded: {err}");
+                None
+            }
+            Err(err) => Some(Err(err.to_string())),
+        }
+    }
+}
+
+async fn reload_through_master(master: &RuntimeApi) -> Result<(), HaproxyError> {
+    let failed = |e: RuntimeError| HaproxyError::ReloadFailed(e.to_string());
+    let before = master.show_proc().await.map_err(failed)?;
+    master.reload().await.map_err(failed)?;
+    let deadline = tokio::time::Instant::now() + RELOAD_CONFIRM_TIMEOUT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if let Ok(now) = master.show_proc().await
+            && now.reloads > before.reloads
+        {
+            return match now.failed {
+                0 => Ok(()),
+                n => Err(HaproxyError::ReloadFailed(format!(
+                    "`show proc` on {} reports the reload failed ([failed: {n}]); the old worker keeps serving",
+                    master.endpoint()
+                ))),
+            };
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(HaproxyError::ReloadFailed(format!(
+                "`show proc` on {} did not show the reload within {}s",
+                master.endpoint(),
+                RELOAD_CONFIRM_TIMEOUT.as_secs()
+            )));
+        }
+    }
+}
+
+fn check_payload(update: &Update) -> Result<(), HaproxyError> {
+    let invalid = |reason: String| HaproxyError::Invalid {
+        path: update.path.display().to_string(),
+        reason,
+    };
+    let facts = Bundle::parse(update.pem.as_bytes())
+        .and_then(|b| b.facts())
+        .map_err(|e| invalid(format!("the PEM {e}")))?;
+    if !facts.key_matches {
+        return Err(invalid("the private key does not belong to the certificate".into()));
+    }
+    Ok(())
+}
+
+fn in_dir(path: &Path, dir: &str) -> bool {
+    path.parent()
+        .is_some_and(|parent| parent == Path::new(dir.trim_end_matches('/')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_or_mismatched_payload_is_refused_before_anything_is_sent() {
+        let garbage = Update {
+            path: "/etc/haproxy/certs/a.pem".into(),
+            pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+        };
+        let err = check_payload(&garbage).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("refusing to send /etc/haproxy/certs/a.pem to HAProxy: the PEM"),
+            "{err}"
+        );
+
+        let ca = crate::testing::TestCa::new();
+        let one = ca.issue(&["a.example.com"], crate::core::config::KeyType::EcdsaP256, 90);
+        let other = ca.issue(&["a.example.com"], crate::core::config::KeyType::EcdsaP256, 90);
+        let (leaf, chain, _) = crate::testing::leaf_pem_parts(&one);
+        let (_, _, key) = crate::testing::leaf_pem_parts(&other);
+        let swapped = Update {
+            path: "/x/a.pem".into(),
+            pem: format!("{leaf}{chain}{key}"),
+        };
+        assert!(
+            check_payload(&swapped)
+                .unwrap_err()
+                .to_string()
+                .contains("does not belong")
+        );
+        assert!(
+            check_payload(&Update {
+                path: "/x/a.pem".into(),
+                pem: one
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn new_files_in_the_crt_list_directory_can_be_added() {
+        assert!(in_dir(Path::new("/etc/haproxy/certs/new.pem"), "/etc/haproxy/certs"));
+        assert!(in_dir(Path::new("/etc/haproxy/certs/new.pem"), "/etc/haproxy/certs/"));
+        assert!(!in_dir(Path::new("/srv/new.pem"), "/etc/haproxy/certs"));
+    }
+}

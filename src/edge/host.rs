@@ -1,0 +1,172 @@
+//! The checks a config can only pass on the host it runs on: directories that exist and can be written, a CA bundle that
+//! can be read, users and groups that exist. Kept apart from `Config::parse`, which does no I/O.
+
+use std::path::Path;
+
+use nix::unistd::{AccessFlags, Gid, Group, Uid, User, access};
+
+use crate::core::config::{Config, ConfigError, ConfigErrors, FileOwner, Located, Position};
+
+/// Checks `config` against this host and resolves the PEM owner and group.
+pub fn host_check(config: &Config) -> Result<FileOwner, ConfigErrors> {
+    let mut problems = Problems {
+        file: &config.path,
+        list: Vec::new(),
+    };
+    let mut fail = |item: &dyn Locatable, message: String| problems.add(item, message);
+
+    check_writable_dir(&config.haproxy.cert_dir, &mut fail);
+    for cert in &config.certificates {
+        let parent = cert.file.value.parent().unwrap_or(Path::new("/"));
+        if parent != config.haproxy.cert_dir.value {
+            let parent = Located {
+                value: parent.to_owned(),
+                at: cert.file.at,
+                key: cert.file.key.clone(),
+            };
+            check_writable_dir(&parent, &mut fail);
+        }
+    }
+
+    // The state directory is made on first use, so only its parent has to be there.
+    let state = &config.state.dir;
+    if state.value.exists() {
+        check_writable_dir(state, &mut fail);
+    } else if let Some(parent) = state.value.parent().filter(|p| !p.exists()) {
+        fail(
+            state,
+            format!(
+                "{} does not exist, and neither does its parent {}; create it (mode 0700)",
+                state.value.display(),
+                parent.display()
+            ),
+        );
+    }
+
+    if let Some(bundle) = &config.acme.ca_bundle
+        && let Err(err) = std::fs::read(&bundle.value)
+    {
+        fail(bundle, format!("cannot read {}: {err}", bundle.value.display()));
+    }
+
+    let mut owner = FileOwner::default();
+    if let Some(user) = &config.haproxy.owner {
+        match User::from_name(&user.value) {
+            Ok(Some(found)) => owner.uid = Some(found.uid.as_raw()),
+            Ok(None) => fail(user, format!("there is no user '{}' on this host", user.value)),
+            Err(err) => fail(user, format!("cannot look up user '{}': {err}", user.value)),
+        }
+    }
+    if let Some(group) = &config.haproxy.group {
+        match Group::from_name(&group.value) {
+            Ok(Some(found)) => owner.gid = Some(found.gid.as_raw()),
+            Ok(None) => fail(group, format!("there is no group '{}' on this host", group.value)),
+            Err(err) => fail(group, format!("cannot look up group '{}': {err}", group.value)),
+        }
+    }
+    let changes_owner = owner.uid.is_some_and(|u| Uid::from_raw(u) != Uid::effective())
+        || owner.gid.is_some_and(|g| Gid::from_raw(g) != Gid::effective());
+    if changes_owner && !Uid::effective().is_root() {
+        let item = config
+            .haproxy
+            .owner
+            .as_ref()
+            .or(config.haproxy.group.as_ref())
+            .expect("set when owner changes");
+        fail(
+            item,
+            "changing a file's owner or group needs root; run hapcert as root or remove owner/group".into(),
+        );
+    }
+
+    if problems.list.is_empty() {
+        Ok(owner)
+    } else {
+        Err(ConfigErrors(problems.list))
+    }
+}
+
+struct Problems<'a> {
+    file: &'a Path,
+    list: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, item: &dyn Locatable, message: String) {
+        let (at, key) = item.place();
+        // Defaults have no place in the file (line 0): the key alone names them.
+        self.list.push(ConfigError {
+            file: self.file.to_owned(),
+            at: (at.line > 0).then_some(at),
+            key: key.to_owned(),
+            message,
+        });
+    }
+}
+
+/// Any `Located<T>`, whatever `T` is, so one error sink serves paths and names alike.
+trait Locatable {
+    fn place(&self) -> (Position, &str);
+}
+
+impl<T> Locatable for Located<T> {
+    fn place(&self) -> (Position, &str) {
+        (self.at, &self.key)
+    }
+}
+
+fn check_writable_dir(dir: &Located<std::path::PathBuf>, fail: &mut impl FnMut(&dyn Locatable, String)) {
+    let path = &dir.value;
+    match std::fs::metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            fail(dir, format!("directory {} does not exist; create it", path.display()));
+        }
+        Err(err) => fail(dir, format!("cannot inspect {}: {err}", path.display())),
+        Ok(meta) if !meta.is_dir() => fail(dir, format!("{} is not a directory", path.display())),
+        Ok(_) => {
+            if let Err(err) = access(path.as_path(), AccessFlags::W_OK | AccessFlags::X_OK) {
+                fail(
+                    dir,
+                    format!("directory {} cannot be written by this user: {err}", path.display()),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_check_finds_missing_directories_and_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[acme]\ndirectory = \"letsencrypt\"\nca_bundle = \"{d}/missing.pem\"\n[haproxy]\ncert_dir = \"{d}/nope\"\nowner = \"no-such-user-hapcert\"\n[state]\ndir = \"{d}/a/b/state\"\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n",
+            d = dir.path().display()
+        );
+        let config = Config::parse(&text, &dir.path().join("hapcert.toml")).unwrap();
+        let problems: Vec<String> = host_check(&config)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let d = dir.path().display();
+        let file = dir.path().join("hapcert.toml");
+        let file = file.display();
+        assert_eq!(
+            problems,
+            [
+                format!("{file}:5:12: haproxy.cert_dir: directory {d}/nope does not exist; create it"),
+                format!(
+                    "{file}:8:7: state.dir: {d}/a/b/state does not exist, and neither does its parent {d}/a/b; create it (mode 0700)"
+                ),
+                format!(
+                    "{file}:3:13: acme.ca_bundle: cannot read {d}/missing.pem: No such file or directory (os error 2)"
+                ),
+                format!("{file}:6:9: haproxy.owner: there is no user 'no-such-user-hapcert' on this host"),
+            ]
+        );
+    }
+}

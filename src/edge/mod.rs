@@ -1,0 +1,10 @@
+//! The edges: one module per outside party, and the only code that talks to it.
+
+pub mod acme;
+pub mod haproxy;
+pub mod host;
+pub mod http01;
+pub mod http_server;
+pub mod probe;
+pub mod shell;
+pub mod store;

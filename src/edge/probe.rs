@@ -1,0 +1,172 @@
+//! TLS handshakes to the endpoints that serve the certificates: which leaf (and chain) does `host:port` send for a name?
+//! This is the proof on the wire that a deploy took effect, and what `check` judges. The only module that opens TLS
+//! connections to HAProxy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::core::config::{CertificateSpec, Config, KeyType};
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What kind of client to be. HAProxy picks the ECDSA or the RSA certificate by the signature algorithms a client offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    Any,
+    EcdsaOnly,
+    RsaOnly,
+}
+
+impl ClientKind {
+    /// The client that must be handed a certificate of `key_type` when the name also has one of the other kind.
+    pub fn for_key(key_type: KeyType) -> ClientKind {
+        match key_type.kind() {
+            "ecdsa" => ClientKind::EcdsaOnly,
+            _ => ClientKind::RsaOnly,
+        }
+    }
+
+    /// The client `spec` is asked for by: one of its own kind when it has a sibling of the other key kind (`key_types`),
+    /// any client when it is alone.
+    pub fn for_certificate(config: &Config, spec: &CertificateSpec) -> ClientKind {
+        let has_sibling = config
+            .certificates
+            .iter()
+            .any(|c| c.group == spec.group && c.name != spec.name);
+        if has_sibling {
+            ClientKind::for_key(spec.key_type)
+        } else {
+            ClientKind::Any
+        }
+    }
+
+    fn schemes(self) -> Vec<SignatureScheme> {
+        let ecdsa = [
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            SignatureScheme::ECDSA_NISTP384_SHA384,
+        ];
+        let rsa = [
+            SignatureScheme::RSA_PSS_SHA256,
+            SignatureScheme::RSA_PSS_SHA384,
+            SignatureScheme::RSA_PSS_SHA512,
+            SignatureScheme::RSA_PKCS1_SHA256,
+            SignatureScheme::RSA_PKCS1_SHA384,
+            SignatureScheme::RSA_PKCS1_SHA512,
+        ];
+        match self {
+            ClientKind::Any => ecdsa.iter().chain(rsa.iter()).copied().collect(),
+            ClientKind::EcdsaOnly => ecdsa.to_vec(),
+            ClientKind::RsaOnly => rsa.to_vec(),
+        }
+    }
+}
+
+/// A TLS client that takes whatever certificate the server presents (the caller judges it) and never resumes a
+/// session: a resumed session reports the certificate of its first handshake, not the one served now.
+pub fn observing_config(kind: ClientKind) -> rustls::ClientConfig {
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("the aws-lc-rs provider supports the default versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Observer(kind)))
+            .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    config
+}
+
+/// Connects to `endpoint` (`host:port`), sends `server_name` as SNI, and returns the leaf the server sends. The chain is
+/// not judged here: the caller compares the leaf with the one it deployed, byte for byte.
+pub async fn served_leaf(
+    endpoint: &str,
+    server_name: &str,
+    kind: ClientKind,
+) -> anyhow::Result<CertificateDer<'static>> {
+    let chain = served_chain(endpoint, server_name, kind).await?;
+    Ok(chain
+        .into_iter()
+        .next()
+        .expect("served_chain returns at least the leaf"))
+}
+
+/// Like [`served_leaf`], but returns every certificate the server sends, leaf first, so that `check` can verify the
+/// chain itself (with the roots it is told to trust) and still say what was served when it does not verify.
+pub async fn served_chain(
+    endpoint: &str,
+    server_name: &str,
+    kind: ClientKind,
+) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let config = observing_config(kind);
+    let name = ServerName::try_from(server_name.to_owned())
+        .with_context(|| format!("'{server_name}' is not a server name"))?;
+    let handshake = async {
+        let tcp = TcpStream::connect(endpoint)
+            .await
+            .with_context(|| format!("cannot connect to {endpoint}"))?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .with_context(|| format!("TLS handshake with {endpoint} (SNI {server_name}) failed"))?;
+        let (_, session) = tls.get_ref();
+        let chain: Vec<CertificateDer<'static>> = session
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|cert| cert.clone().into_owned())
+            .collect();
+        anyhow::ensure!(!chain.is_empty(), "{endpoint} sent no certificate for {server_name}");
+        Ok(chain)
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, handshake)
+        .await
+        .with_context(|| format!("no TLS handshake with {endpoint} (SNI {server_name}) within {PROBE_TIMEOUT:?}"))?
+}
+
+/// Accepts whatever the server presents, so that a wrong or expired certificate is reported as "served X" rather than
+/// as a handshake failure. It still checks the handshake signature, so the server proves it holds the key.
+#[derive(Debug)]
+struct Observer(ClientKind);
+
+impl ServerCertVerifier for Observer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.schemes()
+    }
+}

@@ -1,0 +1,442 @@
+//! The filesystem: the one atomic writer every PEM and secret goes through, and the state directory (account, backups of
+//! replaced PEMs, last results, the run lock, and in `facts_cache` what the deployed certificates hold).
+
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::core::ari::RenewalInfo;
+use crate::core::config::{CertificateSpec, FileOwner};
+use crate::core::decision::{Decision, Known, Local, decide};
+use crate::core::pem::CertFacts;
+use crate::core::schedule::{FailedAuthorizations, Failures, Gate, Overrides, gate};
+use crate::notify::Ledger;
+
+pub mod facts_cache;
+
+/// Writes `bytes` to `path` so that a reader sees either the old file or the new one, whole, even across a crash: a
+/// dot-prefixed temporary file in the same directory (HAProxy skips dot-files in a `crt` directory), the mode and owner set
+/// before any byte is written, fsync, rename over `path`, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: FileOwner) -> io::Result<()> {
+    let dir = parent_dir(path);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    // Set explicitly: the mode given at creation is filtered by the umask.
+    temp.as_file().set_permissions(Permissions::from_mode(mode))?;
+    if owner.uid.is_some() || owner.gid.is_some() {
+        std::os::unix::fs::fchown(temp.as_file(), owner.uid, owner.gid)?;
+    }
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Removes `path` durably; a missing file is fine.
+pub fn remove_durably(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => File::open(parent_dir(path))?.sync_all(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// How long a check or a notification waits for `monitor.lock`.
+const MONITOR_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// hapcert's own directory. Only root (or the user hapcert runs as) may look inside: it holds the account key.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// For commands that only read (`status`, `account show`): nothing is created.
+    pub fn at(root: &Path) -> StateDir {
+        StateDir { root: root.to_owned() }
+    }
+
+    /// Creates the directory (0700) if needed, and tightens its mode if someone loosened it.
+    pub fn create(root: &Path) -> anyhow::Result<StateDir> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .with_context(|| format!("cannot create the state directory {}", root.display()))?;
+        fs::set_permissions(root, Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set mode 0700 on {}", root.display()))?;
+        Ok(StateDir { root: root.to_owned() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Waits up to `timeout` for the run lock. Only one run at a time touches the CA, the files and HAProxy.
+    pub fn lock(&self, timeout: Duration) -> anyhow::Result<RunLock> {
+        self.lock_file("lock", "another hapcert run", timeout, "or raise --lock-timeout")
+    }
+
+    /// The lock of `monitor.json`, held only while it is read, changed and written: a `check` never waits for a run.
+    /// Its holders are quick, so the wait is short and fixed.
+    pub fn monitor_lock(&self) -> anyhow::Result<RunLock> {
+        self.lock_file(
+            "monitor.lock",
+            "another hapcert check or notification",
+            MONITOR_LOCK_TIMEOUT,
+            "and if it stays stuck, look for a hung `hapcert check`",
+        )
+    }
+
+    /// `holder` and `remedy` are for the messages: who else takes this lock, and what to do when it is held too long.
+    fn lock_file(&self, name: &str, holder: &str, timeout: Duration, remedy: &str) -> anyhow::Result<RunLock> {
+        let path = self.root.join(name);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        let deadline = Instant::now() + timeout;
+        let mut announced = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(RunLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    if !announced {
+                        tracing::info!(lock = %path.display(), "{holder} holds the lock; waiting up to {}", humantime::format_duration(timeout));
+                        announced = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(fs::TryLockError::WouldBlock) => anyhow::bail!(
+                    "{holder} holds the lock {} and did not finish within {}; try again later, {remedy}",
+                    path.display(),
+                    humantime::format_duration(timeout)
+                ),
+                Err(fs::TryLockError::Error(err)) => {
+                    return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            }
+        }
+    }
+
+    /// One account per CA directory, so switching between staging and production keeps both.
+    pub fn account_path(&self, directory: &str) -> PathBuf {
+        let slug: String = directory
+            .trim_start_matches("https://")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.root.join("accounts").join(format!("{slug}.json"))
+    }
+
+    pub fn write_secret(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        write_atomic(path, bytes, 0o600, FileOwner::default())
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Where the PEM a deploy replaced is kept. Never in HAProxy's cert directory, which HAProxy may load whole.
+    pub fn backup_path(&self, name: &str) -> PathBuf {
+        self.root.join("backup").join(format!("{name}.pem"))
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    pub fn load_state(&self) -> anyhow::Result<State> {
+        load_json(&self.state_path(), "failure counts and ARI windows, nothing else")
+    }
+
+    pub fn save_state(&self, state: &State) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(state)?;
+        self.write_secret(&self.state_path(), &bytes)
+    }
+
+    fn monitor_path(&self) -> PathBuf {
+        self.root.join("monitor.json")
+    }
+
+    /// What `check` and the notifications remember; take `monitor_lock` around a load and save.
+    pub fn load_monitor(&self) -> anyhow::Result<Monitor> {
+        load_json(&self.monitor_path(), "the last check and which alerts were sent")
+    }
+
+    pub fn save_monitor(&self, monitor: &Monitor) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(monitor)?;
+        self.write_secret(&self.monitor_path(), &bytes)
+    }
+}
+
+/// One of the state dir's JSON files; a missing one is the default. `forgotten` is what removing a damaged one costs.
+fn load_json<T: DeserializeOwned + Default>(path: &Path, forgotten: &str) -> anyhow::Result<T> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is damaged; remove it to start afresh (hapcert then forgets {forgotten})",
+                path.display()
+            )
+        }),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Held for the whole run; the OS releases the lock when the process ends, however it ends.
+pub struct RunLock {
+    _file: File,
+}
+
+/// What hapcert remembers between runs, in `state.json`. The certificates themselves are not in it: the deployed PEM
+/// is the truth about them, and is read afresh whenever its file changed (`facts_cache`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub certificates: BTreeMap<String, CertState>,
+    /// Per name, for the CA's failed-authorization limit.
+    #[serde(default)]
+    pub failed_authorizations: FailedAuthorizations,
+    /// When the last run ended, whatever its outcome.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_run: Option<OffsetDateTime>,
+    /// When the last run ended in which nothing failed or was held back: the dead-man's switch watches it.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_run_success: Option<OffsetDateTime>,
+    /// Renewals ever attempted, by result ("success", "failure"): `hapcert_renewals_total`.
+    #[serde(default)]
+    pub renewals: BTreeMap<String, u64>,
+}
+
+/// What `check` found last, and what the notifications remember (`monitor.json`). Kept apart from `State` so that a
+/// `check` never waits for a run's lock.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Monitor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<LastCheck>,
+    #[serde(default)]
+    pub notifications: Ledger,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastCheck {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The monitoring-plugin status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub status: u8,
+    #[serde(default)]
+    pub certificates: BTreeMap<String, CertCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertCheck {
+    pub status: u8,
+    /// Every endpoint served the serial on disk; `None` when no endpoint answered.
+    pub served_matches_disk: Option<bool>,
+    /// One line: what made the status.
+    pub summary: String,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct CertState {
+    /// The outcome of the last attempt, for `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<LastResult>,
+    /// The CA's renewal window, or that it offers none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_info: Option<RenewalInfo>,
+    #[serde(default)]
+    pub failures: Failures,
+    /// The serial `hapcert revoke` revoked: while it is deployed, it is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_serial: Option<String>,
+}
+
+impl State {
+    /// What is remembered about certificate `name`; nothing, for one never seen.
+    pub fn remembered(&self, name: &str) -> &CertState {
+        static NOTHING: std::sync::LazyLock<CertState> = std::sync::LazyLock::new(CertState::default);
+        self.certificates.get(name).unwrap_or(&NOTHING)
+    }
+
+    /// Whether `spec`, found on disk as `local`, is due at `now`, with what is remembered about it (its ARI window,
+    /// a revocation).
+    pub fn decide(&self, spec: &CertificateSpec, local: &Local, now: OffsetDateTime, force: bool) -> Decision {
+        decide(
+            spec,
+            local,
+            self.remembered(&spec.name).known(local.facts()),
+            now,
+            force,
+        )
+    }
+
+    /// May `spec`, when due, be ordered now? Its failures and its names' failed validations decide.
+    pub fn gate(&self, spec: &CertificateSpec, now: OffsetDateTime, overrides: Overrides) -> Gate {
+        let names: Vec<String> = spec.domains.iter().map(|d| d.to_string()).collect();
+        let no_failures = Failures::default();
+        let failures = self.certificates.get(&spec.name).map_or(&no_failures, |c| &c.failures);
+        gate(failures, &self.failed_authorizations, &names, now, overrides)
+    }
+}
+
+impl CertState {
+    /// What is remembered about the certificate `facts` describes (the deployed one), for the decision.
+    pub fn known(&self, facts: Option<&CertFacts>) -> Known<'_> {
+        let Some(facts) = facts else {
+            return Known::default();
+        };
+        Known {
+            window: facts
+                .ari_id
+                .as_deref()
+                .and_then(|id| self.renewal_info.as_ref()?.window_for(id)),
+            revoked: self.revoked_serial.as_deref() == Some(facts.serial.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastResult {
+    /// RFC 3339.
+    pub at: String,
+    pub outcome: Outcome,
+    pub serial: Option<String>,
+    pub message: String,
+    /// The serial last proven served on the wire after a deploy.
+    #[serde(default)]
+    pub verified_serial: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Renewed,
+    Failed,
+    DryRun,
+    Revoked,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Renewed => "renewed",
+            Outcome::Failed => "FAILED",
+            Outcome::DryRun => "dry run",
+            Outcome::Revoked => "revoked",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_sets_mode_replaces_whole_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.pem");
+        write_atomic(&path, b"one", 0o600, FileOwner::default()).unwrap();
+        write_atomic(&path, b"two", 0o640, FileOwner::default()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["site.pem"]);
+    }
+
+    #[test]
+    fn state_dir_is_private_and_the_lock_times_out_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        let state = StateDir::create(&root).unwrap();
+        assert_eq!(fs::metadata(&root).unwrap().permissions().mode() & 0o777, 0o700);
+        let _held = state.lock(Duration::from_millis(10)).unwrap();
+        let err = StateDir::at(&root)
+            .lock(Duration::from_millis(200))
+            .err()
+            .expect("second lock must fail");
+        assert!(err.to_string().contains("another hapcert run holds the lock"), "{err}");
+    }
+
+    #[test]
+    fn state_round_trips_and_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateDir::create(dir.path()).unwrap();
+        let now = time::macros::datetime!(2026-11-23 12:00 UTC);
+        let mut state = State::default();
+        let entry = CertState {
+            last: Some(LastResult {
+                at: "2026-01-01T00:00:00Z".into(),
+                outcome: Outcome::Renewed,
+                serial: Some("01".into()),
+                message: "ok".into(),
+                verified_serial: Some("01".into()),
+            }),
+            renewal_info: Some(crate::core::ari::record_not_offered(now)),
+            failures: Failures::default().after_failure(now, None),
+            revoked_serial: None,
+        };
+        state.last_run_success = Some(now);
+        state.renewals.insert("success".into(), 3);
+        state.certificates.insert("www".into(), entry);
+        state.failed_authorizations.record(&["www.example".into()], now);
+        store.save_state(&state).unwrap();
+        let loaded = store.load_state().unwrap();
+        assert_eq!(
+            loaded.certificates["www"].last.as_ref().unwrap().outcome,
+            Outcome::Renewed
+        );
+        assert_eq!(loaded.certificates["www"].failures.consecutive, 1);
+        assert_eq!(
+            loaded.certificates["www"].renewal_info,
+            state.certificates["www"].renewal_info
+        );
+        assert_eq!(loaded.failed_authorizations, state.failed_authorizations);
+        assert_eq!(loaded.last_run_success, Some(now));
+        assert_eq!(loaded.renewals["success"], 3);
+        let mode = fs::metadata(dir.path().join("state.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
