@@ -443,7 +443,7 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
                 "renewed   {}: serial {}, expires {}, served after {how} ({}){}",
                 item.name,
                 facts.serial,
-                status::format_time(facts.not_after),
+                crate::core::time::format_time(facts.not_after),
                 item.decision.reason,
                 report
                     .deploy_hook_failure(&item.name)
@@ -454,13 +454,13 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
                 "dry run   {}: issued serial {}, expires {}; nothing deployed",
                 item.name,
                 facts.serial,
-                status::format_time(facts.not_after)
+                crate::core::time::format_time(facts.not_after)
             ),
             ItemResult::Failed(failure) => println!("FAILED    {}: {}", item.name, failure.message),
             ItemResult::Deferred { until, why } => println!(
                 "waiting   {}: due, but not tried before {}: {why}",
                 item.name,
-                status::format_time(*until)
+                crate::core::time::format_time(*until)
             ),
         }
     }
@@ -500,7 +500,7 @@ fn summary(config: &Config, owner: config::FileOwner) -> String {
     for cert in &config.certificates {
         let names: Vec<&str> = cert.domains.iter().map(|d| d.as_str()).collect();
         let rule = cert.renew_before.map_or("1/3 of lifetime left".to_owned(), |d| {
-            format!("{} before expiry", crate::core::decision::format_duration(d))
+            format!("{} before expiry", crate::core::time::format_duration(d))
         });
         out.push_str(&format!(
             "    {:<16} {:<11} {} -> {} (renew at {rule})\n",

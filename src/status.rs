@@ -11,6 +11,7 @@ use crate::core::config::Config;
 use crate::core::decision::decide;
 use crate::core::pem::CertFacts;
 use crate::core::schedule::{Gate, Overrides};
+use crate::core::time::{days_left, format_rfc3339};
 use crate::edge::store::facts_cache::FactsCache;
 use crate::edge::store::{CertState, LastResult, StateDir};
 
@@ -347,26 +348,6 @@ fn served_line(row: &StatusRow) -> String {
         (Some(false), Some(at)) => format!("{verified}; the check at {at} found an endpoint serving another serial"),
         _ => verified,
     }
-}
-
-/// "2026-04-01 00:00:00 UTC", for messages.
-pub fn format_time(at: OffsetDateTime) -> String {
-    let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_else(|_| at.to_string())
-}
-
-/// Days from `now` to `not_after`, to a tenth (negative once expired): what status, check and alerts show.
-pub fn days_left(not_after: OffsetDateTime, now: OffsetDateTime) -> f64 {
-    ((not_after - now).as_seconds_f64() / 86_400.0 * 10.0).round() / 10.0
-}
-
-/// RFC 3339, for state files and JSON.
-pub fn format_rfc3339(at: OffsetDateTime) -> String {
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| at.to_string())
 }
 
 #[cfg(test)]

@@ -7,4 +7,5 @@ pub mod decision;
 pub mod keys;
 pub mod pem;
 pub mod schedule;
+pub mod time;
 pub mod verify;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::status::format_rfc3339;
+use crate::core::time::format_rfc3339;
 
 /// A renewal pass or a probe that takes longer is stuck: orders, hooks and handshakes all have timeouts well below it.
 pub const BUSY_LIMIT: Duration = Duration::from_secs(3600);

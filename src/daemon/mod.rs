@@ -35,13 +35,13 @@ use self::server::Shared;
 use self::wake::Upcoming;
 use crate::core::config::{ChallengeMode, Config, FileOwner};
 use crate::core::schedule::Overrides;
+use crate::core::time::format_rfc3339;
 use crate::edge::http_server::Running;
 use crate::edge::http01::responder::{self, ChallengeTokens};
 use crate::edge::store::StateDir;
 use crate::edge::store::facts_cache::FactsCache;
 use crate::renew::challenge::StandingResponder;
 use crate::renew::{self, ItemResult, Report, RunContext, RunOptions};
-use crate::status::format_rfc3339;
 
 pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<()> {
     let config = crate::cli::load_config(config_path)?;

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::core::config::DaemonConfig;
 use crate::core::decision::Decision;
 use crate::core::schedule::Gate;
-use crate::status::format_rfc3339;
+use crate::core::time::format_rfc3339;
 
 /// The shortest time between two renewal passes, whatever is due: a certificate that stays due (its run could not
 /// take the lock, or the CA's window lies in the past) must not make the daemon spin.

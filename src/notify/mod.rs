@@ -80,7 +80,7 @@ impl Notice {
     }
 
     pub fn at_rfc3339(&self) -> String {
-        crate::status::format_rfc3339(self.at)
+        crate::core::time::format_rfc3339(self.at)
     }
 }
 

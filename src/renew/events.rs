@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use super::{Failure, FailureKind, Item, ItemResult};
 use crate::core::config::Config;
 use crate::core::pem::CertFacts;
+use crate::core::time::{days_left, format_time};
 use crate::notify::{Event, EventKind};
-use crate::status::{days_left, format_time};
 
 /// The certificates the run acted on (tried to renew): a condition of theirs that the run did not raise again has
 /// cleared. Certificates held back by the retry schedule were not acted on.

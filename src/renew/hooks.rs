@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use crate::core::config::CertificateSpec;
 use crate::core::pem::CertFacts;
+use crate::core::time::format_rfc3339;
 use crate::edge::shell::run_shell;
-use crate::status::format_rfc3339;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {

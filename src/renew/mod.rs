@@ -23,6 +23,7 @@ use crate::core::decision::{Decision, Local, decide};
 use crate::core::keys::{csr_der, generate_key};
 use crate::core::pem::{Bundle, CertFacts};
 use crate::core::schedule::{Failures, Gate, Overrides};
+use crate::core::time::format_rfc3339;
 use crate::core::verify::verify_issued;
 use crate::edge::acme::{Acme, OrderOptions, RateLimited, ValidationFailed};
 use crate::edge::haproxy::Applied;
@@ -31,7 +32,6 @@ use crate::edge::store::facts_cache::FactsCache;
 use crate::edge::store::{LastResult, Outcome, State, StateDir};
 use crate::metrics;
 use crate::notify::{self, Scope};
-use crate::status::format_rfc3339;
 
 pub mod challenge;
 pub mod deploy;

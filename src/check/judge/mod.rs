@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use super::chain::Chain;
 use crate::core::config::CheckConfig;
 use crate::core::pem::CertFacts;
+use crate::core::time::{days_left, format_rfc3339, format_time};
 use crate::edge::probe::ClientKind;
-use crate::status::{days_left, format_rfc3339, format_time};
 
 /// The monitoring-plugin status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::core::ari::AriWindow;
 use crate::core::config::{CertificateSpec, KeyType};
 use crate::core::pem::CertFacts;
+use crate::core::time::{format_duration, format_time};
 
 /// What was found where the certificate should be.
 #[derive(Debug, Clone)]
@@ -175,8 +176,8 @@ impl fmt::Display for Rule {
             Rule::Ari { start, end } => write!(
                 f,
                 "the CA's renewal window {} to {}",
-                crate::status::format_time(*start),
-                crate::status::format_time(*end)
+                format_time(*start),
+                format_time(*end)
             ),
         }
     }
@@ -213,21 +214,12 @@ impl fmt::Display for Reason {
             },
             Reason::KeyMismatch => f.write_str("the private key in the file does not belong to the certificate"),
             Reason::Revoked => f.write_str("the certificate was revoked (hapcert revoke)"),
-            Reason::Expired { not_after } => write!(f, "expired at {}", crate::status::format_time(*not_after)),
+            Reason::Expired { not_after } => write!(f, "expired at {}", format_time(*not_after)),
             Reason::WindowReached { rule, left } => {
                 write!(f, "{} left, inside the renewal window ({rule})", days(*left))
             }
             Reason::NotDue { rule, left } => write!(f, "{} left, not due yet ({rule})", days(*left)),
         }
-    }
-}
-
-/// "30d", "36h", or humantime's form for odd lengths: how an operator writes durations in the config.
-pub fn format_duration(d: Duration) -> String {
-    match d.as_secs() {
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        _ => humantime::format_duration(d).to_string(),
     }
 }
 

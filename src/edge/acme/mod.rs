@@ -95,7 +95,7 @@ pub(crate) fn is_transient(err: &instant_acme::Error) -> bool {
 
 /// The CA refused for rate limiting; `until` is its Retry-After, when it gave one.
 #[derive(Debug, thiserror::Error)]
-#[error("the CA is rate limiting{}: {detail}", until.map(|u| format!(" until {}", crate::status::format_rfc3339(u))).unwrap_or_default())]
+#[error("the CA is rate limiting{}: {detail}", until.map(|u| format!(" until {}", crate::core::time::format_rfc3339(u))).unwrap_or_default())]
 pub struct RateLimited {
     pub until: Option<OffsetDateTime>,
     pub detail: String,
@@ -221,7 +221,7 @@ impl Acme {
             directory: config.directory.clone(),
             url: account.id().to_owned(),
             contact: config.contact.clone(),
-            created: crate::status::format_rfc3339(OffsetDateTime::now_utc()),
+            created: crate::core::time::format_rfc3339(OffsetDateTime::now_utc()),
             credentials,
         };
         state.write_secret(&path, &serde_json::to_vec_pretty(&file)?)?;

@@ -14,7 +14,7 @@ use x509_parser::prelude::GeneralName;
 use super::configobj::{self, Entry, Section};
 use crate::core::config::{Config, DomainName, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING, check_name};
 use crate::core::pem::{Bundle, CertFacts};
-use crate::status::format_time;
+use crate::core::time::format_time;
 
 /// certbot's default `server`, used when a conf predates the key.
 /// hapcert's side port when certbot gives none to keep.
