@@ -6,6 +6,7 @@
 mod domain;
 mod monitor;
 mod raw;
+mod socket;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -20,6 +21,7 @@ pub use monitor::{
     NotifyChannel, NotifyKind,
 };
 use raw::{RawCertificate, RawConfig, RawMode};
+pub use socket::Endpoint;
 use toml::Spanned;
 
 /// The owner and group that written PEMs get; `None` keeps what the process creates.
@@ -627,11 +629,9 @@ fn validate_haproxy(raw: raw::RawHaproxy, base: &Path, errors: &mut Errors) -> H
 
 /// A Runtime API address as HAProxy writes them: a socket path, `unix@path`, `ipv4@host:port`, `ipv6@[addr]:port`.
 fn check_socket(text: &str) -> Result<(), String> {
-    crate::edge::haproxy::runtime::Endpoint::parse(text)
-        .map(|_| ())
-        .map_err(|_| {
-            format!("'{text}' is not a socket; write a path like /run/haproxy/admin.sock, or ipv4@127.0.0.1:9999")
-        })
+    Endpoint::parse(text).map(|_| ()).map_err(|_| {
+        format!("'{text}' is not a socket; write a path like /run/haproxy/admin.sock, or ipv4@127.0.0.1:9999")
+    })
 }
 
 /// TLS endpoints, `host:port`.

@@ -13,10 +13,7 @@
 //! The payload of `set ssl cert` holds the private key. It is only ever written to the socket: logs and errors show the
 //! command line and the path, never the payload.
 
-use std::fmt;
 use std::io;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -25,6 +22,7 @@ use tokio::time::{Instant, sleep, timeout};
 
 use super::reply;
 pub use super::reply::{CertInfo, CertList, CertStatus, ProcInfo};
+pub use crate::core::config::Endpoint;
 
 /// Default for connecting, including every retry on the master socket after a reload.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -40,63 +38,12 @@ const MASTER_COMMANDS: [&str; 2] = ["show proc", "reload"];
 /// How many loaded names a `NotLoaded` error lists.
 const CLOSEST_NAMES: usize = 8;
 
-/// Where a HAProxy CLI socket listens. The text forms are HAProxy's own address syntax.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    Unix(PathBuf),
-    Tcp(SocketAddr),
-}
-
-impl Endpoint {
-    /// Accepts `/run/haproxy/admin.sock`, `unix@<path>`, `ipv4@127.0.0.1:9999`, `ipv6@[::1]:9999` and `127.0.0.1:9999`
-    /// (or `[::1]:9999`). Host names are rejected, because resolving one could quietly reach another machine.
-    pub fn parse(text: &str) -> Result<Endpoint, String> {
-        let expected = "expected a socket path (/run/haproxy/admin.sock, unix@<path>) or an IP address and port \
-                        (127.0.0.1:9999, ipv4@127.0.0.1:9999, ipv6@[::1]:9999)";
-        if let Some(path) = text.strip_prefix("unix@") {
-            return match path {
-                "" => Err(format!("`{text}`: no path after unix@; {expected}")),
-                path => Ok(Endpoint::Unix(PathBuf::from(path))),
-            };
-        }
-        let family = |rest: &str, v4: bool| match rest.parse::<SocketAddr>() {
-            Ok(addr) if addr.is_ipv4() == v4 => Ok(Endpoint::Tcp(addr)),
-            _ => Err(format!("`{text}`: {expected}")),
-        };
-        if let Some(rest) = text.strip_prefix("ipv4@") {
-            return family(rest, true);
-        }
-        if let Some(rest) = text.strip_prefix("ipv6@") {
-            return family(rest, false);
-        }
-        if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Ok(Endpoint::Tcp(addr));
-        }
-        // Any other text with a slash is a path, relative ones included (`run/admin.sock`).
-        if text.contains('/') {
-            return Ok(Endpoint::Unix(PathBuf::from(text)));
-        }
-        Err(format!("`{text}`: {expected}"))
-    }
-
-    async fn connect(&self) -> io::Result<Box<dyn Stream>> {
-        Ok(match self {
-            Endpoint::Unix(path) => Box::new(UnixStream::connect(path).await?),
-            Endpoint::Tcp(addr) => Box::new(TcpStream::connect(addr).await?),
-        })
-    }
-}
-
-/// The form [`Endpoint::parse`] reads back: an absolute path as it is, other paths as `unix@<path>`, addresses as
-/// `127.0.0.1:9999` or `[::1]:9999`.
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Unix(path) if path.is_absolute() => write!(f, "{}", path.display()),
-            Endpoint::Unix(path) => write!(f, "unix@{}", path.display()),
-            Endpoint::Tcp(addr) => write!(f, "{addr}"),
-        }
-    }
+/// Connects to a HAProxy CLI socket.
+async fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
+    Ok(match endpoint {
+        Endpoint::Unix(path) => Box::new(UnixStream::connect(path).await?),
+        Endpoint::Tcp(addr) => Box::new(TcpStream::connect(addr).await?),
+    })
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -461,7 +408,7 @@ impl RuntimeApi {
         loop {
             let source = match timeout(
                 deadline.saturating_duration_since(Instant::now()),
-                self.endpoint.connect(),
+                connect(&self.endpoint),
             )
             .await
             {
@@ -575,36 +522,6 @@ fn payload(pem: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_parse_and_display() {
-        let cases = [
-            ("/run/haproxy/admin.sock", "/run/haproxy/admin.sock"),
-            ("unix@/run/haproxy/admin.sock", "/run/haproxy/admin.sock"),
-            ("unix@admin.sock", "unix@admin.sock"),
-            ("run/admin.sock", "unix@run/admin.sock"),
-            ("ipv4@127.0.0.1:9999", "127.0.0.1:9999"),
-            ("ipv6@[::1]:9999", "[::1]:9999"),
-            ("127.0.0.1:9999", "127.0.0.1:9999"),
-            ("[::1]:9999", "[::1]:9999"),
-        ];
-        for (text, shown) in cases {
-            let endpoint = Endpoint::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert_eq!(endpoint.to_string(), shown, "{text}");
-            assert_eq!(Endpoint::parse(shown).unwrap(), endpoint, "{shown} reads back");
-        }
-        for bad in [
-            "",
-            "unix@",
-            "admin.sock",
-            "localhost:9999",
-            "ipv4@[::1]:9999",
-            "ipv6@127.0.0.1:1",
-            "ipv4@1.2.3.4",
-        ] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 
     #[test]
     fn payload_has_no_blank_lines_or_crs() {
