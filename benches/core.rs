@@ -19,8 +19,10 @@ use hapcert::core::ari::{AriWindow, RenewalInfo};
 use hapcert::core::config::{CertificateSpec, Config, KeyType};
 use hapcert::core::decision::Local;
 use hapcert::core::pem::{Bundle, CertFacts};
+use hapcert::core::schedule::Overrides;
+use hapcert::core::state::{CertState, State};
+use hapcert::core::survey::survey;
 use hapcert::core::verify::verify_issued;
-use hapcert::edge::store::{CertState, State};
 
 const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
 const DAY: Duration = Duration::from_secs(86_400);
@@ -178,29 +180,26 @@ fn decision(c: &mut Criterion) {
         });
     }
 
-    let due = specs
+    let surveyed = |specs: &[CertificateSpec], local: &[Local]| {
+        survey(
+            specs.iter().zip(local.iter().cloned()),
+            &state,
+            NOW,
+            Overrides::default(),
+        )
         .iter()
-        .zip(&local)
-        .filter(|(s, l)| state.decide(s, l, NOW, false).due)
-        .count();
+        .filter(|s| s.decision.due)
+        .count()
+    };
+    let due = surveyed(&specs, &local);
     assert!((100..500).contains(&due), "a mixed fleet, mostly not due: {due} due");
 
     let mut group = c.benchmark_group("decision");
     // The common case and the longest path: a present certificate, every check passed, timed by the CA's window.
-    let one = (&specs[0], &local[0]);
-    assert!(matches!(one.1, Local::Present(_)) && state.remembered(&one.0.name).renewal_info.is_some());
-    group.bench_function("one", |b| {
-        b.iter(|| state.decide(black_box(one.0), black_box(one.1), black_box(NOW), false))
-    });
-    group.bench_function("1000", |b| {
-        b.iter(|| {
-            specs
-                .iter()
-                .zip(&local)
-                .filter(|(spec, local)| state.decide(spec, local, black_box(NOW), false).due)
-                .count()
-        })
-    });
+    let one = (&specs[..1], &local[..1]);
+    assert!(matches!(one.1[0], Local::Present(_)) && state.remembered(&one.0[0].name).renewal_info.is_some());
+    group.bench_function("one", |b| b.iter(|| surveyed(black_box(one.0), black_box(one.1))));
+    group.bench_function("1000", |b| b.iter(|| surveyed(black_box(&specs), black_box(&local))));
     group.finish();
 }
 

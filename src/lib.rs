@@ -5,6 +5,7 @@ pub mod cli;
 pub mod core;
 pub mod daemon;
 pub mod edge;
+mod fanout;
 pub mod import;
 pub mod logging;
 pub mod metrics;

@@ -9,6 +9,12 @@ use anyhow::Context;
 use time::OffsetDateTime;
 
 use crate::core::config::{Config, FileOwner};
+use crate::core::decision::Local;
+use crate::core::schedule::Overrides;
+use crate::core::state::State;
+use crate::core::state::StateStorage;
+use crate::core::state::monitor::LastCheck;
+use crate::core::survey::survey;
 use crate::edge::store::StateDir;
 use crate::edge::store::facts_cache::FactsCache;
 
@@ -39,19 +45,39 @@ pub struct CertificateMetrics {
     pub check_status: Option<u8>,
 }
 
-/// The metrics text for `config` at `now`.
+/// The metrics text for `config` at `now`, from the files: what the daemon's `/metrics` serves, whoever last changed
+/// them (a run by hand, a check).
 pub fn render(config: &Config, now: OffsetDateTime) -> anyhow::Result<String> {
     Ok(render_snapshot(&snapshot(config, now)?))
 }
 
-/// Writes `render`'s text to `[metrics] textfile`, atomically, when one is configured. A failure is logged, never
-/// returned: metrics must not fail a run or a check.
+/// Writes the metrics to `[metrics] textfile` after a check: from the files, as [`render`].
 pub fn write_textfile(config: &Config, now: OffsetDateTime) {
+    if config.metrics.textfile.is_some() {
+        write_text(config, snapshot(config, now).map(|s| render_snapshot(&s)));
+    }
+}
+
+/// Writes the metrics to `[metrics] textfile` after a run, from the state it saved and what its files hold now
+/// (`on_disk`, in config order): only the last check is read from its file.
+pub fn write_textfile_after_run(config: &Config, state: &State, on_disk: &[Local], now: OffsetDateTime) {
+    if config.metrics.textfile.is_some() {
+        let store = StateDir::at(&config.state.dir.value);
+        let text = store
+            .load_monitor()
+            .map(|monitor| render_snapshot(&gather(config, state, on_disk, monitor.last_check.as_ref(), now)));
+        write_text(config, text);
+    }
+}
+
+/// Writes `text` to `[metrics] textfile`, atomically. A failure is logged, never returned: metrics must not fail a run
+/// or a check.
+fn write_text(config: &Config, text: anyhow::Result<String>) {
     let Some(textfile) = &config.metrics.textfile else {
         return;
     };
     let path = &textfile.value;
-    let written = render(config, now).and_then(|text| {
+    let written = text.and_then(|text| {
         // 0644: node_exporter runs as its own user and must read it; nothing in it is secret.
         crate::edge::store::write_atomic(path, text.as_bytes(), 0o644, FileOwner::default())
             .with_context(|| format!("cannot write {} ([metrics] textfile)", path.display()))
@@ -67,41 +93,60 @@ pub fn snapshot(config: &Config, now: OffsetDateTime) -> anyhow::Result<Snapshot
     let store = StateDir::at(&config.state.dir.value);
     let state = store.load_state()?;
     let monitor = store.load_monitor()?;
-    let last_check = monitor.last_check.as_ref();
     // Read only: the runs keep the cache up to date.
     let mut facts_cache = FactsCache::load(&store);
-    let certificates = config
+    let on_disk: Vec<Local> = config
         .certificates
         .iter()
-        .map(|spec| {
-            let local = facts_cache.local(&spec.file.value);
-            let facts = local.facts();
-            let decision = state.decide(spec, &local, now, false);
+        .map(|spec| facts_cache.local(&spec.file.value))
+        .collect();
+    Ok(gather(config, &state, &on_disk, monitor.last_check.as_ref(), now))
+}
+
+/// What the metrics say of the state, the files (`on_disk`, in config order) and the last check. Pure.
+pub fn gather(
+    config: &Config,
+    state: &State,
+    on_disk: &[Local],
+    last_check: Option<&LastCheck>,
+    now: OffsetDateTime,
+) -> Snapshot {
+    let surveyed = survey(
+        config.certificates.iter().zip(on_disk.iter().cloned()),
+        state,
+        now,
+        Overrides::default(),
+    );
+    let certificates = surveyed
+        .iter()
+        .map(|entry| {
+            let decision = &entry.decision;
             // Due for a reason other than time (names changed, revoked): due now. Without a certificate, `renew_at` is
             // none.
             let renewal_due = match decision.renew_at {
                 Some(at) if decision.due => Some(at.min(now)),
                 at => at,
             };
-            let checked = last_check.and_then(|c| c.certificates.get(&spec.name));
+            let name = &entry.spec.name;
+            let checked = last_check.and_then(|c| c.certificates.get(name));
             CertificateMetrics {
-                name: spec.name.clone(),
-                not_after: facts.map(|f| f.not_after),
+                name: name.clone(),
+                not_after: entry.local.facts().map(|f| f.not_after),
                 renewal_due,
-                consecutive_failures: state.remembered(&spec.name).failures.consecutive,
+                consecutive_failures: entry.remembered.failures.consecutive,
                 served_matches_disk: checked.and_then(|c| c.served_matches_disk),
                 check_status: checked.map(|c| c.status),
             }
         })
         .collect();
-    Ok(Snapshot {
+    Snapshot {
         certificates,
         last_run: state.last_run,
         last_run_success: state.last_run_success,
         renewals_success: state.renewals.get("success").copied().unwrap_or(0),
         renewals_failure: state.renewals.get("failure").copied().unwrap_or(0),
         last_check: last_check.map(|c| (c.at, c.status)),
-    })
+    }
 }
 
 /// The text exposition format (version 0.0.4): a HELP and a TYPE line for every family, then its samples.

@@ -8,12 +8,13 @@ use time::macros::format_description;
 
 use crate::core::ari::{AriWindow, RenewalInfo};
 use crate::core::config::Config;
-use crate::core::decision::decide;
 use crate::core::pem::CertFacts;
-use crate::core::schedule::{Gate, Overrides};
+use crate::core::schedule::Overrides;
+use crate::core::state::{CertState, LastResult, StateStorage};
+use crate::core::survey::{Surveyed, survey};
 use crate::core::time::{days_left, format_rfc3339};
+use crate::edge::store::StateDir;
 use crate::edge::store::facts_cache::FactsCache;
-use crate::edge::store::{CertState, LastResult, StateDir};
 
 #[derive(Debug, Serialize)]
 pub struct StatusRow {
@@ -65,26 +66,29 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
     let last_check = store.load_monitor()?.last_check;
     // Read only, as all of `status`: the runs keep the cache up to date.
     let mut facts_cache = FactsCache::load(&store);
-    Ok(config
+    let on_disk = config
         .certificates
         .iter()
-        .map(|spec| {
-            let local = facts_cache.local(&spec.file.value);
-            let remembered = state.remembered(&spec.name);
+        .map(|spec| (spec, facts_cache.local(&spec.file.value)));
+    Ok(survey(on_disk, &state, now, Overrides::default())
+        .into_iter()
+        .map(|entry| {
+            let Surveyed {
+                spec,
+                local,
+                remembered,
+                known,
+                decision,
+                ..
+            } = &entry;
             let facts = local.facts();
-            let known = remembered.known(facts);
-            let decision = decide(spec, &local, known, now, false);
-            let names: Vec<String> = spec.domains.iter().map(|d| d.to_string()).collect();
-            let waiting = match state.gate(spec, now, Overrides::default()) {
-                Gate::Wait { until, why } if decision.due => Some(Waiting {
-                    until: format_rfc3339(until),
-                    why: why.to_string(),
-                }),
-                _ => None,
-            };
+            let waiting = entry.held_back().map(|(until, why)| Waiting {
+                until: format_rfc3339(until),
+                why,
+            });
             StatusRow {
                 name: spec.name.clone(),
-                domains: names,
+                domains: spec.domains.iter().map(|d| d.to_string()).collect(),
                 key_type: spec.key_type.to_string(),
                 file: spec.file.value.display().to_string(),
                 serial: facts.map(|f| f.serial.clone()),
@@ -190,7 +194,7 @@ pub fn render_table(rows: &[StatusRow], colour: bool) -> String {
             Some(r) => {
                 let text = format!("{} {}", r.outcome, short_time(&r.at));
                 match r.outcome {
-                    crate::edge::store::Outcome::Failed => Cell::marked(text, Mark::Bad),
+                    crate::core::state::Outcome::Failed => Cell::marked(text, Mark::Bad),
                     _ => Cell::plain(text),
                 }
             }
@@ -353,7 +357,7 @@ fn served_line(row: &StatusRow) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edge::store::Outcome;
+    use crate::core::state::Outcome;
 
     fn row(name: &str, days_left: f64, due: bool) -> StatusRow {
         StatusRow {

@@ -14,17 +14,19 @@ use std::io;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use self::chain::Roots;
 use self::judge::{CheckReport, Disk, Observed, Probe, RunRecord, Served, Status};
 use crate::core::config::{CertificateSpec, Config};
 use crate::core::pem::{Bundle, dns_names, serial_hex};
+use crate::core::state::StateStorage;
+use crate::core::state::monitor::Event;
+use crate::core::state::monitor::{CertCheck, LastCheck};
 use crate::edge::probe::{self, ClientKind};
-use crate::edge::store::{CertCheck, LastCheck, StateDir};
-use crate::notify::{Event, EventKind, Scope};
+use crate::edge::store::StateDir;
+use crate::fanout;
+use crate::notify::{EventKind, Scope};
 
 /// Handshakes in flight at once: enough for a few hundred names within the probe timeout, few enough not to look like
 /// an attack to the load balancer.
@@ -101,41 +103,32 @@ async fn observe(config: &Config, roots: Arc<Roots>, now: OffsetDateTime) -> Vec
         })
         .collect();
 
-    let slots = Arc::new(Semaphore::new(PROBES_AT_ONCE));
-    let mut probes = JoinSet::new();
+    let mut targets = Vec::new();
     for (cert, spec) in config.certificates.iter().enumerate() {
         // As deploy asks for it.
         let client = ClientKind::for_certificate(config, spec);
-        let targets = config.check.endpoints.iter().flat_map(|endpoint| {
-            spec.domains
-                .iter()
-                .map(move |name| (endpoint.clone(), name.to_string()))
-        });
-        for (order, (endpoint, name)) in targets.enumerate() {
-            let (slots, roots) = (slots.clone(), roots.clone());
-            probes.spawn(async move {
-                let _slot = slots.acquire_owned().await;
-                let outcome = probe_one(&endpoint, &name, client, &roots, now).await;
-                let probe = Probe {
-                    endpoint,
-                    name,
-                    client,
-                    outcome,
-                };
-                (cert, order, probe)
-            });
-        }
-    }
-    let mut done = Vec::new();
-    while let Some(joined) = probes.join_next().await {
-        match joined {
-            Ok(result) => done.push(result),
-            Err(err) => tracing::error!("a probe task failed: {err}"),
+        for endpoint in &config.check.endpoints {
+            for name in &spec.domains {
+                targets.push((cert, endpoint.clone(), name.to_string(), client));
+            }
         }
     }
     // In the configured order, whatever order they finished in.
-    done.sort_by_key(|(cert, order, _)| (*cert, *order));
-    for (cert, _, probe) in done {
+    let probes = fanout::bounded(PROBES_AT_ONCE, "probe", targets, |(cert, endpoint, name, client)| {
+        let roots = roots.clone();
+        async move {
+            let outcome = probe_one(&endpoint, &name, client, &roots, now).await;
+            let probe = Probe {
+                endpoint,
+                name,
+                client,
+                outcome,
+            };
+            (cert, probe)
+        }
+    })
+    .await;
+    for (cert, probe) in probes.into_iter().flatten() {
         observed[cert].probes.push(probe);
     }
     observed

@@ -7,5 +7,7 @@ pub mod decision;
 pub mod keys;
 pub mod pem;
 pub mod schedule;
+pub mod state;
+pub mod survey;
 pub mod time;
 pub mod verify;

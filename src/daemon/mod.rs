@@ -34,12 +34,13 @@ use self::health::Activity;
 use self::server::Shared;
 use self::wake::Upcoming;
 use crate::core::config::{ChallengeMode, Config, FileOwner};
+use crate::core::decision::Local;
 use crate::core::schedule::Overrides;
+use crate::core::state::State;
+use crate::core::survey::survey;
 use crate::core::time::format_rfc3339;
 use crate::edge::http_server::Running;
 use crate::edge::http01::responder::{self, ChallengeTokens};
-use crate::edge::store::StateDir;
-use crate::edge::store::facts_cache::FactsCache;
 use crate::renew::challenge::StandingResponder;
 use crate::renew::{self, ItemResult, Report, RunContext, RunOptions};
 
@@ -59,13 +60,17 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
     let mut jitter_unit = crate::core::ari::random_unit();
     let (mut pass_due, mut probe_due) = (true, true);
     let mut announced_pass = None;
+    // What the last pass left: the state it saved and what the files hold. The next wake is planned from it.
+    let mut after_pass = None;
     loop {
         let config = shared.config();
         if pass_due {
             last_pass = OffsetDateTime::now_utc();
             jitter_unit = crate::core::ari::random_unit();
             shared.set_activity(Activity::Renewing { since: last_pass });
-            if renewal_pass(&config, owner, lock_timeout, listeners.tokens(), &mut signals).await == Flow::Stop {
+            let (flow, report) = renewal_pass(&config, owner, lock_timeout, listeners.tokens(), &mut signals).await;
+            after_pass = report.map(|r| (r.state, r.on_disk));
+            if flow == Flow::Stop {
                 break;
             }
         }
@@ -83,7 +88,7 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
 
         let now = OffsetDateTime::now_utc();
         let plan = wake::plan(
-            &upcoming(&config, now),
+            &upcoming(&config, after_pass.as_ref(), now),
             last_pass,
             last_probe,
             &config.daemon,
@@ -161,14 +166,15 @@ enum Flow {
     Stop,
 }
 
-/// One renewal pass. A stop signal during it abandons the orders in flight and lets a started deploy finish.
+/// One renewal pass, and its report when it ran. A stop signal during it abandons the orders in flight and lets a
+/// started deploy finish.
 async fn renewal_pass(
     config: &Config,
     owner: FileOwner,
     lock_timeout: Duration,
     responder: Option<ChallengeTokens>,
     signals: &mut Signals,
-) -> Flow {
+) -> (Flow, Option<Report>) {
     let (abandon, abandoned) = watch::channel(false);
     let context = RunContext {
         responder,
@@ -193,10 +199,15 @@ async fn renewal_pass(
         }
     };
     match outcome {
-        Ok(report) => log_report(&report),
-        Err(err) => tracing::error!("the renewal pass stopped: {err:#}"),
+        Ok(report) => {
+            log_report(&report);
+            (flow, Some(report))
+        }
+        Err(err) => {
+            tracing::error!("the renewal pass stopped: {err:#}");
+            (flow, None)
+        }
     }
-    flow
 }
 
 fn log_report(report: &Report) {
@@ -223,32 +234,21 @@ async fn probe(config: &Config) {
     }
 }
 
-/// What each certificate waits for, from the files and the state. A state that cannot be read leaves only the
-/// recheck interval (the pass itself will say why).
-fn upcoming(config: &Config, now: OffsetDateTime) -> Vec<Upcoming> {
-    let store = StateDir::at(&config.state.dir.value);
-    let state = match store.load_state() {
-        Ok(state) => state,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            return Vec::new();
-        }
+/// What each certificate waits for, from what the last pass left (the state it saved, what the files hold). Without
+/// a pass that ran, only the recheck interval is left (the pass said why it did not run).
+fn upcoming(config: &Config, after_pass: Option<&(State, Vec<Local>)>, now: OffsetDateTime) -> Vec<Upcoming> {
+    let Some((state, on_disk)) = after_pass else {
+        return Vec::new();
     };
-    // Read only: the passes keep the cache up to date.
-    let mut facts = FactsCache::load(&store);
-    config
-        .certificates
-        .iter()
-        .map(|spec| {
-            let decision = state.decide(spec, &facts.local(&spec.file.value), now, false);
-            wake::upcoming(
-                &spec.name,
-                &decision,
-                || state.gate(spec, now, Overrides::default()),
-                now,
-            )
-        })
-        .collect()
+    survey(
+        config.certificates.iter().zip(on_disk.iter().cloned()),
+        state,
+        now,
+        Overrides::default(),
+    )
+    .iter()
+    .map(|entry| wake::upcoming(&entry.spec.name, &entry.decision, entry.gate.as_ref(), now))
+    .collect()
 }
 
 const HANGUP: &str = "SIGHUP";

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use super::health::{self, Activity};
 use crate::core::config::Config;
+use crate::core::state::StateStorage;
 use crate::edge::store::StateDir;
 
 /// The Prometheus text exposition format.

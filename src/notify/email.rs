@@ -161,7 +161,8 @@ mod tests {
 
     use super::*;
     use crate::core::config::Position;
-    use crate::notify::{Event, EventKind, Status};
+    use crate::core::state::monitor::Event;
+    use crate::notify::{EventKind, Phase};
 
     fn notice() -> Notice {
         Notice {
@@ -174,7 +175,7 @@ mod tests {
                 days_left: Some(2.96),
                 message: "expires in 3.0 days; renewals keep failing".to_owned(),
             },
-            status: Status::Firing,
+            status: Phase::Firing,
             host: "lb1".to_owned(),
             at: datetime!(2025-06-01 12:00 UTC),
         }

@@ -40,7 +40,8 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::notify::{Event, EventKind, Status};
+    use crate::core::state::monitor::Event;
+    use crate::notify::{EventKind, Phase};
 
     #[test]
     fn every_field_is_a_variable_and_an_absent_one_is_empty() {
@@ -54,7 +55,7 @@ mod tests {
                 days_left: Some(19.96),
                 message: "expires in 20.0 days".to_owned(),
             },
-            status: Status::Firing,
+            status: Phase::Firing,
             host: "lb1".to_owned(),
             at: datetime!(2025-06-01 12:00 UTC),
         };

@@ -10,56 +10,22 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Event, EventKind, Scope};
+use super::{EventKind, Scope};
 use crate::core::config::NotifyChannel;
-
-/// What has been announced and not yet resolved, and what each channel was last told. Kept in `monitor.json`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Ledger {
-    /// By [`condition_key`]: `"www/expiry"`, `"www/renewal"`, `"-/run-overdue"`.
-    #[serde(default)]
-    pub conditions: BTreeMap<String, Condition>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Condition {
-    /// The latest observation: its kind is the condition's current kind.
-    pub event: Event,
-    /// When it was first observed.
-    #[serde(with = "time::serde::rfc3339")]
-    pub since: OffsetDateTime,
-    /// Channel id to what it was last told. Only deliveries that succeeded are here.
-    #[serde(default)]
-    pub told: BTreeMap<String, Told>,
-    /// When the condition was no longer observed. It stays only until every channel in `told` has heard so.
-    #[serde(
-        default,
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cleared: Option<OffsetDateTime>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Told {
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// A channel told of a warning has not been told of the critical that followed.
-    pub kind: EventKind,
-}
+use crate::core::state::monitor::{Condition, Event, Ledger, Told};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub enum Phase {
     Firing,
     Resolved,
 }
 
-impl Status {
+impl Phase {
     pub fn name(self) -> &'static str {
         match self {
-            Status::Firing => "firing",
-            Status::Resolved => "resolved",
+            Phase::Firing => "firing",
+            Phase::Resolved => "resolved",
         }
     }
 }
@@ -70,7 +36,7 @@ pub struct Delivery {
     /// The channel's id (`NotifyChannel::id`).
     pub channel: String,
     pub event: Event,
-    pub status: Status,
+    pub status: Phase,
     /// The condition to update once the channel has it; none for one-shot events.
     pub condition: Option<String>,
 }
@@ -158,7 +124,7 @@ impl Ledger {
                         deliveries.push(Delivery {
                             channel: channel.id.clone(),
                             event: event.clone(),
-                            status: Status::Firing,
+                            status: Phase::Firing,
                             condition: None,
                         });
                     }
@@ -201,7 +167,7 @@ impl Ledger {
                     deliveries.push(Delivery {
                         channel: channel.id.clone(),
                         event: event.clone(),
-                        status: Status::Firing,
+                        status: Phase::Firing,
                         condition: Some(key.clone()),
                     });
                 }
@@ -220,7 +186,7 @@ impl Ledger {
                 deliveries.push(Delivery {
                     channel: id.clone(),
                     event: resolved_event(&condition.event),
-                    status: Status::Resolved,
+                    status: Phase::Resolved,
                     condition: Some(key.clone()),
                 });
             }
@@ -238,7 +204,7 @@ impl Ledger {
             return;
         };
         match delivery.status {
-            Status::Firing if condition.cleared.is_none() && condition.event.kind == delivery.event.kind => {
+            Phase::Firing if condition.cleared.is_none() && condition.event.kind == delivery.event.kind => {
                 condition.told.insert(
                     delivery.channel.clone(),
                     Told {
@@ -247,7 +213,7 @@ impl Ledger {
                     },
                 );
             }
-            Status::Resolved if condition.cleared.is_some() => {
+            Phase::Resolved if condition.cleared.is_some() => {
                 condition.told.remove(&delivery.channel);
                 if condition.told.is_empty() {
                     self.conditions.remove(key);
@@ -330,7 +296,7 @@ mod tests {
         scope: Scope,
         now: OffsetDateTime,
         failing: &[&str],
-    ) -> Vec<(String, EventKind, Status)> {
+    ) -> Vec<(String, EventKind, Phase)> {
         let (mut next, deliveries) = ledger.plan(channels, observed, &scope, now);
         for delivery in &deliveries {
             if !failing.contains(&delivery.channel.as_str()) {
@@ -344,12 +310,12 @@ mod tests {
             .collect()
     }
 
-    fn firing(channel: &str, kind: EventKind) -> (String, EventKind, Status) {
-        (channel.to_owned(), kind, Status::Firing)
+    fn firing(channel: &str, kind: EventKind) -> (String, EventKind, Phase) {
+        (channel.to_owned(), kind, Phase::Firing)
     }
 
-    fn resolved(channel: &str, kind: EventKind) -> (String, EventKind, Status) {
-        (channel.to_owned(), kind, Status::Resolved)
+    fn resolved(channel: &str, kind: EventKind) -> (String, EventKind, Phase) {
+        (channel.to_owned(), kind, Phase::Resolved)
     }
 
     #[test]
@@ -482,7 +448,7 @@ mod tests {
         let delivery = &deliveries[0];
         assert_eq!(
             (delivery.channel.as_str(), delivery.event.kind, delivery.status),
-            ("a", EventKind::Critical, Status::Resolved)
+            ("a", EventKind::Critical, Phase::Resolved)
         );
         assert_eq!(
             delivery.event.message,

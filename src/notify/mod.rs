@@ -13,29 +13,15 @@ mod webhook;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio::task::JoinSet;
 
 pub use crate::core::config::EventKind;
 use crate::core::config::{Config, NotifyChannel, NotifyKind};
+use crate::core::state::monitor::{Event, Ledger};
 use crate::edge::store::StateDir;
+use crate::fanout;
 use ledger::Delivery;
-pub use ledger::{Ledger, Status};
-
-/// Something an operator should hear about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub kind: EventKind,
-    /// The certificate's name; none for events about hapcert itself (`run-overdue`, `test`).
-    pub certificate: Option<String>,
-    pub names: Vec<String>,
-    pub served_serial: Option<String>,
-    pub expected_serial: Option<String>,
-    pub days_left: Option<f64>,
-    /// One line, for a person: what happened and what to do.
-    pub message: String,
-}
+pub use ledger::Phase;
 
 /// Which conditions a source looked at: a condition it looked at and did not find again has cleared.
 #[derive(Debug, Clone)]
@@ -52,14 +38,14 @@ pub enum Scope {
 #[derive(Debug, Clone)]
 pub struct Notice {
     pub event: Event,
-    pub status: Status,
+    pub status: Phase,
     /// This host's name: a fleet's alerts say which load balancer speaks.
     pub host: String,
     pub at: OffsetDateTime,
 }
 
 impl Notice {
-    pub fn new(event: Event, status: Status, at: OffsetDateTime) -> Notice {
+    pub fn new(event: Event, status: Phase, at: OffsetDateTime) -> Notice {
         Notice {
             event,
             status,
@@ -71,8 +57,8 @@ impl Notice {
     /// One line for a chat room or a subject: `[hapcert lb1] CRITICAL www: expires in 3.0 days`.
     pub fn text(&self) -> String {
         let label = match self.status {
-            Status::Firing => self.event.kind.name().to_uppercase(),
-            Status::Resolved => "RESOLVED".to_owned(),
+            Phase::Firing => self.event.kind.name().to_uppercase(),
+            Phase::Resolved => "RESOLVED".to_owned(),
         };
         let about = self.event.certificate.as_deref().unwrap_or("hapcert");
         let message = self.event.message.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -136,18 +122,11 @@ async fn deliver(channel: &NotifyChannel, notice: &Notice) -> Result<(), String>
 
 /// Sends each (channel, notice) at once, and gives back each outcome in the order given.
 async fn deliver_all<'a>(jobs: impl IntoIterator<Item = (&'a NotifyChannel, &'a Notice)>) -> Vec<Result<(), String>> {
-    let mut tasks = JoinSet::new();
-    for (index, (channel, notice)) in jobs.into_iter().enumerate() {
-        let (channel, notice) = (channel.clone(), notice.clone());
-        tasks.spawn(async move { (index, deliver(&channel, &notice).await) });
-    }
-    let mut outcomes = vec![None; tasks.len()];
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((index, outcome)) => outcomes[index] = Some(outcome),
-            Err(err) => tracing::error!("a notification task failed: {err}"),
-        }
-    }
+    let jobs: Vec<(NotifyChannel, Notice)> = jobs.into_iter().map(|(c, n)| (c.clone(), n.clone())).collect();
+    let outcomes = fanout::bounded(jobs.len(), "notification", jobs, |(channel, notice)| async move {
+        deliver(&channel, &notice).await
+    })
+    .await;
     outcomes
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err("the delivery task failed".to_owned())))
@@ -269,7 +248,7 @@ pub async fn send_test(config: &Config) -> bool {
         days_left: None,
         message: "a test notification from `hapcert notify test`; this channel works".to_owned(),
     };
-    let notice = Notice::new(event, Status::Firing, OffsetDateTime::now_utc());
+    let notice = Notice::new(event, Phase::Firing, OffsetDateTime::now_utc());
     let outcomes = deliver_all(config.notify.iter().map(|channel| (channel, &notice))).await;
     let mut all_ok = true;
     for (channel, outcome) in config.notify.iter().zip(outcomes) {
@@ -292,7 +271,7 @@ mod tests {
 
     use super::*;
 
-    fn notice(status: Status, message: &str) -> Notice {
+    fn notice(status: Phase, message: &str) -> Notice {
         Notice {
             event: Event {
                 kind: EventKind::Critical,
@@ -311,13 +290,13 @@ mod tests {
 
     #[test]
     fn the_text_is_one_line_that_says_where_what_and_which() {
-        let firing = notice(Status::Firing, "expires in 3.0 days\n(renewals keep failing)");
+        let firing = notice(Phase::Firing, "expires in 3.0 days\n(renewals keep failing)");
         assert_eq!(
             firing.text(),
             "[hapcert lb1] CRITICAL www: expires in 3.0 days (renewals keep failing)"
         );
         assert_eq!(
-            notice(Status::Resolved, "critical has cleared").text(),
+            notice(Phase::Resolved, "critical has cleared").text(),
             "[hapcert lb1] RESOLVED www: critical has cleared"
         );
         assert_eq!(firing.at_rfc3339(), "2025-06-01T12:00:00Z");
@@ -378,7 +357,7 @@ mod tests {
                     },
                     command,
                 ),
-                notice(Status::Firing, "x"),
+                notice(Phase::Firing, "x"),
             )
         };
         let jobs = [run("sleep 0.2; exit 3"), run("true"), run("exit 4")];

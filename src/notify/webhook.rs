@@ -91,7 +91,8 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::notify::{Event, EventKind, Status};
+    use crate::core::state::monitor::Event;
+    use crate::notify::{EventKind, Phase};
 
     #[test]
     fn the_payload_carries_every_field_and_the_text() {
@@ -105,7 +106,7 @@ mod tests {
                 days_left: Some(12.5),
                 message: "HAProxy serves 0a, not the new 0b; the previous certificate is back".to_owned(),
             },
-            status: Status::Firing,
+            status: Phase::Firing,
             host: "lb1".to_owned(),
             at: datetime!(2025-06-01 12:00 UTC),
         };

@@ -12,10 +12,20 @@ use crate::core::pem::{Bundle, CertFacts, hex, serial_hex};
 use crate::edge::haproxy::{Applied, Haproxy, Update};
 use crate::edge::probe::{self, ClientKind};
 use crate::edge::store::{self, StateDir};
-use crate::renew::FailureKind;
 
 /// After a reload the new worker takes a moment to own the listeners; a served certificate is looked for this long.
 const SERVED_WITHIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Nothing new reached HAProxy: a pre hook, the preflight, the order, the CA, the check of what it issued, or the
+    /// write of the file failed. The served certificate is untouched.
+    NotDeployed,
+    /// HAProxy refused the new files (its check, the reload or the hot update failed); the previous ones were put back.
+    Refused,
+    /// HAProxy took the new certificate but did not serve it on the wire; the previous one was put back.
+    Unverified,
+}
 
 /// A verified certificate ready to replace what is on disk.
 pub struct Change {

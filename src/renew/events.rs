@@ -3,11 +3,13 @@
 
 use time::OffsetDateTime;
 
-use super::{Failure, FailureKind, Item, ItemResult};
+use super::deploy::FailureKind;
+use super::{Failure, Item, ItemResult};
 use crate::core::config::Config;
 use crate::core::pem::CertFacts;
+use crate::core::state::monitor::Event;
 use crate::core::time::{days_left, format_time};
-use crate::notify::{Event, EventKind};
+use crate::notify::EventKind;
 
 /// The certificates the run acted on (tried to renew): a condition of theirs that the run did not raise again has
 /// cleared. Certificates held back by the retry schedule were not acted on.

@@ -9,10 +9,11 @@ use time::OffsetDateTime;
 use crate::core::config::Config;
 use crate::core::decision::Local;
 use crate::core::pem::Bundle;
+use crate::core::state::{LastResult, Outcome, StateStorage};
 use crate::core::time::format_rfc3339;
 use crate::edge::acme::Acme;
+use crate::edge::store::StateDir;
 use crate::edge::store::facts_cache::read_pem;
-use crate::edge::store::{LastResult, Outcome, StateDir};
 
 /// The reasons RFC 5280 §5.3.1 defines that a subscriber may give (Let's Encrypt accepts exactly these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -9,8 +9,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use hapcert::core::config::Config;
+use hapcert::core::state::monitor::Event;
 use hapcert::edge::store::StateDir;
-use hapcert::notify::{Event, EventKind, Scope, notify};
+use hapcert::notify::{EventKind, Scope, notify};
 use tempfile::TempDir;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

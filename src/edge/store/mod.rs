@@ -1,7 +1,6 @@
 //! The filesystem: the one atomic writer every PEM and secret goes through, and the state directory (account, backups of
 //! replaced PEMs, last results, the run lock, and in `facts_cache` what the deployed certificates hold).
 
-use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, File, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -10,15 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
-use crate::core::ari::RenewalInfo;
-use crate::core::config::{CertificateSpec, FileOwner};
-use crate::core::decision::{Decision, Known, Local, decide};
-use crate::core::pem::CertFacts;
-use crate::core::schedule::{FailedAuthorizations, Failures, Gate, Overrides, gate};
-use crate::notify::Ledger;
+use crate::core::config::FileOwner;
+use crate::core::state::monitor::{MONITOR_FORMAT, Monitor};
+use crate::core::state::{self, FormatError, STATE_FORMAT, State, StateStorage};
 
 pub mod facts_cache;
 
@@ -173,40 +167,51 @@ impl StateDir {
         self.root.join("state.json")
     }
 
-    pub fn load_state(&self) -> anyhow::Result<State> {
-        load_json(&self.state_path(), "failure counts and ARI windows, nothing else")
-    }
-
-    pub fn save_state(&self, state: &State) -> anyhow::Result<()> {
-        let bytes = serde_json::to_vec_pretty(state)?;
-        self.write_secret(&self.state_path(), &bytes)
-    }
-
     fn monitor_path(&self) -> PathBuf {
         self.root.join("monitor.json")
     }
 
     /// What `check` and the notifications remember; take `monitor_lock` around a load and save.
     pub fn load_monitor(&self) -> anyhow::Result<Monitor> {
-        load_json(&self.monitor_path(), "the last check and which alerts were sent")
+        let path = self.monitor_path();
+        load_versioned(&path, MONITOR_FORMAT, "the last check and which alerts were sent")
     }
 
     pub fn save_monitor(&self, monitor: &Monitor) -> anyhow::Result<()> {
-        let bytes = serde_json::to_vec_pretty(monitor)?;
-        self.write_secret(&self.monitor_path(), &bytes)
+        self.write_secret(&self.monitor_path(), &state::encode(monitor, MONITOR_FORMAT)?)
     }
 }
 
-/// One of the state dir's JSON files; a missing one is the default. `forgotten` is what removing a damaged one costs.
-fn load_json<T: DeserializeOwned + Default>(path: &Path, forgotten: &str) -> anyhow::Result<T> {
+impl StateStorage for StateDir {
+    fn load_state(&self) -> anyhow::Result<State> {
+        let path = self.state_path();
+        load_versioned(&path, STATE_FORMAT, "failure counts and ARI windows, nothing else")
+    }
+
+    fn save_state(&self, state: &State) -> anyhow::Result<()> {
+        self.write_secret(&self.state_path(), &state::encode(state, STATE_FORMAT)?)
+    }
+}
+
+/// One of the state dir's versioned JSON files; a missing one is the default. `forgotten` is what removing a damaged
+/// one costs. A file of a newer format is refused and left alone: an older hapcert must not overwrite what it cannot read.
+fn load_versioned<T: DeserializeOwned + Default>(path: &Path, supported: u32, forgotten: &str) -> anyhow::Result<T> {
+    let Some(bytes) = read_if_present(path)? else {
+        return Ok(T::default());
+    };
+    state::decode(&bytes, supported).map_err(|err| match err {
+        FormatError::Newer { .. } => anyhow::anyhow!("{}: {err}", path.display()),
+        FormatError::Damaged(inner) => anyhow::anyhow!(
+            "{} is damaged; remove it to start afresh (hapcert then forgets {forgotten}): {inner}",
+            path.display()
+        ),
+    })
+}
+
+fn read_if_present(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "{} is damaged; remove it to start afresh (hapcert then forgets {forgotten})",
-                path.display()
-            )
-        }),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
     }
 }
@@ -216,157 +221,11 @@ pub struct RunLock {
     _file: File,
 }
 
-/// What hapcert remembers between runs, in `state.json`. The certificates themselves are not in it: the deployed PEM
-/// is the truth about them, and is read afresh whenever its file changed (`facts_cache`).
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct State {
-    #[serde(default)]
-    pub certificates: BTreeMap<String, CertState>,
-    /// Per name, for the CA's failed-authorization limit.
-    #[serde(default)]
-    pub failed_authorizations: FailedAuthorizations,
-    /// When the last run ended, whatever its outcome.
-    #[serde(
-        default,
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub last_run: Option<OffsetDateTime>,
-    /// When the last run ended in which nothing failed or was held back: the dead-man's switch watches it.
-    #[serde(
-        default,
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub last_run_success: Option<OffsetDateTime>,
-    /// Renewals ever attempted, by result ("success", "failure"): `hapcert_renewals_total`.
-    #[serde(default)]
-    pub renewals: BTreeMap<String, u64>,
-}
-
-/// What `check` found last, and what the notifications remember (`monitor.json`). Kept apart from `State` so that a
-/// `check` never waits for a run's lock.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Monitor {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_check: Option<LastCheck>,
-    #[serde(default)]
-    pub notifications: Ledger,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LastCheck {
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// The monitoring-plugin status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
-    pub status: u8,
-    #[serde(default)]
-    pub certificates: BTreeMap<String, CertCheck>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CertCheck {
-    pub status: u8,
-    /// Every endpoint served the serial on disk; `None` when no endpoint answered.
-    pub served_matches_disk: Option<bool>,
-    /// One line: what made the status.
-    pub summary: String,
-}
-
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct CertState {
-    /// The outcome of the last attempt, for `status`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last: Option<LastResult>,
-    /// The CA's renewal window, or that it offers none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub renewal_info: Option<RenewalInfo>,
-    #[serde(default)]
-    pub failures: Failures,
-    /// The serial `hapcert revoke` revoked: while it is deployed, it is due.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_serial: Option<String>,
-}
-
-impl State {
-    /// What is remembered about certificate `name`; nothing, for one never seen.
-    pub fn remembered(&self, name: &str) -> &CertState {
-        static NOTHING: std::sync::LazyLock<CertState> = std::sync::LazyLock::new(CertState::default);
-        self.certificates.get(name).unwrap_or(&NOTHING)
-    }
-
-    /// Whether `spec`, found on disk as `local`, is due at `now`, with what is remembered about it (its ARI window,
-    /// a revocation).
-    pub fn decide(&self, spec: &CertificateSpec, local: &Local, now: OffsetDateTime, force: bool) -> Decision {
-        decide(
-            spec,
-            local,
-            self.remembered(&spec.name).known(local.facts()),
-            now,
-            force,
-        )
-    }
-
-    /// May `spec`, when due, be ordered now? Its failures and its names' failed validations decide.
-    pub fn gate(&self, spec: &CertificateSpec, now: OffsetDateTime, overrides: Overrides) -> Gate {
-        let names: Vec<String> = spec.domains.iter().map(|d| d.to_string()).collect();
-        let no_failures = Failures::default();
-        let failures = self.certificates.get(&spec.name).map_or(&no_failures, |c| &c.failures);
-        gate(failures, &self.failed_authorizations, &names, now, overrides)
-    }
-}
-
-impl CertState {
-    /// What is remembered about the certificate `facts` describes (the deployed one), for the decision.
-    pub fn known(&self, facts: Option<&CertFacts>) -> Known<'_> {
-        let Some(facts) = facts else {
-            return Known::default();
-        };
-        Known {
-            window: facts
-                .ari_id
-                .as_deref()
-                .and_then(|id| self.renewal_info.as_ref()?.window_for(id)),
-            revoked: self.revoked_serial.as_deref() == Some(facts.serial.as_str()),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LastResult {
-    /// RFC 3339.
-    pub at: String,
-    pub outcome: Outcome,
-    pub serial: Option<String>,
-    pub message: String,
-    /// The serial last proven served on the wire after a deploy.
-    #[serde(default)]
-    pub verified_serial: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    Renewed,
-    Failed,
-    DryRun,
-    Revoked,
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Outcome::Renewed => "renewed",
-            Outcome::Failed => "FAILED",
-            Outcome::DryRun => "dry run",
-            Outcome::Revoked => "revoked",
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::schedule::Failures;
+    use crate::core::state::{CertState, LastResult, Outcome};
 
     #[test]
     fn atomic_write_sets_mode_replaces_whole_and_leaves_no_temp_file() {

@@ -1,0 +1,209 @@
+//! What hapcert remembers between runs: the types of `state.json` (this module) and `monitor.json` ([`monitor`]), how
+//! a run's results are recorded into them ([`record`]), and the versioned format both files are written in. Pure: the
+//! bytes come and go through a [`StateStorage`] (`edge::store::StateDir` keeps them in files).
+//!
+//! Every serialized type is a boundary between two versions of hapcert. Each file carries a `format` number: a file
+//! without one is format 1, and a file of a newer format than this hapcert reads is refused, never overwritten.
+
+pub mod monitor;
+pub mod record;
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::core::ari::RenewalInfo;
+use crate::core::config::CertificateSpec;
+use crate::core::decision::Known;
+use crate::core::pem::CertFacts;
+use crate::core::schedule::{FailedAuthorizations, Failures, Gate, Overrides, gate};
+
+/// The format of `state.json` this hapcert writes, and the newest it reads. Raise it when a change would make an older
+/// hapcert misread the file (a field whose meaning changes, one an older version must not ignore).
+pub const STATE_FORMAT: u32 = 1;
+
+/// Where the state is kept between runs. A run loads it once, under the run lock, and saves it once at its end.
+pub trait StateStorage {
+    fn load_state(&self) -> anyhow::Result<State>;
+    fn save_state(&self, state: &State) -> anyhow::Result<()>;
+}
+
+/// Why a state file could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error(
+        "it is in format {found}, newer than this hapcert reads (up to {supported}): a newer hapcert wrote it; upgrade \
+         hapcert again (the file is left as it is)"
+    )]
+    Newer { found: u32, supported: u32 },
+    #[error("it is damaged: {0}")]
+    Damaged(#[from] serde_json::Error),
+}
+
+#[derive(Deserialize)]
+struct FormatOnly {
+    #[serde(default = "first_format")]
+    format: u32,
+}
+
+fn first_format() -> u32 {
+    1
+}
+
+#[derive(Serialize)]
+struct Versioned<'a, T> {
+    format: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// Reads a versioned file: its `format` first, so that a newer one is refused before its content is misread.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], supported: u32) -> Result<T, FormatError> {
+    let FormatOnly { format } = serde_json::from_slice(bytes)?;
+    if format > supported {
+        return Err(FormatError::Newer {
+            found: format,
+            supported,
+        });
+    }
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+/// Writes `body` with its format number first.
+pub fn encode<T: Serialize>(body: &T, format: u32) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(&Versioned { format, body })
+}
+
+/// What hapcert remembers between runs, in `state.json`. The certificates themselves are not in it: the deployed PEM
+/// is the truth about them, and is read afresh whenever its file changed (`facts_cache`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub certificates: BTreeMap<String, CertState>,
+    /// Per name, for the CA's failed-authorization limit.
+    #[serde(default)]
+    pub failed_authorizations: FailedAuthorizations,
+    /// When the last run ended, whatever its outcome.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_run: Option<OffsetDateTime>,
+    /// When the last run ended in which nothing failed or was held back: the dead-man's switch watches it.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_run_success: Option<OffsetDateTime>,
+    /// Renewals ever attempted, by result ("success", "failure"): `hapcert_renewals_total`.
+    #[serde(default)]
+    pub renewals: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct CertState {
+    /// The outcome of the last attempt, for `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<LastResult>,
+    /// The CA's renewal window, or that it offers none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_info: Option<RenewalInfo>,
+    #[serde(default)]
+    pub failures: Failures,
+    /// The serial `hapcert revoke` revoked: while it is deployed, it is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_serial: Option<String>,
+}
+
+impl State {
+    /// What is remembered about certificate `name`; nothing, for one never seen.
+    pub fn remembered(&self, name: &str) -> &CertState {
+        static NOTHING: std::sync::LazyLock<CertState> = std::sync::LazyLock::new(CertState::default);
+        self.certificates.get(name).unwrap_or(&NOTHING)
+    }
+
+    /// May `spec`, when due, be ordered now? Its failures and its names' failed validations decide.
+    pub fn gate(&self, spec: &CertificateSpec, now: OffsetDateTime, overrides: Overrides) -> Gate {
+        let names: Vec<String> = spec.domains.iter().map(|d| d.to_string()).collect();
+        let no_failures = Failures::default();
+        let failures = self.certificates.get(&spec.name).map_or(&no_failures, |c| &c.failures);
+        gate(failures, &self.failed_authorizations, &names, now, overrides)
+    }
+}
+
+impl CertState {
+    /// What is remembered about the certificate `facts` describes (the deployed one), for the decision.
+    pub fn known(&self, facts: Option<&CertFacts>) -> Known<'_> {
+        let Some(facts) = facts else {
+            return Known::default();
+        };
+        Known {
+            window: facts
+                .ari_id
+                .as_deref()
+                .and_then(|id| self.renewal_info.as_ref()?.window_for(id)),
+            revoked: self.revoked_serial.as_deref() == Some(facts.serial.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastResult {
+    /// RFC 3339.
+    pub at: String,
+    pub outcome: Outcome,
+    pub serial: Option<String>,
+    pub message: String,
+    /// The serial last proven served on the wire after a deploy.
+    #[serde(default)]
+    pub verified_serial: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Renewed,
+    Failed,
+    DryRun,
+    Revoked,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Renewed => "renewed",
+            Outcome::Failed => "FAILED",
+            Outcome::DryRun => "dry run",
+            Outcome::Revoked => "revoked",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_without_a_format_is_the_first_and_one_of_a_newer_format_is_refused() {
+        let mut state = State::default();
+        state.renewals.insert("success".into(), 2);
+        let bytes = encode(&state, STATE_FORMAT).unwrap();
+        assert!(String::from_utf8_lossy(&bytes).contains("\"format\": 1"));
+        let back: State = decode(&bytes, STATE_FORMAT).unwrap();
+        assert_eq!(back.renewals["success"], 2);
+
+        let unversioned: State = decode(br#"{"renewals": {"success": 3}}"#, STATE_FORMAT).unwrap();
+        assert_eq!(unversioned.renewals["success"], 3);
+
+        let newer = decode::<State>(br#"{"format": 2, "renewals": {"success": 3}}"#, STATE_FORMAT).unwrap_err();
+        assert!(
+            matches!(newer, FormatError::Newer { found: 2, supported: 1 }),
+            "{newer:?}"
+        );
+        assert!(newer.to_string().contains("newer than this hapcert reads"), "{newer}");
+    }
+}

@@ -1,0 +1,91 @@
+//! What `monitor.json` holds: the last check, and the repeat ledger of the notifications. Kept apart from `state.json`
+//! so that a `check` never waits for a run's lock. The ledger's rules (what to tell whom) live with the notifications
+//! (`notify::ledger`); its data lives here, with the other serialized types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::core::config::EventKind;
+
+/// The format of `monitor.json` this hapcert writes and the newest it reads (see [`super::STATE_FORMAT`]).
+pub const MONITOR_FORMAT: u32 = 1;
+
+/// What `check` found last, and what the notifications remember (`monitor.json`). Kept apart from `State` so that a
+/// `check` never waits for a run's lock.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Monitor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<LastCheck>,
+    #[serde(default)]
+    pub notifications: Ledger,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastCheck {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The monitoring-plugin status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub status: u8,
+    #[serde(default)]
+    pub certificates: BTreeMap<String, CertCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertCheck {
+    pub status: u8,
+    /// Every endpoint served the serial on disk; `None` when no endpoint answered.
+    pub served_matches_disk: Option<bool>,
+    /// One line: what made the status.
+    pub summary: String,
+}
+
+/// Something an operator should hear about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: EventKind,
+    /// The certificate's name; none for events about hapcert itself (`run-overdue`, `test`).
+    pub certificate: Option<String>,
+    pub names: Vec<String>,
+    pub served_serial: Option<String>,
+    pub expected_serial: Option<String>,
+    pub days_left: Option<f64>,
+    /// One line, for a person: what happened and what to do.
+    pub message: String,
+}
+
+/// What has been announced and not yet resolved, and what each channel was last told. Kept in `monitor.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// By the condition key of `notify::ledger`: `"www/expiry"`, `"www/renewal"`, `"-/run-overdue"`.
+    #[serde(default)]
+    pub conditions: BTreeMap<String, Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    /// The latest observation: its kind is the condition's current kind.
+    pub event: Event,
+    /// When it was first observed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    /// Channel id to what it was last told. Only deliveries that succeeded are here.
+    #[serde(default)]
+    pub told: BTreeMap<String, Told>,
+    /// When the condition was no longer observed. It stays only until every channel in `told` has heard so.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cleared: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Told {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// A channel told of a warning has not been told of the critical that followed.
+    pub kind: EventKind,
+}

@@ -1,0 +1,220 @@
+//! The CA's side of a run: one session, made on first need; the renewal windows (ARI) that are stale; and the orders,
+//! at most [`MAX_CONCURRENT_ORDERS`] at a time, each with a fresh key, its challenges answered by the run's HTTP-01
+//! side, and what the CA sent verified before anything is deployed.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+
+use super::challenge::ChallengeSide;
+use super::progress::Progress;
+use crate::core::ari;
+use crate::core::config::{CertificateSpec, Config};
+use crate::core::keys::{csr_der, generate_key};
+use crate::core::pem::{Bundle, CertFacts};
+use crate::core::state::State;
+use crate::core::time::format_rfc3339;
+use crate::core::verify::verify_issued;
+use crate::edge::acme::{Acme, OrderOptions};
+use crate::edge::http01::responder::ChallengeTokens;
+use crate::edge::store::StateDir;
+use crate::fanout;
+
+/// Orders in flight at once. Enough to keep a CA busy; few enough not to look like abuse.
+const MAX_CONCURRENT_ORDERS: usize = 8;
+
+/// The CA session of a run, made on first need: a run with nothing due and every window fresh sends no request, and
+/// one that only reads renewal windows registers no account.
+pub(super) struct CaSession<'a> {
+    config: &'a Config,
+    store: &'a StateDir,
+    acme: OnceCell<Arc<Acme>>,
+    reader: OnceCell<Arc<Acme>>,
+}
+
+impl<'a> CaSession<'a> {
+    pub(super) fn new(config: &'a Config, store: &'a StateDir) -> CaSession<'a> {
+        CaSession {
+            config,
+            store,
+            acme: OnceCell::new(),
+            reader: OnceCell::new(),
+        }
+    }
+
+    /// A session for renewal information: the account's when there is one, else one without an account.
+    async fn reader(&self) -> anyhow::Result<Arc<Acme>> {
+        if self.acme.initialized() || self.store.account_path(&self.config.acme.directory).exists() {
+            return self.get().await;
+        }
+        self.reader
+            .get_or_try_init(|| async { Acme::without_account(&self.config.acme).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+
+    async fn get(&self) -> anyhow::Result<Arc<Acme>> {
+        self.acme
+            .get_or_try_init(|| async { Acme::connect(&self.config.acme, self.store).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+
+    /// HTTP requests this run sent to the CA.
+    pub(super) fn requests(&self) -> usize {
+        [self.acme.get(), self.reader.get()]
+            .into_iter()
+            .flatten()
+            .map(|a| a.requests())
+            .sum()
+    }
+}
+
+/// Asks the CA for the renewal window of each `(name, ARI id)` whose stored window is missing, for another
+/// certificate, or past its Retry-After. A CA that cannot be asked leaves the stored windows as they are: the lifetime
+/// rule still guards every certificate.
+pub(super) async fn refresh_renewal_info(
+    ca: &CaSession<'_>,
+    state: &mut State,
+    certificates: Vec<(String, String)>,
+    now: OffsetDateTime,
+) {
+    let stale: Vec<(String, String)> = certificates
+        .into_iter()
+        .filter(|(name, id)| {
+            let known = state.certificates.get(name).and_then(|c| c.renewal_info.as_ref());
+            ari::needs_check(known, id, now)
+        })
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
+    let acme = match ca.reader().await {
+        Ok(acme) => acme,
+        Err(err) => {
+            tracing::warn!(
+                "cannot ask the CA for renewal windows: {err:#}; the stored windows and the lifetime rule apply"
+            );
+            return;
+        }
+    };
+    let answers = fanout::bounded(MAX_CONCURRENT_ORDERS, "renewal window", stale, move |(name, id)| {
+        let acme = acme.clone();
+        async move {
+            let answer = acme.renewal_info(&id).await;
+            (name, id, answer)
+        }
+    })
+    .await;
+    for (name, id, answer) in answers.into_iter().flatten() {
+        let entry = state.certificates.entry(name.clone()).or_default();
+        match answer {
+            Ok(Some(suggested)) => {
+                let recorded = ari::record(entry.renewal_info.as_ref(), &id, suggested, now, ari::random_unit());
+                if let Some(window) = recorded.window_for(&id) {
+                    tracing::debug!(certificate = %name, start = %format_rfc3339(window.start), end = %format_rfc3339(window.end), renew_at = %format_rfc3339(window.renew_at), "the CA's renewal window");
+                }
+                entry.renewal_info = Some(recorded);
+            }
+            Ok(None) => {
+                tracing::debug!(certificate = %name, "the CA offers no renewal information (ARI); the lifetime rule decides");
+                entry.renewal_info = Some(ari::record_not_offered(now));
+            }
+            Err(err) => tracing::warn!(certificate = %name, "{err:#}; the stored window or the lifetime rule applies"),
+        }
+    }
+}
+
+pub(super) struct Issued {
+    pub(super) pem: String,
+    pub(super) facts: CertFacts,
+}
+
+/// Issues every due certificate with one account and one responder (the daemon's standing one, when given), at most
+/// `MAX_CONCURRENT_ORDERS` at a time. One certificate's failure does not stop the others. Results come back in the order
+/// of `orders`. Dropping the future drops the orders in flight, and with them their tokens.
+pub(super) async fn issue_all(
+    config: &Config,
+    ca: &CaSession<'_>,
+    orders: Vec<(CertificateSpec, Option<String>)>,
+    standing: Option<ChallengeTokens>,
+    show_progress: bool,
+) -> Vec<anyhow::Result<Issued>> {
+    let shared_failure = |err: anyhow::Error| orders.iter().map(|_| Err(anyhow::anyhow!("{err:#}"))).collect();
+    let acme = match ca.get().await {
+        Ok(acme) => acme,
+        Err(err) => return shared_failure(err),
+    };
+    let side = match standing {
+        Some(tokens) => ChallengeSide::over(tokens, acme.thumbprint()),
+        None => match ChallengeSide::start(config, acme.thumbprint()).await {
+            Ok(side) => side,
+            Err(err) => return shared_failure(err),
+        },
+    };
+    let side = Arc::new(side);
+
+    let progress = Progress::start(orders.len(), show_progress);
+    let results = fanout::bounded(MAX_CONCURRENT_ORDERS, "issuance", orders, |(spec, replaces)| {
+        let (acme, side, config, progress) = (acme.clone(), side.clone(), config.clone(), progress.clone());
+        async move {
+            let issued = issue_one(&config, &acme, &spec, replaces.as_deref(), &side).await;
+            progress.finished(&spec.name);
+            issued
+        }
+    })
+    .await;
+    progress.clear();
+
+    if let Ok(side) = Arc::try_unwrap(side) {
+        side.stop().await;
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("the issuance task ended abnormally"))))
+        .collect()
+}
+
+async fn issue_one(
+    config: &Config,
+    acme: &Acme,
+    spec: &CertificateSpec,
+    replaces: Option<&str>,
+    side: &ChallengeSide,
+) -> anyhow::Result<Issued> {
+    if let Some(profile) = &spec.profile {
+        acme.check_profile(profile).context("nothing was ordered")?;
+    }
+    if config.challenge.preflight {
+        side.preflight(config, spec)
+            .await
+            .context("preflight failed, nothing was ordered")?;
+    }
+    tracing::info!(certificate = %spec.name, names = spec.domains.len(), key_type = %spec.key_type, replaces, profile = spec.profile, "ordering");
+    let key = generate_key(spec.key_type).context("cannot generate a private key")?;
+    let csr = csr_der(&spec.domains, &key).context("cannot build the CSR")?;
+    let options = OrderOptions {
+        replaces,
+        profile: spec.profile.as_deref(),
+    };
+    let chain = acme.issue(&spec.domains, &csr, &side.tokens, options).await?;
+
+    let certs = <CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("the CA sent a chain that is not PEM")?;
+    anyhow::ensure!(!certs.is_empty(), "the CA sent no certificate");
+    let bundle = Bundle {
+        certs,
+        key: Some(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))),
+    };
+    verify_issued(&bundle, &spec.domain_set(), OffsetDateTime::now_utc())
+        .context("the issued certificate failed verification; not deployed")?;
+    let facts = bundle.facts()?;
+    Ok(Issued {
+        pem: bundle.to_haproxy_pem()?,
+        facts,
+    })
+}
