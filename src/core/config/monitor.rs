@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::Located;
+use super::errors::Errors;
 use super::raw::{RawCheck, RawDaemon, RawHooks, RawMetrics, RawNotify};
-use super::{Errors, Located, contact_uri, endpoints, located_path};
+use super::validate::{contact_uri, endpoints, located_path};
 
 #[derive(Debug, Clone)]
 pub struct CheckConfig {

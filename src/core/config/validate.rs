@@ -1,0 +1,574 @@
+//! The file as written (`raw::RawConfig`) turned into the model: defaults filled in, aliases resolved, relative paths
+//! taken from the file's directory, and every problem pushed to `Errors` with its place, so one pass reports them all.
+//! The monitoring sections are validated in `monitor.rs`, next to their types.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::errors::Errors;
+use super::raw::{self, RawCertificate, RawConfig, RawMode};
+use super::{
+    AcmeConfig, CertificateSpec, ChallengeConfig, ChallengeMode, Config, DomainName, Endpoint, ExternalAccountBinding,
+    HaproxyConfig, Hooks, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING, Located, Position, StateConfig, monitor,
+};
+
+pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Config {
+    let acme = validate_acme(raw.acme.into_inner(), base, errors);
+
+    let listen = match &raw.challenge.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 54321)),
+        Some(text) => text.get_ref().parse().unwrap_or_else(|_| {
+            errors.at(
+                text,
+                "challenge.listen",
+                format!(
+                    "'{}' is not an address; write ip:port, like 127.0.0.1:54321",
+                    text.get_ref()
+                ),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 54321))
+        }),
+    };
+
+    let mode = match &raw.challenge.mode {
+        None => ChallengeMode::SidePort,
+        Some(text) => match text.get_ref().as_str() {
+            "side-port" => ChallengeMode::SidePort,
+            "stateless" => ChallengeMode::Stateless,
+            other => {
+                errors.at(
+                    text,
+                    "challenge.mode",
+                    format!("'{other}' is not a mode; use \"side-port\" or \"stateless\""),
+                );
+                ChallengeMode::SidePort
+            }
+        },
+    };
+    let preflight_address = raw
+        .challenge
+        .preflight_address
+        .as_ref()
+        .and_then(|text| match text.get_ref().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                errors.at(
+                    text,
+                    "challenge.preflight_address",
+                    format!(
+                        "'{}' is not an address; write ip:port, like 127.0.0.1:80",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+    let challenge = ChallengeConfig {
+        listen,
+        mode,
+        preflight: raw.challenge.preflight.unwrap_or(true),
+        preflight_address,
+    };
+
+    let haproxy = validate_haproxy(raw.haproxy, base, errors);
+    let state_dir = match raw.state.dir {
+        Some(dir) => located_path(errors, base, dir, "state.dir"),
+        None => Located {
+            value: PathBuf::from("/var/lib/hapcert"),
+            at: Position::default(),
+            key: "state.dir".into(),
+        },
+    };
+
+    let hooks = monitor::validate_hooks(raw.hooks, errors);
+    let certificates = validate_certificates(raw.certificate, &haproxy, &acme, &hooks.global, base, errors);
+    Config {
+        path: errors.file.to_owned(),
+        acme,
+        challenge,
+        haproxy,
+        state: StateConfig { dir: state_dir },
+        certificates,
+        check: monitor::validate_check(raw.check, base, errors),
+        metrics: monitor::validate_metrics(raw.metrics, base, errors),
+        daemon: monitor::validate_daemon(raw.daemon, errors),
+        hooks,
+        notify: monitor::validate_notify(raw.notify, base, errors),
+    }
+}
+
+fn validate_acme(raw: raw::RawAcme, base: &Path, errors: &mut Errors) -> AcmeConfig {
+    let directory = match raw.directory.get_ref().as_str() {
+        "letsencrypt" => LETSENCRYPT.to_owned(),
+        "letsencrypt-staging" => LETSENCRYPT_STAGING.to_owned(),
+        url if url.starts_with("https://") && url.len() > "https://".len() => url.to_owned(),
+        other => {
+            errors.at(
+                &raw.directory,
+                "acme.directory",
+                format!(
+                    "'{other}' is neither an https:// URL nor one of the aliases 'letsencrypt', 'letsencrypt-staging'"
+                ),
+            );
+            String::new()
+        }
+    };
+    let mut contact = Vec::new();
+    for (i, entry) in raw.contact.iter().enumerate() {
+        if let Some(uri) = contact_uri(entry.get_ref()) {
+            contact.push(uri);
+        } else {
+            errors.at(
+                entry,
+                &format!("acme.contact[{i}]"),
+                format!("'{}' is not an e-mail address", entry.get_ref()),
+            );
+        }
+    }
+    let ca_bundle = raw.ca_bundle.map(|p| located_path(errors, base, p, "acme.ca_bundle"));
+    let eab = match (raw.eab_kid, raw.eab_hmac_key) {
+        (None, None) => None,
+        (Some(kid), Some(key)) => {
+            let key_text = key.get_ref();
+            if key_text.is_empty() || !key_text.bytes().all(is_base64url) {
+                errors.at(
+                    &key,
+                    "acme.eab_hmac_key",
+                    "must be the base64url key your CA gave you (A-Z a-z 0-9 - _)",
+                );
+            }
+            Some(ExternalAccountBinding {
+                kid: kid.into_inner(),
+                hmac_key: key.into_inner(),
+            })
+        }
+        (Some(kid), None) => {
+            errors.at(
+                &kid,
+                "acme.eab_kid",
+                "eab_hmac_key is missing; External Account Binding needs both",
+            );
+            None
+        }
+        (None, Some(key)) => {
+            errors.at(
+                &key,
+                "acme.eab_hmac_key",
+                "eab_kid is missing; External Account Binding needs both",
+            );
+            None
+        }
+    };
+    let profile = raw.profile.and_then(|p| check_profile(errors, p, "acme.profile"));
+    AcmeConfig {
+        directory,
+        contact,
+        ca_bundle,
+        eab,
+        profile,
+    }
+}
+
+/// Profile names are short tokens; what the CA offers is checked against its directory before ordering.
+fn check_profile(errors: &mut Errors, name: Spanned<String>, key: &str) -> Option<String> {
+    let text = name.get_ref();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        errors.at(
+            &name,
+            key,
+            format!("'{text}' is not a profile name; use the name your CA lists, such as \"tlsserver\""),
+        );
+        return None;
+    }
+    Some(name.into_inner())
+}
+
+/// The most names the profiles that Let's Encrypt publishes allow (its `classic` profile allows 100).
+pub fn profile_name_limit(profile: &str) -> Option<usize> {
+    match profile {
+        "tlsserver" | "shortlived" => Some(25),
+        _ => None,
+    }
+}
+
+/// `mailto:` URI for an e-mail address written with or without the scheme; `None` if it is not one.
+pub fn contact_uri(text: &str) -> Option<String> {
+    let address = text.strip_prefix("mailto:").unwrap_or(text);
+    let valid = address.split_once('@').is_some_and(|(user, host)| {
+        !user.is_empty() && host.contains('.') && !address.contains(char::is_whitespace) && !address.contains(',')
+    });
+    valid.then(|| format!("mailto:{address}"))
+}
+
+pub fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+fn validate_haproxy(raw: raw::RawHaproxy, base: &Path, errors: &mut Errors) -> HaproxyConfig {
+    let cert_dir = match raw.cert_dir {
+        Some(dir) => located_path(errors, base, dir, "haproxy.cert_dir"),
+        None => Located {
+            value: PathBuf::from("/etc/haproxy/certs"),
+            at: Position::default(),
+            key: "haproxy.cert_dir".into(),
+        },
+    };
+    let command = |errors: &mut Errors, value: Option<Spanned<String>>, key: &str, default: &str| match value {
+        None => default.to_owned(),
+        Some(text) if text.get_ref().trim().is_empty() => {
+            errors.at(
+                &text,
+                key,
+                "is empty; give a command, or remove the key for the default",
+            );
+            default.to_owned()
+        }
+        Some(text) => text.into_inner(),
+    };
+    let check_command = command(
+        errors,
+        raw.check_command,
+        "haproxy.check_command",
+        "haproxy -c -f /etc/haproxy/haproxy.cfg",
+    );
+    let reload_command = command(
+        errors,
+        raw.reload_command,
+        "haproxy.reload_command",
+        "systemctl reload haproxy",
+    );
+    let mode = raw.mode.map_or(0o600, |m| parse_mode(errors, &m));
+    let name = |errors: &mut Errors, value: Option<Spanned<String>>, key: &str| {
+        value.map(|v| {
+            let span = v.span();
+            if v.get_ref().is_empty() {
+                errors.at(&v, key, "is empty; name a user or group, or remove the key");
+            }
+            errors.locate(v.into_inner(), span, key)
+        })
+    };
+    let owner = name(errors, raw.owner, "haproxy.owner");
+    let group = name(errors, raw.group, "haproxy.group");
+    let socket = |errors: &mut Errors, value: Option<Spanned<String>>, key: &str| {
+        value.map(|v| {
+            let span = v.span();
+            if let Err(problem) = check_socket(v.get_ref()) {
+                errors.at(&v, key, problem);
+            }
+            errors.locate(v.into_inner(), span, key)
+        })
+    };
+    let runtime_api = socket(errors, raw.runtime_api, "haproxy.runtime_api");
+    let master_socket = socket(errors, raw.master_socket, "haproxy.master_socket");
+    let crt_list = match raw.crt_list {
+        Some(list) => list.into_inner(),
+        None => cert_dir.value.to_string_lossy().trim_end_matches('/').to_owned(),
+    };
+    let verify = match raw.verify {
+        Some(list) => endpoints(errors, &list, "haproxy.verify"),
+        None => vec!["127.0.0.1:443".to_owned()],
+    };
+    HaproxyConfig {
+        cert_dir,
+        check_command,
+        reload_command,
+        mode,
+        owner,
+        group,
+        runtime_api,
+        master_socket,
+        crt_list,
+        verify,
+    }
+}
+
+/// A Runtime API address as HAProxy writes them: a socket path, `unix@path`, `ipv4@host:port`, `ipv6@[addr]:port`.
+fn check_socket(text: &str) -> Result<(), String> {
+    Endpoint::parse(text).map(|_| ()).map_err(|_| {
+        format!("'{text}' is not a socket; write a path like /run/haproxy/admin.sock, or ipv4@127.0.0.1:9999")
+    })
+}
+
+/// TLS endpoints, `host:port`.
+pub(super) fn endpoints(errors: &mut Errors, list: &Spanned<Vec<Spanned<String>>>, key: &str) -> Vec<String> {
+    if list.get_ref().is_empty() {
+        errors.at(list, key, "is empty; name at least one host:port, like 127.0.0.1:443");
+    }
+    let mut out = Vec::new();
+    for (i, entry) in list.get_ref().iter().enumerate() {
+        let valid = entry
+            .get_ref()
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if valid {
+            out.push(entry.get_ref().clone());
+        } else {
+            errors.at(
+                entry,
+                &format!("{key}[{i}]"),
+                format!("'{}' is not host:port, like 127.0.0.1:443", entry.get_ref()),
+            );
+        }
+    }
+    out
+}
+
+fn parse_mode(errors: &mut Errors, raw: &Spanned<RawMode>) -> u32 {
+    let parsed = match raw.get_ref() {
+        RawMode::Text(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8).ok(),
+        RawMode::Number(n) => u32::try_from(*n).ok(),
+    };
+    match parsed {
+        Some(mode) if mode & !0o777 == 0 && mode & 0o007 == 0 && mode & 0o600 == 0o600 => mode,
+        Some(mode) if mode & !0o777 == 0 && mode & 0o007 != 0 => {
+            errors.at(
+                raw,
+                "haproxy.mode",
+                format!("{mode:04o} lets every local user read the private key; use 0600, or 0640 with a group"),
+            );
+            0o600
+        }
+        Some(mode) if mode & !0o777 == 0 => {
+            errors.at(
+                raw,
+                "haproxy.mode",
+                format!("{mode:04o} does not let the owner read and write the file; use 0600 or 0640"),
+            );
+            0o600
+        }
+        _ => {
+            errors.at(raw, "haproxy.mode", "is not a file mode; write it as \"0600\" or 0o600");
+            0o600
+        }
+    }
+}
+
+pub(super) fn located_path(errors: &mut Errors, base: &Path, value: Spanned<String>, key: &str) -> Located<PathBuf> {
+    let span = value.span();
+    if value.get_ref().is_empty() {
+        errors.at(&value, key, "is empty; give a path");
+    }
+    errors.locate(base.join(value.get_ref()), span, key)
+}
+
+fn validate_certificates(
+    raw: Vec<Spanned<RawCertificate>>,
+    haproxy: &HaproxyConfig,
+    acme: &AcmeConfig,
+    default_hooks: &Hooks,
+    base: &Path,
+    errors: &mut Errors,
+) -> Vec<CertificateSpec> {
+    if raw.is_empty() {
+        errors.push(
+            None,
+            "certificate",
+            "no [[certificate]] tables; add one with a name and its domains",
+        );
+    }
+    let mut names_seen: HashMap<String, usize> = HashMap::new();
+    let mut files_seen: HashMap<PathBuf, String> = HashMap::new();
+    let mut out = Vec::new();
+    for (index, table) in raw.into_iter().enumerate() {
+        let table = table.into_inner();
+        let key = |field: &str| format!("certificate[{index}].{field}");
+        let name = table.name.get_ref().clone();
+        if let Err(problem) = check_name(&name) {
+            errors.at(&table.name, &key("name"), problem);
+        }
+
+        let mut domains: Vec<DomainName> = Vec::new();
+        if table.domains.get_ref().is_empty() {
+            errors.at(
+                &table.domains,
+                &key("domains"),
+                "is empty; list the names this certificate covers",
+            );
+        }
+        for (i, text) in table.domains.get_ref().iter().enumerate() {
+            match DomainName::parse(text.get_ref()) {
+                Ok(domain) if domains.contains(&domain) => {
+                    errors.at(
+                        text,
+                        &format!("{}[{i}]", key("domains")),
+                        format!("'{domain}' is listed twice"),
+                    );
+                }
+                Ok(domain) => domains.push(domain),
+                Err(problem) => errors.at(
+                    text,
+                    &format!("{}[{i}]", key("domains")),
+                    format!("'{}': {problem}", text.get_ref()),
+                ),
+            }
+        }
+        if domains.len() > 100 {
+            errors.at(
+                &table.domains,
+                &key("domains"),
+                format!("{} names; a certificate holds at most 100", domains.len()),
+            );
+        }
+
+        let key_types = key_types(&table, &key, errors);
+        let base_file = match table.file {
+            Some(path) => located_path(errors, base, path, &key("file")),
+            None => errors.locate(
+                haproxy.cert_dir.value.join(format!("{name}.pem")),
+                table.name.span(),
+                &key("file"),
+            ),
+        };
+
+        let renew_before = table
+            .renew_before
+            .as_ref()
+            .and_then(|text| monitor::duration(errors, text, &key("renew_before"), false));
+        let verify = match &table.verify {
+            Some(list) => endpoints(errors, list, &key("verify")),
+            None => haproxy.verify.clone(),
+        };
+        let profile = match table.profile {
+            Some(name) => check_profile(errors, name, &key("profile")),
+            None => acme.profile.clone(),
+        };
+        let hooks = monitor::certificate_hooks(
+            table.pre_hook,
+            table.post_hook,
+            table.deploy_hook,
+            &format!("certificate[{index}]"),
+            errors,
+        )
+        .or(default_hooks);
+        if let Some(limit) = profile.as_deref().and_then(profile_name_limit)
+            && domains.len() > limit
+        {
+            errors.at(
+                &table.domains,
+                &key("domains"),
+                format!(
+                    "{} names, but the profile \"{}\" allows at most {limit}; split the certificate or choose another profile",
+                    domains.len(),
+                    profile.as_deref().unwrap_or_default()
+                ),
+            );
+        }
+
+        // Several key types become one certificate each, in the files HAProxy pairs by suffix: www.pem.ecdsa, www.pem.rsa.
+        let several = key_types.len() > 1;
+        for key_type in key_types {
+            let (spec_name, file) = if several {
+                let mut file = base_file.clone();
+                file.value = PathBuf::from(format!("{}.{}", base_file.value.display(), key_type.kind()));
+                (format!("{name}.{}", key_type.kind()), file)
+            } else {
+                (name.clone(), base_file.clone())
+            };
+            if let Some(first) = names_seen.insert(spec_name.clone(), index) {
+                errors.at(
+                    &table.name,
+                    &key("name"),
+                    format!("'{spec_name}' is already the name of certificate[{first}]; names must be unique"),
+                );
+            }
+            if let Some(other) = files_seen.insert(file.value.clone(), spec_name.clone()) {
+                errors.push(
+                    Some(table.name.span()),
+                    &key("file"),
+                    format!(
+                        "writes {}, which certificate '{other}' writes too; give one of them another file",
+                        file.value.display()
+                    ),
+                );
+            }
+            out.push(CertificateSpec {
+                name: spec_name,
+                group: name.clone(),
+                domains: domains.clone(),
+                key_type,
+                file,
+                renew_before,
+                verify: verify.clone(),
+                profile: profile.clone(),
+                hooks: hooks.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// `key_type = "..."` or `key_types = [...]` (at most one ECDSA and one RSA type: HAProxy picks between kinds, not sizes).
+fn key_types(table: &RawCertificate, key: &dyn Fn(&str) -> String, errors: &mut Errors) -> Vec<KeyType> {
+    let parse = |errors: &mut Errors, text: &Spanned<String>, key: &str| {
+        KeyType::from_name(text.get_ref()).or_else(|| {
+            let known: Vec<&str> = KeyType::ALL.iter().map(|k| k.name()).collect();
+            errors.at(
+                text,
+                key,
+                format!(
+                    "'{}' is not a key type; use one of {}",
+                    text.get_ref(),
+                    known.join(", ")
+                ),
+            );
+            None
+        })
+    };
+    match (&table.key_type, &table.key_types) {
+        (Some(one), Some(_)) => {
+            errors.at(one, &key("key_type"), "give key_type or key_types, not both");
+            vec![KeyType::EcdsaP256]
+        }
+        (Some(one), None) => vec![parse(errors, one, &key("key_type")).unwrap_or(KeyType::EcdsaP256)],
+        (None, None) => vec![KeyType::EcdsaP256],
+        (None, Some(list)) => {
+            let mut types: Vec<KeyType> = Vec::new();
+            for (i, text) in list.get_ref().iter().enumerate() {
+                let Some(key_type) = parse(errors, text, &format!("{}[{i}]", key("key_types"))) else {
+                    continue;
+                };
+                if types.iter().any(|t| t.kind() == key_type.kind()) {
+                    errors.at(
+                        text,
+                        &format!("{}[{i}]", key("key_types")),
+                        format!(
+                            "a second {} type; HAProxy serves one ECDSA and one RSA certificate per name",
+                            key_type.kind().to_uppercase()
+                        ),
+                    );
+                } else {
+                    types.push(key_type);
+                }
+            }
+            if types.is_empty() {
+                errors.at(
+                    list,
+                    &key("key_types"),
+                    "is empty; list one or two key types, like [\"ecdsa-p256\", \"rsa-2048\"]",
+                );
+                types.push(KeyType::EcdsaP256);
+            }
+            types
+        }
+    }
+}
+
+/// A certificate's name becomes a file name in the cert and state directories.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty; give the certificate a name, like \"www\"".into());
+    }
+    if name.starts_with('.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(format!(
+            "'{name}' may only hold letters, digits, '.', '-' and '_', and must not start with '.'"
+        ));
+    }
+    Ok(())
+}
