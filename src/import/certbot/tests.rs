@@ -2,7 +2,10 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
+use super::render::toml_string;
 use super::*;
+use crate::core::config::{Config, LETSENCRYPT};
+use crate::core::pem::Bundle;
 use crate::testing::{TestCa, leaf_pem_parts};
 
 const DIR: &str = "/etc/letsencrypt";
