@@ -191,7 +191,7 @@ fn decision(c: &mut Criterion) {
         .filter(|s| s.decision.due)
         .count()
     };
-    let due = surveyed(&specs, &local);
+    let due = surveyed(specs, &local);
     assert!((100..500).contains(&due), "a mixed fleet, mostly not due: {due} due");
 
     let mut group = c.benchmark_group("decision");
@@ -199,7 +199,7 @@ fn decision(c: &mut Criterion) {
     let one = (&specs[..1], &local[..1]);
     assert!(matches!(one.1[0], Local::Present(_)) && state.remembered(&one.0[0].name).renewal_info.is_some());
     group.bench_function("one", |b| b.iter(|| surveyed(black_box(one.0), black_box(one.1))));
-    group.bench_function("1000", |b| b.iter(|| surveyed(black_box(&specs), black_box(&local))));
+    group.bench_function("1000", |b| b.iter(|| surveyed(black_box(specs), black_box(&local))));
     group.finish();
 }
 

@@ -86,7 +86,7 @@ async fn evaluate(config: &Config, now: OffsetDateTime) -> CheckReport {
         .iter()
         .map(|seen| judge::judge_certificate(&config.check, seen, now))
         .collect();
-    judge::report(runs, certificates, now)
+    render::report(runs, certificates, now)
 }
 
 /// Every certificate's file, and a handshake per `[check] endpoints` entry and name; at most `PROBES_AT_ONCE` at a time.

@@ -3,7 +3,26 @@
 
 use std::fmt::Write;
 
-use super::judge::{CertReport, CheckReport, Status};
+use time::OffsetDateTime;
+
+use super::judge::{CertReport, CheckReport, RunReport, Status};
+
+/// Puts the parts together: the status is the worst of them, and the summary line says so.
+pub fn report(runs: RunReport, certificates: Vec<CertReport>, now: OffsetDateTime) -> CheckReport {
+    let status = certificates
+        .iter()
+        .fold(runs.status, |worst, cert| worst.worst(cert.status));
+    let mut report = CheckReport {
+        status,
+        exit_code: status.code(),
+        summary: String::new(),
+        checked_at: now,
+        runs,
+        certificates,
+    };
+    report.summary = summary_line(&report);
+    report
+}
 
 /// Beyond this many certificates that are fine, the summary counts them instead of naming each.
 const OK_NAMED: usize = 5;

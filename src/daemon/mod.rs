@@ -45,7 +45,7 @@ use crate::renew::challenge::StandingResponder;
 use crate::renew::{self, ItemResult, Report, RunContext, RunOptions};
 
 pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<()> {
-    let config = crate::cli::load_config(config_path)?;
+    let config = crate::edge::host::load_config(config_path)?;
     let mut owner = crate::edge::host::host_check(&config)?;
     let mut signals = Signals::install()?;
     let started = OffsetDateTime::now_utc();
@@ -136,7 +136,7 @@ async fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut Listeners) ->
     tracing::info!(config = %path.display(), "SIGHUP: reading the config again");
     systemd::notify("RELOADING=1");
     let outcome = async {
-        let config = crate::cli::load_config(path)?;
+        let config = crate::edge::host::load_config(path)?;
         let owner = crate::edge::host::host_check(&config)?;
         listeners.apply(&config, shared).await?;
         anyhow::Ok((config, owner))

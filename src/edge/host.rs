@@ -1,11 +1,23 @@
-//! The checks a config can only pass on the host it runs on: directories that exist and can be written, a CA bundle that
-//! can be read, users and groups that exist. Kept apart from `Config::parse`, which does no I/O.
+//! The config file read from disk, and the checks a config can only pass on the host it runs on: directories that
+//! exist and can be written, a CA bundle that can be read, users and groups that exist. Kept apart from `Config::parse`, which does no I/O.
 
 use std::path::Path;
 
 use nix::unistd::{AccessFlags, Gid, Group, Uid, User, access};
 
 use crate::core::config::{Config, ConfigError, ConfigErrors, FileOwner, Located, Position};
+use crate::error::UsageError;
+
+/// Reads and validates the config file; shared by every command and the daemon's SIGHUP.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        UsageError(format!(
+            "cannot read the config file {}: {err}; pass --config PATH or set HAPCERT_CONFIG",
+            path.display()
+        ))
+    })?;
+    Ok(Config::parse(&text, path)?)
+}
 
 /// Checks `config` against this host and resolves the PEM owner and group.
 pub fn host_check(config: &Config) -> Result<FileOwner, ConfigErrors> {

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use crate::cli::UsageError;
 use crate::core::config::FileOwner;
 use crate::edge::store;
+use crate::error::UsageError;
 use certbot::{Account, Adoption, CertbotTree, Existing, HookScript, LineageFiles, LineagePlan, PlanOptions, ReadFile};
 
 /// The options of `hapcert import certbot`.

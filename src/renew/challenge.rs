@@ -7,13 +7,16 @@
 //! their tokens there.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::core::config::{CertificateSpec, ChallengeMode, Config};
+use crate::edge::acme::Acme;
 use crate::edge::http_server::Running;
 use crate::edge::http01::preflight::{self, PreflightError};
 use crate::edge::http01::responder::{self, ChallengeTokens};
+use crate::edge::store::StateDir;
 
 pub struct ChallengeSide {
     pub tokens: ChallengeTokens,
@@ -71,6 +74,32 @@ impl ChallengeSide {
             tracing::debug!("HTTP-01 responder down");
         }
     }
+}
+
+/// `hapcert preflight`: a test token fetched through the public path for every name of the named certificates (all,
+/// with none), as the CA will; `false` when a route is broken.
+pub async fn preflight_command(config: &Config, names: &[String], lock_timeout: Duration) -> anyhow::Result<bool> {
+    crate::edge::host::host_check(config)?;
+    let state = StateDir::create(&config.state.dir.value)?;
+    let _lock = state.lock(lock_timeout)?;
+    let acme = Acme::connect(&config.acme, &state).await?;
+    let side = ChallengeSide::start(config, acme.thumbprint()).await?;
+    let mut all_ok = true;
+    for spec in config.select(names) {
+        match side.preflight(config, spec).await {
+            Ok(()) => println!(
+                "ok        {}: {}",
+                spec.name,
+                spec.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            Err(err) => {
+                all_ok = false;
+                println!("FAILED    {}: {err}", spec.name);
+            }
+        }
+    }
+    side.stop().await;
+    Ok(all_ok)
 }
 
 /// The daemon's side port: open from start to shutdown, answering only the tokens its runs publish.

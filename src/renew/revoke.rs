@@ -11,27 +11,9 @@ use crate::core::decision::Local;
 use crate::core::pem::Bundle;
 use crate::core::state::{LastResult, Outcome, StateStorage};
 use crate::core::time::format_rfc3339;
-use crate::edge::acme::Acme;
+use crate::edge::acme::{Acme, RevokeReason};
 use crate::edge::store::StateDir;
 use crate::edge::store::facts_cache::read_pem;
-
-/// The reasons RFC 5280 §5.3.1 defines that a subscriber may give (Let's Encrypt accepts exactly these).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Reason {
-    #[value(name = "unspecified")]
-    Unspecified,
-    /// The private key is, or may be, known to someone else.
-    #[value(name = "keyCompromise")]
-    KeyCompromise,
-    #[value(name = "affiliationChanged")]
-    AffiliationChanged,
-    /// Replaced by another certificate.
-    #[value(name = "superseded")]
-    Superseded,
-    /// The names are no longer served.
-    #[value(name = "cessationOfOperation")]
-    CessationOfOperation,
-}
 
 pub struct Revoked {
     pub name: String,
@@ -41,7 +23,7 @@ pub struct Revoked {
 pub async fn revoke(
     config: &Config,
     names: &[String],
-    reason: Reason,
+    reason: RevokeReason,
     lock_timeout: Duration,
 ) -> anyhow::Result<Vec<Revoked>> {
     let store = StateDir::create(&config.state.dir.value)?;

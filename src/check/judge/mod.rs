@@ -585,23 +585,6 @@ pub struct CheckReport {
     pub certificates: Vec<CertReport>,
 }
 
-/// Puts the parts together: the status is the worst of them.
-pub fn report(runs: RunReport, certificates: Vec<CertReport>, now: OffsetDateTime) -> CheckReport {
-    let status = certificates
-        .iter()
-        .fold(runs.status, |worst, cert| worst.worst(cert.status));
-    let mut report = CheckReport {
-        status,
-        exit_code: status.code(),
-        summary: String::new(),
-        checked_at: now,
-        runs,
-        certificates,
-    };
-    report.summary = super::render::summary_line(&report);
-    report
-}
-
 fn critical(message: String) -> Problem {
     Problem {
         status: Status::Critical,

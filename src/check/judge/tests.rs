@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::*;
-use crate::check::render;
+use crate::check::render::{self, report};
 use crate::core::config::{CheckConfig, KeyType};
 
 const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);

@@ -1,25 +1,30 @@
-//! The configuration: parsed from TOML text without I/O (`Config::parse`), then checked against the host (`host_check`).
+//! The configuration: parsed from TOML text without I/O (`Config::parse`); read from its file and checked against the
+//! host by `edge::host`.
 //!
 //! Every problem is reported as `file:line:column: key: what is wrong; what to do`, and all problems of a file are reported
 //! at once, so an operator fixes the file in one pass.
 //!
 //! The folder, in the order a file goes through it:
 //! - `raw.rs`: the file as written, a serde mirror with every value `Spanned` so a complaint can name its place;
-//! - `validate.rs`: the raw file turned into the model, and the name, contact and profile rules the CLI and the certbot
-//!   import apply too;
+//! - `validate.rs`: the raw file turned into the model, and the name and profile rules the CLI and the certbot import
+//!   apply too;
+//! - `fields.rs`: readers of single values both validators share (paths, durations, commands, endpoints, contacts);
 //! - `errors.rs`: `ConfigError` and its `Position`, the collector every check pushes into, and the line/column lookup;
 //! - `mod.rs` (here): the model the rest of hapcert reads (`Config`, its sections, `CertificateSpec`, `KeyType`,
 //!   `Located`) and `Config::parse`, the entry point;
 //! - `monitor.rs`: the monitoring sections (`[check]`, `[metrics]`, `[daemon]`, `[hooks]`, `[[notify]]`), model and
 //!   validation together;
+//! - `summary.rs`: the config as `check-config` shows it;
 //! - `domain.rs` (`DomainName`) and `socket.rs` (`Endpoint`): values with a syntax of their own;
 //! - `tests.rs`: `Config::parse` from text to model, or to the messages an operator reads.
 
 mod domain;
 mod errors;
+mod fields;
 mod monitor;
 mod raw;
 mod socket;
+mod summary;
 mod validate;
 
 use std::collections::BTreeSet;
@@ -31,13 +36,15 @@ use std::time::Duration;
 pub use domain::DomainName;
 pub use errors::{ConfigError, ConfigErrors, Position};
 use errors::{Errors, LineStarts, clean_toml_message};
+pub use fields::contact_uri;
 pub use monitor::{
     CheckConfig, DaemonConfig, EmailConfig, EmailTransport, EventKind, Hooks, HooksConfig, MetricsConfig,
     NotifyChannel, NotifyKind,
 };
 use raw::RawConfig;
 pub use socket::Endpoint;
-pub use validate::{check_name, contact_uri, is_base64url, profile_name_limit};
+pub use summary::summary;
+pub use validate::{check_name, is_base64url, profile_name_limit};
 
 /// The owner and group that written PEMs get; `None` keeps what the process creates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use toml::Spanned;
 
 use super::Located;
 use super::errors::Errors;
+use super::fields::{command, contact_uri, duration, endpoints, located_path};
 use super::raw::{RawCheck, RawDaemon, RawHooks, RawMetrics, RawNotify};
-use super::validate::{contact_uri, endpoints, located_path};
 
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
@@ -206,29 +206,6 @@ const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The issue asks for windows to be looked at at least twice a day.
 const MAX_RECHECK: Duration = Duration::from_secs(12 * 3600);
 
-/// A duration written like "36h" or "5m"; `None` (after recording the problem) when it is not one, or is zero and
-/// `allow_zero` is not set.
-pub(super) fn duration(errors: &mut Errors, text: &Spanned<String>, key: &str, allow_zero: bool) -> Option<Duration> {
-    match humantime::parse_duration(text.get_ref()) {
-        Ok(d) if d.is_zero() && !allow_zero => {
-            errors.at(text, key, "must be longer than zero");
-            None
-        }
-        Ok(d) => Some(d),
-        Err(err) => {
-            errors.at(
-                text,
-                key,
-                format!(
-                    "'{}' is not a duration ({err}); write it like \"30d\", \"36h\" or \"5m\"",
-                    text.get_ref()
-                ),
-            );
-            None
-        }
-    }
-}
-
 fn duration_or(
     errors: &mut Errors,
     text: &Option<Spanned<String>>,
@@ -239,15 +216,6 @@ fn duration_or(
     text.as_ref()
         .and_then(|t| duration(errors, t, key, allow_zero))
         .unwrap_or(default)
-}
-
-fn command(errors: &mut Errors, text: Option<Spanned<String>>, key: &str) -> Option<String> {
-    let text = text?;
-    if text.get_ref().trim().is_empty() {
-        errors.at(&text, key, "is empty; give a command, or remove the key");
-        return None;
-    }
-    Some(text.into_inner())
 }
 
 pub(super) fn validate_check(raw: RawCheck, base: &Path, errors: &mut Errors) -> CheckConfig {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::errors::Errors;
+use super::fields::{contact_uri, endpoints, located_path};
 use super::raw::{self, RawCertificate, RawConfig, RawMode};
 use super::{
     AcmeConfig, CertificateSpec, ChallengeConfig, ChallengeMode, Config, DomainName, Endpoint, ExternalAccountBinding,
@@ -194,15 +195,6 @@ pub fn profile_name_limit(profile: &str) -> Option<usize> {
     }
 }
 
-/// `mailto:` URI for an e-mail address written with or without the scheme; `None` if it is not one.
-pub fn contact_uri(text: &str) -> Option<String> {
-    let address = text.strip_prefix("mailto:").unwrap_or(text);
-    let valid = address.split_once('@').is_some_and(|(user, host)| {
-        !user.is_empty() && host.contains('.') && !address.contains(char::is_whitespace) && !address.contains(',')
-    });
-    valid.then(|| format!("mailto:{address}"))
-}
-
 pub fn is_base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
@@ -292,30 +284,6 @@ fn check_socket(text: &str) -> Result<(), String> {
     })
 }
 
-/// TLS endpoints, `host:port`.
-pub(super) fn endpoints(errors: &mut Errors, list: &Spanned<Vec<Spanned<String>>>, key: &str) -> Vec<String> {
-    if list.get_ref().is_empty() {
-        errors.at(list, key, "is empty; name at least one host:port, like 127.0.0.1:443");
-    }
-    let mut out = Vec::new();
-    for (i, entry) in list.get_ref().iter().enumerate() {
-        let valid = entry
-            .get_ref()
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-        if valid {
-            out.push(entry.get_ref().clone());
-        } else {
-            errors.at(
-                entry,
-                &format!("{key}[{i}]"),
-                format!("'{}' is not host:port, like 127.0.0.1:443", entry.get_ref()),
-            );
-        }
-    }
-    out
-}
-
 fn parse_mode(errors: &mut Errors, raw: &Spanned<RawMode>) -> u32 {
     let parsed = match raw.get_ref() {
         RawMode::Text(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8).ok(),
@@ -344,14 +312,6 @@ fn parse_mode(errors: &mut Errors, raw: &Spanned<RawMode>) -> u32 {
             0o600
         }
     }
-}
-
-pub(super) fn located_path(errors: &mut Errors, base: &Path, value: Spanned<String>, key: &str) -> Located<PathBuf> {
-    let span = value.span();
-    if value.get_ref().is_empty() {
-        errors.at(&value, key, "is empty; give a path");
-    }
-    errors.locate(base.join(value.get_ref()), span, key)
 }
 
 fn validate_certificates(
@@ -426,7 +386,7 @@ fn validate_certificates(
         let renew_before = table
             .renew_before
             .as_ref()
-            .and_then(|text| monitor::duration(errors, text, &key("renew_before"), false));
+            .and_then(|text| super::fields::duration(errors, text, &key("renew_before"), false));
         let verify = match &table.verify {
             Some(list) => endpoints(errors, list, &key("verify")),
             None => haproxy.verify.clone(),

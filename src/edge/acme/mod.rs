@@ -93,6 +93,24 @@ pub(crate) fn is_transient(err: &instant_acme::Error) -> bool {
     }
 }
 
+/// The reasons RFC 5280 §5.3.1 defines that a subscriber may give (Let's Encrypt accepts exactly these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RevokeReason {
+    #[value(name = "unspecified")]
+    Unspecified,
+    /// The private key is, or may be, known to someone else.
+    #[value(name = "keyCompromise")]
+    KeyCompromise,
+    #[value(name = "affiliationChanged")]
+    AffiliationChanged,
+    /// Replaced by another certificate.
+    #[value(name = "superseded")]
+    Superseded,
+    /// The names are no longer served.
+    #[value(name = "cessationOfOperation")]
+    CessationOfOperation,
+}
+
 /// The CA refused for rate limiting; `until` is its Retry-After, when it gave one.
 #[derive(Debug, thiserror::Error)]
 #[error("the CA is rate limiting{}: {detail}", until.map(|u| format!(" until {}", crate::core::time::format_rfc3339(u))).unwrap_or_default())]
@@ -439,13 +457,13 @@ impl Acme {
     }
 
     /// Revokes `cert` (RFC 8555 §7.6), signed by the account that ordered it.
-    pub async fn revoke(&self, cert: &CertificateDer<'_>, reason: crate::renew::revoke::Reason) -> anyhow::Result<()> {
+    pub async fn revoke(&self, cert: &CertificateDer<'_>, reason: RevokeReason) -> anyhow::Result<()> {
         let reason = match reason {
-            crate::renew::revoke::Reason::Unspecified => RevocationReason::Unspecified,
-            crate::renew::revoke::Reason::KeyCompromise => RevocationReason::KeyCompromise,
-            crate::renew::revoke::Reason::AffiliationChanged => RevocationReason::AffiliationChanged,
-            crate::renew::revoke::Reason::Superseded => RevocationReason::Superseded,
-            crate::renew::revoke::Reason::CessationOfOperation => RevocationReason::CessationOfOperation,
+            RevokeReason::Unspecified => RevocationReason::Unspecified,
+            RevokeReason::KeyCompromise => RevocationReason::KeyCompromise,
+            RevokeReason::AffiliationChanged => RevocationReason::AffiliationChanged,
+            RevokeReason::Superseded => RevocationReason::Superseded,
+            RevokeReason::CessationOfOperation => RevocationReason::CessationOfOperation,
         };
         let request = RevocationRequest {
             certificate: cert,

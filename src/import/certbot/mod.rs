@@ -15,10 +15,16 @@ use std::path::{Path, PathBuf};
 use super::configobj::{self, Entry, Section};
 use crate::core::config::KeyType;
 
-pub use plan::{
-    Adoption, Existing, HaproxyPem, LineagePlan, ListenChoice, Plan, PlanOptions, Skipped, judge_existing, plan,
-};
+pub use plan::{Adoption, Existing, HaproxyPem, LineagePlan, ListenChoice, Plan, PlanOptions, Skipped, judge_existing};
 pub use render::{check_generated, render_report};
+
+/// Decides everything: which lineages become certificates, with which settings, and the config text.
+pub fn plan(tree: &CertbotTree, options: &PlanOptions) -> Plan {
+    let mut plan = plan::decide(tree, options);
+    plan.config_toml = (!plan.lineages.is_empty())
+        .then(|| render::render_config(tree, &plan.lineages, &plan.directory, &plan.listen, options));
+    plan
+}
 
 /// Everything read from certbot's config dir, as data: the I/O edge fills it, [`plan()`] decides on it.
 #[derive(Debug, Default)]

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 use x509_parser::prelude::GeneralName;
 
-use super::render::render_config;
 use super::{CertbotTree, LineageFiles, RenewalConf, parse_renewal_conf};
 use crate::core::config::{DomainName, KeyType, LETSENCRYPT, check_name};
 use crate::core::pem::{Bundle, CertFacts};
@@ -80,8 +79,8 @@ pub struct ListenChoice {
     pub why: String,
 }
 
-/// Decides everything: which lineages become certificates, with which settings, and the config text.
-pub fn plan(tree: &CertbotTree, options: &PlanOptions) -> Plan {
+/// Decides which lineages become certificates, with which settings; the config text is left to `render`.
+pub(super) fn decide(tree: &CertbotTree, options: &PlanOptions) -> Plan {
     let mut lineages = Vec::new();
     let mut skipped = Vec::new();
     for files in &tree.lineages {
@@ -105,9 +104,8 @@ pub fn plan(tree: &CertbotTree, options: &PlanOptions) -> Plan {
         }
     }
     let listen = choose_listen(&lineages);
-    let config_toml = (!lineages.is_empty()).then(|| render_config(tree, &lineages, &directory, &listen, options));
     Plan {
-        config_toml,
+        config_toml: None,
         lineages,
         skipped,
         directory,

@@ -1,0 +1,105 @@
+//! `hapcert account`: show the ACME account, roll its key over, change its contacts, deactivate it. The CA's side of
+//! each is in `edge::acme`; this is what the operator sees.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use crate::cli::args::AccountCommand;
+use crate::core::config::{self, Config};
+use crate::edge::acme::{self, AccountStanding, Acme};
+use crate::edge::store::StateDir;
+use crate::error::UsageError;
+
+/// Runs `hapcert account ...`; `false` when the CA did not do what was asked.
+pub async fn command(config: &Config, command: AccountCommand, lock_timeout: Duration) -> anyhow::Result<bool> {
+    let at_ca = || async {
+        let state = StateDir::create(&config.state.dir.value)?;
+        let lock = state.lock(lock_timeout)?;
+        let acme = Acme::existing(&config.acme, &state).await?;
+        anyhow::Ok((acme, state, lock))
+    };
+    match command {
+        AccountCommand::Show => show(config),
+        AccountCommand::Rollover => {
+            let (acme, state, _lock) = at_ca().await?;
+            let url = acme.roll_over_key(&state).await?;
+            println!("rolled over: account {url} now signs with a new key (confirmed by the CA)");
+            Ok(true)
+        }
+        AccountCommand::Update { contacts } => {
+            let (acme, state, _lock) = at_ca().await?;
+            let contacts = contacts
+                .iter()
+                .map(|c| config::contact_uri(c).ok_or_else(|| UsageError(format!("'{c}' is not an e-mail address"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            acme.update_contacts(&state, &contacts).await?;
+            println!(
+                "updated:  account {} contacts are now {}",
+                acme.account_url(),
+                if contacts.is_empty() {
+                    "none".to_owned()
+                } else {
+                    contacts.join(", ")
+                }
+            );
+            Ok(true)
+        }
+        AccountCommand::Deactivate { yes } => {
+            let (acme, state, _lock) = at_ca().await?;
+            if !yes && !confirm(&format!("Deactivate account {} for good? [y/N] ", acme.account_url()))? {
+                println!("not deactivated");
+                return Ok(false);
+            }
+            let url = acme.account_url().to_owned();
+            match acme.deactivate(&state).await? {
+                AccountStanding::Refused(answer) => {
+                    println!("deactivated: account {url}; the CA now refuses its key ({answer})");
+                    Ok(true)
+                }
+                AccountStanding::Valid => {
+                    println!("NOT deactivated: the CA still accepts account {url}");
+                    Ok(false)
+                }
+            }
+        }
+    }
+}
+
+/// Asks on the terminal; without one, there is nobody to ask, and the answer is a usage error.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError("refusing to deactivate without confirmation; pass --yes".into()).into());
+    }
+    print!("{question}");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// `hapcert account show`: read from the account file; the CA is not asked.
+fn show(config: &Config) -> anyhow::Result<bool> {
+    let state = StateDir::at(&config.state.dir.value);
+    match acme::account_summary(&state, &config.acme.directory)? {
+        Some(account) => {
+            println!("account:   {}", account.url);
+            println!("directory: {}", account.directory);
+            println!(
+                "contact:   {}",
+                if account.contact.is_empty() {
+                    "-".into()
+                } else {
+                    account.contact.join(", ")
+                }
+            );
+            println!("created:   {}", account.created);
+            println!("key file:  {}", state.account_path(&config.acme.directory).display());
+        }
+        None => println!(
+            "no account yet for {}; the first run that orders a certificate creates one",
+            config.acme.directory
+        ),
+    }
+    Ok(true)
+}

@@ -1,0 +1,146 @@
+//! The command line as clap reads it: global options, commands and their arguments. What each command does is in
+//! `cli/mod.rs` and the modules it calls.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::core::config::DEFAULT_CONFIG_PATH;
+use crate::edge::acme::RevokeReason;
+use crate::logging::LogFormat;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (nothing due counts as success)
+  1  at least one certificate failed, or another run held the lock too long
+  2  usage or configuration error (the message names the file, line and key)
+`hapcert check` follows the monitoring-plugin convention instead:
+  0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN";
+
+#[derive(Debug, Parser)]
+#[command(name = "hapcert", version, about = "Certificate agent for HAProxy: ACME over HTTP-01 on a side port, atomic PEM deploy, checked reload", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, global = true, env = "HAPCERT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log level or filter (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "HAPCERT_LOG", default_value = "info")]
+    pub log_level: String,
+    /// How long to wait for another run to finish before giving up.
+    #[arg(long, global = true, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+    /// Use Let's Encrypt's staging directory for this one command, whatever the config says.
+    #[arg(long, global = true)]
+    pub staging: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Renew every certificate that is due. For the daily timer: prints nothing on stdout when nothing is due.
+    Run,
+    /// Renew now: the named certificates, or all; only what is due unless --force.
+    Renew {
+        /// Certificate names from the config; none means all.
+        names: Vec<String>,
+        /// Renew even when not due.
+        #[arg(long)]
+        force: bool,
+        /// With --force: order even while the CA asked to wait (its Retry-After, or the failed-validation budget).
+        #[arg(long, requires = "force")]
+        ignore_retry_after: bool,
+        /// Do the whole ACME flow and verify the result, but deploy nothing. Uses Let's Encrypt's staging directory
+        /// when the config names Let's Encrypt's production one.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Revoke the deployed certificate at the CA; the next run replaces it with a new one (and a new key).
+    Revoke {
+        /// Certificate names from the config.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// The reason given to the CA.
+        #[arg(long, value_enum, default_value = "unspecified")]
+        reason: RevokeReason,
+    },
+    /// Show each certificate, when it expires, what happens next and why, and the last result.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// One block per certificate with the whole schedule (the CA's window, next check) instead of the table.
+        #[arg(long, conflicts_with = "json")]
+        long: bool,
+    },
+    /// Validate the config file (and the directories, users and files it names), then print a summary.
+    CheckConfig,
+    /// Monitor: the files on disk and what every endpoint serves, for Nagios, Icinga or Zabbix. One summary line
+    /// first; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check {
+        /// The full report as JSON, after the summary line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Notifications.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+    /// Run for good: renew when due, probe the endpoints, serve /metrics and /healthz. SIGHUP re-reads the config,
+    /// SIGTERM stops.
+    Daemon,
+    /// Fetch a test token through the public path (port 80) for every name, as the CA will. Runs before every order too.
+    Preflight {
+        /// Certificate names from the config; none means all.
+        names: Vec<String>,
+    },
+    /// Print the HAProxy lines the challenge mode needs: the forwarding to the side port, or the stateless answer.
+    HaproxyConfig {
+        /// The plain-HTTP bind of the printed frontend.
+        #[arg(long, default_value = ":80")]
+        bind: String,
+    },
+    /// The ACME account.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Take over another ACME client's certificates: print a config for them and adopt the current ones.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test event through every configured channel; exit 1 if any channel fails.
+    Test,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// certbot's /etc/letsencrypt: one [[certificate]] per lineage; hooks and the account are reported, not carried over.
+    Certbot(crate::import::CertbotImport),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Print the account URL, contacts and directory.
+    Show,
+    /// Replace the account key. The old key file is kept until the CA confirms the new key.
+    Rollover,
+    /// Deactivate the account at the CA, for good. The next run makes a new account.
+    Deactivate {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Replace the account's contact addresses at the CA (none given removes them).
+    Update {
+        /// An e-mail address; repeat for several.
+        #[arg(long = "contact")]
+        contacts: Vec<String>,
+    },
+}

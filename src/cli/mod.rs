@@ -1,0 +1,212 @@
+//! The command line: what each command does with the parts, once clap has read it ([`args`]). `main` only prints the
+//! error and maps it to an exit code (`crate::error`).
+
+pub mod args;
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Context;
+use time::OffsetDateTime;
+
+pub use self::args::Cli;
+use self::args::{Command, ImportSource, NotifyCommand};
+use crate::core::config::{self, Config};
+use crate::edge::host::{host_check, load_config};
+use crate::edge::store::StateDir;
+use crate::edge::{acme, haproxy};
+use crate::error::{EXIT_FAILED, EXIT_OK, UsageError};
+use crate::renew::challenge::preflight_command;
+use crate::renew::{self, ItemResult, RunOptions, revoke};
+use crate::status;
+
+/// Runs the command; the result is the exit code (1: some certificate failed; for `check`, the plugin status).
+pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
+    let Cli {
+        config: path,
+        lock_timeout,
+        staging,
+        command,
+        ..
+    } = cli;
+    let configured = |deploys: bool| configured(&path, staging, deploys);
+    let done = match command {
+        Command::Check { json } => {
+            // A monitor must say UNKNOWN, on its first line, whatever stopped it; an unreadable config included.
+            return Ok(match load_config(&path) {
+                Ok(config) => crate::check::command(&config, json).await,
+                Err(err) => crate::check::unknown(&err),
+            });
+        }
+        Command::Daemon => return crate::daemon::run(&path, lock_timeout).await.map(|()| EXIT_OK),
+        // The import writes a config rather than reading one.
+        Command::Import {
+            source: ImportSource::Certbot(args),
+        } => crate::import::certbot_command(&args)?,
+        Command::Run => {
+            let options = RunOptions {
+                lock_timeout,
+                ..Default::default()
+            };
+            renew_command(&configured(true)?, options, false).await?
+        }
+        Command::Renew {
+            names,
+            force,
+            ignore_retry_after,
+            dry_run,
+        } => {
+            let mut config = configured(!dry_run)?;
+            ensure_configured(&config, &names)?;
+            if dry_run && config.acme.directory == config::LETSENCRYPT {
+                config.acme.directory = config::LETSENCRYPT_STAGING.to_owned();
+                println!(
+                    "dry run: using Let's Encrypt's staging directory ({}) instead of production; nothing is deployed",
+                    config.acme.directory
+                );
+            } else if dry_run {
+                println!("dry run: using {}; nothing is deployed", config.acme.directory);
+            }
+            let options = RunOptions {
+                names,
+                force,
+                ignore_retry_after,
+                dry_run,
+                lock_timeout,
+                progress: true,
+            };
+            renew_command(&config, options, true).await?
+        }
+        Command::Revoke { names, reason } => {
+            let config = configured(false)?;
+            ensure_configured(&config, &names)?;
+            for revoked in revoke::revoke(&config, &names, reason, lock_timeout).await? {
+                println!(
+                    "revoked   {}: serial {}; `hapcert run` (or `hapcert renew {} --force`) replaces it now",
+                    revoked.name, revoked.serial, revoked.name
+                );
+            }
+            true
+        }
+        Command::Status { json, long } => {
+            let rows = status::collect(&configured(false)?, OffsetDateTime::now_utc())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if long {
+                print!("{}", status::render_long(&rows));
+            } else {
+                let colour = crate::logging::colour_on(std::io::stdout().is_terminal());
+                print!("{}", status::render_table(&rows, colour));
+            }
+            true
+        }
+        Command::Preflight { names } => {
+            let config = configured(false)?;
+            ensure_configured(&config, &names)?;
+            preflight_command(&config, &names, lock_timeout).await?
+        }
+        Command::HaproxyConfig { bind } => {
+            let config = configured(false)?;
+            let thumbprint = match config.acme_needed_for_snippet() {
+                true => {
+                    let state = StateDir::create(&config.state.dir.value)?;
+                    acme::Acme::connect(&config.acme, &state).await?.thumbprint().to_owned()
+                }
+                false => String::new(),
+            };
+            print!(
+                "{}",
+                haproxy::challenge_snippet(config.challenge.mode, &bind, config.challenge.listen, &thumbprint)
+            );
+            true
+        }
+        Command::CheckConfig => {
+            let config = configured(false)?;
+            let owner = host_check(&config)?;
+            let state = StateDir::at(&config.state.dir.value);
+            let account = match acme::account_summary(&state, &config.acme.directory) {
+                Ok(Some(a)) => a.url,
+                Ok(None) => "none yet (made on the first order)".into(),
+                Err(err) => format!("unreadable: {err:#}"),
+            };
+            print!("{}", config::summary(&config, owner, &account));
+            true
+        }
+        Command::Notify(NotifyCommand::Test) => crate::notify::send_test(&configured(false)?).await,
+        Command::Account(command) => crate::account::command(&configured(false)?, command, lock_timeout).await?,
+    };
+    Ok(if done { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// The config a command works with: `--staging` swaps in Let's Encrypt's staging directory, and is refused for a
+/// command that `deploys`.
+fn configured(path: &Path, staging: bool, deploys: bool) -> anyhow::Result<Config> {
+    let mut config = load_config(path)?;
+    if staging {
+        if deploys {
+            return Err(UsageError(
+                "--staging would deploy untrusted staging certificates into HAProxy; add --dry-run (renew), or set \
+                 acme.directory = \"letsencrypt-staging\" in the config if that is what you want"
+                    .into(),
+            )
+            .into());
+        }
+        config.acme.directory = config::LETSENCRYPT_STAGING.to_owned();
+        tracing::info!(directory = %config.acme.directory, "--staging: using Let's Encrypt's staging directory");
+    }
+    Ok(config)
+}
+
+/// Every name on the command line must be a certificate (or a group) of the config.
+fn ensure_configured(config: &Config, names: &[String]) -> anyhow::Result<()> {
+    for name in names {
+        if config.select(std::slice::from_ref(name)).next().is_none() {
+            let known: Vec<&str> = config.certificates.iter().map(|c| c.group.as_str()).collect();
+            let message = format!(
+                "no certificate named '{name}' in {}; known: {}",
+                config.path.display(),
+                known.join(", ")
+            );
+            return Err(UsageError(message).into());
+        }
+    }
+    Ok(())
+}
+
+async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> anyhow::Result<bool> {
+    let owner = host_check(config)?;
+    let report = renew::run(config, owner, &options).await.context("the run stopped")?;
+    for item in &report.items {
+        match &item.result {
+            ItemResult::NotDue if manual => println!("not due   {}: {}", item.name, item.decision.reason),
+            ItemResult::NotDue => {}
+            ItemResult::Renewed(facts, how) => println!(
+                "renewed   {}: serial {}, expires {}, served after {how} ({}){}",
+                item.name,
+                facts.serial,
+                crate::core::time::format_time(facts.not_after),
+                item.decision.reason,
+                report
+                    .deploy_hook_failure(&item.name)
+                    .map(|failure| format!("; {failure}"))
+                    .unwrap_or_default()
+            ),
+            ItemResult::DryRun(facts) => println!(
+                "dry run   {}: issued serial {}, expires {}; nothing deployed",
+                item.name,
+                facts.serial,
+                crate::core::time::format_time(facts.not_after)
+            ),
+            ItemResult::Failed(failure) => println!("FAILED    {}: {}", item.name, failure.message),
+            ItemResult::Deferred { until, why } => println!(
+                "waiting   {}: due, but not tried before {}: {why}",
+                item.name,
+                crate::core::time::format_time(*until)
+            ),
+        }
+    }
+    for failure in report.hook_failures.iter().filter(|f| f.certificate.is_none()) {
+        println!("FAILED    {failure}");
+    }
+    Ok(!report.any_failed())
+}

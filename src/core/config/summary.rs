@@ -1,0 +1,43 @@
+//! The config as `hapcert check-config` shows it once it passed: one screen an operator can check by eye.
+
+use super::{Config, FileOwner};
+use crate::core::time::format_duration;
+
+/// What `hapcert check-config` prints of a config that passed: where everything is, and each certificate's rule.
+/// `account` is what the state dir says of the ACME account.
+pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
+    let id = |v: Option<u32>| v.map_or("unchanged".to_owned(), |n| n.to_string());
+    let mut out = format!(
+        "{path}: OK\n  CA:          {dir}\n  account:     {account}\n  contact:     {contact}\n  challenge:   HTTP-01 on {listen}\n  cert dir:    {cert_dir} (mode {mode:04o}, uid {uid}, gid {gid})\n  check:       {check}\n  reload:      {reload}\n  state:       {state}\n  certificates ({n}):\n",
+        path = config.path.display(),
+        dir = config.acme.directory,
+        contact = if config.acme.contact.is_empty() {
+            "-".into()
+        } else {
+            config.acme.contact.join(", ")
+        },
+        listen = config.challenge.listen,
+        cert_dir = config.haproxy.cert_dir.value.display(),
+        mode = config.haproxy.mode,
+        uid = id(owner.uid),
+        gid = id(owner.gid),
+        check = config.haproxy.check_command,
+        reload = config.haproxy.reload_command,
+        state = config.state.dir.value.display(),
+        n = config.certificates.len(),
+    );
+    for cert in &config.certificates {
+        let names: Vec<&str> = cert.domains.iter().map(|d| d.as_str()).collect();
+        let rule = cert.renew_before.map_or("1/3 of lifetime left".to_owned(), |d| {
+            format!("{} before expiry", format_duration(d))
+        });
+        out.push_str(&format!(
+            "    {:<16} {:<11} {} -> {} (renew at {rule})\n",
+            cert.name,
+            cert.key_type.name(),
+            names.join(", "),
+            cert.file.value.display()
+        ));
+    }
+    out
+}
