@@ -4,11 +4,32 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use crate::cli::args::AccountCommand;
+use clap::Subcommand;
+
 use crate::core::config::{self, Config};
 use crate::edge::acme::{self, AccountStanding, Acme};
 use crate::edge::store::StateDir;
 use crate::error::UsageError;
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Print the account URL, contacts and directory.
+    Show,
+    /// Replace the account key. The old key file is kept until the CA confirms the new key.
+    Rollover,
+    /// Deactivate the account at the CA, for good. The next run makes a new account.
+    Deactivate {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Replace the account's contact addresses at the CA (none given removes them).
+    Update {
+        /// An e-mail address; repeat for several.
+        #[arg(long = "contact")]
+        contacts: Vec<String>,
+    },
+}
 
 /// Runs `hapcert account ...`; `false` when the CA did not do what was asked.
 pub async fn command(config: &Config, command: AccountCommand, lock_timeout: Duration) -> anyhow::Result<bool> {

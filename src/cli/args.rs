@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::account::AccountCommand;
 use crate::core::config::DEFAULT_CONFIG_PATH;
 use crate::edge::acme::RevokeReason;
 use crate::logging::LogFormat;
@@ -123,24 +124,4 @@ pub enum NotifyCommand {
 pub enum ImportSource {
     /// certbot's /etc/letsencrypt: one [[certificate]] per lineage; hooks and the account are reported, not carried over.
     Certbot(crate::import::CertbotImport),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AccountCommand {
-    /// Print the account URL, contacts and directory.
-    Show,
-    /// Replace the account key. The old key file is kept until the CA confirms the new key.
-    Rollover,
-    /// Deactivate the account at the CA, for good. The next run makes a new account.
-    Deactivate {
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Replace the account's contact addresses at the CA (none given removes them).
-    Update {
-        /// An e-mail address; repeat for several.
-        #[arg(long = "contact")]
-        contacts: Vec<String>,
-    },
 }

@@ -12,6 +12,7 @@ mod hooks;
 mod hot_update;
 mod import_certbot;
 mod issuance;
+mod layers;
 mod lifecycle;
 mod metrics;
 mod notify;
