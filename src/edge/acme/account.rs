@@ -139,7 +139,8 @@ impl Acme {
         }
         if let AccountStanding::Refused(_) = standing {
             let kept = path.with_extension("json.deactivated");
-            std::fs::rename(&path, &kept).with_context(|| format!("cannot move {} aside", path.display()))?;
+            crate::edge::store::rename_durably(&path, &kept)
+                .with_context(|| format!("cannot move {} aside", path.display()))?;
             tracing::info!(file = %kept.display(), "the deactivated account's file was moved aside; the next run makes a new account");
         }
         Ok(standing)

@@ -18,8 +18,8 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::core::ari::Suggested;
+use crate::core::challenge::{Challenge, ChallengeKind, ChallengePublisher};
 use crate::core::config::{AcmeConfig, DomainName};
-use crate::edge::http01::responder::ChallengeTokens;
 use crate::edge::store::StateDir;
 
 /// How often one request is sent again after `badNonce`, on top of instant-acme's own three tries. A CA that rejects
@@ -316,13 +316,13 @@ impl Acme {
         }
     }
 
-    /// Orders a certificate for `domains`, answers HTTP-01 through `tokens`, finalizes with `csr_der`, and returns the
-    /// chain the CA sends (PEM, leaf first).
-    pub async fn issue(
+    /// Orders a certificate for `domains`, answers each challenge through `publisher`, finalizes with `csr_der`, and
+    /// returns the chain the CA sends (PEM, leaf first).
+    pub async fn issue<P: ChallengePublisher>(
         &self,
         domains: &[DomainName],
         csr_der: &[u8],
-        tokens: &ChallengeTokens,
+        publisher: &P,
         options: OrderOptions<'_>,
     ) -> anyhow::Result<String> {
         let identifiers: Vec<Identifier> = domains.iter().map(|d| Identifier::Dns(d.to_string())).collect();
@@ -382,10 +382,19 @@ impl Acme {
                     AuthorizationStatus::Pending => {}
                     other => bail!("the CA's authorization for {name} is {other:?}; it cannot be completed"),
                 }
+                let (wanted, label) = match publisher.kind() {
+                    ChallengeKind::Http01 => (ChallengeType::Http01, "HTTP-01"),
+                };
                 let mut challenge = authz
-                    .challenge(ChallengeType::Http01)
-                    .with_context(|| format!("the CA offers no HTTP-01 challenge for {name}"))?;
-                published.push(tokens.publish(&challenge.token, challenge.key_authorization().as_str())?);
+                    .challenge(wanted)
+                    .with_context(|| format!("the CA offers no {label} challenge for {name}"))?;
+                let key_authorization = challenge.key_authorization();
+                let answer = Challenge {
+                    identifier: &name,
+                    token: &challenge.token,
+                    key_authorization: key_authorization.as_str(),
+                };
+                published.push(publisher.publish(answer).await?);
                 retry_transient!(challenge.set_ready().await)
                     .map_err(describe)
                     .with_context(|| format!("the CA refused to start validating {name}"))?;

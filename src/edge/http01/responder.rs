@@ -12,6 +12,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
+use crate::core::challenge::{Challenge, ChallengeKind, ChallengePublisher};
 use crate::core::config::is_base64url;
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
@@ -51,6 +52,23 @@ impl ChallengeTokens {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The HTTP-01 answers, published into the responder's memory.
+impl ChallengePublisher for ChallengeTokens {
+    type Published = TokenGuard;
+
+    fn kind(&self) -> ChallengeKind {
+        ChallengeKind::Http01
+    }
+
+    fn publish(&self, challenge: Challenge<'_>) -> impl Future<Output = anyhow::Result<TokenGuard>> + Send {
+        std::future::ready(ChallengeTokens::publish(
+            self,
+            challenge.token,
+            challenge.key_authorization,
+        ))
     }
 }
 

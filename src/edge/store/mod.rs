@@ -47,6 +47,13 @@ pub fn remove_durably(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Renames `from` to `to` in the same directory, durably: the file is synced, then the directory after the rename.
+pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
+    File::open(from)?.sync_all()?;
+    fs::rename(from, to)?;
+    File::open(parent_dir(to))?.sync_all()
+}
+
 fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -240,6 +247,17 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["site.pem"]);
+    }
+
+    #[test]
+    fn a_durable_rename_moves_the_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("a.json"), dir.path().join("a.json.deactivated"));
+        write_atomic(&from, b"secret", 0o600, FileOwner::default()).unwrap();
+        rename_durably(&from, &to).unwrap();
+        assert!(!from.exists());
+        assert_eq!(fs::read(&to).unwrap(), b"secret");
+        assert_eq!(fs::metadata(&to).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]
