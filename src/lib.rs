@@ -1,19 +1,37 @@
-//! hapcert: a certificate agent for HAProxy. See docs/ARCHITECTURE.md for the map.
+//! hapcert: a certificate agent for HAProxy. docs/ARCHITECTURE.md has the map, the invariants and what is left out on
+//! purpose.
+//!
+//! # Layout
+//!
+//! - [`core`]: pure. The config and its validation, the decision and the survey of what is due, the state and its
+//!   format, the CA's renewal window, the retry schedule, PEM bundles, the checks a new certificate passes, keys, and
+//!   how time is written. No I/O, no clock: `now` is a parameter. It names nothing outside itself.
+//! - [`edge`]: one module per outside party, and the only code that talks to it: the CA ([`edge::acme`]), HAProxy
+//!   ([`edge::haproxy`]), the files ([`edge::store`]), the HTTP-01 responder and the public path
+//!   ([`edge::http01`]), TLS handshakes ([`edge::probe`]), operators' commands ([`edge::shell`]), the host's
+//!   users and directories ([`edge::host`]), and the HTTP server loop both listeners share.
+//! - [`renew`]: one run, joining the two: survey, order, verify, deploy, prove, roll back, record.
+//! - The other commands, each a feature with its pure judge inside: [`check`] (monitor), [`notify`] (alerts and their
+//!   repeat ledger), [`daemon`] (the long-running loop), [`import`] (certbot's tree), and `status`, `metrics`,
+//!   `account`.
+//! - [`cli`] reads the command line and dispatches; [`error`] maps an outcome to an exit code; [`logging`] sets up
+//!   stderr. `main.rs` only parses, runs and prints the error once.
 
-pub mod account;
-pub mod check;
 pub mod cli;
 pub mod core;
-pub mod daemon;
 pub mod edge;
 pub mod error;
-mod fanout;
-pub mod import;
 pub mod logging;
-pub mod metrics;
 pub mod notify;
 pub mod renew;
-pub mod status;
+
+pub(crate) mod account;
+pub(crate) mod check;
+pub(crate) mod daemon;
+mod fanout;
+pub(crate) mod import;
+pub(crate) mod metrics;
+pub(crate) mod status;
 
 #[cfg(test)]
 mod testing;

@@ -11,7 +11,7 @@ use crate::core::config::Config;
 use crate::core::pem::CertFacts;
 use crate::core::schedule::Overrides;
 use crate::core::state::{CertState, LastResult, StateStorage};
-use crate::core::survey::{Surveyed, survey};
+use crate::core::survey::survey;
 use crate::core::time::{days_left, format_rfc3339};
 use crate::edge::store::StateDir;
 use crate::edge::store::facts_cache::FactsCache;
@@ -73,15 +73,8 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
     Ok(survey(on_disk, &state, now, Overrides::default())
         .into_iter()
         .map(|entry| {
-            let Surveyed {
-                spec,
-                local,
-                remembered,
-                known,
-                decision,
-                ..
-            } = &entry;
-            let facts = local.facts();
+            let (spec, remembered, decision) = (entry.spec, entry.remembered, &entry.decision);
+            let facts = entry.local.facts();
             let waiting = entry.held_back().map(|(until, why)| Waiting {
                 until: format_rfc3339(until),
                 why,
@@ -97,7 +90,7 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
                 due: decision.due,
                 renew_at: decision.renew_at.map(format_rfc3339),
                 reason: decision.reason.to_string(),
-                schedule: schedule(facts, remembered, known.window),
+                schedule: schedule(facts, remembered, entry.known.window),
                 waiting,
                 consecutive_failures: remembered.failures.consecutive,
                 last_result: remembered.last.clone(),

@@ -141,31 +141,24 @@ fn plan(surveyed: Vec<Surveyed<'_>>, dry_run: bool) -> (Vec<Item>, Vec<Due>) {
     let mut items = Vec::new();
     let mut due = Vec::new();
     for entry in surveyed {
-        let Surveyed {
-            spec,
-            local,
-            remembered,
-            known,
-            decision,
-            gate,
-        } = entry;
-        if let Local::Unreadable(why) | Local::Unparseable(why) = &local {
+        let (spec, local, decision) = (entry.spec, &entry.local, entry.decision);
+        if let Local::Unreadable(why) | Local::Unparseable(why) = local {
             tracing::warn!(certificate = %spec.name, file = %spec.file.value.display(), "{why}; it will be replaced");
         }
         tracing::info!(certificate = %spec.name, due = decision.due, "{}", decision.reason);
-        if let Some(url) = known.window.and_then(|w| w.explanation_url.as_deref()) {
+        if let Some(url) = entry.known.window.and_then(|w| w.explanation_url.as_deref()) {
             tracing::info!(certificate = %spec.name, explanation = url, "the CA explains its renewal window");
         }
         let previous = local.facts().cloned();
         let mut result = ItemResult::NotDue;
         // `Some(replaces)` when it is ordered now.
-        let ordered = match gate {
+        let ordered = match entry.gate {
             None => None,
             // A dry run is not held back by the schedule of the real runs, and does not add to it.
             Some(_) if dry_run => Some(None),
             // `replaces` only to a CA that has shown it knows ARI.
             Some(Gate::Go) => {
-                let offers_ari = matches!(remembered.renewal_info, Some(ari::RenewalInfo::Ari(_)));
+                let offers_ari = matches!(entry.remembered.renewal_info, Some(ari::RenewalInfo::Ari(_)));
                 Some(previous.as_ref().and_then(|f| f.ari_id.clone()).filter(|_| offers_ari))
             }
             Some(Gate::Wait { until, why }) => {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use super::configobj::{self, Entry, Section};
 use crate::core::config::KeyType;
 
-pub use plan::{Adoption, Existing, HaproxyPem, LineagePlan, ListenChoice, Plan, PlanOptions, Skipped, judge_existing};
+pub use plan::{Adoption, Existing, LineagePlan, Plan, PlanOptions, judge_existing};
 pub use render::{check_generated, render_report};
 
 /// Decides everything: which lineages become certificates, with which settings, and the config text.
