@@ -438,3 +438,31 @@ fn a_run_that_cannot_get_the_lock_in_time_says_who_holds_it() {
         disk_serial(&sandbox, "site")
     );
 }
+
+#[test]
+fn a_state_file_from_a_newer_hapcert_is_refused_with_a_clear_message_and_left_alone() {
+    let sandbox = Sandbox::start();
+    issued(&sandbox, &[SITE]);
+    let state = sandbox.state_dir().join("state.json");
+    let mut newer: serde_json::Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    assert_eq!(newer["format"], 1, "hapcert writes its state format");
+    newer["format"] = 99.into();
+    let bytes = serde_json::to_vec_pretty(&newer).unwrap();
+    fs::write(&state, &bytes).unwrap();
+
+    for args in [&["run"][..], &["renew", "--force"], &["status"]] {
+        let out = sandbox.hapcert(args);
+        assert_exit(&out, 1);
+        let err = stderr(&out);
+        assert!(
+            err.contains("state.json: it is in format 99, newer than this hapcert reads (up to 1)")
+                && err.contains("upgrade hapcert again (the file is left as it is)"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            fs::read(&state).unwrap(),
+            bytes,
+            "{args:?} left the newer state file as it was"
+        );
+    }
+}
