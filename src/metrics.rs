@@ -154,55 +154,37 @@ pub fn render_snapshot(snapshot: &Snapshot) -> String {
     let mut out = Metrics::default();
     let certs = &snapshot.certificates;
 
-    out.family(
+    out.per_certificate(
         "hapcert_certificate_not_after_seconds",
-        "gauge",
         "When the certificate on disk expires, in Unix time.",
+        certs,
+        |c| c.not_after.map(|at| at.unix_timestamp()),
     );
-    for cert in certs {
-        if let Some(at) = cert.not_after {
-            out.named(&cert.name, at.unix_timestamp());
-        }
-    }
-    out.family(
+    out.per_certificate(
         "hapcert_certificate_renewal_due_seconds",
-        "gauge",
         "When the certificate on disk is (or was) due for renewal, in Unix time: the CA's ARI moment or the lifetime rule.",
+        certs,
+        |c| c.renewal_due.map(|at| at.unix_timestamp()),
     );
-    for cert in certs {
-        if let Some(at) = cert.renewal_due {
-            out.named(&cert.name, at.unix_timestamp());
-        }
-    }
-    out.family(
+    out.per_certificate(
         "hapcert_certificate_served_matches_disk",
-        "gauge",
         "1 when every endpoint served the certificate on disk at the last check, 0 when one served another; absent when \
          none answered.",
+        certs,
+        |c| c.served_matches_disk.map(i64::from),
     );
-    for cert in certs {
-        if let Some(matches) = cert.served_matches_disk {
-            out.named(&cert.name, i64::from(matches));
-        }
-    }
-    out.family(
+    out.per_certificate(
         "hapcert_certificate_check_status",
-        "gauge",
         "The certificate's status at the last check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        certs,
+        |c| c.check_status.map(i64::from),
     );
-    for cert in certs {
-        if let Some(status) = cert.check_status {
-            out.named(&cert.name, i64::from(status));
-        }
-    }
-    out.family(
+    out.per_certificate(
         "hapcert_consecutive_failures",
-        "gauge",
         "Failed renewal attempts of the certificate since its last success.",
+        certs,
+        |c| Some(i64::from(c.consecutive_failures)),
     );
-    for cert in certs {
-        out.named(&cert.name, i64::from(cert.consecutive_failures));
-    }
     out.family(
         "hapcert_last_run_success_timestamp_seconds",
         "gauge",
@@ -261,6 +243,22 @@ impl Metrics {
 
     fn named(&mut self, name: &str, value: i64) {
         self.sample(&format!("{{name=\"{}\"}}", escape_label(name)), value);
+    }
+
+    /// A gauge with one sample per certificate that has a `value`, labelled with its name.
+    fn per_certificate(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        certs: &[CertificateMetrics],
+        value: impl Fn(&CertificateMetrics) -> Option<i64>,
+    ) {
+        self.family(name, "gauge", help);
+        for cert in certs {
+            if let Some(value) = value(cert) {
+                self.named(&cert.name, value);
+            }
+        }
     }
 }
 
