@@ -114,15 +114,7 @@ impl Bundle {
             Some(key) => key_matches_leaf(key, &leaf)?,
             None => return Err(PemError::NoKey),
         };
-        Ok(CertFacts {
-            serial: serial_hex(leaf.raw_serial()),
-            names: dns_names(&leaf),
-            not_before: leaf.validity().not_before.to_datetime(),
-            not_after: leaf.validity().not_after.to_datetime(),
-            key_type: key_type_of(&leaf),
-            key_matches,
-            ari_id: ari_id(&leaf),
-        })
+        Ok(CertFacts::of(&leaf, key_matches))
     }
 
     /// HAProxy's layout: leaf, intermediates, then the key; LF endings, no blank lines, a final newline.
@@ -143,6 +135,26 @@ impl Bundle {
         let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
         Ok(pem::encode_many_config(&blocks, lf).replace("\n\n", "\n"))
     }
+}
+
+impl CertFacts {
+    /// The facts of a decoded leaf; `key_matches` is what the caller found of its key.
+    pub fn of(leaf: &X509Certificate<'_>, key_matches: bool) -> CertFacts {
+        CertFacts {
+            serial: serial_hex(leaf.raw_serial()),
+            names: dns_names(leaf),
+            not_before: leaf.validity().not_before.to_datetime(),
+            not_after: leaf.validity().not_after.to_datetime(),
+            key_type: key_type_of(leaf),
+            key_matches,
+            ari_id: ari_id(leaf),
+        }
+    }
+}
+
+/// The SHA-1 of a certificate's DER in lower-case hex: how HAProxy's `show ssl cert` names the leaf it holds.
+pub fn sha1_hex(der: &[u8]) -> String {
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref())
 }
 
 fn ari_id(leaf: &X509Certificate<'_>) -> Option<String> {

@@ -1,11 +1,12 @@
 //! The checks a newly issued certificate must pass before it may replace the one being served. Pure.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::core::pem::{Bundle, dns_names, key_matches_leaf};
+use crate::core::pem::{Bundle, CertFacts, dns_names, key_matches_leaf, sha1_hex};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -25,9 +26,54 @@ pub enum VerifyError {
     Unusable(String),
 }
 
+/// A new certificate that passed [`verify_issued`], decoded once: what the deploy writes and what proves it served
+/// travel with it. Only `verify_issued` makes one, so holding one means its key matches its leaf.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// HAProxy's combined PEM: leaf, chain, key.
+    pem: String,
+    facts: CertFacts,
+    /// The leaf's DER, which a handshake must return.
+    leaf: Vec<u8>,
+    /// The leaf's SHA-1, which `show ssl cert` must report.
+    sha1: String,
+}
+
+impl Verified {
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    pub fn facts(&self) -> &CertFacts {
+        &self.facts
+    }
+
+    pub fn into_facts(self) -> CertFacts {
+        self.facts
+    }
+
+    pub fn leaf_der(&self) -> &[u8] {
+        &self.leaf
+    }
+
+    pub fn sha1(&self) -> &str {
+        &self.sha1
+    }
+}
+
+/// The PEM holds the private key: `Debug` shows the facts only.
+impl fmt::Debug for Verified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verified")
+            .field("facts", &self.facts)
+            .field("sha1", &self.sha1)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Checks that `bundle` may be deployed for `wanted` names at `now`: the key matches the leaf, each certificate is signed by
 /// the next, the SANs are exactly the wanted names, and the leaf is within its validity period.
-pub fn verify_issued(bundle: &Bundle, wanted: &BTreeSet<String>, now: OffsetDateTime) -> Result<(), VerifyError> {
+pub fn verify_issued(bundle: &Bundle, wanted: &BTreeSet<String>, now: OffsetDateTime) -> Result<Verified, VerifyError> {
     let certs: Vec<X509Certificate> = bundle
         .certs
         .iter()
@@ -70,7 +116,16 @@ pub fn verify_issued(bundle: &Bundle, wanted: &BTreeSet<String>, now: OffsetDate
     if now >= not_after {
         return Err(VerifyError::Expired { not_after });
     }
-    Ok(())
+    let pem = bundle
+        .to_haproxy_pem()
+        .map_err(|e| VerifyError::Unusable(e.to_string()))?;
+    let leaf_der = bundle.certs[0].to_vec();
+    Ok(Verified {
+        pem,
+        facts: CertFacts::of(leaf, true),
+        sha1: sha1_hex(&leaf_der),
+        leaf: leaf_der,
+    })
 }
 
 #[cfg(test)]
@@ -89,12 +144,18 @@ mod tests {
         for key_type in [KeyType::EcdsaP256, KeyType::Rsa2048] {
             let pem = ca.issue(&["a.example.com", "b.example.com"], key_type, 90);
             let bundle = Bundle::parse(pem.as_bytes()).unwrap();
-            verify_issued(
+            let verified = verify_issued(
                 &bundle,
                 &names(&["a.example.com", "b.example.com"]),
                 OffsetDateTime::now_utc(),
             )
             .unwrap();
+            // Decoded once: what deploy needs is the bundle's, in HAProxy's layout.
+            assert_eq!(verified.facts(), &bundle.facts().unwrap());
+            assert_eq!(verified.pem(), bundle.to_haproxy_pem().unwrap());
+            assert_eq!(verified.leaf_der(), bundle.certs[0].as_ref());
+            assert_eq!(verified.sha1().len(), 40);
+            assert!(!format!("{verified:?}").contains("PRIVATE KEY"));
         }
     }
 

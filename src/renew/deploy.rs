@@ -8,7 +8,8 @@ use anyhow::Context;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::core::config::{CertificateSpec, Config, FileOwner};
-use crate::core::pem::{Bundle, CertFacts, hex, serial_hex};
+use crate::core::pem::{Bundle, CertFacts, serial_hex, sha1_hex};
+use crate::core::verify::Verified;
 use crate::edge::haproxy::{Applied, Haproxy, Update};
 use crate::edge::probe::{self, ClientKind};
 use crate::edge::store::{self, StateDir};
@@ -31,8 +32,7 @@ pub enum FailureKind {
 pub struct Change {
     pub spec: CertificateSpec,
     pub previous: Option<Vec<u8>>,
-    pub pem: String,
-    pub facts: CertFacts,
+    pub new: Verified,
 }
 
 /// What happened to one change.
@@ -81,7 +81,7 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
 
     let updates: Vec<Update> = written
         .iter()
-        .map(|&i| update(&changes[i].spec, changes[i].pem.clone()))
+        .map(|&i| Update::verified(changes[i].spec.file.value.clone(), &changes[i].new))
         .collect();
     let how = match haproxy.apply(&updates).await {
         Ok(how) => how,
@@ -102,12 +102,12 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
     let mut to_roll_back = Vec::new();
     for &index in &written {
         let change = &changes[index];
-        let leaf = leaf_of(&change.pem);
-        match verify_served(config, &haproxy, &change.spec, &leaf).await {
+        let (leaf, sha1) = (change.new.leaf_der(), change.new.sha1());
+        match verify_served(config, &haproxy, &change.spec, leaf, sha1).await {
             Ok(()) => {
-                tracing::info!(certificate = %change.spec.name, serial = %change.facts.serial, via = %how, "deployed and verified on the wire");
+                tracing::info!(certificate = %change.spec.name, serial = %change.new.facts().serial, via = %how, "deployed and verified on the wire");
                 outcomes[index] = Some(Deployed::Verified {
-                    facts: change.facts.clone(),
+                    facts: change.new.facts().clone(),
                     how,
                 });
             }
@@ -129,19 +129,12 @@ fn collect(outcomes: Vec<Option<Deployed>>) -> Vec<Deployed> {
         .collect()
 }
 
-fn update(spec: &CertificateSpec, pem: String) -> Update {
-    Update {
-        path: spec.file.value.clone(),
-        pem,
-    }
-}
-
 fn write(config: &Config, owner: FileOwner, state: &StateDir, change: &Change) -> anyhow::Result<()> {
     if let Some(previous) = &change.previous {
         state.write_secret(&state.backup_path(&change.spec.name), previous)?;
     }
     let file = &change.spec.file.value;
-    store::write_atomic(file, change.pem.as_bytes(), config.haproxy.mode, owner)
+    store::write_atomic(file, change.new.pem().as_bytes(), config.haproxy.mode, owner)
         .with_context(|| format!("cannot write {}", file.display()))
 }
 
@@ -176,9 +169,9 @@ async fn verify_served(
     haproxy: &Haproxy,
     spec: &CertificateSpec,
     leaf: &[u8],
+    sha1: &str,
 ) -> Result<(), NotServed> {
-    let sha1 = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, leaf).as_ref());
-    if let Some(Err(problem)) = haproxy.confirm_loaded(&spec.file.value, &sha1).await {
+    if let Some(Err(problem)) = haproxy.confirm_loaded(&spec.file.value, sha1).await {
         return Err(NotServed {
             problem,
             served_serial: None,
@@ -222,19 +215,22 @@ async fn roll_back(
     failed: Vec<(usize, NotServed)>,
     outcomes: &mut [Option<Deployed>],
 ) {
+    // The previous files are not hapcert's fresh issue: each is checked before HAProxy gets it, and one that fails
+    // the check keeps the whole batch from being sent.
     let mut back = Vec::new();
     for (index, _) in &failed {
         let change = &changes[*index];
         let what = restore_file(config, owner, change);
         if let Some(previous) = &change.previous {
-            back.push(update(&change.spec, String::from_utf8_lossy(previous).into_owned()));
+            let pem = String::from_utf8_lossy(previous).into_owned();
+            back.push(Update::checked(change.spec.file.value.clone(), pem));
         }
         tracing::warn!(certificate = %change.spec.name, "rolling back: {what}");
     }
-    let reapplied = if back.is_empty() {
-        Ok(Applied::HotUpdated)
-    } else {
-        haproxy.apply(&back).await
+    let reapplied = match back.into_iter().collect::<Result<Vec<Update>, _>>() {
+        Ok(back) if back.is_empty() => Ok(Applied::HotUpdated),
+        Ok(back) => haproxy.apply(&back).await,
+        Err(err) => Err(err),
     };
     for (index, not_served) in failed {
         let change = &changes[index];
@@ -243,8 +239,8 @@ async fn roll_back(
             (_, None) => "the new PEM was removed from disk (HAProxy drops it at its next reload)".to_owned(),
             (Err(err), Some(_)) => format!("the previous PEM is back on disk, but HAProxy refused it: {err}"),
             (Ok(how), Some(previous)) => {
-                let old_leaf = leaf_of(&String::from_utf8_lossy(previous));
-                match verify_served(config, haproxy, &change.spec, &old_leaf).await {
+                let old_leaf = leaf_of(previous);
+                match verify_served(config, haproxy, &change.spec, &old_leaf, &sha1_hex(&old_leaf)).await {
                     Ok(()) => format!(
                         "rolled back by {how}: HAProxy serves the previous certificate, serial {}, again",
                         serial(&old_leaf)
@@ -258,24 +254,23 @@ async fn roll_back(
         };
         tracing::error!(
             certificate = %change.spec.name,
-            expected = %change.facts.serial,
+            expected = %change.new.facts().serial,
             "HAProxy does not serve the new certificate: {problem}; {action}"
         );
         outcomes[index] = Some(Deployed::Failed(DeployFailure {
             kind: FailureKind::Unverified,
             message: format!(
                 "deployed serial {} but could not verify it: {problem}; {action}",
-                change.facts.serial
+                change.new.facts().serial
             ),
             served_serial: not_served.served_serial,
         }));
     }
 }
 
-fn leaf_of(pem: &str) -> Vec<u8> {
-    Bundle::parse(pem.as_bytes())
-        .map(|b| b.certs[0].to_vec())
-        .unwrap_or_default()
+/// The leaf of a file hapcert is putting back: decoded here, since it was not issued by this run.
+fn leaf_of(pem: &[u8]) -> Vec<u8> {
+    Bundle::parse(pem).map(|b| b.certs[0].to_vec()).unwrap_or_default()
 }
 
 fn serial(der: &[u8]) -> String {

@@ -14,10 +14,10 @@ use super::progress::Progress;
 use crate::core::ari;
 use crate::core::config::{CertificateSpec, Config};
 use crate::core::keys::{csr_der, generate_key};
-use crate::core::pem::{Bundle, CertFacts};
+use crate::core::pem::Bundle;
 use crate::core::state::State;
 use crate::core::time::format_rfc3339;
-use crate::core::verify::verify_issued;
+use crate::core::verify::{Verified, verify_issued};
 use crate::edge::acme::{Acme, OrderOptions};
 use crate::edge::http01::responder::ChallengeTokens;
 use crate::edge::store::StateDir;
@@ -128,11 +128,6 @@ pub(super) async fn refresh_renewal_info(
     }
 }
 
-pub(super) struct Issued {
-    pub(super) pem: String,
-    pub(super) facts: CertFacts,
-}
-
 /// Issues every due certificate with one account and one responder (the daemon's standing one, when given), at most
 /// `MAX_CONCURRENT_ORDERS` at a time. One certificate's failure does not stop the others. Results come back in the order
 /// of `orders`. Dropping the future drops the orders in flight, and with them their tokens.
@@ -142,7 +137,7 @@ pub(super) async fn issue_all(
     orders: Vec<(CertificateSpec, Option<String>)>,
     standing: Option<ChallengeTokens>,
     show_progress: bool,
-) -> Vec<anyhow::Result<Issued>> {
+) -> Vec<anyhow::Result<Verified>> {
     let shared_failure = |err: anyhow::Error| orders.iter().map(|_| Err(anyhow::anyhow!("{err:#}"))).collect();
     let acme = match ca.get().await {
         Ok(acme) => acme,
@@ -184,7 +179,7 @@ async fn issue_one(
     spec: &CertificateSpec,
     replaces: Option<&str>,
     side: &ChallengeSide,
-) -> anyhow::Result<Issued> {
+) -> anyhow::Result<Verified> {
     if let Some(profile) = &spec.profile {
         acme.check_profile(profile).context("nothing was ordered")?;
     }
@@ -210,11 +205,7 @@ async fn issue_one(
         certs,
         key: Some(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))),
     };
-    verify_issued(&bundle, &spec.domain_set(), OffsetDateTime::now_utc())
+    let verified = verify_issued(&bundle, &spec.domain_set(), OffsetDateTime::now_utc())
         .context("the issued certificate failed verification; not deployed")?;
-    let facts = bundle.facts()?;
-    Ok(Issued {
-        pem: bundle.to_haproxy_pem()?,
-        facts,
-    })
+    Ok(verified)
 }

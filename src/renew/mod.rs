@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use self::deploy::{Change, Deployed};
 use self::hooks::{HookFailure, Stage};
-use self::issue::{CaSession, Issued, issue_all, refresh_renewal_info};
+use self::issue::{CaSession, issue_all, refresh_renewal_info};
 pub use self::report::{Failure, Item, ItemResult, Report, RunContext, RunOptions};
 use crate::core::ari;
 use crate::core::config::{CertificateSpec, Config, FileOwner};
@@ -29,6 +29,7 @@ use crate::core::schedule::{Gate, Overrides};
 use crate::core::state::{State, StateStorage};
 use crate::core::survey::{Surveyed, survey};
 use crate::core::time::format_rfc3339;
+use crate::core::verify::Verified;
 use crate::edge::store::StateDir;
 use crate::edge::store::facts_cache::FactsCache;
 use crate::metrics;
@@ -333,7 +334,7 @@ impl Pass<'_> {
     async fn deploy_issued(
         &self,
         due: Vec<Due>,
-        issued: Vec<anyhow::Result<Issued>>,
+        issued: Vec<anyhow::Result<Verified>>,
         items: &mut [Item],
     ) -> Vec<(CertificateSpec, CertFacts)> {
         let Pass {
@@ -353,16 +354,15 @@ impl Pass<'_> {
                     items[d.index].result = ItemResult::Failed(Failure::of(&err));
                 }
                 Ok(new) if options.dry_run => {
-                    tracing::info!(certificate = %d.spec.name, serial = %new.facts.serial, "dry run: issued and verified, not deployed");
-                    items[d.index].result = ItemResult::DryRun(new.facts);
+                    tracing::info!(certificate = %d.spec.name, serial = %new.facts().serial, "dry run: issued and verified, not deployed");
+                    items[d.index].result = ItemResult::DryRun(new.into_facts());
                 }
                 Ok(new) => {
-                    change_items.push((d.index, d.spec.clone(), new.facts.serial.clone()));
+                    change_items.push((d.index, d.spec.clone(), new.facts().serial.clone()));
                     changes.push(Change {
                         spec: d.spec,
                         previous: d.previous,
-                        pem: new.pem,
-                        facts: new.facts,
+                        new,
                     });
                 }
             }

@@ -224,10 +224,7 @@ fn apply(
     )
     .unwrap();
     let haproxy = Haproxy::new(&config.haproxy);
-    let update = Update {
-        path: sandbox.cert_dir().join("site.pem"),
-        pem,
-    };
+    let update = Update::checked(sandbox.cert_dir().join("site.pem"), pem)?;
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(haproxy.apply(&[update]))

@@ -14,6 +14,7 @@ use runtime::{Endpoint, RuntimeApi, RuntimeError};
 
 use crate::core::config::HaproxyConfig;
 use crate::core::pem::Bundle;
+use crate::core::verify::Verified;
 use crate::edge::shell::run_shell;
 
 /// Long enough for `haproxy -c` on a config with thousands of certificates, short enough that a hung `systemctl` is noticed.
@@ -32,10 +33,36 @@ pub struct Haproxy {
     crt_list: String,
 }
 
-/// A PEM that is already on disk at `path` and must now be served.
+/// A PEM that is already on disk at `path` and must now be served. Only whole, matching PEMs become one: a certificate
+/// that passed `verify_issued`, or bytes checked here.
 pub struct Update {
-    pub path: PathBuf,
-    pub pem: String,
+    path: PathBuf,
+    pem: String,
+}
+
+impl Update {
+    /// A certificate hapcert just issued and verified: its key matches its leaf by construction.
+    pub fn verified(path: PathBuf, certificate: &Verified) -> Update {
+        Update {
+            path,
+            pem: certificate.pem().to_owned(),
+        }
+    }
+
+    /// Any other PEM (a previous file put back): parsed and checked here, so nothing broken is ever sent.
+    pub fn checked(path: PathBuf, pem: String) -> Result<Update, HaproxyError> {
+        let invalid = |reason: String| HaproxyError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        };
+        let facts = Bundle::parse(pem.as_bytes())
+            .and_then(|b| b.facts())
+            .map_err(|e| invalid(format!("the PEM {e}")))?;
+        if !facts.key_matches {
+            return Err(invalid("the private key does not belong to the certificate".into()));
+        }
+        Ok(Update { path, pem })
+    }
 }
 
 /// How the new files reached the running HAProxy.
@@ -98,14 +125,10 @@ impl Haproxy {
         }
     }
 
-    /// Makes HAProxy serve `updates`, whose files are already written. Each PEM is checked locally first, so nothing
-    /// broken is ever sent. With a Runtime API: a hot update per file (`set` + `commit`, or `new` + `add ssl crt-list`
+    /// Makes HAProxy serve `updates`, whose files are already written (each one whole and matching: see [`Update`]). With a Runtime API: a hot update per file (`set` + `commit`, or `new` + `add ssl crt-list`
     /// for a file HAProxy has never loaded). Without one, or when it is unreachable or refuses: the config check, then one
     /// reload for the batch. On error the caller puts the previous files back.
     pub async fn apply(&self, updates: &[Update]) -> Result<Applied, HaproxyError> {
-        for update in updates {
-            check_payload(update)?;
-        }
         if let Some(api) = &self.api {
             match self.hot_update(api, updates).await {
                 Ok(()) => return Ok(Applied::HotUpdated),
@@ -217,20 +240,6 @@ async fn reload_through_master(master: &RuntimeApi) -> Result<(), HaproxyError> 
     }
 }
 
-fn check_payload(update: &Update) -> Result<(), HaproxyError> {
-    let invalid = |reason: String| HaproxyError::Invalid {
-        path: update.path.display().to_string(),
-        reason,
-    };
-    let facts = Bundle::parse(update.pem.as_bytes())
-        .and_then(|b| b.facts())
-        .map_err(|e| invalid(format!("the PEM {e}")))?;
-    if !facts.key_matches {
-        return Err(invalid("the private key does not belong to the certificate".into()));
-    }
-    Ok(())
-}
-
 fn in_dir(path: &Path, dir: &str) -> bool {
     path.parent()
         .is_some_and(|parent| parent == Path::new(dir.trim_end_matches('/')))
@@ -242,11 +251,11 @@ mod tests {
 
     #[test]
     fn a_corrupt_or_mismatched_payload_is_refused_before_anything_is_sent() {
-        let garbage = Update {
-            path: "/etc/haproxy/certs/a.pem".into(),
-            pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
-        };
-        let err = check_payload(&garbage).unwrap_err();
+        let garbage = Update::checked(
+            "/etc/haproxy/certs/a.pem".into(),
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+        );
+        let err = garbage.err().unwrap();
         assert!(
             err.to_string()
                 .starts_with("refusing to send /etc/haproxy/certs/a.pem to HAProxy: the PEM"),
@@ -258,23 +267,9 @@ mod tests {
         let other = ca.issue(&["a.example.com"], crate::core::config::KeyType::EcdsaP256, 90);
         let (leaf, chain, _) = crate::testing::leaf_pem_parts(&one);
         let (_, _, key) = crate::testing::leaf_pem_parts(&other);
-        let swapped = Update {
-            path: "/x/a.pem".into(),
-            pem: format!("{leaf}{chain}{key}"),
-        };
-        assert!(
-            check_payload(&swapped)
-                .unwrap_err()
-                .to_string()
-                .contains("does not belong")
-        );
-        assert!(
-            check_payload(&Update {
-                path: "/x/a.pem".into(),
-                pem: one
-            })
-            .is_ok()
-        );
+        let swapped = Update::checked("/x/a.pem".into(), format!("{leaf}{chain}{key}"));
+        assert!(swapped.err().unwrap().to_string().contains("does not belong"));
+        assert!(Update::checked("/x/a.pem".into(), one).is_ok());
     }
 
     #[test]
