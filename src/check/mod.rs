@@ -32,10 +32,10 @@ use crate::notify::{EventKind, Scope};
 /// an attack to the load balancer.
 const PROBES_AT_ONCE: usize = 16;
 
-/// `hapcert check`: runs [`check`], prints the summary line, then the details (or, with `json`, the report as one JSON
+/// `hapcert check`: runs [`probe`], prints the summary line, then the details (or, with `json`, the report as one JSON
 /// document); returns the plugin exit code.
 pub async fn command(config: &Config, json: bool) -> u8 {
-    let report = check(config, OffsetDateTime::now_utc()).await;
+    let report = probe(config, OffsetDateTime::now_utc()).await;
     println!("{}", report.summary);
     if json {
         match serde_json::to_string_pretty(&report) {
@@ -57,7 +57,7 @@ pub fn unknown(err: &anyhow::Error) -> u8 {
 /// The whole check, as `hapcert check` and the daemon (every probe interval) run it: look, judge, record the result in
 /// `monitor.json`, notify, write the metrics textfile. Never fails: what could not be looked at is in the report, and
 /// what could not be recorded, notified or written is logged.
-pub async fn check(config: &Config, now: OffsetDateTime) -> CheckReport {
+pub async fn probe(config: &Config, now: OffsetDateTime) -> CheckReport {
     let report = evaluate(config, now).await;
     record(config, &report).await;
     let store = StateDir::at(&config.state.dir.value);

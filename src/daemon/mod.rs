@@ -225,7 +225,7 @@ fn log_report(report: &Report) {
 
 /// One probe of the endpoints, as `hapcert check` does it (it records, notifies and writes the metrics).
 async fn probe(config: &Config) {
-    let report = crate::check::check(config, OffsetDateTime::now_utc()).await;
+    let report = crate::check::probe(config, OffsetDateTime::now_utc()).await;
     // The summary goes to the journal only when something is wrong: every 5 minutes "OK" would drown the rest.
     if report.exit_code == 0 {
         tracing::debug!("probe: {}", report.summary);

@@ -82,7 +82,7 @@ pub fn certbot_command(args: &CertbotImport) -> anyhow::Result<bool> {
         .write_config
         .clone()
         .unwrap_or_else(|| PathBuf::from("hapcert.toml"));
-    certbot::check_generated(&plan, &std::path::absolute(&named)?).map_err(anyhow::Error::msg)?;
+    certbot::validate_generated(&plan, &std::path::absolute(&named)?).map_err(anyhow::Error::msg)?;
 
     let adoptions: Vec<Adoption> = plan.lineages.iter().map(|l| adopt(l, args.dry_run)).collect();
     let config_target = match (&plan.config_toml, &args.write_config) {

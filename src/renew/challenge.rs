@@ -62,7 +62,7 @@ impl ChallengeSide {
                 .tokens
                 .publish(&token, &expected)
                 .expect("random tokens are base64url");
-            preflight::check(domain.as_str(), config.challenge.preflight_address, &token, &expected).await?;
+            preflight::fetch_token(domain.as_str(), config.challenge.preflight_address, &token, &expected).await?;
             tracing::debug!(certificate = %spec.name, %domain, "preflight: the challenge path works");
         }
         Ok(())

@@ -44,7 +44,7 @@ pub use monitor::{
 use raw::RawConfig;
 pub use socket::Endpoint;
 pub use summary::summary;
-pub use validate::{check_name, is_base64url, profile_name_limit};
+pub use validate::{is_base64url, profile_name_limit, validate_name};
 
 /// The owner and group that written PEMs get; `None` keeps what the process creates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

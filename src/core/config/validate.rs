@@ -163,7 +163,7 @@ fn validate_acme(raw: raw::RawAcme, base: &Path, errors: &mut Errors) -> AcmeCon
             None
         }
     };
-    let profile = raw.profile.and_then(|p| check_profile(errors, p, "acme.profile"));
+    let profile = raw.profile.and_then(|p| validate_profile(errors, p, "acme.profile"));
     AcmeConfig {
         directory,
         contact,
@@ -174,7 +174,7 @@ fn validate_acme(raw: raw::RawAcme, base: &Path, errors: &mut Errors) -> AcmeCon
 }
 
 /// Profile names are short tokens; what the CA offers is checked against its directory before ordering.
-fn check_profile(errors: &mut Errors, name: Spanned<String>, key: &str) -> Option<String> {
+fn validate_profile(errors: &mut Errors, name: Spanned<String>, key: &str) -> Option<String> {
     let text = name.get_ref();
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         errors.at(
@@ -247,7 +247,7 @@ fn validate_haproxy(raw: raw::RawHaproxy, base: &Path, errors: &mut Errors) -> H
     let socket = |errors: &mut Errors, value: Option<Spanned<String>>, key: &str| {
         value.map(|v| {
             let span = v.span();
-            if let Err(problem) = check_socket(v.get_ref()) {
+            if let Err(problem) = validate_socket(v.get_ref()) {
                 errors.at(&v, key, problem);
             }
             errors.locate(v.into_inner(), span, key)
@@ -278,7 +278,7 @@ fn validate_haproxy(raw: raw::RawHaproxy, base: &Path, errors: &mut Errors) -> H
 }
 
 /// A Runtime API address as HAProxy writes them: a socket path, `unix@path`, `ipv4@host:port`, `ipv6@[addr]:port`.
-fn check_socket(text: &str) -> Result<(), String> {
+fn validate_socket(text: &str) -> Result<(), String> {
     Endpoint::parse(text).map(|_| ()).map_err(|_| {
         format!("'{text}' is not a socket; write a path like /run/haproxy/admin.sock, or ipv4@127.0.0.1:9999")
     })
@@ -336,7 +336,7 @@ fn validate_certificates(
         let table = table.into_inner();
         let key = |field: &str| format!("certificate[{index}].{field}");
         let name = table.name.get_ref().clone();
-        if let Err(problem) = check_name(&name) {
+        if let Err(problem) = validate_name(&name) {
             errors.at(&table.name, &key("name"), problem);
         }
 
@@ -392,7 +392,7 @@ fn validate_certificates(
             None => haproxy.verify.clone(),
         };
         let profile = match table.profile {
-            Some(name) => check_profile(errors, name, &key("profile")),
+            Some(name) => validate_profile(errors, name, &key("profile")),
             None => acme.profile.clone(),
         };
         let hooks = monitor::certificate_hooks(
@@ -517,7 +517,7 @@ fn key_types(table: &RawCertificate, key: &dyn Fn(&str) -> String, errors: &mut 
 }
 
 /// A certificate's name becomes a file name in the cert and state directories.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty; give the certificate a name, like \"www\"".into());
     }

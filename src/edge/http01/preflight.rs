@@ -58,7 +58,7 @@ pub fn random_token() -> String {
 
 /// Fetches the challenge path for `token` as the CA would for `domain`, and checks that the body is `expected`.
 /// `address` replaces the name's own port-80 address; the domain still goes in the Host header.
-pub async fn check(
+pub async fn fetch_token(
     domain: &str,
     address: Option<SocketAddr>,
     token: &str,
@@ -147,23 +147,25 @@ mod tests {
     #[tokio::test]
     async fn each_broken_route_is_named() {
         let ok = answering("HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\ntok.abc").await;
-        check("a.example.com", Some(ok), "tok", "tok.abc").await.unwrap();
+        fetch_token("a.example.com", Some(ok), "tok", "tok.abc").await.unwrap();
 
         let redirect =
             answering("HTTP/1.1 301 Moved\r\nlocation: https://a.example.com/\r\ncontent-length: 0\r\n\r\n").await;
-        let err = check("a.example.com", Some(redirect), "tok", "tok.abc")
+        let err = fetch_token("a.example.com", Some(redirect), "tok", "tok.abc")
             .await
             .unwrap_err();
         assert!(matches!(err, PreflightError::Redirect { status: 301, .. }), "{err}");
         assert!(err.to_string().contains("redirect to https://a.example.com/"), "{err}");
 
         let down = answering("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").await;
-        let err = check("a.example.com", Some(down), "tok", "tok.abc").await.unwrap_err();
+        let err = fetch_token("a.example.com", Some(down), "tok", "tok.abc")
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("remove `check`"), "{err}");
 
         let other = answering("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
         assert!(matches!(
-            check("a.example.com", Some(other), "tok", "tok.abc").await,
+            fetch_token("a.example.com", Some(other), "tok", "tok.abc").await,
             Err(PreflightError::WrongBody { .. })
         ));
 
@@ -171,7 +173,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let err = check("a.example.com", Some(closed), "tok", "tok.abc")
+        let err = fetch_token("a.example.com", Some(closed), "tok", "tok.abc")
             .await
             .unwrap_err();
         assert!(err.to_string().contains("cannot connect"), "{err}");

@@ -16,7 +16,7 @@ use super::configobj::{self, Entry, Section};
 use crate::core::config::KeyType;
 
 pub use plan::{Adoption, Existing, LineagePlan, Plan, PlanOptions, judge_existing};
-pub use render::{check_generated, render_report};
+pub use render::{render_report, validate_generated};
 
 /// Decides everything: which lineages become certificates, with which settings, and the config text.
 pub fn plan(tree: &CertbotTree, options: &PlanOptions) -> Plan {

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use x509_parser::prelude::GeneralName;
 
 use super::{CertbotTree, LineageFiles, RenewalConf, parse_renewal_conf};
-use crate::core::config::{DomainName, KeyType, LETSENCRYPT, check_name};
+use crate::core::config::{DomainName, KeyType, LETSENCRYPT, validate_name};
 use crate::core::pem::{Bundle, CertFacts};
 use crate::core::time::format_time;
 
@@ -115,7 +115,7 @@ pub(super) fn decide(tree: &CertbotTree, options: &PlanOptions) -> Plan {
 
 fn plan_lineage(files: &LineageFiles, options: &PlanOptions) -> Result<LineagePlan, String> {
     let name = &files.name;
-    check_name(name).map_err(|problem| {
+    validate_name(name).map_err(|problem| {
         format!("the lineage name {problem}, and hapcert names files after it; keep this one on certbot")
     })?;
     let text = files.conf_text.as_ref().map_err(Clone::clone)?;

@@ -148,7 +148,7 @@ fn wrap(text: &str, width: usize) -> String {
 
 /// Checks the generated text with the parser `hapcert` itself uses, and that each certificate's file is the one the
 /// import writes: a mismatch would adopt a certificate where no run looks.
-pub fn check_generated(plan: &Plan, config_path: &Path) -> Result<(), String> {
+pub fn validate_generated(plan: &Plan, config_path: &Path) -> Result<(), String> {
     let Some(text) = &plan.config_toml else {
         return Ok(());
     };

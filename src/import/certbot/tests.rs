@@ -199,7 +199,7 @@ fn three_lineages_become_a_config_hapcert_accepts() {
     ];
     let plan = plan(&tree(lineages), &options());
     assert_eq!(plan.skipped, []);
-    check_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+    validate_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
     let text = plan.config_toml.as_deref().unwrap();
     let config = Config::parse(text, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
 
@@ -324,7 +324,7 @@ fn broken_lineages_are_skipped_with_their_reason_and_the_rest_imported() {
          neither 'key = value', a [section] header, nor a # comment"
     );
     assert!(reasons[4].1.contains("keep this one on certbot"), "{reasons:?}");
-    check_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+    validate_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
 }
 
 #[test]
@@ -360,7 +360,7 @@ fn a_conf_and_a_key_that_disagree_are_imported_with_a_note_and_the_majority_ca_w
         "certbot renews it from https://acme-staging-v02.api.letsencrypt.org/directory; this config renews it from"
     ));
     assert!(plan.lineages[2].changes.is_empty());
-    check_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+    validate_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
 }
 
 #[test]
