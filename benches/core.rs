@@ -181,15 +181,10 @@ fn decision(c: &mut Criterion) {
     }
 
     let surveyed = |specs: &[CertificateSpec], local: &[Local]| {
-        survey(
-            specs.iter().zip(local.iter().cloned()),
-            &state,
-            NOW,
-            Overrides::default(),
-        )
-        .iter()
-        .filter(|s| s.decision.due)
-        .count()
+        survey(specs.iter().zip(local), &state, NOW, Overrides::default())
+            .iter()
+            .filter(|s| s.decision.due)
+            .count()
     };
     let due = surveyed(specs, &local);
     assert!((100..500).contains(&due), "a mixed fleet, mostly not due: {due} due");

@@ -112,7 +112,7 @@ pub fn gather(
     now: OffsetDateTime,
 ) -> Snapshot {
     let surveyed = survey(
-        config.certificates.iter().zip(on_disk.iter().cloned()),
+        config.certificates.iter().zip(on_disk),
         state,
         now,
         Overrides::default(),

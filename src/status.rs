@@ -8,6 +8,7 @@ use time::macros::format_description;
 
 use crate::core::ari::{AriWindow, RenewalInfo};
 use crate::core::config::Config;
+use crate::core::decision::Local;
 use crate::core::pem::CertFacts;
 use crate::core::schedule::Overrides;
 use crate::core::state::{CertState, LastResult, StateStorage};
@@ -66,41 +67,47 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
     let last_check = store.load_monitor()?.last_check;
     // Read only, as all of `status`: the runs keep the cache up to date.
     let mut facts_cache = FactsCache::load(&store);
-    let on_disk = config
+    let on_disk: Vec<Local> = config
         .certificates
         .iter()
-        .map(|spec| (spec, facts_cache.local(&spec.file.value)));
-    Ok(survey(on_disk, &state, now, Overrides::default())
-        .into_iter()
-        .map(|entry| {
-            let (spec, remembered, decision) = (entry.spec, entry.remembered, &entry.decision);
-            let facts = entry.local.facts();
-            let waiting = entry.held_back().map(|(until, why)| Waiting {
-                until: format_rfc3339(until),
-                why,
-            });
-            StatusRow {
-                name: spec.name.clone(),
-                domains: spec.domains.iter().map(|d| d.to_string()).collect(),
-                key_type: spec.key_type.to_string(),
-                file: spec.file.value.display().to_string(),
-                serial: facts.map(|f| f.serial.clone()),
-                not_after: facts.map(|f| format_rfc3339(f.not_after)),
-                days_left: facts.map(|f| days_left(f.not_after, now)),
-                due: decision.due,
-                renew_at: decision.renew_at.map(format_rfc3339),
-                reason: decision.reason.to_string(),
-                schedule: schedule(facts, remembered, entry.known.window),
-                waiting,
-                consecutive_failures: remembered.failures.consecutive,
-                last_result: remembered.last.clone(),
-                served_matches_disk: last_check
-                    .as_ref()
-                    .and_then(|c| c.certificates.get(&spec.name)?.served_matches_disk),
-                last_check: last_check.as_ref().map(|c| format_rfc3339(c.at)),
-            }
-        })
-        .collect())
+        .map(|spec| facts_cache.local(&spec.file.value))
+        .collect();
+    Ok(survey(
+        config.certificates.iter().zip(&on_disk),
+        &state,
+        now,
+        Overrides::default(),
+    )
+    .into_iter()
+    .map(|entry| {
+        let (spec, remembered, decision) = (entry.spec, entry.remembered, &entry.decision);
+        let facts = entry.local.facts();
+        let waiting = entry.held_back().map(|(until, why)| Waiting {
+            until: format_rfc3339(until),
+            why,
+        });
+        StatusRow {
+            name: spec.name.clone(),
+            domains: spec.domains.iter().map(|d| d.to_string()).collect(),
+            key_type: spec.key_type.to_string(),
+            file: spec.file.value.display().to_string(),
+            serial: facts.map(|f| f.serial.clone()),
+            not_after: facts.map(|f| format_rfc3339(f.not_after)),
+            days_left: facts.map(|f| days_left(f.not_after, now)),
+            due: decision.due,
+            renew_at: decision.renew_at.map(format_rfc3339),
+            reason: decision.reason.to_string(),
+            schedule: schedule(facts, remembered, entry.known.window),
+            waiting,
+            consecutive_failures: remembered.failures.consecutive,
+            last_result: remembered.last.clone(),
+            served_matches_disk: last_check
+                .as_ref()
+                .and_then(|c| c.certificates.get(&spec.name)?.served_matches_disk),
+            last_check: last_check.as_ref().map(|c| format_rfc3339(c.at)),
+        }
+    })
+    .collect())
 }
 
 fn schedule(facts: Option<&CertFacts>, remembered: &CertState, window: Option<&AriWindow>) -> Schedule {

@@ -14,7 +14,7 @@ use crate::core::state::{CertState, State};
 pub struct Surveyed<'a> {
     pub spec: &'a CertificateSpec,
     /// What its file holds.
-    pub local: Local,
+    pub local: &'a Local,
     /// What the state remembers of it (nothing, for one never seen).
     pub remembered: &'a CertState,
     /// What the state knows of the certificate in the file: the CA's window for it, whether it was revoked.
@@ -27,7 +27,7 @@ pub struct Surveyed<'a> {
 /// Surveys each `(spec, what its file holds)` at `now`, in the order given. `overrides.force` makes every certificate
 /// due (`renew --force`) and lifts hapcert's own backoff; `ignore_retry_after` also lifts the CA's limits.
 pub fn survey<'a>(
-    certificates: impl IntoIterator<Item = (&'a CertificateSpec, Local)>,
+    certificates: impl IntoIterator<Item = (&'a CertificateSpec, &'a Local)>,
     state: &'a State,
     now: OffsetDateTime,
     overrides: Overrides,
@@ -37,7 +37,7 @@ pub fn survey<'a>(
         .map(|(spec, local)| {
             let remembered = state.remembered(&spec.name);
             let known = remembered.known(local.facts());
-            let decision = decide(spec, &local, known, now, overrides.force);
+            let decision = decide(spec, local, known, now, overrides.force);
             let gate = decision.due.then(|| state.gate(spec, now, overrides));
             Surveyed {
                 spec,
@@ -74,13 +74,13 @@ mod tests {
     fn a_missing_certificate_is_due_and_gated_and_its_backoff_holds_it_back_unless_forced() {
         let spec = crate::testing::www_spec();
         let mut state = State::default();
-        let fresh = survey([(&spec, Local::Missing)], &state, NOW, Overrides::default());
+        let fresh = survey([(&spec, &Local::Missing)], &state, NOW, Overrides::default());
         assert_eq!(fresh[0].decision.reason, Reason::Missing);
         assert!(matches!(fresh[0].gate, Some(Gate::Go)));
 
         let failures = state.remembered("www").failures.after_failure(NOW, None);
         state.certificates.entry("www".into()).or_default().failures = failures;
-        let held = survey([(&spec, Local::Missing)], &state, NOW, Overrides::default());
+        let held = survey([(&spec, &Local::Missing)], &state, NOW, Overrides::default());
         let (until, why) = held[0].held_back().expect("held back by the backoff");
         assert!(until > NOW && !why.is_empty(), "{until} {why}");
 
@@ -88,7 +88,7 @@ mod tests {
             force: true,
             ignore_retry_after: false,
         };
-        let lifted = survey([(&spec, Local::Missing)], &state, NOW, forced);
+        let lifted = survey([(&spec, &Local::Missing)], &state, NOW, forced);
         assert!(
             matches!(lifted[0].gate, Some(Gate::Go)),
             "--force lifts hapcert's own backoff"

@@ -241,7 +241,7 @@ fn upcoming(config: &Config, after_pass: Option<&(State, Vec<Local>)>, now: Offs
         return Vec::new();
     };
     survey(
-        config.certificates.iter().zip(on_disk.iter().cloned()),
+        config.certificates.iter().zip(on_disk),
         state,
         now,
         Overrides::default(),

@@ -55,12 +55,11 @@ pub async fn run_with(
     let ca = CaSession::new(config, &store);
 
     let mut on_disk = read_certificates(config, &store);
-    let selected: Vec<(&CertificateSpec, Local)> = config
+    let selected: Vec<(&CertificateSpec, &Local)> = config
         .certificates
         .iter()
         .zip(&on_disk)
-        .filter(|(spec, _)| config.select(&options.names).any(|s| s.name == spec.name))
-        .map(|(spec, local)| (spec, local.clone()))
+        .filter(|(spec, _)| spec.is_named_by(&options.names))
         .collect();
     if !options.dry_run {
         // A dry run may talk to another CA (staging); the windows kept are the configured CA's.

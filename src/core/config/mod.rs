@@ -166,6 +166,11 @@ pub struct CertificateSpec {
 }
 
 impl CertificateSpec {
+    /// Whether the names on a command line mean this certificate (by its name or its group); no names means all.
+    pub fn is_named_by(&self, names: &[String]) -> bool {
+        names.is_empty() || names.iter().any(|n| *n == self.name || *n == self.group)
+    }
+
     pub fn domain_set(&self) -> BTreeSet<String> {
         self.domains.iter().map(|d| d.as_str().to_owned()).collect()
     }
@@ -261,9 +266,7 @@ impl Config {
 
     /// The certificates the names on a command line mean; no names means all.
     pub fn select<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = &'a CertificateSpec> {
-        self.certificates
-            .iter()
-            .filter(|c| names.is_empty() || names.iter().any(|n| *n == c.name || *n == c.group))
+        self.certificates.iter().filter(|c| c.is_named_by(names))
     }
 }
 
