@@ -10,8 +10,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::core::time::later;
+
 /// How long to wait before looking again at a CA whose directory has no `renewalInfo`.
 pub const NOT_OFFERED_RECHECK: Duration = Duration::from_secs(24 * 3600);
+/// The CA's Retry-After for a renewal window is kept within these bounds: at least a minute, so that a CA answering 0
+/// is not asked at every run of a busy daemon, and at most a day, so that a window the CA moves (a mass revocation) is
+/// seen within a day, and an absurd value cannot push the next look past any date.
+pub const ARI_RETRY_AFTER: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(24 * 3600));
 
 /// What the state knows of a certificate's renewal information.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +109,7 @@ pub fn record(
         end: answer.end,
         renew_at,
         checked_at: now,
-        next_check: now + answer.retry_after,
+        next_check: later(now, answer.retry_after.clamp(ARI_RETRY_AFTER.0, ARI_RETRY_AFTER.1)),
         explanation_url: answer.explanation_url,
     })
 }
@@ -111,7 +117,7 @@ pub fn record(
 pub fn record_not_offered(now: OffsetDateTime) -> RenewalInfo {
     RenewalInfo::NotOffered {
         checked_at: now,
-        next_check: now + NOT_OFFERED_RECHECK,
+        next_check: later(now, NOT_OFFERED_RECHECK),
     }
 }
 
@@ -222,6 +228,36 @@ mod tests {
         let none = record_not_offered(now);
         assert!(!needs_check(Some(&none), "a.b", now + Duration::from_secs(3600)));
         assert!(needs_check(Some(&none), "a.b", now + NOT_OFFERED_RECHECK));
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_held_to_a_day_and_a_zero_one_to_a_minute() {
+        let now = datetime!(2026-11-23 12:00 UTC);
+        let next_check = |retry_after: Duration| match record(
+            None,
+            "a.b",
+            Suggested {
+                retry_after,
+                ..answer(START, END, 0)
+            },
+            now,
+            0.5,
+        ) {
+            RenewalInfo::Ari(window) => window.next_check,
+            other => panic!("{other:?}"),
+        };
+        // Before: `now + Duration::MAX` panicked ("overflow adding duration to date"), after the new certificate was
+        // already served and before the state was saved.
+        assert_eq!(next_check(Duration::MAX), now + Duration::from_secs(24 * 3600));
+        assert_eq!(
+            next_check(Duration::from_secs(u64::MAX / 4)),
+            now + Duration::from_secs(24 * 3600)
+        );
+        assert_eq!(next_check(Duration::ZERO), now + Duration::from_secs(60));
+        assert_eq!(
+            next_check(Duration::from_secs(6 * 3600)),
+            now + Duration::from_secs(6 * 3600)
+        );
     }
 
     #[test]

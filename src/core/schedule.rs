@@ -14,10 +14,21 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::core::time::later;
+
 /// Let's Encrypt allows 5 failed authorizations per name per account per hour. We stop at 4, leaving one for the
 /// validation an operator runs by hand once the cause is fixed.
 pub const FAILED_AUTHORIZATIONS_PER_HOUR: usize = 4;
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// The longest a CA's `rateLimited` Retry-After is honoured: a week, Let's Encrypt's longest limit window. A longer
+/// one, or an absurd one from a broken CA, holds the certificate back for a week, after which it is tried again.
+pub const MAX_CA_RETRY_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
+/// The CA's Retry-After, at most [`MAX_CA_RETRY_AFTER`] from `now`.
+pub fn bounded_retry_after(now: OffsetDateTime, until: OffsetDateTime) -> OffsetDateTime {
+    until.min(later(now, MAX_CA_RETRY_AFTER))
+}
 
 /// The wait after the `n`th consecutive failure.
 pub fn backoff(consecutive_failures: u32) -> Duration {
@@ -44,11 +55,13 @@ pub struct Failures {
 
 impl Failures {
     pub fn after_failure(&self, now: OffsetDateTime, ca_retry_after: Option<OffsetDateTime>) -> Failures {
-        let consecutive = self.consecutive + 1;
+        let consecutive = self.consecutive.saturating_add(1);
         Failures {
             consecutive,
-            next_attempt: Some(now + backoff(consecutive)),
-            ca_retry_after: ca_retry_after.or(self.ca_retry_after.filter(|at| *at > now)),
+            next_attempt: Some(later(now, backoff(consecutive))),
+            ca_retry_after: ca_retry_after
+                .map(|until| bounded_retry_after(now, until))
+                .or(self.ca_retry_after.filter(|at| *at > now)),
         }
     }
 }
@@ -320,6 +333,28 @@ mod tests {
             ledger.recent("b.example", later).len(),
             2,
             "the failures at 20 and 25 minutes remain"
+        );
+    }
+
+    #[test]
+    fn the_cas_retry_after_holds_a_certificate_back_a_week_at_most() {
+        let now = datetime!(2026-03-01 12:00 UTC);
+        let far = time::PrimitiveDateTime::MAX.assume_utc();
+        let failures = Failures::default().after_failure(now, Some(far));
+        assert_eq!(failures.ca_retry_after, Some(now + MAX_CA_RETRY_AFTER));
+        let soon = now + Duration::from_secs(3600);
+        assert_eq!(
+            Failures::default().after_failure(now, Some(soon)).ca_retry_after,
+            Some(soon)
+        );
+        let many = Failures {
+            consecutive: u32::MAX,
+            ..Failures::default()
+        };
+        assert_eq!(
+            many.after_failure(now, None).consecutive,
+            u32::MAX,
+            "a counter that is full stays full"
         );
     }
 }

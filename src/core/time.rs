@@ -7,6 +7,23 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
+/// `at`, `by` later; the latest moment a date can hold if that is past it. A value from a CA or a config can be
+/// absurd: date arithmetic on it must not panic.
+pub fn later(at: OffsetDateTime, by: Duration) -> OffsetDateTime {
+    time::Duration::try_from(by)
+        .ok()
+        .and_then(|by| at.checked_add(by))
+        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc())
+}
+
+/// `at`, `by` earlier; the earliest moment a date can hold if that is before it.
+pub fn earlier(at: OffsetDateTime, by: Duration) -> OffsetDateTime {
+    time::Duration::try_from(by)
+        .ok()
+        .and_then(|by| at.checked_sub(by))
+        .unwrap_or(time::PrimitiveDateTime::MIN.assume_utc())
+}
+
 /// "2026-04-01 00:00:00 UTC", for messages.
 pub fn format_time(at: OffsetDateTime) -> String {
     let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
@@ -33,5 +50,25 @@ pub fn format_duration(d: Duration) -> String {
         s if s % 86_400 == 0 => format!("{}d", s / 86_400),
         s if s % 3_600 == 0 => format!("{}h", s / 3_600),
         _ => humantime::format_duration(d).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn date_arithmetic_saturates_instead_of_panicking() {
+        let now = datetime!(2026-12-02 00:00 UTC);
+        assert_eq!(later(now, Duration::from_secs(60)), datetime!(2026-12-02 00:01 UTC));
+        assert_eq!(later(now, Duration::MAX), time::PrimitiveDateTime::MAX.assume_utc());
+        assert_eq!(
+            later(now, Duration::from_secs(u64::MAX / 2)),
+            time::PrimitiveDateTime::MAX.assume_utc()
+        );
+        assert_eq!(earlier(now, Duration::from_secs(3600)), datetime!(2026-12-01 23:00 UTC));
+        assert_eq!(earlier(now, Duration::MAX), time::PrimitiveDateTime::MIN.assume_utc());
     }
 }

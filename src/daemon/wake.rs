@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::core::config::DaemonConfig;
 use crate::core::decision::Decision;
 use crate::core::schedule::Gate;
-use crate::core::time::format_rfc3339;
+use crate::core::time::{format_rfc3339, later};
 
 /// The shortest time between two renewal passes, whatever is due: a certificate that stays due (its run could not
 /// take the lock, or the CA's window lies in the past) must not make the daemon spin.
@@ -89,18 +89,18 @@ pub fn plan(
     daemon: &DaemonConfig,
     jitter_unit: f64,
 ) -> Plan {
-    let recheck = last_pass + daemon.recheck_interval;
+    let recheck = later(last_pass, daemon.recheck_interval);
     let jitter = daemon.jitter.mul_f64(jitter_unit.clamp(0.0, 1.0));
     let earliest = upcoming.iter().min_by_key(|u| u.at);
     let (pass_at, pass_reason) = match earliest {
-        Some(u) if u.at + jitter < recheck => {
+        Some(u) if later(u.at, jitter) < recheck => {
             let why = match u.why {
                 Why::Due => "is due",
                 Why::HeldBack => "may be tried again",
                 Why::RenewalMoment => "reaches its renewal moment",
             };
             (
-                u.at + jitter,
+                later(u.at, jitter),
                 format!(
                     "{} {why} at {} (+{} jitter)",
                     u.name,
@@ -111,11 +111,11 @@ pub fn plan(
         }
         _ => (recheck, "recheck of the renewal windows".to_owned()),
     };
-    let floor = last_pass + MIN_PASS_GAP;
+    let floor = later(last_pass, MIN_PASS_GAP);
     Plan {
         pass_at: pass_at.max(floor),
         pass_reason,
-        probe_at: last_probe + daemon.probe_interval,
+        probe_at: later(last_probe, daemon.probe_interval),
     }
 }
 
@@ -218,5 +218,13 @@ mod tests {
             "{}",
             plan.pass_reason
         );
+    }
+
+    #[test]
+    fn a_moment_at_the_end_of_time_plans_the_recheck_and_does_not_panic() {
+        let end_of_time = time::PrimitiveDateTime::MAX.assume_utc();
+        let certs = [at("absurd", end_of_time)];
+        let plan = plan(&certs, NOW, NOW, &daemon(10 * MINUTE), 0.9);
+        assert_eq!(plan.pass_at, NOW + 12 * HOUR);
     }
 }

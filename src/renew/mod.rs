@@ -98,6 +98,13 @@ pub async fn run_with(
                 *local = Local::Present((*facts).clone());
             }
         }
+        // The deploy boundary: what HAProxy now serves, and what failed, is saved before anything else of the run
+        // (the new certificates' windows, the hooks' aftermath, the notifications) can go wrong.
+        let attempts: Vec<_> = items.iter().map(|i| (i.name.as_str(), i.attempt())).collect();
+        state.record(&attempts, now, options.dry_run);
+        if let Err(err) = store.save_state(&state) {
+            tracing::error!("cannot save the state after the deploy: {err:#}; trying again at the end of the run");
+        }
         if !options.dry_run {
             // The new certificates' windows, so that `status` shows them right away.
             let windows = renewed
@@ -114,8 +121,8 @@ pub async fn run_with(
         state: State::default(),
         on_disk,
     };
+    // Only a certificate that was ordered has an outcome to record, and that was recorded at the deploy boundary.
     let attempts = report.attempts();
-    state.record(&attempts, now, options.dry_run);
     if !options.dry_run {
         let end = OffsetDateTime::now_utc();
         state.tally(&attempts, end);

@@ -165,7 +165,7 @@ impl Report {
 }
 
 impl Item {
-    fn attempt(&self) -> Attempt<'_> {
+    pub(super) fn attempt(&self) -> Attempt<'_> {
         match &self.result {
             ItemResult::NotDue => Attempt::NotDue,
             ItemResult::Deferred { .. } => Attempt::HeldBack,

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::core::ari::AriWindow;
 use crate::core::config::{CertificateSpec, KeyType};
 use crate::core::pem::CertFacts;
-use crate::core::time::{format_duration, format_time};
+use crate::core::time::{earlier, format_duration, format_time};
 
 /// What was found where the certificate should be.
 #[derive(Debug, Clone)]
@@ -89,17 +89,20 @@ pub enum Rule {
 }
 
 const SHORT_LIFETIME: Duration = Duration::from_secs(10 * 86_400);
+/// The most a renewal moment is kept before expiry (see [`latest_renewal`]).
+const EXPIRY_MARGIN: Duration = Duration::from_secs(86_400);
 
 /// With the CA's window for the certificate in `local`, the window decides its timing; without one, the lifetime rule.
 pub fn decide(spec: &CertificateSpec, local: &Local, known: Known<'_>, now: OffsetDateTime, force: bool) -> Decision {
     let timing = local.facts().map(|f| match known.window {
-        // The CA's moment, but never past expiry whatever the window says.
+        // The CA's moment, but never so close to expiry that the new certificate could arrive after the old one
+        // lapsed, whatever the window says.
         Some(w) => (
             Rule::Ari {
                 start: w.start,
                 end: w.end,
             },
-            w.renew_at.min(f.not_after),
+            w.renew_at.min(latest_renewal(f)),
         ),
         None => lifetime_timing(spec, f),
     });
@@ -165,7 +168,15 @@ fn lifetime_timing(spec: &CertificateSpec, facts: &CertFacts) -> (Rule, OffsetDa
             (Rule::Fraction { denominator }, lifetime / denominator)
         }
     };
-    (rule, facts.not_after - margin)
+    (rule, earlier(facts.not_after, margin))
+}
+
+/// The latest moment a renewal may start: a tenth of the lifetime before expiry, at most a day before it. An ARI
+/// window that reaches the expiry (Pebble's do, for short lifetimes) would otherwise start the renewal as the served
+/// certificate expires, and HAProxy would hand out an expired leaf until the new one is in.
+fn latest_renewal(facts: &CertFacts) -> OffsetDateTime {
+    let lifetime = (facts.not_after - facts.not_before).unsigned_abs();
+    earlier(facts.not_after, (lifetime / 10).min(EXPIRY_MARGIN))
 }
 
 impl fmt::Display for Rule {

@@ -332,7 +332,7 @@ fn the_cas_window_replaces_the_lifetime_rule() {
         )
         .due
     );
-    // Never past expiry, whatever the window.
+    // Never at or past expiry, whatever the window: at the latest a day before it (a tenth of a short lifetime).
     let bogus = window(100.0, 120.0, 110.0);
     assert_eq!(
         decide(
@@ -346,7 +346,18 @@ fn the_cas_window_replaces_the_lifetime_rule() {
             false
         )
         .renew_at,
-        Some(at_days(90.0))
+        Some(at_days(89.0))
+    );
+    let short = Local::Present(facts(6));
+    let to_expiry = window(5.0, 6.0, 5.99);
+    let known = Known {
+        window: Some(&to_expiry),
+        revoked: false,
+    };
+    assert_eq!(
+        decide(&spec(None), &short, known, at_days(1.0), false).renew_at,
+        Some(at_days(5.4)),
+        "a window that reaches the expiry of a 6-day certificate starts the renewal 0.6 days before it"
     );
     // Names, key and expiry checks come first: ARI does not hide a certificate that no longer fits the config.
     let mut renamed = facts(90);

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::core::schedule::MAX_CA_RETRY_AFTER;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -210,17 +211,20 @@ fn trace_request(method: &Method, uri: &http::Uri, body: &Bytes) {
     tracing::trace!(target: "hapcert::edge::acme::http", %method, %uri, payload = %payload, "request to the CA");
 }
 
-/// Retry-After as seconds or as an HTTP date (RFC 9110 §10.2.3).
+/// Retry-After as seconds or as an HTTP date (RFC 9110 §10.2.3), at most [`MAX_CA_RETRY_AFTER`] away: a CA's value
+/// must not overflow the clock.
 fn retry_after(headers: &http::HeaderMap) -> Option<SystemTime> {
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let now = SystemTime::now();
+    let latest = now + MAX_CA_RETRY_AFTER;
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(SystemTime::now() + Duration::from_secs(secs));
+        return Some(now + Duration::from_secs(secs).min(MAX_CA_RETRY_AFTER));
     }
     let format = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
     let at = time::PrimitiveDateTime::parse(value, &format).ok()?.assume_utc();
-    Some(at.into())
+    Some(SystemTime::from(at).min(latest))
 }
 
 #[cfg(test)]
@@ -245,6 +249,21 @@ mod tests {
 
         headers.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
+
+        // An absurd value is held to a week: `SystemTime + 10^18 s` used to panic.
+        for absurd in [
+            "1000000000000000000",
+            "18446744073709551615",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            headers.insert(http::header::RETRY_AFTER, absurd.parse().unwrap());
+            let before = SystemTime::now();
+            let until = retry_after(&headers).unwrap();
+            assert!(
+                until <= SystemTime::now() + MAX_CA_RETRY_AFTER && until >= before + MAX_CA_RETRY_AFTER,
+                "{absurd}"
+            );
+        }
     }
 
     #[test]
