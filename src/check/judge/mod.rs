@@ -470,6 +470,9 @@ pub fn covers(names: &BTreeSet<String>, host: &str) -> bool {
     })
 }
 
+/// How far in the future a recorded run may be before it is reported: clocks of one host disagree by less.
+const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
 /// The dead-man's switch: what the state says of the runs.
 #[derive(Debug, Clone)]
 pub enum RunRecord {
@@ -551,6 +554,19 @@ pub fn judge_runs(record: &RunRecord, max_run_age: Duration, now: OffsetDateTime
             ),
             last_run,
             None,
+        ),
+        // A clock that ran ahead when the run was recorded (or went back since) would keep the switch quiet until real
+        // time caught up: say so rather than count it as fresh.
+        Some(at) if at - now > CLOCK_SKEW => report(
+            Status::Warning,
+            format!(
+                "the last successful run is recorded {} in the future ({}): this host's clock ran ahead or went back, \
+                 so the age of the runs cannot be told; check the clock (`timedatectl`), then run `hapcert run`",
+                ago(at - now),
+                format_time(at)
+            ),
+            last_run,
+            Some(at),
         ),
         Some(at) if now - at > max_run_age => report(
             Status::Critical,

@@ -353,16 +353,32 @@ fn the_dead_mans_switch_trips_on_an_old_or_missing_success_and_says_what_to_do()
     let denied = judge_runs(&RunRecord::Unreadable("Permission denied".into()), max, NOW);
     assert_eq!(denied.status, Status::Unknown);
 
-    // A clock that went back is not an overdue run.
-    let ahead = judge_runs(
-        &RunRecord::Read {
-            last_run: None,
-            last_run_success: Some(NOW + time::Duration::hours(1)),
-        },
-        max,
-        NOW,
+    // A clock that went back is not an overdue run, but it is not silence either: the switch says it cannot tell.
+    let recorded_at = |at: OffsetDateTime| {
+        judge_runs(
+            &RunRecord::Read {
+                last_run: None,
+                last_run_success: Some(at),
+            },
+            max,
+            NOW,
+        )
+    };
+    let ahead = recorded_at(NOW + time::Duration::hours(1));
+    assert_eq!(ahead.status, Status::Warning);
+    assert!(
+        ahead
+            .message
+            .starts_with("the last successful run is recorded 1.0 h in the future")
+            && ahead.message.contains("timedatectl"),
+        "{}",
+        ahead.message
     );
-    assert_eq!(ahead.status, Status::Ok);
+    assert_eq!(
+        recorded_at(NOW + time::Duration::minutes(2)).status,
+        Status::Ok,
+        "within the clocks' skew"
+    );
 }
 
 #[test]

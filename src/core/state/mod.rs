@@ -38,8 +38,15 @@ pub enum FormatError {
          hapcert again (the file is left as it is)"
     )]
     Newer { found: u32, supported: u32 },
+    /// What is wrong with it, for a message that names the file.
     #[error("it is damaged: {0}")]
-    Damaged(#[from] serde_json::Error),
+    Damaged(String),
+}
+
+impl From<serde_json::Error> for FormatError {
+    fn from(err: serde_json::Error) -> FormatError {
+        FormatError::Damaged(err.to_string())
+    }
 }
 
 #[derive(Deserialize)]
@@ -61,6 +68,11 @@ struct Versioned<'a, T> {
 
 /// Reads a versioned file: its `format` first, so that a newer one is refused before its content is misread.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], supported: u32) -> Result<T, FormatError> {
+    // serde reads a struct from a JSON array too, field by field, and `[]` would become an empty state: only an object
+    // is one of these files.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(FormatError::Damaged("it holds no JSON object".into()));
+    }
     let FormatOnly { format } = serde_json::from_slice(bytes)?;
     if format > supported {
         return Err(FormatError::Newer {
@@ -205,5 +217,16 @@ mod tests {
             "{newer:?}"
         );
         assert!(newer.to_string().contains("newer than this hapcert reads"), "{newer}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_one_json_object_is_damaged_not_empty() {
+        for text in ["[]", "  [1, 2]", "null", "\"state\"", "", "3"] {
+            let err = decode::<State>(text.as_bytes(), STATE_FORMAT).unwrap_err();
+            assert!(matches!(err, FormatError::Damaged(_)), "{text:?}: {err:?}");
+        }
+        let err = decode::<State>(b"[]", STATE_FORMAT).unwrap_err();
+        assert_eq!(err.to_string(), "it is damaged: it holds no JSON object");
+        assert!(decode::<State>(b" {}", STATE_FORMAT).is_ok());
     }
 }
