@@ -6,6 +6,7 @@ mod harness;
 
 mod alerts;
 mod check;
+mod closed_stdout;
 mod daemon;
 mod harness_extras;
 mod hooks;
