@@ -20,3 +20,4 @@ mod notify;
 mod pebbles;
 mod runtime_api;
 mod smoke;
+mod temp_files;
