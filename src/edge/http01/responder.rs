@@ -138,9 +138,10 @@ fn answer(
 
 fn log_unknown_tokens(Summary { requests, since }: Summary) {
     match since {
+        // The responder's first (`requests` is 1): said at once, with where the others will go.
         None => tracing::info!(
-            "{requests} HTTP-01 request(s) for an unknown token (no pending order has it); such requests are logged at \
-             debug, and counted here at most once a minute"
+            "an HTTP-01 request for an unknown token (no pending order has it); such requests are logged at debug, \
+             and counted here at most once a minute"
         ),
         Some(since) => tracing::info!(
             "{requests} HTTP-01 request(s) for unknown tokens in the last {} s",
