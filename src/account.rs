@@ -10,6 +10,7 @@ use crate::core::config::{self, Config};
 use crate::edge::acme::{self, AccountStanding, Acme};
 use crate::edge::store::StateDir;
 use crate::error::UsageError;
+use crate::output::{out, outln};
 
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
@@ -44,7 +45,7 @@ pub async fn command(config: &Config, command: AccountCommand, lock_timeout: Dur
         AccountCommand::Rollover => {
             let (acme, state, _lock) = at_ca().await?;
             let url = acme.roll_over_key(&state).await?;
-            println!("rolled over: account {url} now signs with a new key (confirmed by the CA)");
+            outln!("rolled over: account {url} now signs with a new key (confirmed by the CA)");
             Ok(true)
         }
         AccountCommand::Update { contacts } => {
@@ -54,7 +55,7 @@ pub async fn command(config: &Config, command: AccountCommand, lock_timeout: Dur
                 .map(|c| config::contact_uri(c).ok_or_else(|| UsageError(format!("'{c}' is not an e-mail address"))))
                 .collect::<Result<Vec<_>, _>>()?;
             acme.update_contacts(&state, &contacts).await?;
-            println!(
+            outln!(
                 "updated:  account {} contacts are now {}",
                 acme.account_url(),
                 if contacts.is_empty() {
@@ -68,17 +69,17 @@ pub async fn command(config: &Config, command: AccountCommand, lock_timeout: Dur
         AccountCommand::Deactivate { yes } => {
             let (acme, state, _lock) = at_ca().await?;
             if !yes && !confirm(&format!("Deactivate account {} for good? [y/N] ", acme.account_url()))? {
-                println!("not deactivated");
+                outln!("not deactivated");
                 return Ok(false);
             }
             let url = acme.account_url().to_owned();
             match acme.deactivate(&state).await? {
                 AccountStanding::Refused(answer) => {
-                    println!("deactivated: account {url}; the CA now refuses its key ({answer})");
+                    outln!("deactivated: account {url}; the CA now refuses its key ({answer})");
                     Ok(true)
                 }
                 AccountStanding::Valid => {
-                    println!("NOT deactivated: the CA still accepts account {url}");
+                    outln!("NOT deactivated: the CA still accepts account {url}");
                     Ok(false)
                 }
             }
@@ -88,12 +89,11 @@ pub async fn command(config: &Config, command: AccountCommand, lock_timeout: Dur
 
 /// Asks on the terminal; without one, there is nobody to ask, and the answer is a usage error.
 fn confirm(question: &str) -> anyhow::Result<bool> {
-    use std::io::{BufRead, Write};
+    use std::io::BufRead;
     if !std::io::stdin().is_terminal() {
         return Err(UsageError("refusing to deactivate without confirmation; pass --yes".into()).into());
     }
-    print!("{question}");
-    std::io::stdout().flush()?;
+    out!("{question}");
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
@@ -104,9 +104,9 @@ fn show(config: &Config) -> anyhow::Result<bool> {
     let state = StateDir::at(&config.state.dir.value);
     match acme::account_summary(&state, &config.acme.directory)? {
         Some(account) => {
-            println!("account:   {}", account.url);
-            println!("directory: {}", account.directory);
-            println!(
+            outln!("account:   {}", account.url);
+            outln!("directory: {}", account.directory);
+            outln!(
                 "contact:   {}",
                 if account.contact.is_empty() {
                     "-".into()
@@ -114,10 +114,10 @@ fn show(config: &Config) -> anyhow::Result<bool> {
                     account.contact.join(", ")
                 }
             );
-            println!("created:   {}", account.created);
-            println!("key file:  {}", state.account_path(&config.acme.directory).display());
+            outln!("created:   {}", account.created);
+            outln!("key file:  {}", state.account_path(&config.acme.directory).display());
         }
-        None => println!(
+        None => outln!(
             "no account yet for {}; the first run that orders a certificate creates one",
             config.acme.directory
         ),

@@ -15,7 +15,7 @@
 //!   repeat ledger), [`daemon`] (the long-running loop), [`import`] (certbot's tree), and `status`, `metrics`,
 //!   `account`.
 //! - [`cli`] reads the command line and dispatches; [`error`] maps an outcome to an exit code; [`logging`] sets up
-//!   stderr. `main.rs` only parses, runs and prints the error once.
+//!   stderr; [`output`] writes the results on stdout, quietly stopping when nobody reads them. `main.rs` only parses, runs and prints the error once.
 
 pub mod cli;
 pub mod core;
@@ -23,6 +23,7 @@ pub mod edge;
 pub mod error;
 pub mod logging;
 pub mod notify;
+pub mod output;
 pub mod renew;
 
 pub(crate) mod account;

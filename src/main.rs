@@ -1,4 +1,5 @@
-//! The `hapcert` binary: parse the command line, run, print the whole error chain once, map it to an exit code.
+//! The `hapcert` binary: parse the command line, run, print the whole error chain once, map it to an exit code (and
+//! report stdout that could not be written).
 
 use std::process::ExitCode;
 
@@ -19,11 +20,19 @@ fn main() -> ExitCode {
             return ExitCode::from(error::EXIT_FAILED);
         }
     };
-    match runtime.block_on(cli::execute(cli)) {
-        Ok(code) => ExitCode::from(code),
+    let code = match runtime.block_on(cli::execute(cli)) {
+        Ok(code) => code,
         Err(err) => {
             eprintln!("{}", error::describe(&err));
-            ExitCode::from(error::exit_code(&err))
+            error::exit_code(&err)
         }
+    };
+    // A reader that went away is no failure (`output` stops writing quietly); a write that failed otherwise is.
+    match hapcert::output::take_failure() {
+        Some(err) => {
+            eprintln!("hapcert: cannot write the results to stdout: {err}");
+            ExitCode::from(code.max(error::EXIT_FAILED))
+        }
+        None => ExitCode::from(code),
     }
 }

@@ -27,6 +27,7 @@ use crate::edge::probe::{self, ClientKind};
 use crate::edge::store::StateDir;
 use crate::fanout;
 use crate::notify::{EventKind, Scope};
+use crate::output::{out, outln};
 
 /// Handshakes in flight at once: enough for a few hundred names within the probe timeout, few enough not to look like
 /// an attack to the load balancer.
@@ -36,21 +37,21 @@ const PROBES_AT_ONCE: usize = 16;
 /// document); returns the plugin exit code.
 pub async fn command(config: &Config, json: bool) -> u8 {
     let report = probe(config, OffsetDateTime::now_utc()).await;
-    println!("{}", report.summary);
+    outln!("{}", report.summary);
     if json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(err) => println!("{{\"error\": \"cannot serialize the report: {err}\"}}"),
+            Ok(text) => outln!("{text}"),
+            Err(err) => outln!("{{\"error\": \"cannot serialize the report: {err}\"}}"),
         }
     } else {
-        print!("{}", render::details(&report));
+        out!("{}", render::details(&report));
     }
     report.exit_code
 }
 
 /// The summary line for a check that could not run at all; exit code 3.
 pub fn unknown(err: &anyhow::Error) -> u8 {
-    println!("HAPCERT UNKNOWN - {}", format!("{err:#}").replace('\n', "; "));
+    outln!("HAPCERT UNKNOWN - {}", format!("{err:#}").replace('\n', "; "));
     3
 }
 

@@ -16,6 +16,7 @@ use crate::edge::host::{host_check, load_config};
 use crate::edge::store::StateDir;
 use crate::edge::{acme, haproxy};
 use crate::error::{EXIT_FAILED, EXIT_OK, UsageError};
+use crate::output::{out, outln};
 use crate::renew::challenge::preflight_command;
 use crate::renew::{self, ItemResult, RunOptions, revoke};
 use crate::status;
@@ -60,12 +61,12 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             ensure_configured(&config, &names)?;
             if dry_run && config.acme.directory == config::LETSENCRYPT {
                 config.acme.directory = config::LETSENCRYPT_STAGING.to_owned();
-                println!(
+                outln!(
                     "dry run: using Let's Encrypt's staging directory ({}) instead of production; nothing is deployed",
                     config.acme.directory
                 );
             } else if dry_run {
-                println!("dry run: using {}; nothing is deployed", config.acme.directory);
+                outln!("dry run: using {}; nothing is deployed", config.acme.directory);
             }
             let options = RunOptions {
                 names,
@@ -81,9 +82,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let config = configured(false)?;
             ensure_configured(&config, &names)?;
             for revoked in revoke::revoke(&config, &names, reason, lock_timeout).await? {
-                println!(
+                outln!(
                     "revoked   {}: serial {}; `hapcert run` (or `hapcert renew {} --force`) replaces it now",
-                    revoked.name, revoked.serial, revoked.name
+                    revoked.name,
+                    revoked.serial,
+                    revoked.name
                 );
             }
             true
@@ -91,12 +94,12 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::Status { json, long } => {
             let rows = status::collect(&configured(false)?, OffsetDateTime::now_utc())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else if long {
-                print!("{}", status::render_long(&rows));
+                out!("{}", status::render_long(&rows));
             } else {
                 let colour = crate::logging::colour_on(std::io::stdout().is_terminal());
-                print!("{}", status::render_table(&rows, colour));
+                out!("{}", status::render_table(&rows, colour));
             }
             true
         }
@@ -114,7 +117,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 }
                 false => String::new(),
             };
-            print!(
+            out!(
                 "{}",
                 haproxy::challenge_snippet(config.challenge.mode, &bind, config.challenge.listen, &thumbprint)
             );
@@ -129,7 +132,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 Ok(None) => "none yet (made on the first order)".into(),
                 Err(err) => format!("unreadable: {err:#}"),
             };
-            print!("{}", config::summary(&config, owner, &account));
+            out!("{}", config::summary(&config, owner, &account));
             true
         }
         Command::Notify(NotifyCommand::Test) => crate::notify::send_test(&configured(false)?).await,
@@ -178,9 +181,9 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
     let report = renew::run(config, owner, &options).await.context("the run stopped")?;
     for item in &report.items {
         match &item.result {
-            ItemResult::NotDue if manual => println!("not due   {}: {}", item.name, item.decision.reason),
+            ItemResult::NotDue if manual => outln!("not due   {}: {}", item.name, item.decision.reason),
             ItemResult::NotDue => {}
-            ItemResult::Renewed(facts, how) => println!(
+            ItemResult::Renewed(facts, how) => outln!(
                 "renewed   {}: serial {}, expires {}, served after {how} ({}){}",
                 item.name,
                 facts.serial,
@@ -191,14 +194,14 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
                     .map(|failure| format!("; {failure}"))
                     .unwrap_or_default()
             ),
-            ItemResult::DryRun(facts) => println!(
+            ItemResult::DryRun(facts) => outln!(
                 "dry run   {}: issued serial {}, expires {}; nothing deployed",
                 item.name,
                 facts.serial,
                 crate::core::time::format_time(facts.not_after)
             ),
-            ItemResult::Failed(failure) => println!("FAILED    {}: {}", item.name, failure.message),
-            ItemResult::Deferred { until, why } => println!(
+            ItemResult::Failed(failure) => outln!("FAILED    {}: {}", item.name, failure.message),
+            ItemResult::Deferred { until, why } => outln!(
                 "waiting   {}: due, but not tried before {}: {why}",
                 item.name,
                 crate::core::time::format_time(*until)
@@ -206,7 +209,7 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
         }
     }
     for failure in report.hook_failures.iter().filter(|f| f.certificate.is_none()) {
-        println!("FAILED    {failure}");
+        outln!("FAILED    {failure}");
     }
     Ok(!report.any_failed())
 }

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use crate::core::config::FileOwner;
 use crate::edge::store;
 use crate::error::UsageError;
+use crate::output::out;
 use certbot::{Account, Adoption, CertbotTree, Existing, HookScript, LineageFiles, LineagePlan, PlanOptions, ReadFile};
 
 /// The options of `hapcert import certbot`.
@@ -94,7 +95,7 @@ pub fn certbot_command(args: &CertbotImport) -> anyhow::Result<bool> {
             format!("written to {}", path.display())
         }
         (Some(text), None) => {
-            print!("{text}");
+            out!("{text}");
             "printed on stdout (--write-config PATH writes it to a file)".to_owned()
         }
     };

@@ -20,6 +20,7 @@ use crate::core::config::{Config, NotifyChannel, NotifyKind};
 use crate::core::state::monitor::{Event, Ledger};
 use crate::edge::store::StateDir;
 use crate::fanout;
+use crate::output::outln;
 use ledger::Delivery;
 pub use ledger::Phase;
 
@@ -233,7 +234,7 @@ fn record(store: &StateDir, delivered: &[Delivery], now: OffsetDateTime) -> anyh
 /// there is no channel to test.
 pub async fn send_test(config: &Config) -> bool {
     if config.notify.is_empty() {
-        println!(
+        outln!(
             "no [[notify]] channel is configured in {}; add one (kind = \"webhook\", \"email\" or \"exec\") to be told",
             config.path.display()
         );
@@ -253,9 +254,9 @@ pub async fn send_test(config: &Config) -> bool {
     let mut all_ok = true;
     for (channel, outcome) in config.notify.iter().zip(outcomes) {
         match outcome {
-            Ok(()) => println!("ok     {}", describe(channel)),
+            Ok(()) => outln!("ok     {}", describe(channel)),
             Err(err) => {
-                println!("FAILED {}: {err}", describe(channel));
+                outln!("FAILED {}: {err}", describe(channel));
                 all_ok = false;
             }
         }

@@ -17,6 +17,7 @@ use crate::edge::http_server::Running;
 use crate::edge::http01::preflight::{self, PreflightError};
 use crate::edge::http01::responder::{self, ChallengeTokens};
 use crate::edge::store::StateDir;
+use crate::output::outln;
 
 pub struct ChallengeSide {
     pub tokens: ChallengeTokens,
@@ -87,14 +88,14 @@ pub async fn preflight_command(config: &Config, names: &[String], lock_timeout: 
     let mut all_ok = true;
     for spec in config.select(names) {
         match side.preflight(config, spec).await {
-            Ok(()) => println!(
+            Ok(()) => outln!(
                 "ok        {}: {}",
                 spec.name,
                 spec.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
             ),
             Err(err) => {
                 all_ok = false;
-                println!("FAILED    {}: {err}", spec.name);
+                outln!("FAILED    {}: {err}", spec.name);
             }
         }
     }

@@ -49,6 +49,7 @@ pub async fn run_with(
 ) -> anyhow::Result<Report> {
     let store = StateDir::create(&config.state.dir.value)?;
     let _lock = store.lock(options.lock_timeout)?;
+    remove_leftover_temp_files(config, &store);
     let now = OffsetDateTime::now_utc();
     let mut state = store.load_state()?;
     state.failed_authorizations.prune(now);
@@ -193,6 +194,16 @@ fn plan(surveyed: Vec<Surveyed<'_>>, dry_run: bool) -> (Vec<Item>, Vec<Due>) {
         });
     }
     (items, due)
+}
+
+/// A crash inside `write_atomic` leaves its temp file, a whole PEM or secret, beside the target; the next run removes
+/// those of every configured certificate, its backup, the state and the account, and nothing else.
+fn remove_leftover_temp_files(config: &Config, store: &StateDir) {
+    crate::edge::store::leftovers::remove_leftovers(config.certificates.iter().map(|c| c.file.value.as_path()));
+    store.remove_leftovers(
+        config.certificates.iter().map(|c| c.name.as_str()),
+        &config.acme.directory,
+    );
 }
 
 /// What each configured certificate's file holds, in config order, from the facts cache where the file is unchanged;

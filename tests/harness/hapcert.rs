@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -74,6 +74,28 @@ dir = {state}
         let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         let stem = self.dir().join("logs").join(format!("hapcert-{run:03}"));
         process::run_echoed("hapcert", args, self.hapcert_cmd(args), &stem, HAPCERT_TIMEOUT)
+    }
+
+    /// Runs hapcert with its stdout a pipe that nobody reads: the read end is closed before hapcert starts, so its
+    /// first write to stdout fails with a broken pipe. Returns the exit status and what it wrote on stderr.
+    pub fn hapcert_to_closed_pipe(&self, args: &[&str]) -> (ExitStatus, String) {
+        let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        let stderr_path = self.dir().join("logs").join(format!("hapcert-{run:03}.stderr"));
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let mut cmd = self.hapcert_cmd(args);
+        cmd.stdout(writer)
+            .stderr(fs::File::create(&stderr_path).expect("the stderr file"));
+        let mut child = cmd.spawn().expect("spawn hapcert");
+        drop(cmd);
+        let status = process::wait_with_timeout(&mut child, HAPCERT_TIMEOUT)
+            .unwrap_or_else(|| panic!("hapcert {args:?} into a closed pipe did not finish; it was killed"));
+        let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+        eprintln!(
+            "$ hapcert {} >closed-pipe\n{status}\n--- stderr ---\n{stderr}",
+            args.join(" ")
+        );
+        (status, stderr)
     }
 
     /// The same command, not started (stdin is null; stdout/stderr are inherited unless you set them).

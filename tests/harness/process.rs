@@ -124,26 +124,33 @@ pub fn run_with_timeout(mut cmd: Command, stem: &Path, timeout: Duration) -> Out
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not finish within {timeout:?}; it was killed.\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                log_tail(&out_path, 60),
-                log_tail(&err_path, 60)
-            );
-        }
-        sleep(POLL);
+    let Some(status) = wait_with_timeout(&mut child, timeout) else {
+        panic!(
+            "{cmd:?} did not finish within {timeout:?}; it was killed.\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            log_tail(&out_path, 60),
+            log_tail(&err_path, 60)
+        );
     };
     Output {
         status,
         stdout: fs::read(&out_path).unwrap_or_default(),
         stderr: fs::read(&err_path).unwrap_or_default(),
+    }
+}
+
+/// Waits for `child` to exit; past `timeout` it is killed and reaped, and the answer is `None`.
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        sleep(POLL);
     }
 }
 

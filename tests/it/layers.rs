@@ -263,3 +263,38 @@ fn the_reader_sees_use_lists_and_relative_paths() {
         ]
     );
 }
+
+/// Where a macro is called in `code`: `name!(` not preceded by a letter, digit or `_` (so `println!` is not `eprintln!`).
+fn calls(code: &str, name: &str) -> usize {
+    let call = format!("{name}!(");
+    code.match_indices(&call)
+        .filter(|(at, _)| {
+            !code[..*at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+        .count()
+}
+
+#[test]
+fn results_reach_stdout_only_through_the_output_module() {
+    // `print!` panics when the reader has gone away; `output::out!` stops writing and keeps the exit code.
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let offences: Vec<String> = files
+        .iter()
+        .filter(|file| module_of(file) != ["output"])
+        .filter_map(|file| {
+            let code = code_of(file)?;
+            let found = calls(&code, "println") + calls(&code, "print");
+            (found > 0).then(|| format!("{}: {found} print!/println!", file.display()))
+        })
+        .collect();
+    assert_eq!(calls("eprintln!(\"x\"); println!(\"y\"); print!(\"z\")", "println"), 1);
+    assert!(
+        offences.is_empty(),
+        "use output::{{out, outln}} instead:\n{}",
+        offences.join("\n")
+    );
+}

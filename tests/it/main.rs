@@ -6,6 +6,7 @@ mod harness;
 
 mod alerts;
 mod check;
+mod closed_stdout;
 mod daemon;
 mod harness_extras;
 mod hooks;
@@ -19,3 +20,4 @@ mod notify;
 mod pebbles;
 mod runtime_api;
 mod smoke;
+mod temp_files;

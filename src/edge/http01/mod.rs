@@ -3,3 +3,4 @@
 
 pub mod preflight;
 pub mod responder;
+pub mod unknown_tokens;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context;
 use http_body_util::Full;
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::core::challenge::{Challenge, ChallengeKind, ChallengePublisher};
 use crate::core::config::is_base64url;
+use crate::edge::http01::unknown_tokens::{Summary, UnknownTokenTally};
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
 /// RFC 8555 tokens carry at least 128 bits; CAs send 43 characters. Anything far longer is not a token.
@@ -96,11 +98,21 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Serves until `shutdown` completes, then drops every open connection: by then no order needs an answer.
 pub async fn serve(listener: TcpListener, tokens: ChallengeTokens, shutdown: impl Future<Output = ()>) {
-    let answer = move |req: &Request<Incoming>, peer: SocketAddr| answer(&tokens, req, peer);
+    let unknown = Arc::new(Mutex::new(UnknownTokenTally::default()));
+    let tally = unknown.clone();
+    let answer = move |req: &Request<Incoming>, peer: SocketAddr| answer(&tokens, &tally, req, peer);
     crate::edge::http_server::serve(listener, "challenge responder", answer, shutdown).await;
+    if let Some(summary) = unknown.lock().expect("tally lock").finish(Instant::now()) {
+        log_unknown_tokens(summary);
+    }
 }
 
-fn answer(tokens: &ChallengeTokens, req: &Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+fn answer(
+    tokens: &ChallengeTokens,
+    unknown: &Mutex<UnknownTokenTally>,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
     }
@@ -114,9 +126,27 @@ fn answer(tokens: &ChallengeTokens, req: &Request<Incoming>, peer: SocketAddr) -
             reply(StatusCode::OK, key_authorization)
         }
         None => {
-            tracing::info!(%peer, token, "HTTP-01 request for a token no pending order has");
+            // A scanner can send thousands: each at debug, and a count at INFO at most once a minute.
+            tracing::debug!(%peer, token, "HTTP-01 request for an unknown token: no pending order has it");
+            if let Some(summary) = unknown.lock().expect("tally lock").record(Instant::now()) {
+                log_unknown_tokens(summary);
+            }
             reply(StatusCode::NOT_FOUND, "unknown token\n".into())
         }
+    }
+}
+
+fn log_unknown_tokens(Summary { requests, since }: Summary) {
+    match since {
+        // The responder's first (`requests` is 1): said at once, with where the others will go.
+        None => tracing::info!(
+            "an HTTP-01 request for an unknown token (no pending order has it); such requests are logged at debug, \
+             and counted here at most once a minute"
+        ),
+        Some(since) => tracing::info!(
+            "{requests} HTTP-01 request(s) for unknown tokens in the last {} s",
+            since.as_secs()
+        ),
     }
 }
 
@@ -195,6 +225,61 @@ mod tests {
         assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 431"), "{reply}");
         assert!(ChallengeTokens::default().publish("../etc", "x").is_err());
         assert!(ChallengeTokens::default().publish(&"a".repeat(300), "x").is_err());
+    }
+
+    /// Every log line written while it is the thread's subscriber, at debug and above, without colour.
+    #[derive(Clone, Default)]
+    struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CapturedLog {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl CapturedLog {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8_lossy(&self.0.lock().unwrap())
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_tokens_logs_each_at_debug_and_a_summary_at_info() {
+        let log = CapturedLog::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        // The test runtime is single-threaded: the server's tasks run on this thread, under this subscriber.
+        let _subscriber = tracing::subscriber::set_default(subscriber);
+
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, ChallengeTokens::default(), async {
+            stopped.await.ok();
+        }));
+        for n in 0..1000 {
+            let reply = get(addr, &request(&format!("/.well-known/acme-challenge/flood{n}"))).await;
+            assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+        }
+        stop.send(()).unwrap();
+        server.await.unwrap();
+
+        let lines = log.lines();
+        let count = |level: &str, about: &str| lines.iter().filter(|l| l.contains(level) && l.contains(about)).count();
+        let info = count(" INFO ", "HTTP-01");
+        assert!((1..=2).contains(&info), "{info} INFO lines:\n{}", lines.join("\n"));
+        assert_eq!(count(" DEBUG ", "unknown token"), 1000);
     }
 
     #[tokio::test]

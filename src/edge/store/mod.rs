@@ -15,6 +15,7 @@ use crate::core::state::monitor::{MONITOR_FORMAT, Monitor};
 use crate::core::state::{self, FormatError, STATE_FORMAT, State, StateStorage};
 
 pub mod facts_cache;
+pub mod leftovers;
 
 /// Writes `bytes` to `path` so that a reader sees either the old file or the new one, whole, even across a crash: a
 /// dot-prefixed temporary file in the same directory (HAProxy skips dot-files in a `crt` directory), the mode and owner set
@@ -24,6 +25,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: FileOwner) -> i
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let mut temp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
+        .rand_bytes(leftovers::RANDOM_LEN)
         .suffix(".tmp")
         .permissions(Permissions::from_mode(0o600))
         .tempfile_in(dir)?;
