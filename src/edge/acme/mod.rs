@@ -163,6 +163,17 @@ fn describe_with(err: instant_acme::Error, observed: Option<&Observed>) -> anyho
             }
             .into()
         }
+        // The stored account is gone at the CA (deactivated elsewhere, or the CA lost its data): every order will fail
+        // the same way until a new account is registered, which hapcert does when no account file is there.
+        instant_acme::Error::Api(problem)
+            if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:accountDoesNotExist") =>
+        {
+            anyhow::anyhow!(
+                "the CA does not know the stored account ({}): it was deactivated, or the CA lost its data; move the \
+                 account file aside (`hapcert account show` names it) and run again, and hapcert registers a new one",
+                problem.detail.as_deref().unwrap_or("no detail")
+            )
+        }
         other => anyhow::Error::new(other),
     }
 }
@@ -505,4 +516,22 @@ fn parse_cert_id(id: &str) -> anyhow::Result<CertificateIdentifier<'static>> {
         authority_key_identifier: aki.to_owned().into(),
         serial: serial.to_owned().into(),
     })
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_the_ca_does_not_know_says_how_to_recover() {
+        let problem: instant_acme::Problem = serde_json::from_str(
+            r#"{"type": "urn:ietf:params:acme:error:accountDoesNotExist", "detail": "unable to find account", "status": 400}"#,
+        )
+        .unwrap();
+        let message = format!("{:#}", describe(instant_acme::Error::Api(problem)));
+        assert!(
+            message.starts_with("the CA does not know the stored account (unable to find account)")
+                && message.contains("move the account file aside (`hapcert account show` names it)"),
+            "{message}"
+        );
+    }
 }
