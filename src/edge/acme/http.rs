@@ -46,12 +46,24 @@ pub fn transient_backoff(attempt: u32) -> Duration {
 pub struct Observed {
     requests: AtomicUsize,
     rate_limited_until: Mutex<Option<SystemTime>>,
+    /// The latest answer, when it was a server error: what the CA said, for a message better than the decoding error
+    /// that follows when its body is not what instant-acme expects.
+    server_error: Mutex<Option<String>>,
 }
 
 impl Observed {
     /// Requests sent to the CA so far, retries included.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// "500 Internal Server Error for GET https://...", when the latest answer was a server error.
+    pub fn server_error(&self) -> Option<String> {
+        self.server_error.lock().expect("not poisoned").clone()
+    }
+
+    pub(super) fn record_server_error(&self, answer: Option<String>) {
+        *self.server_error.lock().expect("not poisoned") = answer;
     }
 
     /// The Retry-After of the latest `rateLimited` answer, if any.
@@ -155,6 +167,12 @@ impl HttpClient for CaHttp {
                 }
                 let response = outcome.map_err(|err| instant_acme::Error::Other(Box::new(err)))?;
                 keep_download_nonce(&response, &spare_nonces);
+                observed.record_server_error(
+                    response
+                        .status()
+                        .is_server_error()
+                        .then(|| format!("{} for {} {}", response.status(), parts.method, parts.uri)),
+                );
                 tracing::trace!(target: "hapcert::edge::acme::http", status = %response.status(), uri = %parts.uri, "CA answered");
                 if response.status() == http::StatusCode::TOO_MANY_REQUESTS
                     && let Some(until) = retry_after(response.headers())

@@ -174,7 +174,12 @@ fn describe_with(err: instant_acme::Error, observed: Option<&Observed>) -> anyho
                 problem.detail.as_deref().unwrap_or("no detail")
             )
         }
-        other => anyhow::Error::new(other),
+        // A CA that fails (a 5xx, after the retries) often sends a body instant-acme cannot decode, and "missing field
+        // newNonce" would hide what happened.
+        other => match observed.and_then(Observed::server_error) {
+            Some(answer) => anyhow::anyhow!("the CA answered {answer}; it is failing, try again later ({other})"),
+            None => anyhow::Error::new(other),
+        },
     }
 }
 
@@ -215,7 +220,7 @@ impl Acme {
             let account = builder()?
                 .from_credentials(file.credentials)
                 .await
-                .map_err(describe)
+                .map_err(|err| describe_with(err, Some(&observed)))
                 .with_context(|| format!("cannot reach the ACME directory {}", config.directory))?;
             tracing::debug!(account = account.id(), "using the stored ACME account");
             return Ok(session(account));
@@ -531,6 +536,18 @@ mod tests {
         assert!(
             message.starts_with("the CA does not know the stored account (unable to find account)")
                 && message.contains("move the account file aside (`hapcert account show` names it)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_failing_ca_is_named_for_what_it_answered() {
+        let observed = Observed::default();
+        observed.record_server_error(Some("500 Internal Server Error for GET https://ca.test/dir".into()));
+        let decoding = instant_acme::Error::Json(serde_json::from_str::<u8>("{}").unwrap_err());
+        let message = format!("{:#}", describe_with(decoding, Some(&observed)));
+        assert!(
+            message.starts_with("the CA answered 500 Internal Server Error for GET https://ca.test/dir; it is failing"),
             "{message}"
         );
     }
