@@ -311,6 +311,38 @@ fn a_failing_config_check_restores_every_file_byte_for_byte_and_skips_the_reload
 }
 
 #[test]
+fn a_certificate_file_that_is_not_a_pem_is_refused_by_every_command_and_left_alone() {
+    let sandbox = Sandbox::start();
+    // The kind of file a wrong `file =` names: here a copy of HAProxy's config, where a certificate's file would be.
+    let victim = sandbox.cert_dir().join("site.pem");
+    let text = fs::read(sandbox.haproxy_cfg()).unwrap();
+    fs::write(&victim, &text).unwrap();
+    let config = format!(
+        "{}\n[[certificate]]\nname = \"site\"\ndomains = [\"a.example.com\"]\nfile = {:?}\n",
+        sandbox.base_config(),
+        victim.display().to_string()
+    );
+    let path = sandbox.write_config_text(&config);
+    let line = config.lines().position(|l| l.starts_with("file = ")).unwrap() + 1;
+    let want = format!(
+        "{}:{line}:8: certificate[0].file: {} holds no certificate: it is not a PEM certificate; point `file` at the PEM HAProxy loads, or remove the file if it is a leftover",
+        path.display(),
+        victim.display()
+    );
+    for command in [&["check-config"][..], &["run"], &["renew", "--force"]] {
+        let out = sandbox.hapcert(command);
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains(&want),
+            "{command:?}: wanted {want}\n{}",
+            show(&out)
+        );
+    }
+    assert_eq!(fs::read(&victim).unwrap(), text, "left byte for byte");
+    assert!(!sandbox.state_dir().exists(), "nothing was started");
+}
+
+#[test]
 fn a_bad_config_exits_2_naming_file_line_and_key() {
     let sandbox = Sandbox::start();
     let config = format!(
