@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::Located;
 use super::errors::Errors;
-use super::fields::{command, contact_uri, duration, endpoints, located_path};
+use super::fields::{LONGEST_LIFETIME, command, contact_uri, duration, endpoints, located_path};
 use super::raw::{RawCheck, RawDaemon, RawHooks, RawMetrics, RawNotify};
 
 #[derive(Debug, Clone)]
@@ -219,7 +219,7 @@ fn duration_or(
 }
 
 /// The longest lifetime in days: a warning or critical threshold longer than any lifetime always fires.
-const LONGEST_DAYS: f64 = super::validate::LONGEST_LIFETIME.as_secs() as f64 / 86_400.0;
+const LONGEST_DAYS: f64 = LONGEST_LIFETIME.as_secs() as f64 / 86_400.0;
 
 pub(super) fn validate_check(raw: RawCheck, base: &Path, errors: &mut Errors) -> CheckConfig {
     let endpoints = match raw.endpoints {

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use toml::Spanned;
 
 use super::errors::Errors;
-use super::fields::{contact_uri, endpoints, located_path};
+use super::fields::{LONGEST_LIFETIME, contact_uri, endpoints, located_path};
 use super::raw::{self, RawCertificate, RawConfig, RawMode};
 use super::{
     AcmeConfig, CertificateSpec, ChallengeConfig, ChallengeMode, Config, DomainName, Endpoint, ExternalAccountBinding,
@@ -319,10 +319,6 @@ fn validate_profile(errors: &mut Errors, name: Spanned<String>, key: &str) -> Op
     }
     Some(name.into_inner())
 }
-
-/// The longest certificate lifetime a public CA issues today (Let's Encrypt's 90 days, which is shrinking): a renewal or
-/// alert threshold at least this long would fire for every certificate, always.
-pub(super) const LONGEST_LIFETIME: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
 
 /// The most names the profiles that Let's Encrypt publishes allow (its `classic` profile allows 100).
 pub fn profile_name_limit(profile: &str) -> Option<usize> {
