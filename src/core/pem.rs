@@ -101,6 +101,19 @@ impl Bundle {
         Ok(Bundle { certs, key })
     }
 
+    /// Whether `bytes` are a PEM with at least one certificate block, without decoding the certificates: a cheap look,
+    /// made at every start for every file hapcert is about to own. A damaged certificate passes, since replacing it
+    /// is a renewal's job; a file of another kind (a config, a key, a password file) does not.
+    pub fn holds_certificate(bytes: &[u8]) -> Result<(), PemError> {
+        for section in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(bytes) {
+            let (kind, _) = section.map_err(|e| PemError::Syntax(e.to_string()))?;
+            if matches!(kind, SectionKind::Certificate) {
+                return Ok(());
+            }
+        }
+        Err(PemError::NoCertificate)
+    }
+
     pub fn leaf(&self) -> X509Certificate<'_> {
         // `parse` checked that every certificate decodes.
         X509Certificate::from_der(&self.certs[0])

@@ -6,6 +6,7 @@ use std::path::Path;
 use nix::unistd::{AccessFlags, Gid, Group, Uid, User, access};
 
 use crate::core::config::{Config, ConfigError, ConfigErrors, FileOwner, Located, Position};
+use crate::core::pem::{Bundle, PemError};
 use crate::error::UsageError;
 
 /// Reads and validates the config file; shared by every command and the daemon's SIGHUP.
@@ -38,6 +39,10 @@ pub fn host_check(config: &Config) -> Result<FileOwner, ConfigErrors> {
             };
             check_writable_dir(&parent, &mut fail);
         }
+    }
+
+    for cert in &config.certificates {
+        check_certificate_file(&cert.file, &mut fail);
     }
 
     // The state directory is made on first use, so only its parent has to be there.
@@ -127,6 +132,42 @@ impl<T> Locatable for Located<T> {
     }
 }
 
+/// A run overwrites a certificate's file and a rollback writes its bytes back, so a `file` that names something else
+/// (haproxy.cfg, /etc/passwd, a private key) would be destroyed. A missing or empty file is one hapcert will write.
+fn check_certificate_file(file: &Located<std::path::PathBuf>, fail: &mut impl FnMut(&dyn Locatable, String)) {
+    let path = &file.value;
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+        Err(err) => {
+            fail(
+                file,
+                format!(
+                    "cannot read {}: {err}; hapcert must read it to put it back if a deploy fails",
+                    path.display()
+                ),
+            );
+            return;
+        }
+    };
+    if bytes.is_empty() {
+        return;
+    }
+    if let Err(problem) = Bundle::holds_certificate(&bytes) {
+        let problem = match problem {
+            PemError::Syntax(detail) => format!("cannot be read as PEM ({detail})"),
+            other => other.to_string(),
+        };
+        fail(
+            file,
+            format!(
+                "{} {problem}: it is not a PEM certificate; point `file` at the PEM HAProxy loads, or remove the file if it is a leftover",
+                path.display()
+            ),
+        );
+    }
+}
+
 fn check_writable_dir(dir: &Located<std::path::PathBuf>, fail: &mut impl FnMut(&dyn Locatable, String)) {
     let path = &dir.value;
     match std::fs::metadata(path) {
@@ -178,6 +219,49 @@ mod tests {
                     "{file}:3:13: acme.ca_bundle: cannot read {d}/missing.pem: No such file or directory (os error 2)"
                 ),
                 format!("{file}:6:9: haproxy.owner: there is no user 'no-such-user-hapcert' on this host"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_existing_certificate_file_must_be_a_pem_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let config_file = dir.path().join("hapcert.toml");
+        let text = format!(
+            "[acme]\ndirectory = \"letsencrypt\"\n[haproxy]\ncert_dir = \"{d}/certs\"\n[state]\ndir = \"{d}/state\"\n\
+             [[certificate]]\nname = \"passwd\"\ndomains = [\"a.example.com\"]\n\
+             [[certificate]]\nname = \"key\"\ndomains = [\"b.example.com\"]\n\
+             [[certificate]]\nname = \"pem\"\ndomains = [\"c.example.com\"]\n\
+             [[certificate]]\nname = \"empty\"\ndomains = [\"d.example.com\"]\n\
+             [[certificate]]\nname = \"missing\"\ndomains = [\"e.example.com\"]\n\
+             [[certificate]]\nname = \"damaged\"\ndomains = [\"f.example.com\"]\n"
+        );
+        let certs = dir.path().join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        std::fs::write(certs.join("passwd.pem"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+        let pem = crate::testing::TestCa::new().issue(&["c.example.com"], crate::core::config::KeyType::EcdsaP256, 90);
+        let (_, _, key) = crate::testing::leaf_pem_parts(&pem);
+        std::fs::write(certs.join("key.pem"), key).unwrap();
+        std::fs::write(certs.join("pem.pem"), &pem).unwrap();
+        std::fs::write(certs.join("empty.pem"), "").unwrap();
+        // A certificate block that does not decode is a renewal's to replace, not a file of another kind.
+        std::fs::write(certs.join("damaged.pem"), pem.replacen("MII", "MIX", 1)).unwrap();
+
+        let config = Config::parse(&text, &config_file).unwrap();
+        let problems: Vec<String> = host_check(&config)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let fix = "it is not a PEM certificate; point `file` at the PEM HAProxy loads, or remove the file if it is a leftover";
+        let c = config_file.display();
+        assert_eq!(
+            problems,
+            [
+                format!("{c}:8:8: certificate[0].file: {d}/certs/passwd.pem holds no certificate: {fix}"),
+                format!("{c}:11:8: certificate[1].file: {d}/certs/key.pem holds no certificate: {fix}"),
             ]
         );
     }

@@ -1,7 +1,9 @@
 //! Deploying a batch of new certificates: write the files (keeping the previous ones in the state dir), hand them to
 //! HAProxy, prove on the wire that HAProxy serves them, and roll back any certificate that cannot be proven.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -31,8 +33,37 @@ pub enum FailureKind {
 /// A verified certificate ready to replace what is on disk.
 pub struct Change {
     pub spec: CertificateSpec,
-    pub previous: Option<Vec<u8>>,
+    pub previous: Option<Previous>,
     pub new: Verified,
+}
+
+/// A file as it was before the run replaced it. A rollback puts all of it back: the operator may have given the file
+/// an owner and mode of their own, which the configured ones must not overwrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Previous {
+    pub bytes: Vec<u8>,
+    /// Permission bits only: set-id bits mean nothing on a PEM.
+    pub mode: u32,
+    pub owner: FileOwner,
+}
+
+impl Previous {
+    /// Reads the whole file, with the mode and owner of the very file read (not of whatever the path names a moment
+    /// later).
+    pub fn read(path: &Path) -> std::io::Result<Previous> {
+        let mut file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        file.read_to_end(&mut bytes)?;
+        Ok(Previous {
+            bytes,
+            mode: meta.mode() & 0o777,
+            owner: FileOwner {
+                uid: Some(meta.uid()),
+                gid: Some(meta.gid()),
+            },
+        })
+    }
 }
 
 /// What happened to one change.
@@ -88,7 +119,7 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
         Err(err) => {
             tracing::error!("{err}");
             for &index in &written {
-                let what = restore_file(config, owner, &changes[index]);
+                let what = restore_file(&changes[index]);
                 tracing::error!(certificate = %changes[index].spec.name, "{what}");
                 outcomes[index] = Some(Deployed::Failed(DeployFailure::new(
                     FailureKind::Refused,
@@ -115,7 +146,7 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
         }
     }
     if !to_roll_back.is_empty() {
-        roll_back(config, owner, &haproxy, &changes, to_roll_back, &mut outcomes).await;
+        roll_back(config, &haproxy, &changes, to_roll_back, &mut outcomes).await;
     }
     collect(outcomes)
 }
@@ -131,27 +162,45 @@ fn collect(outcomes: Vec<Option<Deployed>>) -> Vec<Deployed> {
 
 fn write(config: &Config, owner: FileOwner, state: &StateDir, change: &Change) -> anyhow::Result<()> {
     if let Some(previous) = &change.previous {
-        state.write_secret(&state.backup_path(&change.spec.name), previous)?;
+        state.write_secret(&state.backup_path(&change.spec.name), &previous.bytes)?;
     }
     let file = &change.spec.file.value;
     store::write_atomic(file, change.new.pem().as_bytes(), config.haproxy.mode, owner)
         .with_context(|| format!("cannot write {}", file.display()))
 }
 
-/// Puts the previous file back (or removes a new one) and says what was done.
-fn restore_file(config: &Config, owner: FileOwner, change: &Change) -> String {
-    let file: &PathBuf = &change.spec.file.value;
-    let restored = match &change.previous {
-        Some(bytes) => store::write_atomic(file, bytes, config.haproxy.mode, owner),
-        None => store::remove_durably(file),
+/// Puts the previous file back, bytes, mode and owner (or removes a new one), and says what was done.
+fn restore_file(change: &Change) -> String {
+    restore(&change.spec.file.value, change.previous.as_ref())
+}
+
+fn restore(file: &Path, previous: Option<&Previous>) -> String {
+    let Some(previous) = previous else {
+        return match store::remove_durably(file) {
+            Ok(()) => "the new PEM was removed".to_owned(),
+            Err(e) => format!("REMOVING THE NEW PEM FAILED ({e}); check {} by hand", file.display()),
+        };
     };
-    match (restored, change.previous.is_some()) {
-        (Ok(()), true) => "the previous PEM was put back".to_owned(),
-        (Ok(()), false) => "the new PEM was removed".to_owned(),
-        (Err(e), _) => format!(
+    let put_back = |owner| store::write_atomic(file, &previous.bytes, previous.mode, owner);
+    let failed = |e| {
+        format!(
             "PUTTING THE PREVIOUS PEM BACK FAILED ({e}); check {} by hand",
             file.display()
-        ),
+        )
+    };
+    match put_back(previous.owner) {
+        Ok(()) => "the previous PEM was put back".to_owned(),
+        // Without root, a file whose group this user is not in cannot be given that group again; the certificate
+        // being served matters more than its owner.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => match put_back(FileOwner::default()) {
+            Ok(()) => format!(
+                "the previous PEM was put back, but not its owner {}:{} ({e}); chown it by hand",
+                previous.owner.uid.unwrap_or_default(),
+                previous.owner.gid.unwrap_or_default()
+            ),
+            Err(e) => failed(e),
+        },
+        Err(e) => failed(e),
     }
 }
 
@@ -209,7 +258,6 @@ async fn served_within(endpoint: &str, domain: &str, kind: ClientKind, leaf: &[u
 
 async fn roll_back(
     config: &Config,
-    owner: FileOwner,
     haproxy: &Haproxy,
     changes: &[Change],
     failed: Vec<(usize, NotServed)>,
@@ -220,9 +268,9 @@ async fn roll_back(
     let mut back = Vec::new();
     for (index, _) in &failed {
         let change = &changes[*index];
-        let what = restore_file(config, owner, change);
+        let what = restore_file(change);
         if let Some(previous) = &change.previous {
-            let pem = String::from_utf8_lossy(previous).into_owned();
+            let pem = String::from_utf8_lossy(&previous.bytes).into_owned();
             back.push(Update::checked(change.spec.file.value.clone(), pem));
         }
         tracing::warn!(certificate = %change.spec.name, "rolling back: {what}");
@@ -239,7 +287,7 @@ async fn roll_back(
             (_, None) => "the new PEM was removed from disk (HAProxy drops it at its next reload)".to_owned(),
             (Err(err), Some(_)) => format!("the previous PEM is back on disk, but HAProxy refused it: {err}"),
             (Ok(how), Some(previous)) => {
-                let old_leaf = leaf_of(previous);
+                let old_leaf = leaf_of(&previous.bytes);
                 match verify_served(config, haproxy, &change.spec, &old_leaf, &sha1_hex(&old_leaf)).await {
                     Ok(()) => format!(
                         "rolled back by {how}: HAProxy serves the previous certificate, serial {}, again",
@@ -277,4 +325,41 @@ fn serial(der: &[u8]) -> String {
     X509Certificate::from_der(der)
         .map(|(_, c)| serial_hex(c.raw_serial()))
         .unwrap_or_else(|_| "(unparseable)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    #[test]
+    fn a_file_put_back_gets_its_bytes_mode_and_owner_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("www.pem");
+        std::fs::write(&file, b"the operator's PEM\r\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let (uid, gid) = (
+            nix::unistd::Uid::effective().as_raw(),
+            nix::unistd::Gid::effective().as_raw(),
+        );
+        // Another owner can only be given by root; anyone else checks the mode and their own ids.
+        let (owner_uid, owner_gid) = if uid == 0 { (4321, 4322) } else { (uid, gid) };
+        std::os::unix::fs::chown(&file, Some(owner_uid), Some(owner_gid)).unwrap();
+
+        let previous = Previous::read(&file).unwrap();
+        // What a deploy leaves before it is rolled back: new bytes with the configured mode and owner.
+        store::write_atomic(&file, b"the new PEM", 0o600, FileOwner::default()).unwrap();
+
+        assert_eq!(restore(&file, Some(&previous)), "the previous PEM was put back");
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"the operator's PEM\r\n");
+        assert_eq!(
+            (meta.mode() & 0o777, meta.uid(), meta.gid()),
+            (0o640, owner_uid, owner_gid)
+        );
+
+        assert_eq!(restore(&file, None), "the new PEM was removed");
+        assert!(!file.exists());
+    }
 }

@@ -17,7 +17,7 @@ pub mod revoke;
 
 use time::OffsetDateTime;
 
-use self::deploy::{Change, Deployed};
+use self::deploy::{Change, Deployed, Previous};
 use self::hooks::{HookFailure, Stage};
 use self::issue::{CaSession, issue_all, refresh_renewal_info};
 pub use self::report::{Failure, Item, ItemResult, Report, RunContext, RunOptions};
@@ -224,12 +224,12 @@ fn read_certificates(config: &Config, store: &StateDir) -> Vec<Local> {
     locals
 }
 
-/// The bytes of a due certificate's file, kept to be put back byte for byte if the deploy fails. A file that holds a
+/// A due certificate's file, kept to be put back byte for byte, with its mode and owner, if the deploy fails. A file that holds a
 /// certificate but cannot be read now is not ordered: without its bytes a failed deploy could not restore it.
-fn keep_previous(spec: &CertificateSpec, present: bool) -> Result<Option<Vec<u8>>, String> {
+fn keep_previous(spec: &CertificateSpec, present: bool) -> Result<Option<Previous>, String> {
     let file = &spec.file.value;
-    match std::fs::read(file) {
-        Ok(bytes) => Ok(Some(bytes)),
+    match Previous::read(file) {
+        Ok(previous) => Ok(Some(previous)),
         Err(err) if present && err.kind() != std::io::ErrorKind::NotFound => Err(format!(
             "cannot read {} to keep it for a rollback ({err}); make it readable to hapcert",
             file.display()
@@ -242,9 +242,9 @@ fn keep_previous(spec: &CertificateSpec, present: bool) -> Result<Option<Vec<u8>
 /// A due certificate the run will order.
 struct Due {
     spec: CertificateSpec,
-    /// The file's bytes, to put back if the deploy fails: read just before the order, not for the certificates that
+    /// The file (bytes, mode, owner), to put back if the deploy fails: read just before the order, not for the certificates that
     /// are not due. `None` when there is no file (or none could be read).
-    previous: Option<Vec<u8>>,
+    previous: Option<Previous>,
     /// The ARI id of the certificate the order replaces.
     replaces: Option<String>,
     /// Its place in the run's items.
@@ -434,7 +434,8 @@ mod tests {
         };
         let file = dir.path().join("www.pem");
         std::fs::write(&file, b"any bytes\r\n\n").unwrap();
-        assert_eq!(keep_previous(&at(file), true), Ok(Some(b"any bytes\r\n\n".to_vec())));
+        let kept = keep_previous(&at(file), true).unwrap().unwrap();
+        assert_eq!(kept.bytes, b"any bytes\r\n\n");
         assert_eq!(keep_previous(&at(dir.path().join("gone.pem")), true), Ok(None));
 
         // A directory where the file should be: reading it fails as an unreadable file does.

@@ -311,6 +311,68 @@ fn a_failing_config_check_restores_every_file_byte_for_byte_and_skips_the_reload
 }
 
 #[test]
+fn a_rollback_puts_back_the_previous_files_owner_and_mode_with_its_bytes() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let sandbox = Sandbox::start();
+    issued(&sandbox, &[SITE]);
+    let path = pem_path(&sandbox, "site");
+    let before = fs::read(&path).unwrap();
+    // The operator's own owner and mode, not the configured ones (hapcert's defaults: 0600, its own user).
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&path, Some(4321), Some(4322)).unwrap();
+
+    let failing_check = "exit 1";
+    let config = format!(
+        "{}\n[[certificate]]\nname = \"site\"\ndomains = [\"a.example.com\"]\n",
+        sandbox.base_config().replace(&sandbox.check_command(), failing_check)
+    );
+    sandbox.write_config_text(&config);
+    let out = sandbox.hapcert(&["renew", "--force"]);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("the previous PEM was put back"), "{}", show(&out));
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), before, "restored byte for byte");
+    assert_eq!(
+        (meta.mode() & 0o777, meta.uid(), meta.gid()),
+        (0o640, 4321, 4322),
+        "the mode and owner it had"
+    );
+}
+
+#[test]
+fn a_certificate_file_that_is_not_a_pem_is_refused_by_every_command_and_left_alone() {
+    let sandbox = Sandbox::start();
+    // The kind of file a wrong `file =` names: here a copy of HAProxy's config, where a certificate's file would be.
+    let victim = sandbox.cert_dir().join("site.pem");
+    let text = fs::read(sandbox.haproxy_cfg()).unwrap();
+    fs::write(&victim, &text).unwrap();
+    let config = format!(
+        "{}\n[[certificate]]\nname = \"site\"\ndomains = [\"a.example.com\"]\nfile = {:?}\n",
+        sandbox.base_config(),
+        victim.display().to_string()
+    );
+    let path = sandbox.write_config_text(&config);
+    let line = config.lines().position(|l| l.starts_with("file = ")).unwrap() + 1;
+    let want = format!(
+        "{}:{line}:8: certificate[0].file: {} holds no certificate: it is not a PEM certificate; point `file` at the PEM HAProxy loads, or remove the file if it is a leftover",
+        path.display(),
+        victim.display()
+    );
+    for command in [&["check-config"][..], &["run"], &["renew", "--force"]] {
+        let out = sandbox.hapcert(command);
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains(&want),
+            "{command:?}: wanted {want}\n{}",
+            show(&out)
+        );
+    }
+    assert_eq!(fs::read(&victim).unwrap(), text, "left byte for byte");
+    assert!(!sandbox.state_dir().exists(), "nothing was started");
+}
+
+#[test]
 fn a_bad_config_exits_2_naming_file_line_and_key() {
     let sandbox = Sandbox::start();
     let config = format!(

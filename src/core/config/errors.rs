@@ -88,6 +88,16 @@ impl Errors<'_> {
         self.push(Some(value.span()), key, message);
     }
 
+    /// A problem with a value checked after its span was turned into a place; a default (line 0) has no place.
+    pub(super) fn at_located<T>(&mut self, value: &Located<T>, message: impl Into<String>) {
+        self.list.push(ConfigError {
+            file: self.file.to_owned(),
+            at: (value.at.line > 0).then_some(value.at),
+            key: value.key.clone(),
+            message: message.into(),
+        });
+    }
+
     pub(super) fn locate<T>(&self, value: T, span: Range<usize>, key: &str) -> Located<T> {
         Located {
             value,

@@ -9,6 +9,10 @@ use toml::Spanned;
 use super::Located;
 use super::errors::Errors;
 
+/// The longest certificate lifetime a public CA issues today (Let's Encrypt's 90 days, which is shrinking): a renewal or
+/// alert threshold at least this long would fire for every certificate, always.
+pub(super) const LONGEST_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
+
 /// `mailto:` URI for an e-mail address written with or without the scheme; `None` if it is not one.
 pub fn contact_uri(text: &str) -> Option<String> {
     let address = text.strip_prefix("mailto:").unwrap_or(text);

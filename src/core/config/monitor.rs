@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::Located;
 use super::errors::Errors;
-use super::fields::{command, contact_uri, duration, endpoints, located_path};
+use super::fields::{LONGEST_LIFETIME, command, contact_uri, duration, endpoints, located_path};
 use super::raw::{RawCheck, RawDaemon, RawHooks, RawMetrics, RawNotify};
 
 #[derive(Debug, Clone)]
@@ -218,6 +218,9 @@ fn duration_or(
         .unwrap_or(default)
 }
 
+/// The longest lifetime in days: a warning or critical threshold longer than any lifetime always fires.
+const LONGEST_DAYS: f64 = LONGEST_LIFETIME.as_secs() as f64 / 86_400.0;
+
 pub(super) fn validate_check(raw: RawCheck, base: &Path, errors: &mut Errors) -> CheckConfig {
     let endpoints = match raw.endpoints {
         Some(list) => endpoints(errors, &list, "check.endpoints"),
@@ -226,7 +229,14 @@ pub(super) fn validate_check(raw: RawCheck, base: &Path, errors: &mut Errors) ->
     let days = |errors: &mut Errors, value: &Option<Spanned<f64>>, key: &str| {
         value.as_ref().and_then(|v| {
             let days = *v.get_ref();
-            if days.is_finite() && days >= 0.0 {
+            if days.is_finite() && days > LONGEST_DAYS {
+                errors.at(
+                    v,
+                    key,
+                    format!("{days} days is more than 90, the longest lifetime Let's Encrypt issues (and lifetimes are shrinking), so every certificate would always be reported; use less, like 30"),
+                );
+                None
+            } else if days.is_finite() && days >= 0.0 {
                 Some(days)
             } else {
                 errors.at(v, key, "must be a number of days, zero or more");
@@ -267,7 +277,7 @@ pub(super) fn validate_metrics(raw: RawMetrics, base: &Path, errors: &mut Errors
 }
 
 pub(super) fn validate_daemon(raw: RawDaemon, errors: &mut Errors) -> DaemonConfig {
-    let listen = raw.listen.as_ref().and_then(|text| match text.get_ref().parse() {
+    let listen: Option<SocketAddr> = raw.listen.as_ref().and_then(|text| match text.get_ref().parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
             errors.at(
@@ -281,6 +291,15 @@ pub(super) fn validate_daemon(raw: RawDaemon, errors: &mut Errors) -> DaemonConf
             None
         }
     });
+    if let (Some(addr), Some(text)) = (listen, &raw.listen)
+        && addr.port() == 0
+    {
+        errors.at(
+            text,
+            "daemon.listen",
+            "port 0 lets the system pick any port, which the scraper of /metrics and /healthz could not know; give a fixed one, like 127.0.0.1:9555",
+        );
+    }
     let recheck_interval = duration_or(
         errors,
         &raw.recheck_interval,

@@ -520,3 +520,149 @@ fn positions_are_lines_and_columns_in_characters_at_line_starts_ends_and_past_th
     assert_eq!(at(text.len()), (4, 5));
     assert_eq!(at(text.len() + 10), (4, 5), "past the end: the end");
 }
+
+#[test]
+fn port_zero_a_renew_before_of_a_whole_lifetime_and_thresholds_beyond_one_are_refused() {
+    let text = r#"
+[acme]
+directory = "letsencrypt"
+
+[challenge]
+listen = "127.0.0.1:0"
+
+[[certificate]]
+name = "www"
+domains = ["example.com"]
+renew_before = "90d"
+
+[[certificate]]
+name = "api"
+domains = ["api.example.com"]
+renew_before = "89d"
+
+[check]
+warn_days = 91
+crit_days = 90.5
+
+[daemon]
+listen = "[::1]:0"
+"#;
+    let want = [
+        "6:10: challenge.listen: port 0 lets the system pick any port, and HAProxy's challenge backend must name a fixed one; give the port of its server line, like 127.0.0.1:54321",
+        "11:16: certificate[0].renew_before: '90d' is not shorter than 90 days, the longest lifetime Let's Encrypt issues (and lifetimes are shrinking), so the certificate would be due at every run; use less, like \"30d\", or remove it for the lifetime rule",
+        "19:13: check.warn_days: 91 days is more than 90, the longest lifetime Let's Encrypt issues (and lifetimes are shrinking), so every certificate would always be reported; use less, like 30",
+        "20:13: check.crit_days: 90.5 days is more than 90, the longest lifetime Let's Encrypt issues (and lifetimes are shrinking), so every certificate would always be reported; use less, like 30",
+        "23:10: daemon.listen: port 0 lets the system pick any port, which the scraper of /metrics and /healthz could not know; give a fixed one, like 127.0.0.1:9555",
+    ];
+    let want: Vec<String> = want.iter().map(|w| format!("{FILE}:{w}")).collect();
+    assert_eq!(errors(text), want);
+
+    // At the limits: 90 days of warning, and a critical threshold above the warning one is still refused.
+    let text = format!("{MINIMAL}\n[check]\nwarn_days = 90\ncrit_days = 90\n");
+    assert_eq!(parse(&text).unwrap().check.warn_days, Some(90.0));
+    let text = format!("{MINIMAL}\n[check]\nwarn_days = 10\ncrit_days = 20\n");
+    assert_eq!(
+        errors(&text),
+        [format!(
+            "{FILE}:10:13: check.warn_days: 10 is below crit_days (20); the warning must come first"
+        )]
+    );
+}
+
+/// A config with `[haproxy] cert_dir`, `[state] dir` and one certificate's `file` (when given), read from `config`.
+fn layout_errors(config: &str, cert_dir: &str, state: &str, file: Option<&str>) -> Vec<String> {
+    let file = file.map(|f| format!("file = \"{f}\"\n")).unwrap_or_default();
+    let text = format!(
+        "[acme]\ndirectory = \"letsencrypt\"\n[haproxy]\ncert_dir = \"{cert_dir}\"\n[state]\ndir = \"{state}\"\n[[certificate]]\nname = \"www\"\ndomains = [\"example.com\"]\n{file}"
+    );
+    match Config::parse(&text, Path::new(config)) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn the_state_the_certificates_and_the_config_do_not_overlap() {
+    let cfg = "/etc/hapcert/hapcert.toml";
+    assert_eq!(
+        layout_errors(cfg, "/etc/haproxy/certs", "/var/lib/hapcert", None),
+        Vec::<String>::new()
+    );
+    // Beside one another is fine; `..` and `.` are read as written.
+    assert_eq!(
+        layout_errors(
+            cfg,
+            "/srv/tls/certs",
+            "/srv/tls/./certs/../state",
+            Some("/srv/tls/certs/www.pem")
+        ),
+        Vec::<String>::new()
+    );
+
+    assert_eq!(
+        layout_errors(cfg, "/etc/haproxy/certs", "/etc/haproxy/certs/", None),
+        [format!(
+            "{cfg}:6:7: state.dir: /etc/haproxy/certs/ is the cert directory /etc/haproxy/certs; HAProxy would load hapcert's account key and backups as certificates; give the state a directory of its own, like /var/lib/hapcert"
+        )]
+    );
+    assert_eq!(
+        layout_errors(cfg, "/etc/haproxy/certs", "/etc/haproxy/certs/../certs/state", None),
+        [format!(
+            "{cfg}:6:7: state.dir: /etc/haproxy/certs/../certs/state is inside the cert directory /etc/haproxy/certs; HAProxy would load hapcert's account key and backups as certificates; give the state a directory of its own, like /var/lib/hapcert"
+        )]
+    );
+    assert_eq!(
+        layout_errors(cfg, "/var/lib/hapcert/certs", "/var/lib/hapcert", None),
+        [format!(
+            "{cfg}:4:12: haproxy.cert_dir: /var/lib/hapcert/certs is inside the state directory /var/lib/hapcert, which holds the account key; keep the certificates outside it"
+        )]
+    );
+    assert_eq!(
+        layout_errors(
+            "/etc/haproxy/certs/hapcert.toml",
+            "/etc/haproxy/certs",
+            "/var/lib/hapcert",
+            None
+        ),
+        [
+            "/etc/haproxy/certs/hapcert.toml:4:12: haproxy.cert_dir: /etc/haproxy/certs holds the config file /etc/haproxy/certs/hapcert.toml; HAProxy would try to load it as a certificate; keep the config elsewhere, like /etc/hapcert/hapcert.toml"
+        ]
+    );
+    // A relative state dir is the config's own directory here.
+    assert_eq!(
+        layout_errors(cfg, "/etc/haproxy/certs", ".", None),
+        [format!(
+            "{cfg}:6:7: state.dir: /etc/hapcert/. holds the config file {cfg}; the state directory is hapcert's own; keep the config elsewhere, like /etc/hapcert/hapcert.toml"
+        )]
+    );
+    assert_eq!(
+        layout_errors(cfg, "/etc/haproxy/certs", "/var/lib/hapcert", Some("hapcert.toml")),
+        [format!(
+            "{cfg}:10:8: certificate[0].file: is the config file itself, which a renewal would overwrite with a certificate; point `file` at the PEM HAProxy loads"
+        )]
+    );
+    assert_eq!(
+        layout_errors(
+            cfg,
+            "/etc/haproxy/certs",
+            "/var/lib/hapcert",
+            Some("/var/lib/hapcert/backup/www.pem")
+        ),
+        [format!(
+            "{cfg}:10:8: certificate[0].file: /var/lib/hapcert/backup/www.pem is inside the state directory /var/lib/hapcert; point `file` at the PEM HAProxy loads, outside the state directory"
+        ),]
+    );
+    assert_eq!(
+        layout_errors(cfg, "/etc/haproxy/certs", "/srv/tls/state", Some("/srv/tls/www.pem")),
+        [format!(
+            "{cfg}:6:7: state.dir: /srv/tls/state is inside /srv/tls, where certificate[0].file writes its certificate; give the state a directory of its own, like /var/lib/hapcert"
+        )]
+    );
+    // Once for the directory, not again for the file in it.
+    assert_eq!(
+        layout_errors(cfg, "/etc/haproxy/certs", "/srv/tls", Some("/srv/tls/www.pem")),
+        [format!(
+            "{cfg}:6:7: state.dir: /srv/tls is /srv/tls, where certificate[0].file writes its certificate; give the state a directory of its own, like /var/lib/hapcert"
+        )]
+    );
+}
