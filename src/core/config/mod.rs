@@ -8,6 +8,7 @@
 //! - `raw.rs`: the file as written, a serde mirror with every value `Spanned` so a complaint can name its place;
 //! - `validate.rs`: the raw file turned into the model, and the name and profile rules the CLI and the certbot import
 //!   apply too;
+//! - `layout.rs`: the state dir, the cert dir, the certificates' files and the config file must not overlap;
 //! - `fields.rs`: readers of single values both validators share (paths, durations, commands, endpoints, contacts);
 //! - `errors.rs`: `ConfigError` and its `Position`, the collector every check pushes into, and the line/column lookup;
 //! - `mod.rs` (here): the model the rest of hapcert reads (`Config`, its sections, `CertificateSpec`, `KeyType`,
@@ -21,6 +22,7 @@
 mod domain;
 mod errors;
 mod fields;
+mod layout;
 mod monitor;
 mod raw;
 mod socket;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
@@ -109,129 +109,8 @@ pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Conf
         hooks,
         notify: monitor::validate_notify(raw.notify, base, errors),
     };
-    validate_layout(&config, errors);
+    super::layout::validate_layout(&config, errors);
     config
-}
-
-/// hapcert overwrites every certificate `file` and keeps its account key and backups in the state directory: paths
-/// that overlap would have it overwrite its own config or state, or HAProxy load the account key as a certificate.
-/// Compared as written (lexically); the host check compares what symlinks lead to.
-fn validate_layout(config: &Config, errors: &mut Errors) {
-    let config_file = lexical(&config.path);
-    let state = &config.state.dir;
-    let state_dir = lexical(&state.value);
-    let cert_dir = &config.haproxy.cert_dir;
-    let certs = lexical(&cert_dir.value);
-    const OWN_STATE: &str = "give the state a directory of its own, like /var/lib/hapcert";
-
-    // A directory whose overlap with the state is reported once, not again for every file in it.
-    let mut reported = Vec::new();
-    if let Some(how) = relation(&state_dir, &certs) {
-        errors.at_located(
-            state,
-            format!(
-                "{} {how} the cert directory {}; HAProxy would load hapcert's account key and backups as certificates; {OWN_STATE}",
-                state.value.display(),
-                cert_dir.value.display()
-            ),
-        );
-        reported.push(certs.clone());
-    } else if relation(&certs, &state_dir).is_some() {
-        errors.at_located(
-            cert_dir,
-            format!(
-                "{} is inside the state directory {}, which holds the account key; keep the certificates outside it",
-                cert_dir.value.display(),
-                state.value.display()
-            ),
-        );
-        reported.push(certs.clone());
-    }
-    if relation(&config_file, &certs).is_some() {
-        errors.at_located(
-            cert_dir,
-            format!(
-                "{} holds the config file {}; HAProxy would try to load it as a certificate; keep the config elsewhere, like /etc/hapcert/hapcert.toml",
-                cert_dir.value.display(),
-                config.path.display()
-            ),
-        );
-    }
-    if relation(&config_file, &state_dir).is_some() {
-        errors.at_located(
-            state,
-            format!(
-                "{} holds the config file {}; the state directory is hapcert's own; keep the config elsewhere, like /etc/hapcert/hapcert.toml",
-                state.value.display(),
-                config.path.display()
-            ),
-        );
-    }
-
-    // Each directory other than the cert directory is looked at once, under the first certificate that writes there.
-    let mut dirs_seen = vec![certs.clone()];
-    for cert in &config.certificates {
-        let file = lexical(&cert.file.value);
-        let dir = file.parent().map(Path::to_owned).unwrap_or_default();
-        if !dirs_seen.contains(&dir) {
-            if let Some(how) = relation(&state_dir, &dir) {
-                errors.at_located(
-                    state,
-                    format!(
-                        "{} {how} {}, where {} writes its certificate; {OWN_STATE}",
-                        state.value.display(),
-                        dir.display(),
-                        cert.file.key
-                    ),
-                );
-                reported.push(dir.clone());
-            }
-            dirs_seen.push(dir.clone());
-        }
-        if file == config_file {
-            errors.at_located(
-                &cert.file,
-                "is the config file itself, which a renewal would overwrite with a certificate; point `file` at the PEM HAProxy loads",
-            );
-        } else if !reported.contains(&dir) && relation(&file, &state_dir).is_some() {
-            errors.at_located(
-                &cert.file,
-                format!(
-                    "{} is inside the state directory {}; point `file` at the PEM HAProxy loads, outside the state directory",
-                    cert.file.value.display(),
-                    state.value.display()
-                ),
-            );
-        }
-    }
-}
-
-/// Whether `inner` "is" `outer` or "is inside" it, comparing whole components.
-fn relation(inner: &Path, outer: &Path) -> Option<&'static str> {
-    if inner == outer {
-        Some("is")
-    } else if inner.starts_with(outer) {
-        Some("is inside")
-    } else {
-        None
-    }
-}
-
-/// `path` with `.` dropped and each `..` taking away the component before it, as written: no symlink is followed.
-fn lexical(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 fn validate_acme(raw: raw::RawAcme, base: &Path, errors: &mut Errors) -> AcmeConfig {
