@@ -26,6 +26,28 @@ ensure_haproxy() {
   HAPROXY_BIN=$(command -v haproxy || echo /usr/sbin/haproxy)
 }
 
+# The Debian mirror this host's apt uses for its main archive (not -security), read from its sources, so that a host
+# behind a local mirror or proxy fetches other suites' packages from there too.
+debian_mirror() {
+  local codename uri
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  # deb822 stanzas (*.sources): the first `deb` one whose Suites name this release.
+  uri=$(awk -v cn="$codename" 'BEGIN { RS = ""; FS = "\n" }
+    { types = ""; uris = ""; suites = ""
+      for (i = 1; i <= NF; i++) {
+        if ($i ~ /^Types:/) types = $i; if ($i ~ /^URIs:/) uris = $i; if ($i ~ /^Suites:/) suites = $i
+      }
+      if (types ~ /[ \t]deb([ \t]|$)/ && (suites " ") ~ ("[ \t]" cn " ")) {
+        sub(/^URIs:[ \t]*/, "", uris); split(uris, u, /[ \t]+/); print u[1]; exit
+      } }' /etc/apt/sources.list.d/*.sources 2>/dev/null)
+  # One-line sources (sources.list, *.list): `deb [options] URI suite components`.
+  [ -n "$uri" ] || uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v cn="$codename" '
+    $1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                  if ($(i + 1) == cn) { print $i; exit } }')
+  [ -n "$uri" ] || { echo "cannot find this host's Debian mirror for $codename in /etc/apt/sources.list or sources.list.d" >&2; return 1; }
+  echo "${uri%/}"
+}
+
 # Fetches Debian <suite>'s package `pebble` and unpacks it into <dest> with `dpkg -x`. The apt state is private to
 # $TOOLS_DIR/apt-<suite> (sources, lists, archives), so the system's sources and lists are left alone, and each suite
 # keeps its own lists. <version prefix>, when given, is what the package's version must start with. The packages are
@@ -35,7 +57,9 @@ fetch_debian_pebble() {
   local apt="$TOOLS_DIR/apt-$suite"
   echo "== fetching pebble from Debian $suite into $dest" >&2
   mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$dest"
-  echo "deb http://deb.debian.org/debian $suite main" > "$apt/sources.list"
+  local mirror
+  mirror=$(debian_mirror)
+  echo "deb $mirror $suite main" > "$apt/sources.list"
   local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=-"
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache::Archives=$apt/archives" -o "APT::Sandbox::User=root")
   apt-get "${opts[@]}" update -qq
