@@ -26,6 +26,13 @@ pub fn run_events(config: &Config, items: &[Item], now: OffsetDateTime) -> Vec<E
 }
 
 fn event(config: &Config, item: &Item, now: OffsetDateTime) -> Option<Event> {
+    if matches!(
+        item.result,
+        ItemResult::NotDue | ItemResult::DryRun(_) | ItemResult::Deferred { .. }
+    ) {
+        // Most items of a run; looking up their spec would make a run with a thousand certificates quadratic.
+        return None;
+    }
     let spec = config.certificates.iter().find(|c| c.name == item.name);
     let names: Vec<String> = spec
         .map(|s| s.domains.iter().map(|d| d.to_string()).collect())
