@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 pub use self::args::Cli;
 use self::args::{Command, ImportSource, NotifyCommand};
 use crate::core::config::{self, Config};
-use crate::edge::host::{host_check, load_config};
+use crate::edge::host::{check_certificate_files, host_check, load_config};
 use crate::edge::store::StateDir;
 use crate::edge::{acme, haproxy};
 use crate::error::{EXIT_FAILED, EXIT_OK, UsageError};
@@ -126,6 +126,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::CheckConfig => {
             let config = configured(false)?;
             let owner = host_check(&config)?;
+            check_certificate_files(&config, config.certificates.iter().map(|c| &c.file))?;
             let state = StateDir::at(&config.state.dir.value);
             let account = match acme::account_summary(&state, &config.acme.directory) {
                 Ok(Some(a)) => a.url,

@@ -41,10 +41,6 @@ pub fn host_check(config: &Config) -> Result<FileOwner, ConfigErrors> {
         }
     }
 
-    for cert in &config.certificates {
-        check_certificate_file(&cert.file, &mut fail);
-    }
-
     // The state directory is made on first use, so only its parent has to be there.
     let state = &config.state.dir;
     if state.value.exists() {
@@ -132,40 +128,54 @@ impl<T> Locatable for Located<T> {
     }
 }
 
-/// A run overwrites a certificate's file and a rollback writes its bytes back, so a `file` that names something else
-/// (haproxy.cfg, /etc/passwd, a private key) would be destroyed. A missing or empty file is one hapcert will write.
-fn check_certificate_file(file: &Located<std::path::PathBuf>, fail: &mut impl FnMut(&dyn Locatable, String)) {
-    let path = &file.value;
+/// Refuses every `file` of `files` that exists and is not a PEM certificate. A run overwrites a certificate's file and a
+/// rollback writes its bytes back, so a `file` that names something else (haproxy.cfg, /etc/passwd, a private key) would
+/// be destroyed. A missing or empty file is one hapcert will write.
+///
+/// `check-config` asks this of every file. A run asks it only of the files its facts cache could not read as a
+/// certificate, so that a run over a thousand unchanged certificates opens none of them.
+pub fn check_certificate_files<'a>(
+    config: &Config,
+    files: impl IntoIterator<Item = &'a Located<std::path::PathBuf>>,
+) -> Result<(), ConfigErrors> {
+    let mut problems = Problems {
+        file: &config.path,
+        list: Vec::new(),
+    };
+    for file in files {
+        if let Some(message) = not_a_certificate(&file.value) {
+            problems.add(file, message);
+        }
+    }
+    if problems.list.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(problems.list))
+    }
+}
+
+fn not_a_certificate(path: &Path) -> Option<String> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
         Err(err) => {
-            fail(
-                file,
-                format!(
-                    "cannot read {}: {err}; hapcert must read it to put it back if a deploy fails",
-                    path.display()
-                ),
-            );
-            return;
+            return Some(format!(
+                "cannot read {}: {err}; hapcert must read it to put it back if a deploy fails",
+                path.display()
+            ));
         }
     };
     if bytes.is_empty() {
-        return;
+        return None;
     }
-    if let Err(problem) = Bundle::holds_certificate(&bytes) {
-        let problem = match problem {
-            PemError::Syntax(detail) => format!("cannot be read as PEM ({detail})"),
-            other => other.to_string(),
-        };
-        fail(
-            file,
-            format!(
-                "{} {problem}: it is not a PEM certificate; point `file` at the PEM HAProxy loads, or remove the file if it is a leftover",
-                path.display()
-            ),
-        );
-    }
+    let problem = match Bundle::holds_certificate(&bytes).err()? {
+        PemError::Syntax(detail) => format!("cannot be read as PEM ({detail})"),
+        other => other.to_string(),
+    };
+    Some(format!(
+        "{} {problem}: it is not a PEM certificate; point `file` at the PEM HAProxy loads, or remove the file if it is a leftover",
+        path.display()
+    ))
 }
 
 fn check_writable_dir(dir: &Located<std::path::PathBuf>, fail: &mut impl FnMut(&dyn Locatable, String)) {
@@ -249,7 +259,7 @@ mod tests {
         std::fs::write(certs.join("damaged.pem"), pem.replacen("MII", "MIX", 1)).unwrap();
 
         let config = Config::parse(&text, &config_file).unwrap();
-        let problems: Vec<String> = host_check(&config)
+        let problems: Vec<String> = check_certificate_files(&config, config.certificates.iter().map(|c| &c.file))
             .unwrap_err()
             .0
             .iter()

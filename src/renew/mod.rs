@@ -22,7 +22,7 @@ use self::hooks::{HookFailure, Stage};
 use self::issue::{CaSession, issue_all, refresh_renewal_info};
 pub use self::report::{Failure, Item, ItemResult, Report, RunContext, RunOptions};
 use crate::core::ari;
-use crate::core::config::{CertificateSpec, Config, FileOwner};
+use crate::core::config::{CertificateSpec, Config, ConfigErrors, FileOwner};
 use crate::core::decision::Local;
 use crate::core::pem::CertFacts;
 use crate::core::schedule::{Gate, Overrides};
@@ -55,7 +55,7 @@ pub async fn run_with(
     state.failed_authorizations.prune(now);
     let ca = CaSession::new(config, &store);
 
-    let mut on_disk = read_certificates(config, &store);
+    let mut on_disk = read_certificates(config, &store)?;
     let selected: Vec<(&CertificateSpec, &Local)> = config
         .certificates
         .iter()
@@ -207,8 +207,9 @@ fn remove_leftover_temp_files(config: &Config, store: &StateDir) {
 }
 
 /// What each configured certificate's file holds, in config order, from the facts cache where the file is unchanged;
-/// the cache is written back before anything is ordered.
-fn read_certificates(config: &Config, store: &StateDir) -> Vec<Local> {
+/// the cache is written back before anything is ordered. A file that exists and could not be read as a certificate is
+/// refused if it is not a PEM certificate at all (a wrong `file =`), before anything can overwrite it.
+fn read_certificates(config: &Config, store: &StateDir) -> Result<Vec<Local>, ConfigErrors> {
     let mut cache = FactsCache::load(store);
     let locals: Vec<Local> = config
         .certificates
@@ -220,8 +221,15 @@ fn read_certificates(config: &Config, store: &StateDir) -> Vec<Local> {
         from_cache = locals.len() - cache.parsed(),
         "certificate files read"
     );
+    let suspects = config
+        .certificates
+        .iter()
+        .zip(&locals)
+        .filter(|(_, local)| matches!(local, Local::Unreadable(_) | Local::Unparseable(_)))
+        .map(|(spec, _)| &spec.file);
+    crate::edge::host::check_certificate_files(config, suspects)?;
     cache.save(store, config.certificates.iter().map(|c| c.file.value.as_path()));
-    locals
+    Ok(locals)
 }
 
 /// A due certificate's file, kept to be put back byte for byte, with its mode and owner, if the deploy fails. A file that holds a

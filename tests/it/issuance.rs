@@ -369,7 +369,9 @@ fn a_certificate_file_that_is_not_a_pem_is_refused_by_every_command_and_left_alo
         );
     }
     assert_eq!(fs::read(&victim).unwrap(), text, "left byte for byte");
-    assert!(!sandbox.state_dir().exists(), "nothing was started");
+    // A run finds out when it reads the certificates, before any account or order: nothing was recorded.
+    assert!(!sandbox.state_dir().join("state.json").exists(), "nothing was recorded");
+    assert!(!sandbox.state_dir().join("accounts").exists(), "no account was made");
 }
 
 #[test]
