@@ -65,6 +65,21 @@ pub fn host_check(config: &Config) -> Result<FileOwner, ConfigErrors> {
     {
         fail(bundle, format!("cannot read {}: {err}", bundle.value.display()));
     }
+    if let Some(roots) = &config.acme.trust_roots {
+        let shown = roots.value.display();
+        match std::fs::read(&roots.value).map(|bytes| crate::core::trust::pem_certificates(&bytes)) {
+            Err(err) => fail(roots, format!("cannot read {shown}: {err}")),
+            Ok(Err(why)) => fail(
+                roots,
+                format!("{shown}: {why}; give the PEM file of your CA's root certificates"),
+            ),
+            Ok(Ok(certs)) if certs.is_empty() => fail(
+                roots,
+                format!("{shown} holds no CERTIFICATE block; give the PEM file of your CA's root certificates"),
+            ),
+            Ok(Ok(_)) => {}
+        }
+    }
 
     let mut owner = FileOwner::default();
     if let Some(user) = &config.haproxy.owner {

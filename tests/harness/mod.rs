@@ -136,6 +136,9 @@ impl Sandbox {
         let marker = dir.path().join("reload-marker");
         let mut haproxy = Haproxy::spawn(layout, &ports, &marker, &logs);
         pebble.wait_ready();
+        // hapcert's `[acme] trust_roots`: the root Pebble's certificates lead to, new at every Pebble start.
+        let roots = dir.path().join("pebble-roots.pem");
+        fs::write(&roots, &pebble.root_pem).unwrap_or_else(|e| panic!("write {}: {e}", roots.display()));
         haproxy.wait_ready(ports.https);
 
         eprintln!("sandbox {} ready in {:?}", dir.path().display(), started.elapsed());
@@ -301,6 +304,11 @@ impl Sandbox {
     }
 
     /// Pebble's issuing root (`/roots/0`), fetched when the sandbox started.
+    /// Pebble's issuing root as a file: the base config's `[acme] trust_roots`.
+    pub fn pebble_roots_file(&self) -> PathBuf {
+        self.dir().join("pebble-roots.pem")
+    }
+
     pub fn pebble_root_pem(&self) -> String {
         self.pebble.root_pem.clone()
     }
