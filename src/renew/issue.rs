@@ -25,7 +25,7 @@ use crate::edge::store::StateDir;
 use crate::fanout;
 
 /// Orders in flight at once. Enough to keep a CA busy; few enough not to look like abuse.
-const MAX_CONCURRENT_ORDERS: usize = 8;
+pub const MAX_CONCURRENT_ORDERS: usize = 8;
 
 /// The CA session of a run, made on first need: a run with nothing due and every window fresh sends no request, and
 /// one that only reads renewal windows registers no account.

@@ -11,6 +11,9 @@
 //!
 //! Plain GETs and HEADs (directory, nonce, ARI) are retried here on network errors and 5xx, with backoff. POSTs are
 //! not: a JWS carries a one-time nonce, so they are signed anew and retried one level up (see `retry_transient!`).
+//!
+//! Each request, its whole answer included, has `[acme] request_timeout`: a CA that accepts the connection and never
+//! answers fails the request with a [`CaTimeout`] that names the URL, the timeout and the key, instead of hanging.
 
 use std::future::Future;
 use std::path::Path;
@@ -80,15 +83,29 @@ const SPARE_NONCES: usize = 16;
 /// The RFC 8555 media type of a certificate download, the last answer of every order.
 const PEM_CHAIN: &str = "application/pem-certificate-chain";
 
+/// A request to the CA that got no whole answer within `[acme] request_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the CA did not answer {method} {uri} within {} ([acme] request_timeout): it is down, overloaded or stuck; try \
+     again later, or raise request_timeout",
+    humantime::format_duration(*.timeout)
+)]
+pub struct CaTimeout {
+    pub method: Method,
+    pub uri: http::Uri,
+    pub timeout: Duration,
+}
+
 pub struct CaHttp {
     client: Hyper,
+    timeout: Duration,
     observed: Arc<Observed>,
     spare_nonces: Arc<Mutex<Vec<http::HeaderValue>>>,
 }
 
 impl CaHttp {
     /// Trusts the system's roots, or only the root in `ca_bundle` (a private or test CA).
-    pub fn new(ca_bundle: Option<&Path>, observed: Arc<Observed>) -> anyhow::Result<CaHttp> {
+    pub fn new(ca_bundle: Option<&Path>, timeout: Duration, observed: Arc<Observed>) -> anyhow::Result<CaHttp> {
         let builder = HttpsConnectorBuilder::new();
         let builder = match ca_bundle {
             None => builder
@@ -118,6 +135,7 @@ impl CaHttp {
         let connector = builder.https_only().enable_http1().build();
         Ok(CaHttp {
             client: Client::builder(TokioExecutor::new()).build(connector),
+            timeout,
             observed,
             spare_nonces: Arc::default(),
         })
@@ -130,6 +148,7 @@ impl HttpClient for CaHttp {
         req: Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
         let client = self.client.clone();
+        let timeout = self.timeout;
         let observed = self.observed.clone();
         let spare_nonces = self.spare_nonces.clone();
         Box::pin(async move {
@@ -152,7 +171,7 @@ impl HttpClient for CaHttp {
                 observed.requests.fetch_add(1, Ordering::Relaxed);
                 trace_request(&parts.method, &parts.uri, &body);
                 let request = Request::from_parts(parts.clone(), BodyWrapper::from(body.to_vec()));
-                let outcome = client.request(request).await;
+                let outcome = whole_answer(&client, request, timeout).await;
                 let retry = idempotent
                     && attempt < GET_TRIES
                     && match &outcome {
@@ -165,7 +184,7 @@ impl HttpClient for CaHttp {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                let response = outcome.map_err(|err| instant_acme::Error::Other(Box::new(err)))?;
+                let response = outcome.inspect_err(|_| observed.record_server_error(None))?;
                 keep_download_nonce(&response, &spare_nonces);
                 observed.record_server_error(
                     response
@@ -183,6 +202,27 @@ impl HttpClient for CaHttp {
             }
         })
     }
+}
+
+/// Sends `request` and reads its whole answer within `timeout`.
+async fn whole_answer(
+    client: &Hyper,
+    request: Request<BodyWrapper<Bytes>>,
+    timeout: Duration,
+) -> Result<http::Response<http_body_util::Full<Bytes>>, instant_acme::Error> {
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|err| instant_acme::Error::Other(Box::new(err)))?;
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+        Ok(http::Response::from_parts(parts, http_body_util::Full::new(body)))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(instant_acme::Error::Other(Box::new(CaTimeout { method, uri, timeout }))))
 }
 
 /// Keeps the nonce of a certificate download: its order is over. In one case it is used twice: when the body of the
@@ -315,5 +355,38 @@ mod tests {
         assert_eq!(transient_backoff(2), Duration::from_secs(1));
         assert_eq!(transient_backoff(3), Duration::from_secs(2));
         assert_eq!(transient_backoff(20), Duration::from_secs(8));
+    }
+
+    #[tokio::test]
+    async fn a_ca_that_accepts_and_never_answers_fails_the_request_after_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts, keeps each connection open, and never says a word.
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let observed = Arc::new(Observed::default());
+        let http = CaHttp::new(None, Duration::from_millis(300), observed.clone()).unwrap();
+        let url = format!("https://{addr}/dir");
+        let request = Request::get(&url).body(BodyWrapper::from(Vec::new())).unwrap();
+        let started = std::time::Instant::now();
+        let err = match http.request(request).await {
+            Err(err) => err.to_string(),
+            Ok(answer) => panic!("an answer from a silent CA: {:?}", answer.parts.status),
+        };
+        assert_eq!(
+            err,
+            format!(
+                "the CA did not answer GET {url} within 300ms ([acme] request_timeout): it is down, overloaded or \
+                 stuck; try again later, or raise request_timeout"
+            )
+        );
+        // Three tries of 300 ms with 0.5 s and 1 s between them, not forever.
+        assert_eq!(observed.requests(), GET_TRIES as usize);
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        silent.abort();
     }
 }
