@@ -15,6 +15,7 @@ mod hapcert_daemon;
 mod haproxy;
 mod haproxy_cfg;
 mod haproxy_edit;
+mod hostile_ca;
 mod http;
 mod keepalive_http;
 mod load;
@@ -53,6 +54,8 @@ pub use haproxy_cfg::{
     defaults_section, frontend_health_checked, frontend_redirect_shadowing, global_section, http_frontend_section,
     https_frontend_section,
 };
+#[allow(unused_imports)]
+pub use hostile_ca::{CaMode, HostileCa};
 #[allow(unused_imports)]
 pub use http::{HttpResponse, http_get, https_get, try_http_get};
 #[allow(unused_imports)]

@@ -184,7 +184,8 @@ impl HttpClient for CaHttp {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                let response = outcome.inspect_err(|_| observed.record_server_error(None))?;
+                let mut response = outcome.inspect_err(|_| observed.record_server_error(None))?;
+                tame_retry_after(response.headers_mut());
                 keep_download_nonce(&response, &spare_nonces);
                 observed.record_server_error(
                     response
@@ -269,13 +270,37 @@ fn trace_request(method: &Method, uri: &http::Uri, body: &Bytes) {
     tracing::trace!(target: "hapcert::edge::acme::http", %method, %uri, payload = %payload, "request to the CA");
 }
 
+/// Rewrites a Retry-After in seconds beyond [`MAX_CA_RETRY_AFTER`] (or beyond any integer) to that bound, before
+/// instant-acme reads it: it adds the seconds to the clock unchecked (ARI), which panics for a value such as 2^64-1.
+/// HTTP dates need no taming: they end in the year 9999 at the latest.
+fn tame_retry_after(headers: &mut http::HeaderMap) {
+    let Some(value) = headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let value = value.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return;
+    }
+    let max = MAX_CA_RETRY_AFTER.as_secs();
+    if value.parse::<u64>().is_ok_and(|secs| secs <= max) {
+        return;
+    }
+    tracing::debug!(
+        retry_after = value,
+        "the CA's Retry-After is absurd; held to {max} seconds"
+    );
+    headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(max));
+}
+
 /// Retry-After as seconds or as an HTTP date (RFC 9110 §10.2.3), at most [`MAX_CA_RETRY_AFTER`] away: a CA's value
 /// must not overflow the clock.
 fn retry_after(headers: &http::HeaderMap) -> Option<SystemTime> {
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
     let now = SystemTime::now();
     let latest = now + MAX_CA_RETRY_AFTER;
-    if let Ok(secs) = value.parse::<u64>() {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More seconds than a u64 holds is as absurd as u64::MAX.
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
         return Some(now + Duration::from_secs(secs).min(MAX_CA_RETRY_AFTER));
     }
     let format = time::macros::format_description!(
@@ -312,6 +337,7 @@ mod tests {
         for absurd in [
             "1000000000000000000",
             "18446744073709551615",
+            "100000000000000000000",
             "Fri, 31 Dec 9999 23:59:59 GMT",
         ] {
             headers.insert(http::header::RETRY_AFTER, absurd.parse().unwrap());
@@ -322,6 +348,25 @@ mod tests {
                 "{absurd}"
             );
         }
+    }
+
+    #[test]
+    fn an_absurd_retry_after_in_seconds_is_held_to_the_bound_before_instant_acme_reads_it() {
+        let max = MAX_CA_RETRY_AFTER.as_secs().to_string();
+        for (sent, kept) in [
+            ("120", "120"),
+            ("18446744073709551615", max.as_str()),
+            ("100000000000000000000", max.as_str()),
+            ("Wed, 21 Oct 2026 07:28:00 GMT", "Wed, 21 Oct 2026 07:28:00 GMT"),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::RETRY_AFTER, sent.parse().unwrap());
+            tame_retry_after(&mut headers);
+            assert_eq!(headers[http::header::RETRY_AFTER], kept, "{sent}");
+        }
+        let mut none = http::HeaderMap::new();
+        tame_retry_after(&mut none);
+        assert!(none.is_empty());
     }
 
     #[test]
