@@ -72,7 +72,7 @@ impl TrustRoots {
 pub fn pem_certificates(text: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     CertificateDer::pem_slice_iter(text)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| format!("it is not PEM ({err})"))
+        .map_err(|err| format!("it is not PEM: {}", crate::core::pem::pem_syntax(&err)))
 }
 
 /// Let's Encrypt's staging roots, parsed.

@@ -223,7 +223,13 @@ async fn issue_one(
 
     let certs = <CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(chain.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .context("the CA sent a chain that is not PEM")?;
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "the CA at {} sent a chain that is not PEM: {}; nothing was deployed",
+                config.acme.directory,
+                crate::core::pem::pem_syntax(&err)
+            )
+        })?;
     anyhow::ensure!(!certs.is_empty(), "the CA sent no certificate");
     let bundle = Bundle {
         certs,

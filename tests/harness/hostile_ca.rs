@@ -31,6 +31,8 @@ pub enum CaMode {
     Honest,
     /// The certificate download holds the leaf alone: the intermediate is dropped.
     DropIntermediate,
+    /// The certificate download is cut in the middle of its last block.
+    TruncateChain,
     /// Every renewal-information (ARI) answer carries this `Retry-After`.
     AriRetryAfter(String),
     /// Every new order is refused with 429 `rateLimited` and this `Retry-After`.
@@ -264,11 +266,15 @@ fn misbehave(shared: &Shared, mode: &CaMode, request: &Request, kid: Option<&str
     let is = |path: &Option<String>| path.as_deref().is_some_and(|p| request.path.starts_with(p));
     match mode {
         CaMode::Honest | CaMode::Hang => answer,
+        CaMode::TruncateChain => {
+            if is_chain(&answer) {
+                let keep = answer.body.len() - 100;
+                answer.body.truncate(keep);
+            }
+            answer
+        }
         CaMode::DropIntermediate => {
-            if answer
-                .header("Content-Type")
-                .is_some_and(|t| t.starts_with("application/pem-certificate-chain"))
-            {
+            if is_chain(&answer) {
                 let text = String::from_utf8_lossy(&answer.body).into_owned();
                 let end = "-----END CERTIFICATE-----\n";
                 if let Some(at) = text.find(end) {
@@ -310,6 +316,12 @@ fn misbehave(shared: &Shared, mode: &CaMode, request: &Request, kid: Option<&str
             }
         }
     }
+}
+
+fn is_chain(answer: &Answer) -> bool {
+    answer
+        .header("Content-Type")
+        .is_some_and(|t| t.starts_with("application/pem-certificate-chain"))
 }
 
 fn remember_paths(shared: &Shared, directory: &[u8]) {

@@ -69,7 +69,7 @@ fn no_byte_array(text: &str) {
 }
 
 #[test]
-fn a_chain_without_its_intermediate_is_never_deployed_and_the_message_names_the_missing_issuer() {
+fn a_chain_without_its_intermediate_or_cut_short_is_never_deployed_and_the_message_says_why_in_words() {
     let (sandbox, ca) = issued_through_proxy("");
     let before = served(&sandbox);
 
@@ -90,6 +90,22 @@ fn a_chain_without_its_intermediate_is_never_deployed_and_the_message_names_the_
     );
     assert!(text.contains("set [acme] trust_roots"), "{}", show(&out));
     no_byte_array(&text);
+    nothing_changed(&sandbox, &before);
+
+    // A download cut short: named in words (it used to be "missing section end marker: [45, 45, ...]").
+    ca.set(CaMode::TruncateChain);
+    let out = sandbox.hapcert(&["renew", "--force"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains(&format!(
+            "FAILED    site: the CA at {} sent a chain that is not PEM: a block is cut short: its '-----END \
+             CERTIFICATE-----' line is missing (the text was truncated); nothing was deployed",
+            ca.directory_url()
+        )),
+        "{}",
+        show(&out)
+    );
+    no_byte_array(&stdout(&out));
     nothing_changed(&sandbox, &before);
 
     // The CA mends its ways: the whole chain is deployed.

@@ -116,7 +116,13 @@ impl CaHttp {
                 for cert in CertificateDer::pem_file_iter(path)
                     .with_context(|| format!("cannot read the CA bundle {}", path.display()))?
                 {
-                    let cert = cert.with_context(|| format!("the CA bundle {} is not PEM", path.display()))?;
+                    let cert = cert.map_err(|err| {
+                        anyhow::anyhow!(
+                            "the CA bundle {} is not PEM: {}",
+                            path.display(),
+                            crate::core::pem::pem_syntax(&err)
+                        )
+                    })?;
                     roots
                         .add(cert)
                         .with_context(|| format!("the CA bundle {} holds an unusable certificate", path.display()))?;
