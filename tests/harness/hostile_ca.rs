@@ -39,6 +39,8 @@ pub enum CaMode {
     RateLimited(String),
     /// A request is read, and never answered; the connection stays open.
     Hang,
+    /// As `Hang`, for new orders only: the rest of the CA answers.
+    HangNewOrder,
     /// Every request is answered `500 Internal Server Error` with a plain-text body.
     ServerError,
     /// The accounts known so far are forgotten: a request signed by one gets `accountDoesNotExist`. New accounts work.
@@ -228,7 +230,8 @@ fn serve(shared: &Shared, stream: TcpStream) {
     let Ok(request) = read_request(&mut client) else { return };
     lock(&shared.seen).push(format!("{} {}", request.method, request.path));
     let mode = lock(&shared.mode).clone();
-    if mode == CaMode::Hang {
+    let new_order = request.method == "POST" && lock(&shared.paths).new_order.as_deref() == Some(request.path.as_str());
+    if mode == CaMode::Hang || (mode == CaMode::HangNewOrder && new_order) {
         // Never answer; let go only when the test is over.
         while !shared.stop.load(Ordering::SeqCst) {
             thread::sleep(Duration::from_millis(50));
@@ -265,7 +268,7 @@ fn misbehave(shared: &Shared, mode: &CaMode, request: &Request, kid: Option<&str
     let paths = lock(&shared.paths);
     let is = |path: &Option<String>| path.as_deref().is_some_and(|p| request.path.starts_with(p));
     match mode {
-        CaMode::Honest | CaMode::Hang => answer,
+        CaMode::Honest | CaMode::Hang | CaMode::HangNewOrder => answer,
         CaMode::TruncateChain => {
             if is_chain(&answer) {
                 let keep = answer.body.len() - 100;

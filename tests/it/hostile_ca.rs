@@ -192,6 +192,32 @@ fn a_ca_that_accepts_and_never_answers_fails_within_the_request_timeout() {
 }
 
 #[test]
+fn an_order_that_does_not_finish_fails_at_its_deadline() {
+    // The deadline is shorter than a request's timeout, so it is the order's deadline that ends the wait.
+    let (sandbox, ca) = issued_through_proxy("order_deadline = \"3s\"\n");
+    let before = served(&sandbox);
+
+    ca.set(CaMode::HangNewOrder);
+    let started = Instant::now();
+    let out = sandbox.hapcert(&["renew", "--force"]);
+    let took = started.elapsed();
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains(&format!(
+            "FAILED    site: the order at {} did not finish within 3s ([acme] order_deadline); the CA is slow or \
+             stuck: try again later, or raise order_deadline",
+            ca.directory_url()
+        )),
+        "{}",
+        show(&out)
+    );
+    assert!(took < Duration::from_secs(25), "renew took {took:?}");
+    eprintln!("renew against a CA that never answers a new order took {took:?}");
+    ca.set(CaMode::Honest);
+    nothing_changed(&sandbox, &before);
+}
+
+#[test]
 fn a_ca_that_answers_500_is_named_for_it_and_nothing_changes() {
     let (sandbox, ca) = issued_through_proxy("");
     let before = served(&sandbox);
