@@ -22,6 +22,7 @@ use hapcert::core::pem::{Bundle, CertFacts};
 use hapcert::core::schedule::Overrides;
 use hapcert::core::state::{CertState, State};
 use hapcert::core::survey::survey;
+use hapcert::core::trust::{RootSource, TrustRoots, pem_certificates};
 use hapcert::core::verify::verify_issued;
 
 const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
@@ -217,20 +218,25 @@ fn pem_parse(c: &mut Criterion) {
 }
 
 /// What a renewal does with the CA's chain and the new key before deploying: `verify_issued` (key matches the leaf,
-/// chain signatures, names, validity), then writing HAProxy's PEM layout.
+/// chain signatures, names, validity, the chain to a trusted root), then writing HAProxy's PEM layout.
 fn pem_assemble(c: &mut Criterion) {
     let ca = TestCa::new();
     let names = ["example.com", "www.example.com"];
     let wanted: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
+    let roots = TrustRoots::new(vec![RootSource {
+        label: "the bench CA".into(),
+        certs: pem_certificates(ca.pem.as_bytes()).expect("the bench CA is PEM"),
+    }])
+    .expect("the bench CA is a usable root");
     let mut group = c.benchmark_group("pem_assemble");
     for key_type in KEY_TYPES {
         let bundle = Bundle::parse(ca.issue(&names, key_type).as_bytes()).expect("the bench PEM parses");
-        verify_issued(&bundle, &wanted, NOW).expect("the bench certificate verifies");
+        verify_issued(&bundle, &wanted, &roots, NOW).expect("the bench certificate verifies");
         group.bench_function(format!("to_haproxy_pem/{}", key_type.name()), |b| {
             b.iter(|| black_box(&bundle).to_haproxy_pem())
         });
         group.bench_function(format!("verify_issued/{}", key_type.name()), |b| {
-            b.iter(|| verify_issued(black_box(&bundle), black_box(&wanted), black_box(NOW)))
+            b.iter(|| verify_issued(black_box(&bundle), black_box(&wanted), &roots, black_box(NOW)))
         });
     }
     group.finish();

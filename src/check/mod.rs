@@ -77,8 +77,8 @@ pub async fn probe(config: &Config, now: OffsetDateTime) -> CheckReport {
 
 /// Looks at the files, the state and the endpoints, and judges; records nothing.
 async fn evaluate(config: &Config, now: OffsetDateTime) -> CheckReport {
-    let check = config.check.clone();
-    let roots = tokio::task::spawn_blocking(move || Roots::load(&check))
+    let loading = config.clone();
+    let roots = tokio::task::spawn_blocking(move || Roots::load(&loading))
         .await
         .unwrap_or_else(|err| Roots::Unavailable(format!("loading the roots failed: {err}")));
     let runs = judge::judge_runs(&run_record(config), config.check.max_run_age, now);
@@ -154,7 +154,7 @@ async fn probe_one(
         names: dns_names(&leaf),
         not_before: leaf.validity().not_before.to_datetime(),
         not_after,
-        chain: roots.verify(&chain, name, not_after, now),
+        chain: roots.verify(&chain, not_after, now),
     })
 }
 

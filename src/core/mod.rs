@@ -11,4 +11,5 @@ pub mod schedule;
 pub mod state;
 pub mod survey;
 pub mod time;
+pub mod trust;
 pub mod verify;

@@ -45,6 +45,29 @@ pub enum PemError {
     BadKey(String),
 }
 
+/// A PEM syntax error in words. The library's own text shows the missing end marker as a byte array
+/// (`missing section end marker: [45, 45, ...]`), which is how a truncated chain used to be reported.
+pub fn pem_syntax(err: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match err {
+        Error::MissingSectionEnd { end_marker } => {
+            let marker = String::from_utf8_lossy(end_marker);
+            let marker = marker.trim();
+            let line = if marker.starts_with("-----") {
+                marker.to_owned()
+            } else {
+                format!("-----END {marker}-----")
+            };
+            format!("a block is cut short: its '{line}' line is missing (the text was truncated)")
+        }
+        Error::IllegalSectionStart { line } => format!(
+            "a block starts inside another: '{}' (the text was truncated or two files were joined badly)",
+            String::from_utf8_lossy(line).trim()
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// What the renewal decision and `status` need to know of a deployed certificate. Serialized only into the facts cache
 /// (`store::facts_cache`), so that a run with nothing due need not parse every PEM again: a change to what a field holds
 /// must bump that cache's `FORMAT`, or facts read by the old code would be taken for new ones.
@@ -74,7 +97,7 @@ impl Bundle {
         let mut certs = Vec::new();
         let mut key = None;
         for section in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(bytes) {
-            let (kind, der) = section.map_err(|e| PemError::Syntax(e.to_string()))?;
+            let (kind, der) = section.map_err(|e| PemError::Syntax(pem_syntax(&e)))?;
             let private = match kind {
                 SectionKind::Certificate => {
                     certs.push(CertificateDer::from(der));
@@ -106,7 +129,7 @@ impl Bundle {
     /// is a renewal's job; a file of another kind (a config, a key, a password file) does not.
     pub fn holds_certificate(bytes: &[u8]) -> Result<(), PemError> {
         for section in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(bytes) {
-            let (kind, _) = section.map_err(|e| PemError::Syntax(e.to_string()))?;
+            let (kind, _) = section.map_err(|e| PemError::Syntax(pem_syntax(&e)))?;
             if matches!(kind, SectionKind::Certificate) {
                 return Ok(());
             }
@@ -374,5 +397,17 @@ mod ari_id_tests {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         assert_eq!(b64.decode(serial).unwrap(), leaf.raw_serial());
         assert!(!b64.decode(aki).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_truncated_pem_is_described_in_words_not_bytes() {
+        let pem = crate::testing::TestCa::new().issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+        let cut = &pem[..pem.len() / 2];
+        let err = Bundle::parse(cut.as_bytes()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("not PEM: a block is cut short: its '-----END "),
+            "{err}"
+        );
+        assert!(!err.contains("[45"), "{err}");
     }
 }

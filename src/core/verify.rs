@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::core::pem::{Bundle, CertFacts, dns_names, key_matches_leaf, sha1_hex};
+use crate::core::trust::{ChainError, TrustRoots, verify_chain};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -22,6 +23,9 @@ pub enum VerifyError {
     NotYetValid { not_before: OffsetDateTime },
     #[error("the certificate has expired: notAfter was {not_after}")]
     Expired { not_after: OffsetDateTime },
+    /// The chain does not lead to a trusted root: never deployed, since every client would refuse it.
+    #[error("the chain does not verify: {0}")]
+    Untrusted(ChainError),
     #[error("{0}")]
     Unusable(String),
 }
@@ -72,8 +76,14 @@ impl fmt::Debug for Verified {
 }
 
 /// Checks that `bundle` may be deployed for `wanted` names at `now`: the key matches the leaf, each certificate is signed by
-/// the next, the SANs are exactly the wanted names, and the leaf is within its validity period.
-pub fn verify_issued(bundle: &Bundle, wanted: &BTreeSet<String>, now: OffsetDateTime) -> Result<Verified, VerifyError> {
+/// the next, the SANs are exactly the wanted names, the leaf is within its validity period, and the chain leads to one of
+/// `roots` (the rule `check` applies to what is served: an incomplete chain is never deployed).
+pub fn verify_issued(
+    bundle: &Bundle,
+    wanted: &BTreeSet<String>,
+    roots: &TrustRoots,
+    now: OffsetDateTime,
+) -> Result<Verified, VerifyError> {
     let certs: Vec<X509Certificate> = bundle
         .certs
         .iter()
@@ -116,6 +126,7 @@ pub fn verify_issued(bundle: &Bundle, wanted: &BTreeSet<String>, now: OffsetDate
     if now >= not_after {
         return Err(VerifyError::Expired { not_after });
     }
+    verify_chain(roots, &bundle.certs, now).map_err(VerifyError::Untrusted)?;
     let pem = bundle
         .to_haproxy_pem()
         .map_err(|e| VerifyError::Unusable(e.to_string()))?;
@@ -132,7 +143,16 @@ pub fn verify_issued(bundle: &Bundle, wanted: &BTreeSet<String>, now: OffsetDate
 mod tests {
     use super::*;
     use crate::core::config::KeyType;
+    use crate::core::trust::{RootSource, pem_certificates};
     use crate::testing::{TestCa, leaf_pem_parts};
+
+    fn roots(ca: &TestCa) -> TrustRoots {
+        TrustRoots::new(vec![RootSource {
+            label: "trust_roots test.pem".into(),
+            certs: pem_certificates(ca.root_pem().as_bytes()).unwrap(),
+        }])
+        .unwrap()
+    }
 
     fn names(list: &[&str]) -> BTreeSet<String> {
         list.iter().map(|s| s.to_string()).collect()
@@ -147,6 +167,7 @@ mod tests {
             let verified = verify_issued(
                 &bundle,
                 &names(&["a.example.com", "b.example.com"]),
+                &roots(&ca),
                 OffsetDateTime::now_utc(),
             )
             .unwrap();
@@ -162,6 +183,7 @@ mod tests {
     #[test]
     fn each_failure_is_caught() {
         let ca = TestCa::new();
+        let trusted = roots(&ca);
         let now = OffsetDateTime::now_utc();
         let wanted = names(&["a.example.com"]);
         let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
@@ -170,18 +192,21 @@ mod tests {
         let other = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
         let (_, _, other_key) = leaf_pem_parts(&other);
         let swapped = Bundle::parse(format!("{leaf}{chain}{other_key}").as_bytes()).unwrap();
-        assert_eq!(verify_issued(&swapped, &wanted, now), Err(VerifyError::KeyMismatch));
+        assert_eq!(
+            verify_issued(&swapped, &wanted, &trusted, now),
+            Err(VerifyError::KeyMismatch)
+        );
 
         let stranger = TestCa::new().issue(&["a.example.com"], KeyType::EcdsaP256, 90);
         let (_, stranger_chain, _) = leaf_pem_parts(&stranger);
         let broken = Bundle::parse(format!("{leaf}{stranger_chain}{key}").as_bytes()).unwrap();
         assert!(matches!(
-            verify_issued(&broken, &wanted, now),
+            verify_issued(&broken, &wanted, &trusted, now),
             Err(VerifyError::BrokenChain { index: 0, next: 1, .. })
         ));
 
         let bundle = Bundle::parse(pem.as_bytes()).unwrap();
-        let err = verify_issued(&bundle, &names(&["a.example.com", "b.example.com"]), now).unwrap_err();
+        let err = verify_issued(&bundle, &names(&["a.example.com", "b.example.com"]), &trusted, now).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the certificate's names differ from the configured ones: missing [b.example.com], unexpected []"
@@ -193,15 +218,44 @@ mod tests {
             .unwrap();
         let early = issued_at.not_before - time::Duration::minutes(1);
         assert!(matches!(
-            verify_issued(&bundle, &wanted, early),
+            verify_issued(&bundle, &wanted, &trusted, early),
             Err(VerifyError::NotYetValid { .. })
         ));
         assert!(matches!(
-            verify_issued(&bundle, &wanted, issued_at.not_after),
+            verify_issued(&bundle, &wanted, &trusted, issued_at.not_after),
             Err(VerifyError::Expired { .. })
         ));
 
         let keyless = Bundle::parse(format!("{leaf}{chain}").as_bytes()).unwrap();
-        assert_eq!(verify_issued(&keyless, &wanted, now), Err(VerifyError::NoKey));
+        assert_eq!(verify_issued(&keyless, &wanted, &trusted, now), Err(VerifyError::NoKey));
+    }
+
+    #[test]
+    fn a_leaf_without_its_intermediate_or_from_an_untrusted_ca_is_not_deployable() {
+        let ca = TestCa::new();
+        let now = OffsetDateTime::now_utc();
+        let wanted = names(&["a.example.com"]);
+        let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+        let (leaf, _chain, key) = leaf_pem_parts(&pem);
+        let leaf_only = Bundle::parse(format!("{leaf}{key}").as_bytes()).unwrap();
+        let err = verify_issued(&leaf_only, &wanted, &roots(&ca), now).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::Untrusted(ChainError::MissingIssuer { .. })),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with(
+                "the chain does not verify: it does not lead to a root in trust_roots test.pem: no certificate named \
+                 'CN=hapcert test intermediate'"
+            ),
+            "{err}"
+        );
+        // The whole chain, but the roots are another CA's.
+        let whole = Bundle::parse(pem.as_bytes()).unwrap();
+        assert!(matches!(
+            verify_issued(&whole, &wanted, &roots(&TestCa::new()), now),
+            Err(VerifyError::Untrusted(ChainError::BadSignature { .. }))
+        ));
+        assert!(verify_issued(&whole, &wanted, &roots(&ca), now).is_ok());
     }
 }

@@ -100,6 +100,7 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 last_run_success,
                 shared.started,
                 config.check.max_run_age,
+                health::pass_limit(&config),
                 now,
             );
             let status = if health.healthy {

@@ -61,6 +61,21 @@ pub fn host_check(config: &Config) -> Result<FileOwner, ConfigErrors> {
     {
         fail(bundle, format!("cannot read {}: {err}", bundle.value.display()));
     }
+    if let Some(roots) = &config.acme.trust_roots {
+        let shown = roots.value.display();
+        match std::fs::read(&roots.value).map(|bytes| crate::core::trust::pem_certificates(&bytes)) {
+            Err(err) => fail(roots, format!("cannot read {shown}: {err}")),
+            Ok(Err(why)) => fail(
+                roots,
+                format!("{shown}: {why}; give the PEM file of your CA's root certificates"),
+            ),
+            Ok(Ok(certs)) if certs.is_empty() => fail(
+                roots,
+                format!("{shown} holds no CERTIFICATE block; give the PEM file of your CA's root certificates"),
+            ),
+            Ok(Ok(_)) => {}
+        }
+    }
 
     let mut owner = FileOwner::default();
     if let Some(user) = &config.haproxy.owner {
@@ -231,6 +246,44 @@ mod tests {
                 format!("{file}:6:9: haproxy.owner: there is no user 'no-such-user-hapcert' on this host"),
             ]
         );
+    }
+
+    #[test]
+    fn trust_roots_must_be_a_readable_pem_of_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::create_dir(dir.path().join("certs")).unwrap();
+        let file = dir.path().join("hapcert.toml");
+        let problems = |roots: &str| -> Vec<String> {
+            let text = format!(
+                "[acme]\ndirectory = \"letsencrypt\"\ntrust_roots = \"{roots}\"\n[haproxy]\ncert_dir = \"{d}/certs\"\n\
+                 [state]\ndir = \"{d}/state\"\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n"
+            );
+            let config = Config::parse(&text, &file).unwrap();
+            match host_check(&config) {
+                Ok(_) => Vec::new(),
+                Err(errors) => errors.0.iter().map(|e| e.to_string()).collect(),
+            }
+        };
+        let shown = file.display();
+        assert_eq!(
+            problems(&format!("{d}/missing.pem")),
+            [format!(
+                "{shown}:3:15: acme.trust_roots: cannot read {d}/missing.pem: No such file or directory (os error 2)"
+            )]
+        );
+        let pem = crate::testing::TestCa::new().issue(&["a.example.com"], crate::core::config::KeyType::EcdsaP256, 90);
+        let (_, _, key) = crate::testing::leaf_pem_parts(&pem);
+        std::fs::write(dir.path().join("key.pem"), key).unwrap();
+        assert_eq!(
+            problems(&format!("{d}/key.pem")),
+            [format!(
+                "{shown}:3:15: acme.trust_roots: {d}/key.pem holds no CERTIFICATE block; give the PEM file of your \
+                 CA's root certificates"
+            )]
+        );
+        std::fs::write(dir.path().join("roots.pem"), crate::testing::TestCa::new().root_pem()).unwrap();
+        assert_eq!(problems(&format!("{d}/roots.pem")), Vec::<String>::new());
     }
 
     #[test]

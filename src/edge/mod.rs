@@ -6,5 +6,6 @@ pub mod host;
 pub mod http01;
 pub mod http_server;
 pub mod probe;
+pub mod roots;
 pub mod shell;
 pub mod store;

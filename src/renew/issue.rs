@@ -17,6 +17,7 @@ use crate::core::keys::{csr_der, generate_key};
 use crate::core::pem::Bundle;
 use crate::core::state::State;
 use crate::core::time::format_rfc3339;
+use crate::core::trust::TrustRoots;
 use crate::core::verify::{Verified, verify_issued};
 use crate::edge::acme::{Acme, OrderOptions};
 use crate::edge::http01::responder::ChallengeTokens;
@@ -24,7 +25,7 @@ use crate::edge::store::StateDir;
 use crate::fanout;
 
 /// Orders in flight at once. Enough to keep a CA busy; few enough not to look like abuse.
-const MAX_CONCURRENT_ORDERS: usize = 8;
+pub const MAX_CONCURRENT_ORDERS: usize = 8;
 
 /// The CA session of a run, made on first need: a run with nothing due and every window fresh sends no request, and
 /// one that only reads renewal windows registers no account.
@@ -139,6 +140,17 @@ pub(super) async fn issue_all(
     show_progress: bool,
 ) -> Vec<anyhow::Result<Verified>> {
     let shared_failure = |err: anyhow::Error| orders.iter().map(|_| Err(anyhow::anyhow!("{err:#}"))).collect();
+    // Before any order: a certificate that could not be verified to a root would not be deployed.
+    let loading = config.clone();
+    let roots = match tokio::task::spawn_blocking(move || crate::edge::roots::load(&loading)).await {
+        Ok(Ok(roots)) => Arc::new(roots),
+        Ok(Err(why)) => {
+            return shared_failure(anyhow::anyhow!(
+                "cannot load the roots a new certificate must lead to: {why}; nothing was ordered"
+            ));
+        }
+        Err(err) => return shared_failure(anyhow::anyhow!("loading the trusted roots failed: {err}")),
+    };
     let acme = match ca.get().await {
         Ok(acme) => acme,
         Err(err) => return shared_failure(err),
@@ -155,8 +167,9 @@ pub(super) async fn issue_all(
     let progress = Progress::start(orders.len(), show_progress);
     let results = fanout::bounded(MAX_CONCURRENT_ORDERS, "issuance", orders, |(spec, replaces)| {
         let (acme, side, config, progress) = (acme.clone(), side.clone(), config.clone(), progress.clone());
+        let roots = roots.clone();
         async move {
-            let issued = issue_one(&config, &acme, &spec, replaces.as_deref(), &side).await;
+            let issued = issue_one(&config, &acme, &spec, replaces.as_deref(), &side, &roots).await;
             progress.finished(&spec.name);
             issued
         }
@@ -179,6 +192,7 @@ async fn issue_one(
     spec: &CertificateSpec,
     replaces: Option<&str>,
     side: &ChallengeSide,
+    roots: &TrustRoots,
 ) -> anyhow::Result<Verified> {
     if let Some(profile) = &spec.profile {
         acme.check_profile(profile).context("nothing was ordered")?;
@@ -195,17 +209,37 @@ async fn issue_one(
         replaces,
         profile: spec.profile.as_deref(),
     };
-    let chain = acme.issue(&spec.domains, &csr, &side.tokens, options).await?;
+    let deadline = config.acme.order_deadline;
+    let chain = tokio::time::timeout(deadline, acme.issue(&spec.domains, &csr, &side.tokens, options))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the order at {} did not finish within {} ([acme] order_deadline); the CA is slow or stuck: try again \
+                 later, or raise order_deadline",
+                config.acme.directory,
+                humantime::format_duration(deadline)
+            )
+        })??;
 
     let certs = <CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(chain.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .context("the CA sent a chain that is not PEM")?;
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "the CA at {} sent a chain that is not PEM: {}; nothing was deployed",
+                config.acme.directory,
+                crate::core::pem::pem_syntax(&err)
+            )
+        })?;
     anyhow::ensure!(!certs.is_empty(), "the CA sent no certificate");
     let bundle = Bundle {
         certs,
         key: Some(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))),
     };
-    let verified = verify_issued(&bundle, &spec.domain_set(), OffsetDateTime::now_utc())
-        .context("the issued certificate failed verification; not deployed")?;
+    let verified = verify_issued(&bundle, &spec.domain_set(), roots, OffsetDateTime::now_utc()).map_err(|err| {
+        anyhow::anyhow!(
+            "the certificate the CA at {} issued failed verification, so it was not deployed: {err}",
+            config.acme.directory
+        )
+    })?;
     Ok(verified)
 }

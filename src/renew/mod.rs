@@ -11,6 +11,7 @@ pub mod deploy;
 mod events;
 pub mod hooks;
 mod issue;
+pub use issue::MAX_CONCURRENT_ORDERS;
 pub mod progress;
 mod report;
 pub mod revoke;

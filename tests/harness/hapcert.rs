@@ -11,7 +11,8 @@ use super::{Sandbox, process};
 const HAPCERT_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Sandbox {
-    /// The `[acme]`, `[challenge]`, `[haproxy]` and `[state]` tables, ready to append `[[certificate]]`s to.
+    /// The `[acme]`, `[challenge]`, `[haproxy]` and `[state]` tables, ready to append `[[certificate]]`s to. `[acme]`
+    /// trusts Pebble's listener (`ca_bundle`) and the root its certificates lead to (`trust_roots`).
     pub fn base_config(&self) -> String {
         let q = |s: &str| toml_string(s);
         let path = |p: PathBuf| toml_string(&p.display().to_string());
@@ -21,6 +22,7 @@ impl Sandbox {
 directory = {directory}
 contact = [{contact}]
 ca_bundle = {ca_bundle}
+trust_roots = {trust_roots}
 
 [challenge]
 listen = {listen}
@@ -38,6 +40,7 @@ dir = {state}
             directory = q(&self.acme_directory()),
             contact = q("ops@example.com"),
             ca_bundle = path(self.pebble_listener_ca()),
+            trust_roots = path(self.pebble_roots_file()),
             listen = q(&format!("127.0.0.1:{}", self.side_port())),
             preflight = q(&format!("127.0.0.1:{}", self.http_port())),
             verify = q(&format!("127.0.0.1:{}", self.https_port())),

@@ -15,6 +15,7 @@ mod hapcert_daemon;
 mod haproxy;
 mod haproxy_cfg;
 mod haproxy_edit;
+mod hostile_ca;
 mod http;
 mod keepalive_http;
 mod load;
@@ -53,6 +54,8 @@ pub use haproxy_cfg::{
     defaults_section, frontend_health_checked, frontend_redirect_shadowing, global_section, http_frontend_section,
     https_frontend_section,
 };
+#[allow(unused_imports)]
+pub use hostile_ca::{CaMode, HostileCa};
 #[allow(unused_imports)]
 pub use http::{HttpResponse, http_get, https_get, try_http_get};
 #[allow(unused_imports)]
@@ -136,6 +139,9 @@ impl Sandbox {
         let marker = dir.path().join("reload-marker");
         let mut haproxy = Haproxy::spawn(layout, &ports, &marker, &logs);
         pebble.wait_ready();
+        // hapcert's `[acme] trust_roots`: the root Pebble's certificates lead to, new at every Pebble start.
+        let roots = dir.path().join("pebble-roots.pem");
+        fs::write(&roots, &pebble.root_pem).unwrap_or_else(|e| panic!("write {}: {e}", roots.display()));
         haproxy.wait_ready(ports.https);
 
         eprintln!("sandbox {} ready in {:?}", dir.path().display(), started.elapsed());
@@ -301,6 +307,11 @@ impl Sandbox {
     }
 
     /// Pebble's issuing root (`/roots/0`), fetched when the sandbox started.
+    /// Pebble's issuing root as a file: the base config's `[acme] trust_roots`.
+    pub fn pebble_roots_file(&self) -> PathBuf {
+        self.dir().join("pebble-roots.pem")
+    }
+
     pub fn pebble_root_pem(&self) -> String {
         self.pebble.root_pem.clone()
     }

@@ -101,7 +101,7 @@ fn import(sandbox: &Sandbox, extra: &[&str]) -> std::process::Output {
 }
 
 /// The imported config with the host-specific parts pointed at the sandbox: `[challenge]`, `[haproxy]` and `[state]` from
-/// the sandbox's base config, and its `[acme] ca_bundle` (Pebble's HTTPS certificate is not publicly trusted). Everything
+/// the sandbox's base config, and its `[acme] ca_bundle` and `trust_roots` (Pebble is not publicly trusted). Everything
 /// the import decided about the certificates and the CA stays as written.
 fn sandbox_config(sandbox: &Sandbox, imported: &str) -> String {
     let mut config: toml::Table = toml::from_str(imported).expect("the imported config is TOML");
@@ -110,7 +110,9 @@ fn sandbox_config(sandbox: &Sandbox, imported: &str) -> String {
         config.insert(section.into(), base[section].clone());
     }
     let acme = config.get_mut("acme").and_then(toml::Value::as_table_mut).unwrap();
-    acme.insert("ca_bundle".into(), base["acme"]["ca_bundle"].clone());
+    for key in ["ca_bundle", "trust_roots"] {
+        acme.insert(key.into(), base["acme"][key].clone());
+    }
     toml::to_string(&config).unwrap()
 }
 

@@ -10,6 +10,7 @@ mod closed_stdout;
 mod daemon;
 mod harness_extras;
 mod hooks;
+mod hostile_ca;
 mod hot_update;
 mod import_certbot;
 mod issuance;

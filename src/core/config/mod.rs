@@ -84,7 +84,22 @@ pub struct AcmeConfig {
     pub eab: Option<ExternalAccountBinding>,
     /// The default ACME profile (draft-ietf-acme-profiles) for every certificate.
     pub profile: Option<String>,
+    /// Root certificates the CA's chains lead to, trusted in addition to the system's: for a private or test CA.
+    pub trust_roots: Option<Located<PathBuf>>,
+    /// How long one request to the CA may take, answer included, before it counts as failed.
+    pub request_timeout: Duration,
+    /// How long one order may take, from ordering to the certificate's download.
+    pub order_deadline: Duration,
 }
+
+/// `[acme] request_timeout` when not set.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// `[acme] order_deadline` when not set.
+pub const DEFAULT_ORDER_DEADLINE: Duration = Duration::from_secs(600);
+/// The longest `request_timeout`: a CA that takes longer is down.
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest `order_deadline`.
+pub const MAX_ORDER_DEADLINE: Duration = Duration::from_secs(6 * 3600);
 
 /// The key id and HMAC key a CA hands out for External Account Binding. The HMAC key is a secret: not printed by `Debug`.
 #[derive(Clone)]

@@ -38,6 +38,9 @@ pub struct RawAcme {
     pub eab_kid: Option<Spanned<String>>,
     pub eab_hmac_key: Option<Spanned<String>>,
     pub profile: Option<Spanned<String>>,
+    pub trust_roots: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
+    pub order_deadline: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

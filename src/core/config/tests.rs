@@ -98,7 +98,7 @@ fn unknown_keys_and_syntax_errors_name_the_line() {
     assert_eq!(
         errors("[acme]\ndirectory = \"letsencrypt\"\ncontacts = []\n"),
         [format!(
-            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`, `profile`; remove it or check its spelling"
+            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`, `profile`, `trust_roots`, `request_timeout`, `order_deadline`; remove it or check its spelling"
         )]
     );
     assert_eq!(
@@ -664,5 +664,39 @@ fn the_state_the_certificates_and_the_config_do_not_overlap() {
         [format!(
             "{cfg}:6:7: state.dir: /srv/tls is /srv/tls, where certificate[0].file writes its certificate; give the state a directory of its own, like /var/lib/hapcert"
         )]
+    );
+}
+
+#[test]
+fn trust_roots_and_the_ca_timeouts_are_read_and_bounded() {
+    let config = parse(MINIMAL).unwrap();
+    assert!(config.acme.trust_roots.is_none());
+    assert_eq!(config.acme.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+    assert_eq!(config.acme.order_deadline, DEFAULT_ORDER_DEADLINE);
+
+    let text = MINIMAL.replace(
+        "directory = \"letsencrypt-staging\"",
+        "directory = \"letsencrypt-staging\"\ntrust_roots = \"pebble-roots.pem\"\nrequest_timeout = \"5s\"\norder_deadline = \"2m\"",
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.acme.trust_roots.unwrap().value,
+        Path::new("/etc/hapcert/pebble-roots.pem")
+    );
+    assert_eq!(config.acme.request_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(config.acme.order_deadline, std::time::Duration::from_secs(120));
+
+    let text = MINIMAL.replace(
+        "directory = \"letsencrypt-staging\"",
+        "directory = \"letsencrypt-staging\"\nrequest_timeout = \"100ms\"\norder_deadline = \"2days\"",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            format!("{FILE}:4:19: acme.request_timeout: must be at least 1s: a CA answers in milliseconds to seconds"),
+            format!(
+                "{FILE}:5:18: acme.order_deadline: 2days is more than 6h, the most hapcert waits; use less, like 10m"
+            ),
+        ]
     );
 }

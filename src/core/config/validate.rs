@@ -5,15 +5,17 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 
 use super::errors::Errors;
-use super::fields::{LONGEST_LIFETIME, contact_uri, endpoints, located_path};
+use super::fields::{LONGEST_LIFETIME, contact_uri, duration, endpoints, located_path};
 use super::raw::{self, RawCertificate, RawConfig, RawMode};
 use super::{
-    AcmeConfig, CertificateSpec, ChallengeConfig, ChallengeMode, Config, DomainName, Endpoint, ExternalAccountBinding,
-    HaproxyConfig, Hooks, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING, Located, Position, StateConfig, monitor,
+    AcmeConfig, CertificateSpec, ChallengeConfig, ChallengeMode, Config, DEFAULT_ORDER_DEADLINE,
+    DEFAULT_REQUEST_TIMEOUT, DomainName, Endpoint, ExternalAccountBinding, HaproxyConfig, Hooks, KeyType, LETSENCRYPT,
+    LETSENCRYPT_STAGING, Located, MAX_ORDER_DEADLINE, MAX_REQUEST_TIMEOUT, Position, StateConfig, monitor,
 };
 
 pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Config {
@@ -176,12 +178,68 @@ fn validate_acme(raw: raw::RawAcme, base: &Path, errors: &mut Errors) -> AcmeCon
         }
     };
     let profile = raw.profile.and_then(|p| validate_profile(errors, p, "acme.profile"));
+    let trust_roots = raw
+        .trust_roots
+        .map(|p| located_path(errors, base, p, "acme.trust_roots"));
+    let request_timeout = bounded_duration(
+        errors,
+        raw.request_timeout.as_ref(),
+        "acme.request_timeout",
+        DEFAULT_REQUEST_TIMEOUT,
+        MAX_REQUEST_TIMEOUT,
+    );
+    let order_deadline = bounded_duration(
+        errors,
+        raw.order_deadline.as_ref(),
+        "acme.order_deadline",
+        DEFAULT_ORDER_DEADLINE,
+        MAX_ORDER_DEADLINE,
+    );
     AcmeConfig {
         directory,
         contact,
         ca_bundle,
         eab,
         profile,
+        trust_roots,
+        request_timeout,
+        order_deadline,
+    }
+}
+
+/// A duration of at least a second and at most `max`; `default` when not written (or after recording a problem).
+fn bounded_duration(
+    errors: &mut Errors,
+    text: Option<&Spanned<String>>,
+    key: &str,
+    default: Duration,
+    max: Duration,
+) -> Duration {
+    let Some(text) = text else { return default };
+    match duration(errors, text, key, false) {
+        Some(d) if d < Duration::from_secs(1) => {
+            errors.at(
+                text,
+                key,
+                "must be at least 1s: a CA answers in milliseconds to seconds",
+            );
+            default
+        }
+        Some(d) if d > max => {
+            errors.at(
+                text,
+                key,
+                format!(
+                    "{} is more than {}, the most hapcert waits; use less, like {}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(max),
+                    humantime::format_duration(default)
+                ),
+            );
+            default
+        }
+        Some(d) => d,
+        None => default,
     }
 }
 

@@ -152,7 +152,7 @@ impl Acme {
             bail!("the account key is not PKCS#8");
         };
         let signer = Key::from_pkcs8_der(pkcs8.clone_key()).map_err(describe)?;
-        let builder = ca_builder(self.ca_bundle.as_deref(), self.observed.clone())?;
+        let builder = ca_builder(self.ca_bundle.as_deref(), self.request_timeout, self.observed.clone())?;
         let (account, _): (Account, _) = builder
             .from_key((signer, key), self.directory.clone())
             .await

@@ -11,6 +11,9 @@
 //!
 //! Plain GETs and HEADs (directory, nonce, ARI) are retried here on network errors and 5xx, with backoff. POSTs are
 //! not: a JWS carries a one-time nonce, so they are signed anew and retried one level up (see `retry_transient!`).
+//!
+//! Each request, its whole answer included, has `[acme] request_timeout`: a CA that accepts the connection and never
+//! answers fails the request with a [`CaTimeout`] that names the URL, the timeout and the key, instead of hanging.
 
 use std::future::Future;
 use std::path::Path;
@@ -80,15 +83,29 @@ const SPARE_NONCES: usize = 16;
 /// The RFC 8555 media type of a certificate download, the last answer of every order.
 const PEM_CHAIN: &str = "application/pem-certificate-chain";
 
+/// A request to the CA that got no whole answer within `[acme] request_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the CA did not answer {method} {uri} within {} ([acme] request_timeout): it is down, overloaded or stuck; try \
+     again later, or raise request_timeout",
+    humantime::format_duration(*.timeout)
+)]
+pub struct CaTimeout {
+    pub method: Method,
+    pub uri: http::Uri,
+    pub timeout: Duration,
+}
+
 pub struct CaHttp {
     client: Hyper,
+    timeout: Duration,
     observed: Arc<Observed>,
     spare_nonces: Arc<Mutex<Vec<http::HeaderValue>>>,
 }
 
 impl CaHttp {
     /// Trusts the system's roots, or only the root in `ca_bundle` (a private or test CA).
-    pub fn new(ca_bundle: Option<&Path>, observed: Arc<Observed>) -> anyhow::Result<CaHttp> {
+    pub fn new(ca_bundle: Option<&Path>, timeout: Duration, observed: Arc<Observed>) -> anyhow::Result<CaHttp> {
         let builder = HttpsConnectorBuilder::new();
         let builder = match ca_bundle {
             None => builder
@@ -99,7 +116,13 @@ impl CaHttp {
                 for cert in CertificateDer::pem_file_iter(path)
                     .with_context(|| format!("cannot read the CA bundle {}", path.display()))?
                 {
-                    let cert = cert.with_context(|| format!("the CA bundle {} is not PEM", path.display()))?;
+                    let cert = cert.map_err(|err| {
+                        anyhow::anyhow!(
+                            "the CA bundle {} is not PEM: {}",
+                            path.display(),
+                            crate::core::pem::pem_syntax(&err)
+                        )
+                    })?;
                     roots
                         .add(cert)
                         .with_context(|| format!("the CA bundle {} holds an unusable certificate", path.display()))?;
@@ -118,6 +141,7 @@ impl CaHttp {
         let connector = builder.https_only().enable_http1().build();
         Ok(CaHttp {
             client: Client::builder(TokioExecutor::new()).build(connector),
+            timeout,
             observed,
             spare_nonces: Arc::default(),
         })
@@ -130,6 +154,7 @@ impl HttpClient for CaHttp {
         req: Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
         let client = self.client.clone();
+        let timeout = self.timeout;
         let observed = self.observed.clone();
         let spare_nonces = self.spare_nonces.clone();
         Box::pin(async move {
@@ -152,7 +177,7 @@ impl HttpClient for CaHttp {
                 observed.requests.fetch_add(1, Ordering::Relaxed);
                 trace_request(&parts.method, &parts.uri, &body);
                 let request = Request::from_parts(parts.clone(), BodyWrapper::from(body.to_vec()));
-                let outcome = client.request(request).await;
+                let outcome = whole_answer(&client, request, timeout).await;
                 let retry = idempotent
                     && attempt < GET_TRIES
                     && match &outcome {
@@ -165,7 +190,8 @@ impl HttpClient for CaHttp {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                let response = outcome.map_err(|err| instant_acme::Error::Other(Box::new(err)))?;
+                let mut response = outcome.inspect_err(|_| observed.record_server_error(None))?;
+                tame_retry_after(response.headers_mut());
                 keep_download_nonce(&response, &spare_nonces);
                 observed.record_server_error(
                     response
@@ -183,6 +209,27 @@ impl HttpClient for CaHttp {
             }
         })
     }
+}
+
+/// Sends `request` and reads its whole answer within `timeout`.
+async fn whole_answer(
+    client: &Hyper,
+    request: Request<BodyWrapper<Bytes>>,
+    timeout: Duration,
+) -> Result<http::Response<http_body_util::Full<Bytes>>, instant_acme::Error> {
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|err| instant_acme::Error::Other(Box::new(err)))?;
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+        Ok(http::Response::from_parts(parts, http_body_util::Full::new(body)))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(instant_acme::Error::Other(Box::new(CaTimeout { method, uri, timeout }))))
 }
 
 /// Keeps the nonce of a certificate download: its order is over. In one case it is used twice: when the body of the
@@ -229,13 +276,37 @@ fn trace_request(method: &Method, uri: &http::Uri, body: &Bytes) {
     tracing::trace!(target: "hapcert::edge::acme::http", %method, %uri, payload = %payload, "request to the CA");
 }
 
+/// Rewrites a Retry-After in seconds beyond [`MAX_CA_RETRY_AFTER`] (or beyond any integer) to that bound, before
+/// instant-acme reads it: it adds the seconds to the clock unchecked (ARI), which panics for a value such as 2^64-1.
+/// HTTP dates need no taming: they end in the year 9999 at the latest.
+fn tame_retry_after(headers: &mut http::HeaderMap) {
+    let Some(value) = headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let value = value.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return;
+    }
+    let max = MAX_CA_RETRY_AFTER.as_secs();
+    if value.parse::<u64>().is_ok_and(|secs| secs <= max) {
+        return;
+    }
+    tracing::debug!(
+        retry_after = value,
+        "the CA's Retry-After is absurd; held to {max} seconds"
+    );
+    headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(max));
+}
+
 /// Retry-After as seconds or as an HTTP date (RFC 9110 §10.2.3), at most [`MAX_CA_RETRY_AFTER`] away: a CA's value
 /// must not overflow the clock.
 fn retry_after(headers: &http::HeaderMap) -> Option<SystemTime> {
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
     let now = SystemTime::now();
     let latest = now + MAX_CA_RETRY_AFTER;
-    if let Ok(secs) = value.parse::<u64>() {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More seconds than a u64 holds is as absurd as u64::MAX.
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
         return Some(now + Duration::from_secs(secs).min(MAX_CA_RETRY_AFTER));
     }
     let format = time::macros::format_description!(
@@ -272,6 +343,7 @@ mod tests {
         for absurd in [
             "1000000000000000000",
             "18446744073709551615",
+            "100000000000000000000",
             "Fri, 31 Dec 9999 23:59:59 GMT",
         ] {
             headers.insert(http::header::RETRY_AFTER, absurd.parse().unwrap());
@@ -282,6 +354,25 @@ mod tests {
                 "{absurd}"
             );
         }
+    }
+
+    #[test]
+    fn an_absurd_retry_after_in_seconds_is_held_to_the_bound_before_instant_acme_reads_it() {
+        let max = MAX_CA_RETRY_AFTER.as_secs().to_string();
+        for (sent, kept) in [
+            ("120", "120"),
+            ("18446744073709551615", max.as_str()),
+            ("100000000000000000000", max.as_str()),
+            ("Wed, 21 Oct 2026 07:28:00 GMT", "Wed, 21 Oct 2026 07:28:00 GMT"),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::RETRY_AFTER, sent.parse().unwrap());
+            tame_retry_after(&mut headers);
+            assert_eq!(headers[http::header::RETRY_AFTER], kept, "{sent}");
+        }
+        let mut none = http::HeaderMap::new();
+        tame_retry_after(&mut none);
+        assert!(none.is_empty());
     }
 
     #[test]
@@ -315,5 +406,38 @@ mod tests {
         assert_eq!(transient_backoff(2), Duration::from_secs(1));
         assert_eq!(transient_backoff(3), Duration::from_secs(2));
         assert_eq!(transient_backoff(20), Duration::from_secs(8));
+    }
+
+    #[tokio::test]
+    async fn a_ca_that_accepts_and_never_answers_fails_the_request_after_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts, keeps each connection open, and never says a word.
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let observed = Arc::new(Observed::default());
+        let http = CaHttp::new(None, Duration::from_millis(300), observed.clone()).unwrap();
+        let url = format!("https://{addr}/dir");
+        let request = Request::get(&url).body(BodyWrapper::from(Vec::new())).unwrap();
+        let started = std::time::Instant::now();
+        let err = match http.request(request).await {
+            Err(err) => err.to_string(),
+            Ok(answer) => panic!("an answer from a silent CA: {:?}", answer.parts.status),
+        };
+        assert_eq!(
+            err,
+            format!(
+                "the CA did not answer GET {url} within 300ms ([acme] request_timeout): it is down, overloaded or \
+                 stuck; try again later, or raise request_timeout"
+            )
+        );
+        // Three tries of 300 ms with 0.5 s and 1 s between them, not forever.
+        assert_eq!(observed.requests(), GET_TRIES as usize);
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        silent.abort();
     }
 }

@@ -183,9 +183,18 @@ fn describe_with(err: instant_acme::Error, observed: Option<&Observed>) -> anyho
     }
 }
 
-/// An HTTP client of our own for instant-acme (see `http`), trusting the system roots or `ca_bundle`.
-fn ca_builder(ca_bundle: Option<&Path>, observed: Arc<Observed>) -> anyhow::Result<AccountBuilder> {
-    Ok(Account::builder_with_http(Box::new(CaHttp::new(ca_bundle, observed)?)))
+/// An HTTP client of our own for instant-acme (see `http`), trusting the system roots or `ca_bundle`, giving each
+/// request `request_timeout`.
+fn ca_builder(
+    ca_bundle: Option<&Path>,
+    request_timeout: Duration,
+    observed: Arc<Observed>,
+) -> anyhow::Result<AccountBuilder> {
+    Ok(Account::builder_with_http(Box::new(CaHttp::new(
+        ca_bundle,
+        request_timeout,
+        observed,
+    )?)))
 }
 
 /// How to order: what the new certificate replaces (its ARI id), and under which profile.
@@ -200,6 +209,7 @@ pub struct Acme {
     account: Account,
     directory: String,
     ca_bundle: Option<PathBuf>,
+    request_timeout: Duration,
     observed: Arc<Observed>,
 }
 
@@ -208,11 +218,12 @@ impl Acme {
     pub async fn connect(config: &AcmeConfig, state: &StateDir) -> anyhow::Result<Acme> {
         let observed = Arc::new(Observed::default());
         let ca_bundle = config.ca_bundle.as_ref().map(|b| b.value.clone());
-        let builder = || ca_builder(ca_bundle.as_deref(), observed.clone());
+        let builder = || ca_builder(ca_bundle.as_deref(), config.request_timeout, observed.clone());
         let session = |account| Acme {
             account,
             directory: config.directory.clone(),
             ca_bundle: ca_bundle.clone(),
+            request_timeout: config.request_timeout,
             observed: observed.clone(),
         };
         let path = state.account_path(&config.directory);
@@ -269,7 +280,7 @@ impl Acme {
         let observed = Arc::new(Observed::default());
         let ca_bundle = config.ca_bundle.as_ref().map(|b| b.value.clone());
         let (_, throwaway_key) = instant_acme::Key::generate_pkcs8().map_err(describe)?;
-        let account = ca_builder(ca_bundle.as_deref(), observed.clone())?
+        let account = ca_builder(ca_bundle.as_deref(), config.request_timeout, observed.clone())?
             .from_parts("urn:hapcert:no-account".into(), throwaway_key, config.directory.clone())
             .await
             .map_err(describe)
@@ -278,6 +289,7 @@ impl Acme {
             account,
             directory: config.directory.clone(),
             ca_bundle,
+            request_timeout: config.request_timeout,
             observed,
         })
     }
