@@ -114,6 +114,8 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
         .iter()
         .map(|&i| Update::verified(changes[i].spec.file.value.clone(), &changes[i].new))
         .collect();
+    let managed: Vec<&Path> = config.certificates.iter().map(|c| c.file.value.as_path()).collect();
+    haproxy.abort_interrupted_transaction(&managed).await;
     let how = match haproxy.apply(&updates).await {
         Ok(how) => how,
         Err(err) => {

@@ -143,6 +143,35 @@ impl Haproxy {
         Ok(Applied::Reloaded)
     }
 
+    /// A transaction left open on a file hapcert manages can only be one of its own runs that died between `set` and
+    /// `commit` (nobody else writes those files): it would make every later hot update refuse to start, so it is aborted
+    /// and logged. HAProxy keeps serving what was committed before. A transaction on any other file is left alone, and
+    /// [`Self::apply`] refuses to start beside it, as before. Nothing is done without a Runtime API, or when it cannot be
+    /// asked (the hot update then fails over to the reload on its own).
+    pub async fn abort_interrupted_transaction(&self, managed: &[&Path]) {
+        let Some(api) = &self.api else { return };
+        let open = match api.loaded_certs().await {
+            Ok(list) => list.transaction,
+            Err(err) => {
+                tracing::debug!("cannot look for an interrupted transaction: {err}");
+                return;
+            }
+        };
+        let Some(open) = open else { return };
+        if !managed.iter().any(|path| path.as_os_str() == open.as_str()) {
+            return;
+        }
+        match api.abort_transaction(&open).await {
+            Ok(()) => tracing::warn!(
+                path = %open,
+                endpoint = %api.endpoint(),
+                "aborted an open transaction on a file hapcert manages: an earlier hapcert was stopped between `set ssl \
+                 cert` and `commit ssl cert`; HAProxy still serves what it had committed before"
+            ),
+            Err(err) => tracing::warn!(path = %open, "cannot abort the interrupted transaction: {err}"),
+        }
+    }
+
     async fn hot_update(&self, api: &RuntimeApi, updates: &[Update]) -> Result<(), HaproxyError> {
         for update in updates {
             let path = update.path.to_string_lossy();
