@@ -47,6 +47,8 @@ impl State {
             };
             let entry = self.certificates.entry(name.to_owned()).or_default();
             if !dry_run {
+                // The deploy under way, if any, has an outcome now.
+                entry.deploying = None;
                 match attempt {
                     Attempt::Renewed { .. } => {
                         entry.failures = Failures::default();

@@ -293,6 +293,15 @@ mod tests {
             renewal_info: Some(crate::core::ari::record_not_offered(now)),
             failures: Failures::default().after_failure(now, None),
             revoked_serial: None,
+            deploying: Some(crate::core::state::Deploying {
+                serial: "02".into(),
+                since: "2026-01-02T00:00:00Z".into(),
+                replaces: Some(crate::core::state::ReplacedFile {
+                    mode: 0o640,
+                    uid: Some(0),
+                    gid: None,
+                }),
+            }),
         };
         state.last_run_success = Some(now);
         state.renewals.insert("success".into(), 3);
@@ -310,6 +319,10 @@ mod tests {
             state.certificates["www"].renewal_info
         );
         assert_eq!(loaded.failed_authorizations, state.failed_authorizations);
+        assert_eq!(
+            loaded.certificates["www"].deploying,
+            state.certificates["www"].deploying
+        );
         assert_eq!(loaded.last_run_success, Some(now));
         assert_eq!(loaded.renewals["success"], 3);
         let mode = fs::metadata(dir.path().join("state.json"))
