@@ -167,6 +167,12 @@ impl StateDir {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
+    /// Where `account rollover` keeps the account file with its new key from before the CA sees the key until the CA
+    /// took it (then it replaces the account file, by one rename).
+    pub fn pending_account_path(&self, directory: &str) -> PathBuf {
+        self.account_path(directory).with_extension("json.rollover-pending")
+    }
+
     /// Where the PEM a deploy replaced is kept. Never in HAProxy's cert directory, which HAProxy may load whole.
     pub fn backup_path(&self, name: &str) -> PathBuf {
         self.root.join("backup").join(format!("{name}.pem"))
