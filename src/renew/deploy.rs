@@ -221,6 +221,8 @@ pub enum Resumed {
     Finished { facts: CertFacts, how: Applied },
     /// The crash came before the new file was in place (or after it was put back): HAProxy now serves the file there.
     Served { facts: CertFacts },
+    /// The crash came before a first file was written: there is nothing to serve or undo.
+    NothingWritten,
     /// The new certificate could not be served: the file it replaced is back, on disk and in HAProxy.
     Undone { facts: Option<CertFacts>, message: String },
     /// Not settled (HAProxy refused, or a file cannot be read): the next run tries again.
@@ -241,12 +243,7 @@ pub async fn resume(config: &Config, state: &StateDir, interrupted: &[Interrupte
         match on_disk(&one.spec.file.value) {
             Ok(Some(file)) => found.push((index, file)),
             // The crash came before a new certificate's first file was written: there is nothing to serve or undo.
-            Ok(None) => {
-                outcomes[index] = Some(Resumed::Undone {
-                    facts: None,
-                    message: "the interrupted deploy had not written its file yet".into(),
-                })
-            }
+            Ok(None) => outcomes[index] = Some(Resumed::NothingWritten),
             Err(message) => outcomes[index] = Some(Resumed::Unsettled { message }),
         }
     }

@@ -56,9 +56,11 @@ pub async fn run_with(
     let ca = CaSession::new(config, &store);
 
     let mut on_disk = read_certificates(config, &store);
-    if !options.dry_run {
-        finish_interrupted_deploys(config, &store, &mut state, &mut on_disk, now).await;
-    }
+    let interrupted = if options.dry_run {
+        Vec::new()
+    } else {
+        finish_interrupted_deploys(config, &store, &mut state, &mut on_disk, now).await
+    };
     let selected: Vec<(&CertificateSpec, &Local)> = config
         .certificates
         .iter()
@@ -122,6 +124,7 @@ pub async fn run_with(
     let report = Report {
         items,
         hook_failures,
+        interrupted,
         state: State::default(),
         on_disk,
     };
@@ -448,14 +451,14 @@ fn record_deploys_under_way(store: &StateDir, state: &mut State, changes: &[Chan
 /// HAProxy does not serve. It is finished (served and verified) or undone (the previous file back, served and verified)
 /// before anything is ordered. Only those files are read; the others are known from the facts cache, and a file whose
 /// serial is not the one last verified served, with no deploy of it recorded, was written by someone else: it is
-/// logged and left alone.
+/// logged and left alone. Returns the interrupted deploys that were undone or could not be settled, which fail the run.
 async fn finish_interrupted_deploys(
     config: &Config,
     store: &StateDir,
     state: &mut State,
     on_disk: &mut [Local],
     now: OffsetDateTime,
-) {
+) -> Vec<(String, String)> {
     let mut interrupted = Vec::new();
     for (index, spec) in config.certificates.iter().enumerate() {
         let remembered = state.remembered(&spec.name);
@@ -482,8 +485,9 @@ async fn finish_interrupted_deploys(
             );
         }
     }
+    let mut failed = Vec::new();
     if interrupted.is_empty() {
-        return;
+        return failed;
     }
     for (_, one) in &interrupted {
         tracing::warn!(
@@ -517,8 +521,16 @@ async fn finish_interrupted_deploys(
                 }
                 (Some(facts), None)
             }
+            deploy::Resumed::NothingWritten => {
+                tracing::info!(
+                    certificate = name,
+                    "the interrupted deploy had not written its file yet: nothing to finish"
+                );
+                (None, None)
+            }
             deploy::Resumed::Undone { facts, message } => {
                 tracing::error!(certificate = name, "{message}");
+                failed.push((name.to_owned(), message.clone()));
                 (facts, Some((Outcome::Failed, None, message)))
             }
             deploy::Resumed::Unsettled { message } => {
@@ -526,6 +538,10 @@ async fn finish_interrupted_deploys(
                     certificate = name,
                     "the interrupted deploy is not settled: {message}; the next run tries again"
                 );
+                failed.push((
+                    name.to_owned(),
+                    format!("not settled: {message}; the next run tries again"),
+                ));
                 continue;
             }
         };
@@ -551,6 +567,7 @@ async fn finish_interrupted_deploys(
             None => Local::Missing,
         };
     }
+    failed
 }
 
 /// A due certificate held back before its order: logged, and failed with `why`.

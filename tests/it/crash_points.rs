@@ -643,3 +643,45 @@ fn every_kill_during_an_account_rollover_leaves_a_key_the_ca_accepts() {
     );
     assert!(covered >= 7, "{covered}");
 }
+
+/// Item 6, the other way out: the interrupted deploy's certificate is not seen served (verification points at a second
+/// HAProxy that keeps the old one), so the next run puts the previous file back, with its mode, and fails.
+#[test]
+fn an_interrupted_deploy_that_is_not_served_is_undone_by_the_next_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::start();
+    let config = format!("{}\n{SITE}", sandbox.base_config());
+    sandbox.write_config_text(&config);
+    assert_exit(&sandbox.hapcert(&["run"]), 0);
+    let file = sandbox.cert_dir().join("site.pem");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+    let (old, old_bytes) = (disk_serial(&sandbox), fs::read(&file).unwrap());
+    let stale = sandbox.start_second_haproxy();
+
+    let dying = config.replace(&toml(&sandbox.reload_command()), &toml("kill -9 $PPID; exit 1"));
+    sandbox.write_config_text(&dying);
+    let out = sandbox.hapcert(&["renew", "--force", "site"]);
+    assert!(killed(&out), "{}", show(&out));
+    assert_ne!(disk_serial(&sandbox), old);
+
+    let elsewhere = format!(
+        "{}\n{SITE}verify = [\"127.0.0.1:{}\"]\n",
+        sandbox.base_config(),
+        stale.https_port
+    );
+    sandbox.write_config_text(&elsewhere);
+    let next = sandbox.hapcert(&["run"]);
+    assert_exit(&next, 1);
+    assert!(
+        crate::harness::stdout(&next).contains(
+            "FAILED    site: a deploy a crash interrupted: the interrupted deploy's certificate was not served"
+        ),
+        "{}",
+        show(&next)
+    );
+    assert_eq!(fs::read(&file).unwrap(), old_bytes, "the previous file is back");
+    assert_eq!(crate::harness::file_mode(&file), 0o640, "with its mode");
+    sandbox.write_config_text(&config);
+    assert_converged(&sandbox, "undone");
+    assert_eq!(serial_hex(&sandbox.served_leaf("a.example.com")), old);
+}
