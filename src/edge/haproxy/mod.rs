@@ -175,11 +175,21 @@ impl Haproxy {
     async fn hot_update(&self, api: &RuntimeApi, updates: &[Update]) -> Result<(), HaproxyError> {
         for update in updates {
             let path = update.path.to_string_lossy();
-            let result = match api.replace_cert(&path, &update.pem).await {
-                Err(RuntimeError::NotLoaded { .. }) if in_dir(&update.path, &self.crt_list) => {
-                    api.add_cert(&path, &update.pem, &self.crt_list).await
+            // A store that exists but serves nowhere was left by an add that a crash cut short (after `new ssl cert`,
+            // or after its commit and before `add ssl crt-list`): replacing it would commit into a store no bind uses.
+            // The add is finished instead, reusing it.
+            let in_crt_list = in_dir(&update.path, &self.crt_list);
+            let left_by_an_add = in_crt_list
+                && matches!(api.cert_info(&path).await, Ok(info) if info.status != runtime::CertStatus::Used);
+            let result = if left_by_an_add {
+                api.add_cert(&path, &update.pem, &self.crt_list).await
+            } else {
+                match api.replace_cert(&path, &update.pem).await {
+                    Err(RuntimeError::NotLoaded { .. }) if in_crt_list => {
+                        api.add_cert(&path, &update.pem, &self.crt_list).await
+                    }
+                    other => other,
                 }
-                other => other,
             };
             match result {
                 Ok(()) => tracing::info!(file = %path, endpoint = %api.endpoint(), "hot update committed"),
