@@ -57,16 +57,21 @@ fn runtime_config(sandbox: &Sandbox, api: &Path, certs: &str) -> String {
 
 /// What must hold after a kill and one more `hapcert run`.
 fn assert_converged(sandbox: &Sandbox, point: &str) {
-    let file = sandbox.cert_dir().join("site.pem");
+    assert_certificate_converged(sandbox, point, "site", "a.example.com");
+}
+
+/// What must hold of certificate `name` (served for `sni`) after a kill and one more `hapcert run`.
+fn assert_certificate_converged(sandbox: &Sandbox, point: &str, name: &str, sni: &str) {
+    let file = sandbox.cert_dir().join(format!("{name}.pem"));
     let bytes = fs::read(&file).unwrap_or_else(|e| panic!("{point}: {} ({e})", file.display()));
     let facts = Bundle::parse(&bytes)
         .and_then(|b| b.facts())
-        .unwrap_or_else(|e| panic!("{point}: site.pem is not a whole PEM: {e}"));
+        .unwrap_or_else(|e| panic!("{point}: {name}.pem is not a whole PEM: {e}"));
     assert!(
         facts.key_matches,
-        "{point}: the key in site.pem does not match its leaf"
+        "{point}: the key in {name}.pem does not match its leaf"
     );
-    let served = sandbox.served_leaf("a.example.com");
+    let served = sandbox.served_leaf(sni);
     assert_eq!(
         serial_hex(&served),
         facts.serial,
@@ -104,7 +109,7 @@ fn assert_converged(sandbox: &Sandbox, point: &str) {
     let state: serde_json::Value =
         serde_json::from_slice(&fs::read(sandbox.state_dir().join("state.json")).unwrap()).unwrap();
     assert!(
-        state["certificates"]["site"].get("deploying").is_none(),
+        state["certificates"][name].get("deploying").is_none(),
         "{point}: a deploy is still recorded as under way: {state}"
     );
 }
@@ -392,6 +397,56 @@ fn every_kill_during_a_reload_deploy_is_finished_or_undone_by_the_next_run() {
     assert!(files >= 8, "{files}");
 }
 
+/// Kills the first issuance of a new certificate (`new ssl cert`, `set`, `commit`, `add ssl crt-list`) before and after
+/// each Runtime API command; each point gets a certificate of its own. Returns how many points were covered.
+fn kill_at_each_step_of_a_new_certificate(sandbox: &Sandbox, relay: &Relay, config: &str) -> usize {
+    let with = |n: usize| {
+        let mut text = config.to_owned();
+        for k in 0..=n {
+            text += &format!("\n[[certificate]]\nname = \"new{k}\"\ndomains = [\"n{k}.example.com\"]\n");
+        }
+        text
+    };
+    relay.arm(0, 0);
+    sandbox.write_config_text(&with(0));
+    assert_exit(&sandbox.hapcert(&["run"]), 0);
+    let commands = relay.commands();
+    assert!(
+        commands.iter().any(|c| c.starts_with("new ssl cert"))
+            && commands.iter().any(|c| c.starts_with("add ssl crt-list")),
+        "a new certificate is added at runtime: {commands:?}"
+    );
+    let mut covered = 0;
+    let mut n = 0;
+    for number in 1..=commands.len() {
+        for (before, after) in [(number, 0), (0, number)] {
+            n += 1;
+            sandbox.write_config_text(&with(n));
+            relay.arm(before, after);
+            let point = format!(
+                "runtime API, new certificate new{n}: kill {} `{}`",
+                if before > 0 { "before" } else { "after" },
+                commands[number - 1]
+            );
+            let out = hapcert_killable(sandbox.hapcert_cmd(&["run"]), &relay.pid);
+            assert!(killed(&out), "{point}: hapcert was not killed:\n{}", show(&out));
+            eprintln!("{point}: killed");
+            covered += 1;
+            relay.arm(0, 0);
+            let next = sandbox.hapcert(&["run"]);
+            assert_exit(&next, 0);
+            assert_certificate_converged(sandbox, &point, &format!("new{n}"), &format!("n{n}.example.com"));
+            let open = cli(&sandbox.haproxy_admin_sock(), "show ssl cert");
+            assert!(
+                !open.contains("# transaction"),
+                "{point}: a transaction is left open:\n{open}"
+            );
+        }
+    }
+    sandbox.write_config_text(config);
+    covered
+}
+
 #[test]
 fn every_kill_during_a_hot_update_is_finished_or_undone_by_the_next_run() {
     let started = Instant::now();
@@ -404,9 +459,11 @@ fn every_kill_during_a_hot_update_is_finished_or_undone_by_the_next_run() {
 
     let files = kill_at_each_file_step(&sandbox, "runtime");
     let api = kill_at_each_runtime_api_step(&sandbox, &relay);
+    let added = kill_at_each_step_of_a_new_certificate(&sandbox, &relay, &config);
     eprintln!(
-        "crash points on the Runtime API path: {files} file steps + {api} Runtime API steps = {} in {:?}",
-        files + api,
+        "crash points on the Runtime API path: {files} file steps + {api} Runtime API steps of a renewal + {added} of a \
+         new certificate = {} in {:?}",
+        files + api + added,
         started.elapsed()
     );
     assert!(files >= 8 && api >= 8, "{files} {api}");
