@@ -141,7 +141,8 @@ impl Acme {
         let Some(new) = AccountFile::load(&pending)? else {
             return Ok(None);
         };
-        if let Ok(url) = self.look_up_key(PrivateKeyDer::Pkcs8(stored)).await
+        let by_stored = self.look_up_key(PrivateKeyDer::Pkcs8(stored)).await;
+        if let Ok(url) = &by_stored
             && url == account
         {
             crate::edge::store::remove_durably(&pending)
@@ -163,12 +164,21 @@ impl Acme {
                     .context("cannot reach the ACME directory")?;
                 Ok(Some(account))
             }
-            _ => bail!(
-                "the CA finds the account by neither the key in {} nor the pending one in {} (an interrupted \
-                 rollover); if the account is gone, move both aside and run hapcert again to make a new one",
-                path.display(),
-                pending.display()
-            ),
+            by_pending => {
+                let said = |answer: anyhow::Result<String>| match answer {
+                    Ok(url) => format!("account {url}"),
+                    Err(err) => format!("{err:#}"),
+                };
+                bail!(
+                    "a key rollover was interrupted, and the CA finds account {account} by neither the key in {} ({}) \
+                     nor the pending one in {} ({}); if the CA could not be reached, run hapcert again later; if the \
+                     account is gone, move both files aside and run hapcert again to make a new one",
+                    path.display(),
+                    said(by_stored),
+                    pending.display(),
+                    said(by_pending)
+                )
+            }
         }
     }
 
