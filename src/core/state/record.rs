@@ -129,6 +129,32 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_ends_the_deploy_under_way_and_a_dry_run_or_an_untried_certificate_does_not() {
+        let now = datetime!(2026-03-01 00:00 UTC);
+        let under_way = || super::super::Deploying {
+            serial: "02".into(),
+            since: "2026-03-01T00:00:00Z".into(),
+            replaces: None,
+        };
+        let mut state = State::default();
+        for (attempt, dry_run, kept) in [
+            (Attempt::NotDue, false, true),
+            (Attempt::HeldBack, false, true),
+            (FAILED, true, true),
+            (RENEWED, false, false),
+            (FAILED, false, false),
+        ] {
+            state.certificates.entry("www".into()).or_default().deploying = Some(under_way());
+            state.record(&[("www", attempt)], now, dry_run);
+            assert_eq!(
+                state.certificates["www"].deploying.is_some(),
+                kept,
+                "{attempt:?} (dry run: {dry_run})"
+            );
+        }
+    }
+
+    #[test]
     fn a_failure_keeps_the_serial_last_verified_and_a_renewal_clears_the_failures() {
         let now = datetime!(2026-03-01 00:00 UTC);
         let mut state = State::default();
