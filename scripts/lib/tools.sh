@@ -125,8 +125,14 @@ ensure_bench_tools() {
   apt_install_missing /usr/bin/time=time
 }
 
+# strace, with which tests/it/crash_points.rs kills hapcert at a chosen system call (`inject=...:signal=KILL`).
+ensure_strace() {
+  apt_install_missing strace=strace
+}
+
 ensure_test_tools() {
   ensure_haproxy
+  ensure_strace
   ensure_pebble
   ensure_pebble_2_4
   ensure_pebble_latest

@@ -20,9 +20,9 @@ use self::chain::Roots;
 use self::judge::{CheckReport, Disk, Observed, Probe, RunRecord, Served, Status};
 use crate::core::config::{CertificateSpec, Config};
 use crate::core::pem::{Bundle, dns_names, serial_hex};
-use crate::core::state::StateStorage;
 use crate::core::state::monitor::Event;
 use crate::core::state::monitor::{CertCheck, LastCheck};
+use crate::core::state::{State, StateStorage};
 use crate::edge::probe::{self, ClientKind};
 use crate::edge::store::StateDir;
 use crate::fanout;
@@ -81,8 +81,9 @@ async fn evaluate(config: &Config, now: OffsetDateTime) -> CheckReport {
     let roots = tokio::task::spawn_blocking(move || Roots::load(&loading))
         .await
         .unwrap_or_else(|err| Roots::Unavailable(format!("loading the roots failed: {err}")));
-    let runs = judge::judge_runs(&run_record(config), config.check.max_run_age, now);
-    let observed = observe(config, Arc::new(roots), now).await;
+    let state = StateDir::at(&config.state.dir.value).load_state();
+    let runs = judge::judge_runs(&run_record(&state), config.check.max_run_age, now);
+    let observed = observe(config, state.ok().as_ref(), Arc::new(roots), now).await;
     let certificates = observed
         .iter()
         .map(|seen| judge::judge_certificate(&config.check, seen, now))
@@ -91,7 +92,7 @@ async fn evaluate(config: &Config, now: OffsetDateTime) -> CheckReport {
 }
 
 /// Every certificate's file, and a handshake per `[check] endpoints` entry and name; at most `PROBES_AT_ONCE` at a time.
-async fn observe(config: &Config, roots: Arc<Roots>, now: OffsetDateTime) -> Vec<Observed> {
+async fn observe(config: &Config, state: Option<&State>, roots: Arc<Roots>, now: OffsetDateTime) -> Vec<Observed> {
     let mut observed: Vec<Observed> = config
         .certificates
         .iter()
@@ -101,6 +102,9 @@ async fn observe(config: &Config, roots: Arc<Roots>, now: OffsetDateTime) -> Vec
             names: spec.domains.iter().map(|d| d.to_string()).collect(),
             disk: read_disk(spec),
             probes: Vec::new(),
+            interrupted_deploy: state
+                .and_then(|s| s.remembered(&spec.name).deploying.as_ref())
+                .map(|d| d.serial.clone()),
         })
         .collect();
 
@@ -178,8 +182,8 @@ fn read_disk(spec: &CertificateSpec) -> Disk {
 
 /// What `state.json` says of the runs. A damaged file stops every run, so it is a finding; a file this process may not
 /// read is not.
-fn run_record(config: &Config) -> RunRecord {
-    match StateDir::at(&config.state.dir.value).load_state() {
+fn run_record(state: &anyhow::Result<State>) -> RunRecord {
+    match state {
         Ok(state) => RunRecord::Read {
             last_run: state.last_run,
             last_run_success: state.last_run_success,

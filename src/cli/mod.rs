@@ -212,5 +212,8 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
     for failure in report.hook_failures.iter().filter(|f| f.certificate.is_none()) {
         outln!("FAILED    {failure}");
     }
+    for (name, what) in &report.interrupted {
+        outln!("FAILED    {name}: a deploy a crash interrupted: {what}");
+    }
     Ok(!report.any_failed())
 }

@@ -11,6 +11,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::core::config::{CertificateSpec, Config, FileOwner};
 use crate::core::pem::{Bundle, CertFacts, serial_hex, sha1_hex};
+use crate::core::state::Deploying;
 use crate::core::verify::Verified;
 use crate::edge::haproxy::{Applied, Haproxy, Update};
 use crate::edge::probe::{self, ClientKind};
@@ -114,6 +115,8 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
         .iter()
         .map(|&i| Update::verified(changes[i].spec.file.value.clone(), &changes[i].new))
         .collect();
+    let managed: Vec<&Path> = config.certificates.iter().map(|c| c.file.value.as_path()).collect();
+    haproxy.abort_interrupted_transaction(&managed).await;
     let how = match haproxy.apply(&updates).await {
         Ok(how) => how,
         Err(err) => {
@@ -202,6 +205,217 @@ fn restore(file: &Path, previous: Option<&Previous>) -> String {
         },
         Err(e) => failed(e),
     }
+}
+
+/// A deploy a crash interrupted: the certificate, and what the state recorded before its file was written.
+#[derive(Clone)]
+pub struct Interrupted {
+    pub spec: CertificateSpec,
+    pub deploying: Deploying,
+}
+
+/// How a run ended a deploy a crash interrupted.
+#[derive(Debug)]
+pub enum Resumed {
+    /// The file holds the certificate that deploy wrote, and HAProxy now serves it: the deploy is done.
+    Finished { facts: CertFacts, how: Applied },
+    /// The crash came before the new file was in place (or after it was put back): HAProxy now serves the file there.
+    Served { facts: CertFacts },
+    /// The crash came before a first file was written: there is nothing to serve or undo.
+    NothingWritten,
+    /// The new certificate could not be served: the file it replaced is back, on disk and in HAProxy.
+    Undone { facts: Option<CertFacts>, message: String },
+    /// Not settled (HAProxy refused, or a file cannot be read): the next run tries again.
+    Unsettled { message: String },
+}
+
+/// Finishes or undoes the deploys a crash interrupted: whatever each file holds is handed to HAProxy (one batch) and
+/// must be seen served; a file holding the interrupted deploy's certificate that is not served is put back from its
+/// backup, with the mode and owner recorded. Run at the start of a run, before anything is ordered.
+pub async fn resume(config: &Config, state: &StateDir, interrupted: &[Interrupted]) -> Vec<Resumed> {
+    let haproxy = Haproxy::new(&config.haproxy);
+    let managed: Vec<&Path> = config.certificates.iter().map(|c| c.file.value.as_path()).collect();
+    haproxy.abort_interrupted_transaction(&managed).await;
+
+    let mut outcomes: Vec<Option<Resumed>> = interrupted.iter().map(|_| None).collect();
+    let mut found = Vec::new();
+    for (index, one) in interrupted.iter().enumerate() {
+        match on_disk(&one.spec.file.value) {
+            Ok(Some(file)) => found.push((index, file)),
+            // The crash came before a new certificate's first file was written: there is nothing to serve or undo.
+            Ok(None) => outcomes[index] = Some(Resumed::NothingWritten),
+            Err(message) => outcomes[index] = Some(Resumed::Unsettled { message }),
+        }
+    }
+    let updates: Vec<Update> = found.iter().map(|(_, f)| f.update()).collect();
+    let applied = if updates.is_empty() {
+        Ok(Applied::HotUpdated)
+    } else {
+        haproxy.apply(&updates).await
+    };
+    let mut to_undo = Vec::new();
+    for (index, file) in found {
+        let one = &interrupted[index];
+        let served = match &applied {
+            Ok(_) => verify_served(config, &haproxy, &one.spec, &file.leaf, &sha1_hex(&file.leaf))
+                .await
+                .map_err(|n| n.problem),
+            Err(err) => Err(err.to_string()),
+        };
+        let ours = file.facts.serial == one.deploying.serial;
+        outcomes[index] = Some(match (served, &applied) {
+            (Ok(()), Ok(how)) if ours => Resumed::Finished {
+                facts: file.facts,
+                how: *how,
+            },
+            (Ok(()), _) => Resumed::Served { facts: file.facts },
+            (Err(problem), _) if ours => {
+                to_undo.push((index, problem));
+                continue;
+            }
+            (Err(problem), _) => Resumed::Unsettled {
+                message: format!(
+                    "HAProxy does not serve {} (serial {}): {problem}",
+                    one.spec.file.value.display(),
+                    file.facts.serial
+                ),
+            },
+        });
+    }
+    if !to_undo.is_empty() {
+        undo(config, state, &haproxy, interrupted, to_undo, &mut outcomes).await;
+    }
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| Resumed::Unsettled {
+                message: "not looked at".into(),
+            })
+        })
+        .collect()
+}
+
+/// Puts back the files the interrupted deploys replaced (or removes a first file), hands them to HAProxy, and checks
+/// that each is served again.
+async fn undo(
+    config: &Config,
+    state: &StateDir,
+    haproxy: &Haproxy,
+    interrupted: &[Interrupted],
+    failed: Vec<(usize, String)>,
+    outcomes: &mut [Option<Resumed>],
+) {
+    let mut back = Vec::new();
+    for (index, problem) in failed {
+        let one = &interrupted[index];
+        let file = &one.spec.file.value;
+        let previous = match one.deploying.replaces {
+            None => None,
+            Some(replaced) => match std::fs::read(state.backup_path(&one.spec.name)) {
+                Ok(bytes) => Some(Previous {
+                    bytes,
+                    mode: replaced.mode,
+                    owner: FileOwner {
+                        uid: replaced.uid,
+                        gid: replaced.gid,
+                    },
+                }),
+                Err(err) => {
+                    outcomes[index] = Some(Resumed::Unsettled {
+                        message: format!(
+                            "HAProxy does not serve the interrupted deploy's certificate ({problem}), and its backup {} \
+                             cannot be read ({err}); put the previous PEM at {} by hand",
+                            state.backup_path(&one.spec.name).display(),
+                            file.display()
+                        ),
+                    });
+                    continue;
+                }
+            },
+        };
+        let what = restore(file, previous.as_ref());
+        tracing::warn!(certificate = %one.spec.name, "undoing the interrupted deploy: {problem}; {what}");
+        back.push((index, problem, what, previous));
+    }
+    let updates: Result<Vec<Update>, _> = back
+        .iter()
+        .filter_map(|(index, _, _, previous)| {
+            let pem = String::from_utf8_lossy(&previous.as_ref()?.bytes).into_owned();
+            Some(Update::checked(interrupted[*index].spec.file.value.clone(), pem))
+        })
+        .collect();
+    let reapplied = match updates {
+        Ok(updates) if updates.is_empty() => Ok(Applied::HotUpdated),
+        Ok(updates) => haproxy.apply(&updates).await,
+        Err(err) => Err(err),
+    };
+    for (index, problem, what, previous) in back {
+        let spec = &interrupted[index].spec;
+        let Some(previous) = previous else {
+            outcomes[index] = Some(Resumed::Undone {
+                facts: None,
+                message: format!("the interrupted deploy's certificate was not served ({problem}); {what}"),
+            });
+            continue;
+        };
+        let facts = Bundle::parse(&previous.bytes).and_then(|b| b.facts()).ok();
+        let old_leaf = leaf_of(&previous.bytes);
+        let served = match &reapplied {
+            Ok(_) => verify_served(config, haproxy, spec, &old_leaf, &sha1_hex(&old_leaf))
+                .await
+                .map_err(|n| n.problem),
+            Err(err) => Err(err.to_string()),
+        };
+        outcomes[index] = Some(match served {
+            Ok(()) => Resumed::Undone {
+                facts,
+                message: format!(
+                    "the interrupted deploy's certificate was not served ({problem}); {what}, and HAProxy serves it, \
+                     serial {}, again",
+                    serial(&old_leaf)
+                ),
+            },
+            Err(still) => Resumed::Unsettled {
+                message: format!(
+                    "the interrupted deploy's certificate was not served ({problem}); {what}, but it is not served \
+                     either: {still}"
+                ),
+            },
+        });
+    }
+}
+
+/// A file as found after a crash: whole (the atomic writer leaves no half file), and checked before HAProxy gets it.
+struct Found {
+    pem: String,
+    path: std::path::PathBuf,
+    facts: CertFacts,
+    leaf: Vec<u8>,
+}
+
+impl Found {
+    fn update(&self) -> Update {
+        Update::checked(self.path.clone(), self.pem.clone()).expect("checked when the file was read")
+    }
+}
+
+fn on_disk(file: &Path) -> Result<Option<Found>, String> {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(format!("cannot read {} ({err})", file.display())),
+    };
+    let pem = String::from_utf8_lossy(&bytes).into_owned();
+    let invalid = |why: String| format!("{} cannot be served: {why}", file.display());
+    Update::checked(file.to_owned(), pem.clone()).map_err(|e| invalid(e.to_string()))?;
+    let bundle = Bundle::parse(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let facts = bundle.facts().map_err(|e| invalid(e.to_string()))?;
+    Ok(Some(Found {
+        pem,
+        path: file.to_owned(),
+        facts,
+        leaf: bundle.certs[0].to_vec(),
+    }))
 }
 
 /// Why a leaf is not counted as served.

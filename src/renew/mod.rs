@@ -27,7 +27,7 @@ use crate::core::config::{CertificateSpec, Config, ConfigErrors, FileOwner};
 use crate::core::decision::Local;
 use crate::core::pem::CertFacts;
 use crate::core::schedule::{Gate, Overrides};
-use crate::core::state::{State, StateStorage};
+use crate::core::state::{Deploying, LastResult, Outcome, ReplacedFile, State, StateStorage};
 use crate::core::survey::{Surveyed, survey};
 use crate::core::time::format_rfc3339;
 use crate::core::verify::Verified;
@@ -57,6 +57,11 @@ pub async fn run_with(
     let ca = CaSession::new(config, &store);
 
     let mut on_disk = read_certificates(config, &store)?;
+    let interrupted = if options.dry_run {
+        Vec::new()
+    } else {
+        finish_interrupted_deploys(config, &store, &mut state, &mut on_disk, now).await
+    };
     let selected: Vec<(&CertificateSpec, &Local)> = config
         .certificates
         .iter()
@@ -87,7 +92,7 @@ pub async fn run_with(
             options,
             context,
         };
-        hook_failures = pass.renew_due(due, &mut items).await;
+        hook_failures = pass.renew_due(due, &mut items, &mut state).await;
         let renewed: Vec<(&str, &CertFacts)> = items
             .iter()
             .filter_map(|item| match &item.result {
@@ -120,6 +125,7 @@ pub async fn run_with(
     let report = Report {
         items,
         hook_failures,
+        interrupted,
         state: State::default(),
         on_disk,
     };
@@ -290,7 +296,7 @@ struct Pass<'a> {
 impl Pass<'_> {
     /// Orders, verifies and deploys the due certificates, with the hooks around them; each outcome goes into `items`.
     /// Returns the post and deploy hooks that failed.
-    async fn renew_due(&self, mut due: Vec<Due>, items: &mut [Item]) -> Vec<HookFailure> {
+    async fn renew_due(&self, mut due: Vec<Due>, items: &mut [Item], state: &mut State) -> Vec<HookFailure> {
         let Pass {
             config,
             options,
@@ -340,7 +346,7 @@ impl Pass<'_> {
             match issued {
                 None => abandon(&due, items),
                 Some(issued) => {
-                    let renewed = self.deploy_issued(due, issued, items).await;
+                    let renewed = self.deploy_issued(due, issued, items, state).await;
                     if run_hooks {
                         for (spec, facts) in renewed {
                             hook_failures.extend(hooks::run_deploy(&spec, &facts, hook_timeout).await);
@@ -362,6 +368,7 @@ impl Pass<'_> {
         due: Vec<Due>,
         issued: Vec<anyhow::Result<Verified>>,
         items: &mut [Item],
+        state: &mut State,
     ) -> Vec<(CertificateSpec, CertFacts)> {
         let Pass {
             config,
@@ -397,6 +404,24 @@ impl Pass<'_> {
         if changes.is_empty() {
             return renewed;
         }
+        if let Err(err) = record_deploys_under_way(store, state, &changes) {
+            for (index, _, serial) in change_items {
+                let why = format!(
+                    "cannot record the deploy in the state before writing the file ({err:#}), so a crash could not be \
+                     recovered from; nothing was written. Make the state dir writable"
+                );
+                tracing::error!(certificate = %items[index].name, "{why}");
+                items[index].result = ItemResult::Failed(Failure::of_deploy(
+                    deploy::DeployFailure {
+                        kind: deploy::FailureKind::NotDeployed,
+                        message: why,
+                        served_serial: None,
+                    },
+                    serial,
+                ));
+            }
+            return renewed;
+        }
         let outcomes = deploy::deploy(config, owner, store, changes).await;
         for (outcome, (index, spec, serial)) in outcomes.into_iter().zip(change_items) {
             items[index].result = match outcome {
@@ -409,6 +434,149 @@ impl Pass<'_> {
         }
         renewed
     }
+}
+
+/// Saves, before any file is written, which certificates the deploy is about to write: a run after a crash finds them
+/// in the state and finishes or undoes that deploy ([`finish_interrupted_deploys`]).
+fn record_deploys_under_way(store: &StateDir, state: &mut State, changes: &[Change]) -> anyhow::Result<()> {
+    let since = format_rfc3339(OffsetDateTime::now_utc());
+    for change in changes {
+        let entry = state.certificates.entry(change.spec.name.clone()).or_default();
+        entry.deploying = Some(Deploying {
+            serial: change.new.facts().serial.clone(),
+            since: since.clone(),
+            replaces: change.previous.as_ref().map(|p| ReplacedFile {
+                mode: p.mode,
+                uid: p.owner.uid,
+                gid: p.owner.gid,
+            }),
+        });
+    }
+    store.save_state(state)
+}
+
+/// The start of a run: each file is compared with what the state says of it. A deploy still recorded as under way was
+/// interrupted (hapcert died between recording it and recording its outcome): its file may hold a certificate that
+/// HAProxy does not serve. It is finished (served and verified) or undone (the previous file back, served and verified)
+/// before anything is ordered. Only those files are read; the others are known from the facts cache, and a file whose
+/// serial is not the one last verified served, with no deploy of it recorded, was written by someone else: it is
+/// logged and left alone. Returns the interrupted deploys that were undone or could not be settled, which fail the run.
+async fn finish_interrupted_deploys(
+    config: &Config,
+    store: &StateDir,
+    state: &mut State,
+    on_disk: &mut [Local],
+    now: OffsetDateTime,
+) -> Vec<(String, String)> {
+    let mut interrupted = Vec::new();
+    for (index, spec) in config.certificates.iter().enumerate() {
+        let remembered = state.remembered(&spec.name);
+        if let Some(deploying) = &remembered.deploying {
+            interrupted.push((
+                index,
+                deploy::Interrupted {
+                    spec: spec.clone(),
+                    deploying: deploying.clone(),
+                },
+            ));
+            continue;
+        }
+        let verified = remembered.last.as_ref().and_then(|l| l.verified_serial.as_deref());
+        if let (Some(verified), Some(facts)) = (verified, on_disk[index].facts())
+            && facts.serial != verified
+        {
+            tracing::warn!(
+                certificate = %spec.name,
+                file = %spec.file.value.display(),
+                "the file holds serial {}, not {verified}, the one hapcert last deployed and verified; hapcert did not \
+                 write it, so it leaves it as it is (reload HAProxy if it must be served)",
+                facts.serial
+            );
+        }
+    }
+    let mut failed = Vec::new();
+    if interrupted.is_empty() {
+        return failed;
+    }
+    for (_, one) in &interrupted {
+        tracing::warn!(
+            certificate = %one.spec.name,
+            serial = %one.deploying.serial,
+            since = %one.deploying.since,
+            "a deploy was interrupted (hapcert stopped before recording its outcome); finishing or undoing it"
+        );
+    }
+    let ones: Vec<deploy::Interrupted> = interrupted.iter().map(|(_, i)| i.clone()).collect();
+    let outcomes = deploy::resume(config, store, &ones).await;
+    for ((index, one), outcome) in interrupted.into_iter().zip(outcomes) {
+        let name = one.spec.name.as_str();
+        let entry = state.certificates.entry(name.to_owned()).or_default();
+        let (facts, last) = match outcome {
+            deploy::Resumed::Finished { facts, how } => {
+                tracing::info!(certificate = name, serial = %facts.serial, via = %how, "the interrupted deploy is finished: deployed and verified on the wire");
+                entry.failures = Default::default();
+                entry.revoked_serial = None;
+                let message = format!("an interrupted deploy, finished by the next run ({how})");
+                (
+                    Some(facts.clone()),
+                    Some((Outcome::Renewed, Some(facts.serial), message)),
+                )
+            }
+            deploy::Resumed::Served { facts } => {
+                tracing::info!(certificate = name, serial = %facts.serial, "the interrupted deploy had not replaced the file; HAProxy serves it, verified on the wire");
+                let verified = Some(facts.serial.clone());
+                if let Some(last) = &mut entry.last {
+                    last.verified_serial = verified;
+                }
+                (Some(facts), None)
+            }
+            deploy::Resumed::NothingWritten => {
+                tracing::info!(
+                    certificate = name,
+                    "the interrupted deploy had not written its file yet: nothing to finish"
+                );
+                (None, None)
+            }
+            deploy::Resumed::Undone { facts, message } => {
+                tracing::error!(certificate = name, "{message}");
+                failed.push((name.to_owned(), message.clone()));
+                (facts, Some((Outcome::Failed, None, message)))
+            }
+            deploy::Resumed::Unsettled { message } => {
+                tracing::error!(
+                    certificate = name,
+                    "the interrupted deploy is not settled: {message}; the next run tries again"
+                );
+                failed.push((
+                    name.to_owned(),
+                    format!("not settled: {message}; the next run tries again"),
+                ));
+                continue;
+            }
+        };
+        entry.deploying = None;
+        if let Some((outcome, serial, message)) = last {
+            let verified_serial = match outcome {
+                Outcome::Renewed => serial.clone(),
+                _ => facts
+                    .as_ref()
+                    .map(|f| f.serial.clone())
+                    .or_else(|| entry.last.as_ref().and_then(|l| l.verified_serial.clone())),
+            };
+            entry.last = Some(LastResult {
+                at: format_rfc3339(now),
+                outcome,
+                serial,
+                message,
+                verified_serial,
+            });
+        }
+        on_disk[index] = match facts {
+            Some(facts) => Local::Present(facts),
+            None => Local::Missing,
+        };
+    }
+    failed
 }
 
 /// A due certificate held back before its order: logged, and failed with `why`.

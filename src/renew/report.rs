@@ -63,6 +63,8 @@ pub struct Report {
     /// Post and deploy hooks that failed; none of them undid a deploy. (A failed pre hook fails its certificates
     /// instead: they are not ordered.)
     pub hook_failures: Vec<HookFailure>,
+    /// Deploys a crash interrupted that this run could not finish, or had to undo: (certificate, what happened).
+    pub interrupted: Vec<(String, String)>,
     /// The state as the run saved it, for what follows a run in the same process (the metrics, the daemon's next
     /// wake): no second read of the disk.
     pub state: State,
@@ -146,9 +148,12 @@ impl Failure {
 
 impl Report {
     /// A certificate that failed, or that is due and held back, fails the run: either way it is not being renewed. So
-    /// does a failed hook: what the operator asked to happen around the renewal did not.
+    /// does a failed hook: what the operator asked to happen around the renewal did not; and a deploy a crash
+    /// interrupted that could not be finished.
     pub fn any_failed(&self) -> bool {
-        !all_ok(self.attempts().iter().map(|(_, a)| a)) || !self.hook_failures.is_empty()
+        !all_ok(self.attempts().iter().map(|(_, a)| a))
+            || !self.hook_failures.is_empty()
+            || !self.interrupted.is_empty()
     }
 
     /// The failed deploy hook of the certificate `name`, if it failed.

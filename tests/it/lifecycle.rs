@@ -294,7 +294,7 @@ fn account_rollover_keeps_the_account_under_a_new_key_that_orders_work_with() {
     );
     assert_eq!(crate::harness::file_mode(&path), 0o600);
     let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
-    assert_eq!(leftovers.len(), 1, "the backup is removed once the CA confirmed");
+    assert_eq!(leftovers.len(), 1, "no pending key is left once the CA took it");
 
     let renewal = sandbox.hapcert(&["renew", "site", "--force"]);
     assert_exit(&renewal, 0);

@@ -7,6 +7,7 @@ mod harness;
 mod alerts;
 mod check;
 mod closed_stdout;
+mod crash_points;
 mod daemon;
 mod harness_extras;
 mod hooks;

@@ -138,6 +138,8 @@ pub struct Observed {
     pub names: Vec<String>,
     pub disk: Disk,
     pub probes: Vec<Probe>,
+    /// The serial of a deploy the state records as under way: a hapcert stopped before recording its outcome.
+    pub interrupted_deploy: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -278,7 +280,8 @@ pub fn judge_certificate(check: &CheckConfig, observed: &Observed, now: OffsetDa
 
     let mut endpoints = Vec::new();
     for probe in &observed.probes {
-        let (report, found) = judge_probe(check, probe, disk_leaf, now);
+        let interrupted = disk_leaf.is_some_and(|(_, serial)| observed.interrupted_deploy.as_deref() == Some(serial));
+        let (report, found) = judge_probe(check, probe, disk_leaf, interrupted, now);
         problems.extend(found);
         endpoints.push(report);
     }
@@ -320,6 +323,7 @@ fn judge_probe(
     check: &CheckConfig,
     probe: &Probe,
     disk: Option<(&[u8], &str)>,
+    interrupted: bool,
     now: OffsetDateTime,
 ) -> (EndpointReport, Vec<Problem>) {
     let at = format!("{} (SNI {})", probe.endpoint, probe.name);
@@ -361,9 +365,15 @@ fn judge_probe(
     let matches = disk.map(|(leaf, _)| leaf == served.leaf.as_slice());
     report.matches_disk = matches;
     if let (Some(false), Some((_, disk_serial))) = (matches, disk) {
+        // A run finishes (or undoes) only a deploy it recorded as under way: any other file is not hapcert's to push.
+        let advice = if interrupted {
+            "hapcert was stopped in the middle of deploying it; `hapcert run` finishes that deploy and verifies it, or \
+             puts the previous file back"
+        } else {
+            "that HAProxy has not loaded the file, and no deploy of it by hapcert is unfinished; reload HAProxy"
+        };
         problems.push(critical(format!(
-            "{at} serves serial {} but disk has {disk_serial}: that HAProxy has not loaded the file (reload it; \
-             `hapcert run` deploys and verifies)",
+            "{at} serves serial {} but disk has {disk_serial}: {advice}",
             served.serial
         )));
     }

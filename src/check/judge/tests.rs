@@ -63,6 +63,7 @@ fn observed(disk: Disk, probes: Vec<Probe>) -> Observed {
         names: vec!["www.example.com".into()],
         disk,
         probes,
+        interrupted_deploy: None,
     }
 }
 
@@ -155,6 +156,36 @@ fn near_expiry_warns_and_close_to_expiry_or_expired_is_critical() {
     );
     // The expiry is said once, for the file: the same certificate served adds nothing.
     assert_eq!(expired.problems.len(), 1, "{:#?}", expired.problems);
+}
+
+#[test]
+fn the_advice_for_a_file_haproxy_has_not_loaded_says_whether_a_run_will_deploy_it() {
+    let disk = || Disk::Present {
+        facts: facts("0b", 80.0),
+        leaf: vec![1],
+    };
+    let advice = |interrupted: Option<&str>| {
+        let mut seen = observed(disk(), vec![probe(Ok(served(&[2], "0a", 80.0)))]);
+        seen.interrupted_deploy = interrupted.map(str::to_owned);
+        judge_certificate(&check_config(), &seen, NOW).summary
+    };
+    // Only a deploy the state records as under way is one `hapcert run` finishes.
+    let unfinished = advice(Some("0b"));
+    assert!(
+        unfinished.ends_with(
+            "serves serial 0a but disk has 0b: hapcert was stopped in the middle of deploying it; `hapcert run` \
+             finishes that deploy and verifies it, or puts the previous file back"
+        ),
+        "{unfinished}"
+    );
+    for other in [None, Some("0c")] {
+        let text = advice(other);
+        assert!(
+            text.ends_with("no deploy of it by hapcert is unfinished; reload HAProxy"),
+            "{other:?}: {text}"
+        );
+        assert!(!text.contains("hapcert run"), "{text}");
+    }
 }
 
 #[test]

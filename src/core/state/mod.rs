@@ -129,6 +129,33 @@ pub struct CertState {
     /// The serial `hapcert revoke` revoked: while it is deployed, it is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_serial: Option<String>,
+    /// A deploy under way: saved before the new file is written, and cleared when its outcome is recorded at the deploy
+    /// boundary. Found at the start of a run, it says a hapcert died in the middle of a deploy, and that the file may
+    /// hold a certificate HAProxy does not serve: the run finishes that deploy, or undoes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploying: Option<Deploying>,
+}
+
+/// What a deploy is about to write, so that a run after a crash knows the file it finds is hapcert's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deploying {
+    /// The serial of the certificate being written.
+    pub serial: String,
+    /// RFC 3339: when the deploy started.
+    pub since: String,
+    /// The file it replaces (its bytes are the backup in the state dir); `None` when there was no file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<ReplacedFile>,
+}
+
+/// The mode and owner of a file a deploy replaces, to give back with its bytes if the deploy is undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacedFile {
+    pub mode: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
 }
 
 impl State {

@@ -47,6 +47,8 @@ impl State {
             };
             let entry = self.certificates.entry(name.to_owned()).or_default();
             if !dry_run {
+                // The deploy under way, if any, has an outcome now.
+                entry.deploying = None;
                 match attempt {
                     Attempt::Renewed { .. } => {
                         entry.failures = Failures::default();
@@ -124,6 +126,32 @@ mod tests {
         assert_eq!(state.last_run, Some(second));
         assert_eq!(state.last_run_success, Some(first), "a failure is not a successful run");
         assert_eq!((state.renewals["success"], state.renewals["failure"]), (2, 1));
+    }
+
+    #[test]
+    fn an_outcome_ends_the_deploy_under_way_and_a_dry_run_or_an_untried_certificate_does_not() {
+        let now = datetime!(2026-03-01 00:00 UTC);
+        let under_way = || super::super::Deploying {
+            serial: "02".into(),
+            since: "2026-03-01T00:00:00Z".into(),
+            replaces: None,
+        };
+        let mut state = State::default();
+        for (attempt, dry_run, kept) in [
+            (Attempt::NotDue, false, true),
+            (Attempt::HeldBack, false, true),
+            (FAILED, true, true),
+            (RENEWED, false, false),
+            (FAILED, false, false),
+        ] {
+            state.certificates.entry("www".into()).or_default().deploying = Some(under_way());
+            state.record(&[("www", attempt)], now, dry_run);
+            assert_eq!(
+                state.certificates["www"].deploying.is_some(),
+                kept,
+                "{attempt:?} (dry run: {dry_run})"
+            );
+        }
     }
 
     #[test]

@@ -4,10 +4,15 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use instant_acme::{Account, AccountCredentials, Key};
-use rustls_pki_types::PrivateKeyDer;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::Method;
+use instant_acme::{Account, AccountCredentials, BodyWrapper, HttpClient, Key};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 
+use super::http::CaHttp;
 use super::{Acme, ca_builder, describe};
 use crate::core::config::AcmeConfig;
 use crate::edge::store::StateDir;
@@ -77,38 +82,104 @@ impl Acme {
         Acme::connect(config, state).await
     }
 
-    /// Replaces the account key (RFC 8555 §7.3.5). The old file is kept beside the new one until the CA has confirmed
-    /// that the new key finds the same account; only then is the backup removed.
-    pub async fn roll_over_key(mut self, state: &StateDir) -> anyhow::Result<String> {
-        let path = state.account_path(&self.directory);
-        let backup = path.with_extension("json.before-rollover");
+    /// Replaces the account key (RFC 8555 §7.3.5). The new key is stored first, as the pending file beside the account
+    /// file (0600, atomically), and only then sent to the CA: a crash at any moment leaves a key the CA accepts on disk,
+    /// which [`finish_interrupted_rollover`] finds at the next load. Once the CA took it, the pending file replaces the
+    /// account file (one rename), and the CA is asked to find the account by the new key.
+    pub async fn roll_over_key(self, state: &StateDir) -> anyhow::Result<String> {
+        let (path, pending) = (
+            state.account_path(&self.directory),
+            state.pending_account_path(&self.directory),
+        );
         let old = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        state.write_secret(&backup, &old)?;
-
-        let credentials = retry_transient!(self.account.update_key().await)
-            .map_err(describe)
-            .context("the CA refused the new account key; the old key stays in use")?;
         let mut file: AccountFile = serde_json::from_slice(&old)?;
-        let key = credentials.private_key().clone_key();
-        file.credentials = credentials;
-        state.write_secret(&path, &serde_json::to_vec_pretty(&file)?)?;
-        tracing::info!(account = %file.url, backup = %backup.display(), "stored the new account key; confirming with the CA");
+        let old_key = file.credentials.private_key().clone_key();
+        let (_, new_key) = Key::generate_pkcs8().map_err(describe)?;
+        file.credentials = with_key(&file.credentials, &new_key)?;
+        state.write_secret(&pending, &serde_json::to_vec_pretty(&file)?)?;
+        tracing::info!(pending = %pending.display(), "stored the new account key as pending; sending it to the CA");
 
-        let found = self.look_up_key(PrivateKeyDer::Pkcs8(key)).await.with_context(|| {
+        let http = CaHttp::new(self.ca_bundle.as_deref(), self.request_timeout, self.observed.clone())?;
+        if let Err(err) = key_change(&http, &self.directory, &file.url, &old_key, &new_key).await {
+            // The CA refused: the pending key is of no use. Had the answer been lost instead, the next load would find
+            // which key the CA holds.
+            crate::edge::store::remove_durably(&pending).ok();
+            return Err(err.context("the CA refused the new account key; the old key stays in use"));
+        }
+        crate::edge::store::rename_durably(&pending, &path).with_context(|| {
             format!(
-                "the CA took the new key but does not find the account by it; the old account file is kept at {}",
-                backup.display()
+                "the CA took the new key, but {} cannot replace {}",
+                pending.display(),
+                path.display()
             )
         })?;
+        tracing::info!(account = %file.url, file = %path.display(), "the CA took the new account key; the account file holds it");
+
+        let found = self
+            .look_up_key(PrivateKeyDer::Pkcs8(new_key))
+            .await
+            .context("the CA took the new key but does not find the account by it")?;
         if found != file.url {
-            bail!(
-                "the CA finds account {found} by the new key, not {}; the old account file is kept at {}",
-                file.url,
-                backup.display()
-            );
+            bail!("the CA finds account {found} by the new key, not {}", file.url);
         }
-        crate::edge::store::remove_durably(&backup).with_context(|| format!("cannot remove {}", backup.display()))?;
         Ok(file.url)
+    }
+
+    /// A rollover that a crash interrupted left its pending file. The CA decides which key is the account's: when it
+    /// still finds the account by the stored key, keyChange never took effect and the pending file is removed; when
+    /// it finds it by the pending key, the rollover is finished (the pending file replaces the account file).
+    pub(super) async fn finish_interrupted_rollover(
+        &self,
+        state: &StateDir,
+        account: &str,
+        stored: PrivatePkcs8KeyDer<'static>,
+    ) -> anyhow::Result<Option<Account>> {
+        let (path, pending) = (
+            state.account_path(&self.directory),
+            state.pending_account_path(&self.directory),
+        );
+        let Some(new) = AccountFile::load(&pending)? else {
+            return Ok(None);
+        };
+        let by_stored = self.look_up_key(PrivateKeyDer::Pkcs8(stored)).await;
+        if let Ok(url) = &by_stored
+            && url == account
+        {
+            crate::edge::store::remove_durably(&pending)
+                .with_context(|| format!("cannot remove {}", pending.display()))?;
+            tracing::warn!(pending = %pending.display(), "removed the pending key of an interrupted rollover: the CA never took it, and the stored key is still the account's");
+            return Ok(None);
+        }
+        let key = PrivateKeyDer::Pkcs8(new.credentials.private_key().clone_key());
+        match self.look_up_key(key).await {
+            Ok(url) if url == account => {
+                crate::edge::store::rename_durably(&pending, &path)
+                    .with_context(|| format!("cannot move {} to {}", pending.display(), path.display()))?;
+                tracing::warn!(account = %url, file = %path.display(), "finished an interrupted key rollover: the CA had taken the pending key, which now replaces the old one in the account file");
+                let builder = ca_builder(self.ca_bundle.as_deref(), self.request_timeout, self.observed.clone())?;
+                let account = builder
+                    .from_credentials(new.credentials)
+                    .await
+                    .map_err(describe)
+                    .context("cannot reach the ACME directory")?;
+                Ok(Some(account))
+            }
+            by_pending => {
+                let said = |answer: anyhow::Result<String>| match answer {
+                    Ok(url) => format!("account {url}"),
+                    Err(err) => format!("{err:#}"),
+                };
+                bail!(
+                    "a key rollover was interrupted, and the CA finds account {account} by neither the key in {} ({}) \
+                     nor the pending one in {} ({}); if the CA could not be reached, run hapcert again later; if the \
+                     account is gone, move both files aside and run hapcert again to make a new one",
+                    path.display(),
+                    said(by_stored),
+                    pending.display(),
+                    said(by_pending)
+                )
+            }
+        }
     }
 
     /// Sets the account's contacts at the CA, then in the account file.
@@ -159,4 +230,123 @@ impl Acme {
             .map_err(describe)?;
         Ok(account.id().to_owned())
     }
+}
+
+/// `credentials` with another key: instant-acme's credentials are built only from their serialized form.
+fn with_key(credentials: &AccountCredentials, key: &PrivatePkcs8KeyDer<'_>) -> anyhow::Result<AccountCredentials> {
+    let mut value = serde_json::to_value(credentials)?;
+    value["key_pkcs8"] = serde_json::Value::String(URL_SAFE_NO_PAD.encode(key.secret_pkcs8_der()));
+    Ok(serde_json::from_value(value)?)
+}
+
+/// RFC 8555 §7.3.5, sent here rather than by instant-acme, which makes the new key itself and so cannot have it stored
+/// before the CA sees it: the inner JWS (signed by the new key, with its JWK) names the account and the old key, and
+/// the outer JWS is signed by the account's current key. One retry after `badNonce`.
+async fn key_change(
+    http: &CaHttp,
+    directory: &str,
+    account: &str,
+    old: &PrivatePkcs8KeyDer<'_>,
+    new: &PrivatePkcs8KeyDer<'_>,
+) -> anyhow::Result<()> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pair = |der: &PrivatePkcs8KeyDer<'_>| {
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
+            .map_err(|e| anyhow::anyhow!("the account key is not an ECDSA P-256 key: {e}"))
+    };
+    let (old, new) = (pair(old)?, pair(new)?);
+    let urls: serde_json::Value = serde_json::from_slice(&send(http, Method::GET, directory, None).await?.1)
+        .with_context(|| format!("the ACME directory {directory} is not JSON"))?;
+    let (Some(url), Some(new_nonce)) = (urls["keyChange"].as_str(), urls["newNonce"].as_str()) else {
+        bail!("the CA's directory {directory} offers no keyChange: it does not support key rollover");
+    };
+    let inner = jws(
+        &new,
+        &rng,
+        &serde_json::json!({"alg": "ES256", "jwk": jwk(&new), "url": url}),
+        &serde_json::to_vec(&serde_json::json!({"account": account, "oldKey": jwk(&old)}))?,
+    )?;
+    let inner = serde_json::to_vec(&inner)?;
+    let mut nonce = nonce_of(&send(http, Method::HEAD, new_nonce, None).await?.0)?;
+    for attempt in 1..=2 {
+        let outer = jws(
+            &old,
+            &rng,
+            &serde_json::json!({"alg": "ES256", "kid": account, "nonce": nonce, "url": url}),
+            &inner,
+        )?;
+        let (parts, body) = send(http, Method::POST, url, Some(serde_json::to_vec(&outer)?)).await?;
+        if parts.status.is_success() {
+            return Ok(());
+        }
+        let problem = String::from_utf8_lossy(&body).into_owned();
+        if attempt == 1 && problem.contains("urn:ietf:params:acme:error:badNonce") {
+            nonce = nonce_of(&parts)?;
+            continue;
+        }
+        bail!("keyChange answered {}: {problem}", parts.status);
+    }
+    unreachable!("the loop returns")
+}
+
+async fn send(
+    http: &CaHttp,
+    method: Method,
+    url: &str,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(http::response::Parts, bytes::Bytes)> {
+    let mut request = http::Request::builder().method(method.clone()).uri(url);
+    if body.is_some() {
+        request = request.header(http::header::CONTENT_TYPE, "application/jose+json");
+    }
+    let request = request.body(BodyWrapper::from(body.unwrap_or_default()))?;
+    let mut response = http
+        .request(request)
+        .await
+        .map_err(describe)
+        .with_context(|| format!("{method} {url}"))?;
+    let bytes = response
+        .body
+        .into_bytes()
+        .await
+        .map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
+    Ok((response.parts, bytes))
+}
+
+fn nonce_of(parts: &http::response::Parts) -> anyhow::Result<String> {
+    parts
+        .headers
+        .get("replay-nonce")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .context("the CA sent no Replay-Nonce")
+}
+
+fn jwk(key: &EcdsaKeyPair) -> serde_json::Value {
+    // Uncompressed point: 0x04, x, y.
+    let point = key.public_key().as_ref();
+    serde_json::json!({
+        "crv": "P-256",
+        "kty": "EC",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+    })
+}
+
+fn jws(
+    key: &EcdsaKeyPair,
+    rng: &aws_lc_rs::rand::SystemRandom,
+    protected: &serde_json::Value,
+    payload: &[u8],
+) -> anyhow::Result<serde_json::Value> {
+    let protected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(protected)?);
+    let payload = URL_SAFE_NO_PAD.encode(payload);
+    let signature = key
+        .sign(rng, format!("{protected}.{payload}").as_bytes())
+        .map_err(|_| anyhow::anyhow!("signing the keyChange request failed"))?;
+    Ok(serde_json::json!({
+        "protected": protected,
+        "payload": payload,
+        "signature": URL_SAFE_NO_PAD.encode(signature.as_ref()),
+    }))
 }

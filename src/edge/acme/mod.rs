@@ -228,13 +228,19 @@ impl Acme {
         };
         let path = state.account_path(&config.directory);
         if let Some(file) = AccountFile::load(&path)? {
+            let (url, stored_key) = (file.url.clone(), file.credentials.private_key().clone_key());
             let account = builder()?
                 .from_credentials(file.credentials)
                 .await
                 .map_err(|err| describe_with(err, Some(&observed)))
                 .with_context(|| format!("cannot reach the ACME directory {}", config.directory))?;
             tracing::debug!(account = account.id(), "using the stored ACME account");
-            return Ok(session(account));
+            let acme = session(account);
+            // A pending key means a rollover was interrupted: the CA says which key the account has now.
+            if let Some(account) = acme.finish_interrupted_rollover(state, &url, stored_key).await? {
+                return Ok(session(account));
+            }
+            return Ok(acme);
         }
 
         let contact: Vec<&str> = config.contact.iter().map(String::as_str).collect();

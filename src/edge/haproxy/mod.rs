@@ -143,14 +143,53 @@ impl Haproxy {
         Ok(Applied::Reloaded)
     }
 
+    /// A transaction left open on a file hapcert manages can only be one of its own runs that died between `set` and
+    /// `commit` (nobody else writes those files): it would make every later hot update refuse to start, so it is aborted
+    /// and logged. HAProxy keeps serving what was committed before. A transaction on any other file is left alone, and
+    /// [`Self::apply`] refuses to start beside it, as before. Nothing is done without a Runtime API, or when it cannot be
+    /// asked (the hot update then fails over to the reload on its own).
+    pub async fn abort_interrupted_transaction(&self, managed: &[&Path]) {
+        let Some(api) = &self.api else { return };
+        let open = match api.loaded_certs().await {
+            Ok(list) => list.transaction,
+            Err(err) => {
+                tracing::debug!("cannot look for an interrupted transaction: {err}");
+                return;
+            }
+        };
+        let Some(open) = open else { return };
+        if !managed.iter().any(|path| path.as_os_str() == open.as_str()) {
+            return;
+        }
+        match api.abort_transaction(&open).await {
+            Ok(()) => tracing::warn!(
+                path = %open,
+                endpoint = %api.endpoint(),
+                "aborted an open transaction on a file hapcert manages: an earlier hapcert was stopped between `set ssl \
+                 cert` and `commit ssl cert`; HAProxy still serves what it had committed before"
+            ),
+            Err(err) => tracing::warn!(path = %open, "cannot abort the interrupted transaction: {err}"),
+        }
+    }
+
     async fn hot_update(&self, api: &RuntimeApi, updates: &[Update]) -> Result<(), HaproxyError> {
         for update in updates {
             let path = update.path.to_string_lossy();
-            let result = match api.replace_cert(&path, &update.pem).await {
-                Err(RuntimeError::NotLoaded { .. }) if in_dir(&update.path, &self.crt_list) => {
-                    api.add_cert(&path, &update.pem, &self.crt_list).await
+            // A store that exists but serves nowhere was left by an add that a crash cut short (after `new ssl cert`,
+            // or after its commit and before `add ssl crt-list`): replacing it would commit into a store no bind uses.
+            // The add is finished instead, reusing it.
+            let in_crt_list = in_dir(&update.path, &self.crt_list);
+            let left_by_an_add = in_crt_list
+                && matches!(api.cert_info(&path).await, Ok(info) if info.status != runtime::CertStatus::Used);
+            let result = if left_by_an_add {
+                api.add_cert(&path, &update.pem, &self.crt_list).await
+            } else {
+                match api.replace_cert(&path, &update.pem).await {
+                    Err(RuntimeError::NotLoaded { .. }) if in_crt_list => {
+                        api.add_cert(&path, &update.pem, &self.crt_list).await
+                    }
+                    other => other,
                 }
-                other => other,
             };
             match result {
                 Ok(()) => tracing::info!(file = %path, endpoint = %api.endpoint(), "hot update committed"),

@@ -323,6 +323,11 @@ impl RuntimeApi {
             return Ok(());
         }
         tracing::debug!(path, "aborting a leftover transaction for this certificate");
+        self.abort_transaction(path).await
+    }
+
+    /// Aborts the open transaction for `path`, whoever opened it: HAProxy must confirm it.
+    pub async fn abort_transaction(&self, path: &str) -> Result<(), RuntimeError> {
         let line = format!("abort ssl cert {}", arg(path)?);
         let reply = self.run(&line).await?;
         if reply::abort_succeeded(&reply, path) {

@@ -23,7 +23,7 @@ use super::StateDir;
 use crate::core::decision::Local;
 use crate::core::pem::{Bundle, CertFacts};
 
-const FILE_NAME: &str = "facts-cache.json";
+pub(super) const FILE_NAME: &str = "facts-cache.json";
 
 /// Bumped when the file's layout changes. With hapcert's version (a newer one may read facts differently) it decides
 /// whether a cache on disk may be used.

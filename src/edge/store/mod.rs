@@ -167,6 +167,12 @@ impl StateDir {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
+    /// Where `account rollover` keeps the account file with its new key from before the CA sees the key until the CA
+    /// took it (then it replaces the account file, by one rename).
+    pub fn pending_account_path(&self, directory: &str) -> PathBuf {
+        self.account_path(directory).with_extension("json.rollover-pending")
+    }
+
     /// Where the PEM a deploy replaced is kept. Never in HAProxy's cert directory, which HAProxy may load whole.
     pub fn backup_path(&self, name: &str) -> PathBuf {
         self.root.join("backup").join(format!("{name}.pem"))
@@ -293,6 +299,15 @@ mod tests {
             renewal_info: Some(crate::core::ari::record_not_offered(now)),
             failures: Failures::default().after_failure(now, None),
             revoked_serial: None,
+            deploying: Some(crate::core::state::Deploying {
+                serial: "02".into(),
+                since: "2026-01-02T00:00:00Z".into(),
+                replaces: Some(crate::core::state::ReplacedFile {
+                    mode: 0o640,
+                    uid: Some(0),
+                    gid: None,
+                }),
+            }),
         };
         state.last_run_success = Some(now);
         state.renewals.insert("success".into(), 3);
@@ -310,6 +325,10 @@ mod tests {
             state.certificates["www"].renewal_info
         );
         assert_eq!(loaded.failed_authorizations, state.failed_authorizations);
+        assert_eq!(
+            loaded.certificates["www"].deploying,
+            state.certificates["www"].deploying
+        );
         assert_eq!(loaded.last_run_success, Some(now));
         assert_eq!(loaded.renewals["success"], 3);
         let mode = fs::metadata(dir.path().join("state.json"))
