@@ -8,3 +8,4 @@ pub mod http_server;
 pub mod probe;
 pub mod shell;
 pub mod store;
+pub mod tally;

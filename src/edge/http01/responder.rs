@@ -136,7 +136,7 @@ fn answer(
     }
 }
 
-fn log_unknown_tokens(Summary { requests, since }: Summary) {
+fn log_unknown_tokens(Summary { count: requests, since }: Summary) {
     match since {
         // The responder's first (`requests` is 1): said at once, with where the others will go.
         None => tracing::info!(
