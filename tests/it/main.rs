@@ -8,6 +8,7 @@ mod alerts;
 mod check;
 mod closed_stdout;
 mod daemon;
+mod flood;
 mod harness_extras;
 mod hooks;
 mod hot_update;

@@ -91,7 +91,7 @@ fn is_token(token: &str) -> bool {
 
 /// Binds the side port, with an error that names the address and the usual culprits.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
+    crate::edge::http_server::listen(addr).with_context(|| {
         format!("cannot listen on {addr} for HTTP-01 ([challenge] listen); is another program (certbot --standalone, another hapcert) using it?")
     })
 }
