@@ -248,7 +248,9 @@ impl Config {
             Ok(raw) => raw,
             Err(err) => {
                 let message = clean_toml_message(err.message());
-                errors.push(err.span(), "", message);
+                // A value of the wrong type: its key, which serde does not give.
+                let key = err.span().and_then(|span| errors::key_at(text, span.start));
+                errors.push(err.span(), key.as_deref().unwrap_or(""), message);
                 return Err(ConfigErrors(errors.list));
             }
         };

@@ -161,6 +161,35 @@ file = "/etc/haproxy/certs/www.pem"
 }
 
 #[test]
+fn a_value_of_the_wrong_type_is_named_by_its_key() {
+    assert_eq!(
+        errors("[acme]\ndirectory = \"letsencrypt\"\n\neab_kid = 5\n"),
+        [format!(
+            "{FILE}:4:11: acme.eab_kid: invalid type: integer `5`, expected a string"
+        )]
+    );
+    let certificates = "[acme]\ndirectory = \"letsencrypt\"\n\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n\n[[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\", 7]\n";
+    let got = errors(certificates);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with(&format!(
+            "{FILE}:10:29: certificate[1].domains[1]: invalid type: integer `7`"
+        )),
+        "{got:?}"
+    );
+    let inline = errors("acme = { directory = true }\n");
+    assert!(
+        inline[0].starts_with(&format!("{FILE}:1:22: acme.directory: invalid type: boolean `true`")),
+        "{inline:?}"
+    );
+    let nested = errors("[acme]\ndirectory = \"letsencrypt\"\n[haproxy]\nverify = \"a.example.com\"\n");
+    assert!(
+        nested[0].starts_with(&format!("{FILE}:4:10: haproxy.verify: invalid type: string")),
+        "{nested:?}"
+    );
+}
+
+#[test]
 fn modes_and_eab_halves_are_checked() {
     let with = |extra: &str| {
         format!(
