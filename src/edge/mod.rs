@@ -1,6 +1,7 @@
 //! The edges: one module per outside party, and the only code that talks to it.
 
 pub mod acme;
+pub mod config_secrets;
 pub mod fd_limit;
 pub mod haproxy;
 pub mod host;

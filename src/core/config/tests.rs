@@ -98,7 +98,7 @@ fn unknown_keys_and_syntax_errors_name_the_line() {
     assert_eq!(
         errors("[acme]\ndirectory = \"letsencrypt\"\ncontacts = []\n"),
         [format!(
-            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`, `profile`; remove it or check its spelling"
+            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`, `eab_hmac_key_file`, `profile`; remove it or check its spelling"
         )]
     );
     assert_eq!(
@@ -202,7 +202,7 @@ fn modes_and_eab_halves_are_checked() {
     assert_eq!(
         errors(&with("eab_kid = \"k\"")),
         [format!(
-            "{FILE}:3:11: acme.eab_kid: eab_hmac_key is missing; External Account Binding needs both"
+            "{FILE}:3:11: acme.eab_kid: eab_hmac_key (or eab_hmac_key_file) is missing; External Account Binding needs both"
         )]
     );
     assert!(errors(&with("eab_kid = \"k\"\neab_hmac_key = \"not base64!\""))[0].contains("must be the base64url key"));
