@@ -45,6 +45,8 @@ use crate::renew::challenge::StandingResponder;
 use crate::renew::{self, ItemResult, Report, RunContext, RunOptions};
 
 pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<()> {
+    // Headroom for a flood on the side port (the servers cap their connections at a share of whatever limit this is).
+    crate::edge::fd_limit::raise_soft_limit();
     let config = crate::edge::host::load_config(config_path)?;
     let mut owner = crate::edge::host::host_check(&config)?;
     let mut signals = Signals::install()?;

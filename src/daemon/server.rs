@@ -55,8 +55,7 @@ impl Shared {
 
 /// Binds `[daemon] listen`, with an error that names the key.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
+    crate::edge::http_server::listen(addr)
         .map_err(|err| anyhow::anyhow!("cannot listen on {addr} for /metrics and /healthz ([daemon] listen): {err}"))
 }
 

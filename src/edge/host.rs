@@ -17,7 +17,9 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
             path.display()
         ))
     })?;
-    Ok(Config::parse(&text, path)?)
+    let mut config = Config::parse(&text, path)?;
+    crate::edge::config_secrets::load(&mut config)?;
+    Ok(config)
 }
 
 /// Checks `config` against this host and resolves the PEM owner and group.

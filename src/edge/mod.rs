@@ -1,6 +1,8 @@
 //! The edges: one module per outside party, and the only code that talks to it.
 
 pub mod acme;
+pub mod config_secrets;
+pub mod fd_limit;
 pub mod haproxy;
 pub mod host;
 pub mod http01;
@@ -9,3 +11,4 @@ pub mod probe;
 pub mod roots;
 pub mod shell;
 pub mod store;
+pub mod tally;

@@ -63,6 +63,7 @@ impl ChallengeSide {
                 .tokens
                 .publish(&token, &expected)
                 .expect("random tokens are base64url");
+            tracing::debug!(certificate = %spec.name, %domain, "preflight: fetching a test token through the public path");
             preflight::fetch_token(domain.as_str(), config.challenge.preflight_address, &token, &expected).await?;
             tracing::debug!(certificate = %spec.name, %domain, "preflight: the challenge path works");
         }

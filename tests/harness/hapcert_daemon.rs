@@ -22,6 +22,16 @@ pub struct HapcertDaemon {
 impl Sandbox {
     /// Starts `hapcert --config <config_path> [args...] daemon` (the args go before `daemon`: global options).
     pub fn start_daemon(&self, global_args: &[&str]) -> HapcertDaemon {
+        self.spawn_daemon(global_args, None)
+    }
+
+    /// [`Sandbox::start_daemon`] with its open-file limit, soft and hard, set to `limit` (systemd's soft default is
+    /// 1,024).
+    pub fn start_daemon_with_fd_limit(&self, global_args: &[&str], limit: u64) -> HapcertDaemon {
+        self.spawn_daemon(global_args, Some(limit))
+    }
+
+    fn spawn_daemon(&self, global_args: &[&str], fd_limit: Option<u64>) -> HapcertDaemon {
         let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         let log = self.dir().join("logs").join(format!("daemon-{run:03}.log"));
         let file = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
@@ -32,6 +42,9 @@ impl Sandbox {
             .stderr(file)
             .stdin(Stdio::null())
             .env_remove("NOTIFY_SOCKET");
+        if let Some(limit) = fd_limit {
+            process::limit_open_files(&mut cmd, limit);
+        }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn hapcert daemon: {e}"));
         HapcertDaemon {
             child,

@@ -189,6 +189,59 @@ pub fn signal(pid: u32, sig: libc::c_int) -> bool {
     unsafe { libc::kill(pid, sig) == 0 }
 }
 
+/// Sets the open-file limit (soft and hard) of the process `cmd` starts.
+pub fn limit_open_files(cmd: &mut std::process::Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    let rlimit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: between fork and exec the closure only calls setrlimit(2), which is async-signal-safe, on a value it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// Raises this process's soft open-file limit to at least `wanted`; panics, saying how to fix it, when the hard limit
+/// is lower.
+pub fn raise_own_open_files(wanted: u64) {
+    let mut rlimit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) and setrlimit(2) read and write only the struct passed, which lives on this stack.
+    unsafe {
+        assert_eq!(
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlimit),
+            0,
+            "getrlimit: {}",
+            std::io::Error::last_os_error()
+        );
+        if rlimit.rlim_cur >= wanted {
+            return;
+        }
+        assert!(
+            rlimit.rlim_max >= wanted,
+            "this test needs {wanted} open files, and the hard limit is {}: raise it (ulimit -Hn {wanted} as root, or \
+             LimitNOFILE= for a CI runner's service)",
+            rlimit.rlim_max
+        );
+        rlimit.rlim_cur = wanted;
+        assert_eq!(
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit),
+            0,
+            "setrlimit: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Whether `pid` is a live process (exists in /proc and is not a zombie).
 pub fn is_alive(pid: u32) -> bool {
     proc_stat(pid).is_some_and(|(state, _)| state != 'Z')

@@ -7,7 +7,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::harness::{
-    PebbleVersion, Sandbox, SandboxOptions, assert_exit, leaf_der_from_pem_file, serial_hex, show, stdout, validity,
+    PebbleVersion, Sandbox, SandboxOptions, assert_exit, leaf_der_from_pem_file, serial_hex, show, stderr, stdout,
+    validity,
 };
 
 const SITE: (&str, &[&str]) = ("site", &["a.example.com"]);
@@ -305,4 +306,65 @@ fn a_profile_against_a_ca_without_profiles_fails_before_ordering() {
         "{}",
         show(&out)
     );
+}
+
+#[test]
+fn the_eab_key_can_live_in_a_file_and_a_world_readable_config_holding_it_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let key = hmac_key(7);
+    let sandbox = Sandbox::start_with(SandboxOptions {
+        eab_keys: vec![(EAB_KID.to_owned(), key.clone())],
+        ..Default::default()
+    });
+    let chmod =
+        |path: &std::path::Path, mode: u32| fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+
+    // The key in the config, which every user can read: a warning that names the file, its mode and the fix.
+    write_config_with_acme_lines(&sandbox, &eab_lines(EAB_KID, &key));
+    let config = sandbox.config_path();
+    chmod(&config, 0o644);
+    let out = sandbox.hapcert(&["check-config"]);
+    assert_exit(&out, 0);
+    let want = format!(
+        "{0} holds acme.eab_hmac_key, a secret, and every user on this host can read it (mode 0644): chmod 600 {0}, or \
+         move the key into a file of its own (mode 0600) and name it with acme.eab_hmac_key_file",
+        config.display()
+    );
+    assert!(stderr(&out).contains(&want), "wanted {want}\n{}", show(&out));
+    assert!(!show(&out).contains(&key), "the key is never printed: {}", show(&out));
+    chmod(&config, 0o600);
+    let quiet = sandbox.hapcert(&["check-config"]);
+    assert_exit(&quiet, 0);
+    assert!(!stderr(&quiet).contains("eab_hmac_key"), "{}", show(&quiet));
+
+    // The key in a file: refused while other users can read it, then used to create the account.
+    let key_file = sandbox.dir().join("eab.key");
+    fs::write(&key_file, format!("{key}\n")).unwrap();
+    chmod(&key_file, 0o644);
+    write_config_with_acme_lines(
+        &sandbox,
+        &format!(
+            "eab_kid = \"{EAB_KID}\"\neab_hmac_key_file = {:?}\n",
+            key_file.display().to_string()
+        ),
+    );
+    chmod(&config, 0o644);
+    let refused = sandbox.hapcert(&["check-config"]);
+    assert_exit(&refused, 2);
+    let want = format!(
+        "{}:3:21: acme.eab_hmac_key_file: {} holds a secret and other users can read it (mode 0644): chmod 600",
+        config.display(),
+        key_file.display()
+    );
+    assert!(stderr(&refused).contains(&want), "wanted {want}\n{}", show(&refused));
+    assert!(!show(&refused).contains(&key), "{}", show(&refused));
+    chmod(&key_file, 0o600);
+    let good = sandbox.hapcert(&["check-config"]);
+    assert_exit(&good, 0);
+    assert!(
+        !stderr(&good).contains("eab_hmac_key"),
+        "no warning about a key the config does not hold: {}",
+        show(&good)
+    );
+    issues_and_serves(&sandbox);
 }

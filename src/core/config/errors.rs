@@ -65,6 +65,51 @@ pub(super) fn clean_toml_message(message: &str) -> String {
     }
 }
 
+/// The key of the value at byte `offset` of a TOML text that parses, in the form the other messages use
+/// (`acme.eab_kid`, `certificate[0].domains[1]`); `None` when the offset is in no value (a key, a table header, a
+/// table's braces). serde's type errors carry a span and no key: this names it.
+pub(super) fn key_at(text: &str, offset: usize) -> Option<String> {
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let mut key = String::new();
+    key_in_table(document.get_ref(), offset, &mut key).then_some(key)
+}
+
+fn key_in_table(table: &toml::de::DeTable<'_>, offset: usize, key: &mut String) -> bool {
+    for (name, value) in table {
+        let outer = key.len();
+        if !key.is_empty() {
+            key.push('.');
+        }
+        key.push_str(name.get_ref());
+        if key_in_value(value, offset, key) {
+            return true;
+        }
+        key.truncate(outer);
+    }
+    false
+}
+
+fn key_in_value(value: &Spanned<toml::de::DeValue<'_>>, offset: usize, key: &mut String) -> bool {
+    use toml::de::DeValue;
+    match value.get_ref() {
+        // A table's span need not cover its entries (a header's table is spread over the file): each entry is searched.
+        DeValue::Table(table) => key_in_table(table, offset, key),
+        DeValue::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let outer = key.len();
+                key.push_str(&format!("[{index}]"));
+                if key_in_value(item, offset, key) {
+                    return true;
+                }
+                key.truncate(outer);
+            }
+            // In the array but in none of its elements: its brackets, or a comma.
+            value.span().contains(&offset) && !items.iter().any(|item| matches!(item.get_ref(), DeValue::Table(_)))
+        }
+        _ => value.span().contains(&offset),
+    }
+}
+
 /// Every problem found so far, with the text they point into: a span becomes a line and column only when reported.
 pub(super) struct Errors<'a> {
     pub(super) text: &'a str,

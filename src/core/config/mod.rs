@@ -46,7 +46,7 @@ pub use monitor::{
 use raw::RawConfig;
 pub use socket::Endpoint;
 pub use summary::summary;
-pub use validate::{is_base64url, profile_name_limit, validate_name};
+pub use validate::{EAB_KEY_FORM, is_base64url, is_eab_key, profile_name_limit, validate_name};
 
 /// The owner and group that written PEMs get; `None` keeps what the process creates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,14 +105,17 @@ pub const MAX_ORDER_DEADLINE: Duration = Duration::from_secs(6 * 3600);
 #[derive(Clone)]
 pub struct ExternalAccountBinding {
     pub kid: String,
-    /// base64url, as the CA gives it.
+    /// base64url, as the CA gives it. With `hmac_key_file`, empty until the file is read when the config is loaded.
     pub hmac_key: String,
+    /// `acme.eab_hmac_key_file`: the file that holds the HMAC key, instead of the config.
+    pub hmac_key_file: Option<Located<PathBuf>>,
 }
 
 impl fmt::Debug for ExternalAccountBinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExternalAccountBinding")
             .field("kid", &self.kid)
+            .field("hmac_key_file", &self.hmac_key_file.as_ref().map(|file| &file.value))
             .finish_non_exhaustive()
     }
 }
@@ -263,7 +266,9 @@ impl Config {
             Ok(raw) => raw,
             Err(err) => {
                 let message = clean_toml_message(err.message());
-                errors.push(err.span(), "", message);
+                // A value of the wrong type: its key, which serde does not give.
+                let key = err.span().and_then(|span| errors::key_at(text, span.start));
+                errors.push(err.span(), key.as_deref().unwrap_or(""), message);
                 return Err(ConfigErrors(errors.list));
             }
         };

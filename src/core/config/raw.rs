@@ -37,6 +37,7 @@ pub struct RawAcme {
     pub ca_bundle: Option<Spanned<String>>,
     pub eab_kid: Option<Spanned<String>>,
     pub eab_hmac_key: Option<Spanned<String>>,
+    pub eab_hmac_key_file: Option<Spanned<String>>,
     pub profile: Option<Spanned<String>>,
     pub trust_roots: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,

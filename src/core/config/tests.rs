@@ -98,7 +98,7 @@ fn unknown_keys_and_syntax_errors_name_the_line() {
     assert_eq!(
         errors("[acme]\ndirectory = \"letsencrypt\"\ncontacts = []\n"),
         [format!(
-            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`, `profile`, `trust_roots`, `request_timeout`, `order_deadline`; remove it or check its spelling"
+            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`, `eab_hmac_key_file`, `profile`, `trust_roots`, `request_timeout`, `order_deadline`; remove it or check its spelling"
         )]
     );
     assert_eq!(
@@ -161,6 +161,35 @@ file = "/etc/haproxy/certs/www.pem"
 }
 
 #[test]
+fn a_value_of_the_wrong_type_is_named_by_its_key() {
+    assert_eq!(
+        errors("[acme]\ndirectory = \"letsencrypt\"\n\neab_kid = 5\n"),
+        [format!(
+            "{FILE}:4:11: acme.eab_kid: invalid type: integer `5`, expected a string"
+        )]
+    );
+    let certificates = "[acme]\ndirectory = \"letsencrypt\"\n\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n\n[[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\", 7]\n";
+    let got = errors(certificates);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with(&format!(
+            "{FILE}:10:29: certificate[1].domains[1]: invalid type: integer `7`"
+        )),
+        "{got:?}"
+    );
+    let inline = errors("acme = { directory = true }\n");
+    assert!(
+        inline[0].starts_with(&format!("{FILE}:1:22: acme.directory: invalid type: boolean `true`")),
+        "{inline:?}"
+    );
+    let nested = errors("[acme]\ndirectory = \"letsencrypt\"\n[haproxy]\nverify = \"a.example.com\"\n");
+    assert!(
+        nested[0].starts_with(&format!("{FILE}:4:10: haproxy.verify: invalid type: string")),
+        "{nested:?}"
+    );
+}
+
+#[test]
 fn modes_and_eab_halves_are_checked() {
     let with = |extra: &str| {
         format!(
@@ -173,7 +202,7 @@ fn modes_and_eab_halves_are_checked() {
     assert_eq!(
         errors(&with("eab_kid = \"k\"")),
         [format!(
-            "{FILE}:3:11: acme.eab_kid: eab_hmac_key is missing; External Account Binding needs both"
+            "{FILE}:3:11: acme.eab_kid: eab_hmac_key (or eab_hmac_key_file) is missing; External Account Binding needs both"
         )]
     );
     assert!(errors(&with("eab_kid = \"k\"\neab_hmac_key = \"not base64!\""))[0].contains("must be the base64url key"));

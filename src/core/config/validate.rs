@@ -144,39 +144,7 @@ fn validate_acme(raw: raw::RawAcme, base: &Path, errors: &mut Errors) -> AcmeCon
         }
     }
     let ca_bundle = raw.ca_bundle.map(|p| located_path(errors, base, p, "acme.ca_bundle"));
-    let eab = match (raw.eab_kid, raw.eab_hmac_key) {
-        (None, None) => None,
-        (Some(kid), Some(key)) => {
-            let key_text = key.get_ref();
-            if key_text.is_empty() || !key_text.bytes().all(is_base64url) {
-                errors.at(
-                    &key,
-                    "acme.eab_hmac_key",
-                    "must be the base64url key your CA gave you (A-Z a-z 0-9 - _)",
-                );
-            }
-            Some(ExternalAccountBinding {
-                kid: kid.into_inner(),
-                hmac_key: key.into_inner(),
-            })
-        }
-        (Some(kid), None) => {
-            errors.at(
-                &kid,
-                "acme.eab_kid",
-                "eab_hmac_key is missing; External Account Binding needs both",
-            );
-            None
-        }
-        (None, Some(key)) => {
-            errors.at(
-                &key,
-                "acme.eab_hmac_key",
-                "eab_kid is missing; External Account Binding needs both",
-            );
-            None
-        }
-    };
+    let eab = eab(errors, base, raw.eab_kid, raw.eab_hmac_key, raw.eab_hmac_key_file);
     let profile = raw.profile.and_then(|p| validate_profile(errors, p, "acme.profile"));
     let trust_roots = raw
         .trust_roots
@@ -612,4 +580,66 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// External Account Binding: the key id and the HMAC key, given inline or as a file (read when the config is loaded).
+fn eab(
+    errors: &mut Errors,
+    base: &Path,
+    kid: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+) -> Option<ExternalAccountBinding> {
+    let (kid, hmac_key, hmac_key_file) = match (kid, key, key_file) {
+        (None, None, None) => return None,
+        (_, Some(_), Some(file)) => {
+            errors.at(
+                &file,
+                "acme.eab_hmac_key_file",
+                "give the HMAC key once: eab_hmac_key or eab_hmac_key_file, not both",
+            );
+            return None;
+        }
+        (Some(kid), Some(key), None) => {
+            if !is_eab_key(key.get_ref()) {
+                errors.at(&key, "acme.eab_hmac_key", EAB_KEY_FORM);
+            }
+            (kid, key.into_inner(), None)
+        }
+        (Some(kid), None, Some(file)) => {
+            let file = located_path(errors, base, file, "acme.eab_hmac_key_file");
+            (kid, String::new(), Some(file))
+        }
+        (Some(kid), None, None) => {
+            errors.at(
+                &kid,
+                "acme.eab_kid",
+                "eab_hmac_key (or eab_hmac_key_file) is missing; External Account Binding needs both",
+            );
+            return None;
+        }
+        (None, Some(key), None) => {
+            errors.at(&key, "acme.eab_hmac_key", KID_MISSING);
+            return None;
+        }
+        (None, None, Some(file)) => {
+            errors.at(&file, "acme.eab_hmac_key_file", KID_MISSING);
+            return None;
+        }
+    };
+    Some(ExternalAccountBinding {
+        kid: kid.into_inner(),
+        hmac_key,
+        hmac_key_file,
+    })
+}
+
+const KID_MISSING: &str = "eab_kid is missing; External Account Binding needs both";
+
+/// What an EAB HMAC key must look like, inline or in its file.
+pub const EAB_KEY_FORM: &str = "must be the base64url key your CA gave you (A-Z a-z 0-9 - _)";
+
+/// Whether `key` looks like an EAB HMAC key: base64url, not empty.
+pub fn is_eab_key(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(is_base64url)
 }

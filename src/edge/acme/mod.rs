@@ -134,12 +134,12 @@ fn eab_refusal(err: &instant_acme::Error, eab_configured: bool) -> Option<&'stat
     let kind = problem_type(err)?.strip_prefix("urn:ietf:params:acme:error:")?;
     match (kind, eab_configured) {
         ("externalAccountRequired", false) => Some(
-            "the CA requires External Account Binding: set acme.eab_kid and acme.eab_hmac_key to the key id and HMAC \
-             key the CA gave you",
+            "the CA requires External Account Binding: set acme.eab_kid and acme.eab_hmac_key_file (a file of mode \
+             0600 holding the HMAC key) to the key id and HMAC key the CA gave you",
         ),
         ("externalAccountRequired" | "unauthorized" | "malformed", true) => Some(
-            "the CA rejected the External Account Binding: check acme.eab_kid and acme.eab_hmac_key against what the \
-             CA gave you",
+            "the CA rejected the External Account Binding: check acme.eab_kid and acme.eab_hmac_key (or the file named by \
+             acme.eab_hmac_key_file) against what the CA gave you",
         ),
         _ => None,
     }
@@ -253,7 +253,7 @@ impl Acme {
             Some(eab) => {
                 let key = URL_SAFE_NO_PAD
                     .decode(eab.hmac_key.trim_end_matches('='))
-                    .context("acme.eab_hmac_key is not valid base64url")?;
+                    .context("the EAB HMAC key (acme.eab_hmac_key or acme.eab_hmac_key_file) is not valid base64url; paste it as the CA gave it")?;
                 Some(ExternalAccountKey::new(eab.kid.clone(), &key))
             }
             None => None,

@@ -91,7 +91,7 @@ fn is_token(token: &str) -> bool {
 
 /// Binds the side port, with an error that names the address and the usual culprits.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
+    crate::edge::http_server::listen(addr).with_context(|| {
         format!("cannot listen on {addr} for HTTP-01 ([challenge] listen); is another program (certbot --standalone, another hapcert) using it?")
     })
 }
@@ -136,7 +136,7 @@ fn answer(
     }
 }
 
-fn log_unknown_tokens(Summary { requests, since }: Summary) {
+fn log_unknown_tokens(Summary { count: requests, since }: Summary) {
     match since {
         // The responder's first (`requests` is 1): said at once, with where the others will go.
         None => tracing::info!(
