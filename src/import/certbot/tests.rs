@@ -213,6 +213,24 @@ fn a_server_that_is_not_https_skips_the_lineage_and_names_the_line() {
     validate_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
 }
 
+/// Found by the certbot_renewal_conf fuzz target: a hook command holding a control character (here U+0004 and a lone
+/// CR) was copied into a REVIEW comment as it was, TOML refuses control characters in comments, and the import failed
+/// as "a bug in the import". The comment now shows them escaped.
+#[test]
+fn control_characters_in_a_hook_are_escaped_in_the_config_comments() {
+    let ca = TestCa::new();
+    let pem = ca.issue(&["good.example.com"], KeyType::EcdsaP256, 90);
+    let conf = standalone_conf("good", "key_type = ecdsa\n", "renew_hook = echo a\u{4}b\rc\u{7f}\n");
+    let plan = plan(&tree(vec![lineage("good", &conf, &pem)]), &options());
+    assert_eq!(plan.lineages.len(), 1, "{:?}", plan.skipped);
+    validate_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+    let config = plan.config_toml.unwrap();
+    assert!(
+        config.contains("# REVIEW: certbot ran renew_hook = echo a\\u{4}b\\u{d}c\\u{7f}; hapcert runs no hooks.\n"),
+        "{config}"
+    );
+}
+
 #[test]
 fn three_lineages_become_a_config_hapcert_accepts() {
     let ca = TestCa::new();
