@@ -226,3 +226,38 @@ pub fn responder(data: &[u8]) {
         request.uri()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    type Target = fn(&[u8]);
+
+    /// Every seed (and every input a fuzzer once crashed on) passes its target, under `cargo test` alone; `scripts/fuzz
+    /// --corpus-only` does the same with the fuzzing build, and mutates them for a few seconds.
+    #[test]
+    fn every_input_in_the_corpus_passes_its_target() {
+        let targets: [(&str, Target); 6] = [
+            ("config", super::config),
+            ("pem", super::pem),
+            ("haproxy_reply", super::haproxy_reply),
+            ("certbot_renewal_conf", super::certbot_renewal_conf),
+            ("ari", super::ari),
+            ("responder", super::responder),
+        ];
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        for (target, run) in targets {
+            let dir = corpus.join(target);
+            let mut inputs = 0;
+            for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let path = entry.unwrap().path();
+                let data = std::fs::read(&path).unwrap();
+                if std::panic::catch_unwind(|| run(&data)).is_err() {
+                    panic!("{} fails its target {target}", path.display());
+                }
+                inputs += 1;
+            }
+            assert!(inputs >= 5, "{target} has {inputs} seeds in {}", dir.display());
+        }
+    }
+}
