@@ -21,6 +21,9 @@ pub mod cli;
 pub mod core;
 pub mod edge;
 pub mod error;
+/// The fuzz targets' entry points (`fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod notify;
 pub mod output;

@@ -300,7 +300,7 @@ fn tame_retry_after(headers: &mut http::HeaderMap) {
 
 /// Retry-After as seconds or as an HTTP date (RFC 9110 §10.2.3), at most [`MAX_CA_RETRY_AFTER`] away: a CA's value
 /// must not overflow the clock.
-fn retry_after(headers: &http::HeaderMap) -> Option<SystemTime> {
+pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<SystemTime> {
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
     let now = SystemTime::now();
     let latest = now + MAX_CA_RETRY_AFTER;

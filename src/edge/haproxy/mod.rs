@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-mod reply;
+pub(crate) mod reply;
 pub mod runtime;
 mod snippet;
 

@@ -107,10 +107,11 @@ pub async fn serve(listener: TcpListener, tokens: ChallengeTokens, shutdown: imp
     }
 }
 
-fn answer(
+/// One request's answer; generic over the body, which it never reads, so that the fuzz target can call it.
+pub(crate) fn answer<B>(
     tokens: &ChallengeTokens,
     unknown: &Mutex<UnknownTokenTally>,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {

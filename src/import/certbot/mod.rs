@@ -147,6 +147,21 @@ fn parse_renewal_conf(text: &str, file: &Path) -> Result<RenewalConf, configobj:
             Ok(port) => Some(port),
         },
     };
+    // certbot takes any ACME server; hapcert's config takes only https:// (see `validate_acme`), so a conf with another
+    // is refused here, with its line, rather than rendered into a config hapcert would refuse.
+    if let Some(entry) = params.get("server") {
+        let url = entry.value.joined();
+        let https = url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty());
+        if !https && !url.is_empty() && url != "None" {
+            return Err(error(
+                entry,
+                format!(
+                    "'{url}' is not an https:// URL, and hapcert asks a CA over HTTPS only; keep this lineage on \
+                     certbot, or point it at the CA's https:// directory"
+                ),
+            ));
+        }
+    }
     let hooks = params
         .entries
         .iter()

@@ -22,7 +22,18 @@ pub(super) fn toml_string(text: &str) -> String {
 
 /// One line of a comment, or several when the text holds newlines.
 fn comment(text: &str) -> String {
-    text.lines().map(|l| format!("# {l}\n")).collect()
+    text.lines().map(|l| format!("# {}\n", printable(l))).collect()
+}
+
+/// TOML allows no control character but the tab in a comment: the others are shown escaped (`\u{4}`).
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| match c {
+            '\t' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// The config text: certbot's settings where hapcert has a counterpart, hapcert's defaults elsewhere, and a REVIEW

@@ -168,6 +168,69 @@ fn bad_values_name_the_file_line_and_key() {
     );
 }
 
+/// Found by the certbot_renewal_conf fuzz target: certbot takes any ACME server URL, and a lineage whose `server` is not
+/// an https:// URL became a config that hapcert refused, so the import failed as "a bug in the import" for all
+/// lineages. Such a lineage is skipped with the file, line and key, and the others are imported.
+#[test]
+fn a_server_that_is_not_https_skips_the_lineage_and_names_the_line() {
+    for server in [
+        "http://localhost:14000/dir",
+        "stht://acme.example/directory",
+        "https://",
+    ] {
+        let text = standalone_conf("a", "", "").replace(
+            "server = https://acme-v02.api.letsencrypt.org/directory",
+            &format!("server = {server}"),
+        );
+        let err = parse_renewal_conf(&text, Path::new("/le/renewal/a.conf")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "/le/renewal/a.conf:13: server: '{server}' is not an https:// URL, and hapcert asks a CA over HTTPS \
+                 only; keep this lineage on certbot, or point it at the CA's https:// directory"
+            )
+        );
+    }
+
+    let ca = TestCa::new();
+    let pem = ca.issue(&["good.example.com"], KeyType::EcdsaP256, 90);
+    let conf = |name: &str| standalone_conf(name, "key_type = ecdsa\n", "");
+    let plain = conf("plain").replace("https://acme-v02", "http://acme-v02");
+    let plan = plan(
+        &tree(vec![
+            lineage("good", &conf("good"), &pem),
+            lineage("plain", &plain, &pem),
+        ]),
+        &options(),
+    );
+    assert_eq!(plan.lineages.len(), 1);
+    assert_eq!(plan.skipped.len(), 1);
+    assert!(
+        plan.skipped[0].reason.contains("plain.conf:13: server: "),
+        "{:?}",
+        plan.skipped
+    );
+    validate_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+}
+
+/// Found by the certbot_renewal_conf fuzz target: a hook command holding a control character (here U+0004 and a lone
+/// CR) was copied into a REVIEW comment as it was, TOML refuses control characters in comments, and the import failed
+/// as "a bug in the import". The comment now shows them escaped.
+#[test]
+fn control_characters_in_a_hook_are_escaped_in_the_config_comments() {
+    let ca = TestCa::new();
+    let pem = ca.issue(&["good.example.com"], KeyType::EcdsaP256, 90);
+    let conf = standalone_conf("good", "key_type = ecdsa\n", "renew_hook = echo a\u{4}b\rc\u{7f}\n");
+    let plan = plan(&tree(vec![lineage("good", &conf, &pem)]), &options());
+    assert_eq!(plan.lineages.len(), 1, "{:?}", plan.skipped);
+    validate_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+    let config = plan.config_toml.unwrap();
+    assert!(
+        config.contains("# REVIEW: certbot ran renew_hook = echo a\\u{4}b\\u{d}c\\u{7f}; hapcert runs no hooks.\n"),
+        "{config}"
+    );
+}
+
 #[test]
 fn three_lineages_become_a_config_hapcert_accepts() {
     let ca = TestCa::new();
