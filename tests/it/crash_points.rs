@@ -151,14 +151,7 @@ fn enumerate(sandbox: &Sandbox, trace: &Path) -> Vec<(String, usize, String)> {
 
 /// `hapcert <args>` under strace: each file system call on a path under one of `dirs`, with its ordinal in its thread.
 fn enumerate_run(sandbox: &Sandbox, trace: &Path, args: &[&str], dirs: &[PathBuf]) -> Vec<(String, usize, String)> {
-    let mut cmd = Command::new(strace());
-    cmd.args(["-f", "-qq", "-y", "-e", &format!("trace={FILE_SYSCALLS}"), "-o"])
-        .arg(trace)
-        .arg(env!("CARGO_BIN_EXE_hapcert"))
-        .args(hapcert_args(sandbox, args))
-        .env("TOKIO_WORKER_THREADS", "1")
-        .current_dir(sandbox.dir());
-    let out = cmd.output().unwrap();
+    let out = under_strace(sandbox, trace, &[format!("trace={FILE_SYSCALLS}")], args);
     assert_exit(&out, 0);
     let mut seen: std::collections::HashMap<(String, String), usize> = Default::default();
     let mut steps = Vec::new();
@@ -184,6 +177,23 @@ fn enumerate_run(sandbox: &Sandbox, trace: &Path, args: &[&str], dirs: &[PathBuf
     steps
 }
 
+/// `hapcert <args>` under strace with the given `-e` expressions, traced to `trace`, on one tokio worker (strace counts
+/// system calls per thread, so one worker makes the counts repeatable).
+fn under_strace(sandbox: &Sandbox, trace: &Path, expressions: &[String], args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(strace());
+    cmd.args(["-f", "-qq", "-y"]);
+    for expression in expressions {
+        cmd.arg("-e").arg(expression);
+    }
+    cmd.arg("-o")
+        .arg(trace)
+        .arg(env!("CARGO_BIN_EXE_hapcert"))
+        .args(hapcert_args(sandbox, args))
+        .env("TOKIO_WORKER_THREADS", "1")
+        .current_dir(sandbox.dir());
+    cmd.output().unwrap()
+}
+
 fn hapcert_args(sandbox: &Sandbox, args: &[&str]) -> Vec<String> {
     let mut all = vec!["--config".to_owned(), sandbox.config_path().display().to_string()];
     all.extend(args.iter().map(|a| a.to_string()));
@@ -197,18 +207,11 @@ fn kill_at_each_file_step(sandbox: &Sandbox, label: &str) -> usize {
     let mut covered = 0;
     for (n, (name, ordinal, line)) in steps.iter().enumerate() {
         let trace = sandbox.dir().join(format!("kill-{label}-{n}.trace"));
-        let mut cmd = Command::new(strace());
-        cmd.args(["-f", "-qq", "-y", "-e"])
-            .arg(format!("trace={name}"))
-            .arg("-e")
-            .arg(format!("inject={name}:signal=KILL:when={ordinal}"))
-            .arg("-o")
-            .arg(&trace)
-            .arg(env!("CARGO_BIN_EXE_hapcert"))
-            .args(hapcert_args(sandbox, &["renew", "--force", "site"]))
-            .env("TOKIO_WORKER_THREADS", "1")
-            .current_dir(sandbox.dir());
-        let out = cmd.output().unwrap();
+        let kill = [
+            format!("trace={name}"),
+            format!("inject={name}:signal=KILL:when={ordinal}"),
+        ];
+        let out = under_strace(sandbox, &trace, &kill, &["renew", "--force", "site"]);
         let point = format!("{label} file step {n} ({line})");
         // Another thread may reach the same count first; that is a kill too, at another step, and is checked the same.
         if !killed(&out) {
@@ -636,18 +639,11 @@ fn every_kill_during_an_account_rollover_leaves_a_key_the_ca_accepts() {
     let mut covered = 0;
     for (n, (name, ordinal, line)) in steps.iter().enumerate() {
         let trace = sandbox.dir().join(format!("kill-rollover-{n}.trace"));
-        let mut cmd = Command::new(strace());
-        cmd.args(["-f", "-qq", "-y", "-e"])
-            .arg(format!("trace={name}"))
-            .arg("-e")
-            .arg(format!("inject={name}:signal=KILL:when={ordinal}"))
-            .arg("-o")
-            .arg(&trace)
-            .arg(env!("CARGO_BIN_EXE_hapcert"))
-            .args(hapcert_args(&sandbox, &["account", "rollover"]))
-            .env("TOKIO_WORKER_THREADS", "1")
-            .current_dir(sandbox.dir());
-        let out = cmd.output().unwrap();
+        let kill = [
+            format!("trace={name}"),
+            format!("inject={name}:signal=KILL:when={ordinal}"),
+        ];
+        let out = under_strace(&sandbox, &trace, &kill, &["account", "rollover"]);
         let point = format!("rollover step {n} ({line})");
         assert!(killed(&out), "{point}: not killed:\n{}", show(&out));
         let text = fs::read_to_string(&trace).unwrap_or_default();
