@@ -100,11 +100,26 @@ impl Acme {
         tracing::info!(pending = %pending.display(), "stored the new account key as pending; sending it to the CA");
 
         let http = CaHttp::new(self.ca_bundle.as_deref(), self.request_timeout, self.observed.clone())?;
-        if let Err(err) = key_change(&http, &self.directory, &file.url, &old_key, &new_key).await {
-            // The CA refused: the pending key is of no use. Had the answer been lost instead, the next load would find
-            // which key the CA holds.
-            crate::edge::store::remove_durably(&pending).ok();
-            return Err(err.context("the CA refused the new account key; the old key stays in use"));
+        match key_change(&http, &self.directory, &file.url, &old_key, &new_key).await {
+            Ok(()) => {}
+            // The CA never took the new key: the pending key is of no use.
+            Err(KeyChangeFailure::NotSent(err)) => {
+                crate::edge::store::remove_durably(&pending).ok();
+                return Err(err.context("the new account key was not sent to the CA; the old key stays in use"));
+            }
+            Err(KeyChangeFailure::Refused(err)) => {
+                crate::edge::store::remove_durably(&pending).ok();
+                return Err(err.context("the CA refused the new account key; the old key stays in use"));
+            }
+            // The request went out and no answer settles it (a timeout, a lost connection, a 5xx): the CA may hold
+            // either key, so the pending one stays for the next load to settle by asking the CA.
+            Err(KeyChangeFailure::Unsettled(err)) => {
+                return Err(err.context(format!(
+                    "no answer says whether the CA took the new account key; it is kept in {}, and the next run asks \
+                     the CA which key it holds",
+                    pending.display()
+                )));
+            }
         }
         crate::edge::store::rename_durably(&pending, &path).with_context(|| {
             format!(
@@ -236,7 +251,22 @@ impl Acme {
 fn with_key(credentials: &AccountCredentials, key: &PrivatePkcs8KeyDer<'_>) -> anyhow::Result<AccountCredentials> {
     let mut value = serde_json::to_value(credentials)?;
     value["key_pkcs8"] = serde_json::Value::String(URL_SAFE_NO_PAD.encode(key.secret_pkcs8_der()));
-    Ok(serde_json::from_value(value)?)
+    let patched: AccountCredentials = serde_json::from_value(value)?;
+    // The field name is instant-acme's; should it ever change, the patch would keep the old key without a word.
+    if patched.private_key().secret_pkcs8_der() != key.secret_pkcs8_der() {
+        bail!("cannot put the new key into the account credentials (instant-acme's format changed); the old key stays");
+    }
+    Ok(patched)
+}
+
+/// Why a keyChange did not succeed, by what it means for the new key.
+enum KeyChangeFailure {
+    /// Failed before the keyChange request went out: the CA never saw the new key.
+    NotSent(anyhow::Error),
+    /// The CA answered with a client error: it did not take the new key.
+    Refused(anyhow::Error),
+    /// Sent, with no answer that settles it: the CA may have taken the new key.
+    Unsettled(anyhow::Error),
 }
 
 /// RFC 8555 §7.3.5, sent here rather than by instant-acme, which makes the new key itself and so cannot have it stored
@@ -248,7 +278,51 @@ async fn key_change(
     account: &str,
     old: &PrivatePkcs8KeyDer<'_>,
     new: &PrivatePkcs8KeyDer<'_>,
-) -> anyhow::Result<()> {
+) -> Result<(), KeyChangeFailure> {
+    let (url, inner, nonce, old) = key_change_request(http, directory, account, old, new)
+        .await
+        .map_err(KeyChangeFailure::NotSent)?;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut nonce = nonce;
+    for attempt in 1..=2 {
+        let outer = jws(
+            &old,
+            &rng,
+            &serde_json::json!({"alg": "ES256", "kid": account, "nonce": nonce, "url": url}),
+            &inner,
+        )
+        .map_err(KeyChangeFailure::NotSent)?;
+        let body = serde_json::to_vec(&outer).map_err(|e| KeyChangeFailure::NotSent(e.into()))?;
+        let (parts, body) = send(http, Method::POST, &url, Some(body))
+            .await
+            .map_err(KeyChangeFailure::Unsettled)?;
+        if parts.status.is_success() {
+            return Ok(());
+        }
+        let problem = String::from_utf8_lossy(&body).into_owned();
+        if attempt == 1 && problem.contains("urn:ietf:params:acme:error:badNonce") {
+            nonce = nonce_of(&parts).map_err(KeyChangeFailure::Unsettled)?;
+            continue;
+        }
+        let answered = anyhow::anyhow!("keyChange answered {}: {problem}", parts.status);
+        return Err(if parts.status.is_client_error() {
+            KeyChangeFailure::Refused(answered)
+        } else {
+            KeyChangeFailure::Unsettled(answered)
+        });
+    }
+    unreachable!("the loop returns")
+}
+
+/// What keyChange sends, made before anything goes out: its URL, the inner JWS (signed by the new key), a fresh nonce,
+/// and the old key that signs the outer JWS.
+async fn key_change_request(
+    http: &CaHttp,
+    directory: &str,
+    account: &str,
+    old: &PrivatePkcs8KeyDer<'_>,
+    new: &PrivatePkcs8KeyDer<'_>,
+) -> anyhow::Result<(String, Vec<u8>, String, EcdsaKeyPair)> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let pair = |der: &PrivatePkcs8KeyDer<'_>| {
         EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
@@ -267,26 +341,8 @@ async fn key_change(
         &serde_json::to_vec(&serde_json::json!({"account": account, "oldKey": jwk(&old)}))?,
     )?;
     let inner = serde_json::to_vec(&inner)?;
-    let mut nonce = nonce_of(&send(http, Method::HEAD, new_nonce, None).await?.0)?;
-    for attempt in 1..=2 {
-        let outer = jws(
-            &old,
-            &rng,
-            &serde_json::json!({"alg": "ES256", "kid": account, "nonce": nonce, "url": url}),
-            &inner,
-        )?;
-        let (parts, body) = send(http, Method::POST, url, Some(serde_json::to_vec(&outer)?)).await?;
-        if parts.status.is_success() {
-            return Ok(());
-        }
-        let problem = String::from_utf8_lossy(&body).into_owned();
-        if attempt == 1 && problem.contains("urn:ietf:params:acme:error:badNonce") {
-            nonce = nonce_of(&parts)?;
-            continue;
-        }
-        bail!("keyChange answered {}: {problem}", parts.status);
-    }
-    unreachable!("the loop returns")
+    let nonce = nonce_of(&send(http, Method::HEAD, new_nonce, None).await?.0)?;
+    Ok((url.to_owned(), inner, nonce, old))
 }
 
 async fn send(
