@@ -1,4 +1,4 @@
-//! The secrets a config names or holds, checked when it is loaded: the External Account Binding HMAC key read from
+//! The secrets a config names or holds, checked by the host check: the External Account Binding HMAC key read from
 //! `acme.eab_hmac_key_file`, and a warning when the config file itself holds the key (`acme.eab_hmac_key`) and every
 //! user on the host can read it. The key is never printed.
 //!
@@ -9,23 +9,22 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::core::config::{Config, ConfigError, ConfigErrors, EAB_KEY_FORM, is_eab_key};
+use crate::core::config::{Config, ConfigError, ConfigErrors, EAB_KEY_FORM, ExternalAccountBinding, is_eab_key};
 
-/// Reads the EAB HMAC key file, if the config names one, into the config; warns when the config file holds the key and
-/// is world-readable.
-pub fn load(config: &mut Config) -> Result<(), ConfigErrors> {
-    if let Some(eab) = config.acme.eab.as_mut()
+/// Checks the EAB HMAC key file, if the config names one, and warns when the config file holds the key and is
+/// world-readable. Part of the host check (check-config, run, renew, the daemon); `check` and `status`, which a
+/// monitoring user may run without access to the key, never read it.
+pub fn check(config: &Config) -> Result<(), ConfigErrors> {
+    if let Some(eab) = &config.acme.eab
         && let Some(file) = &eab.hmac_key_file
+        && let Err(message) = read_key_file(&file.value)
     {
-        let fail = |message: String| {
-            ConfigErrors(vec![ConfigError {
-                file: config.path.clone(),
-                at: Some(file.at),
-                key: file.key.clone(),
-                message,
-            }])
-        };
-        eab.hmac_key = read_key_file(&file.value).map_err(fail)?;
+        return Err(ConfigErrors(vec![ConfigError {
+            file: config.path.clone(),
+            at: Some(file.at),
+            key: file.key.clone(),
+            message,
+        }]));
     }
     if let Some(eab) = &config.acme.eab
         && eab.hmac_key_file.is_none()
@@ -35,6 +34,16 @@ pub fn load(config: &mut Config) -> Result<(), ConfigErrors> {
         tracing::warn!("{warning}");
     }
     Ok(())
+}
+
+/// The HMAC key, from the config or read from `acme.eab_hmac_key_file` now: only when an account is registered.
+pub fn hmac_key(eab: &ExternalAccountBinding) -> anyhow::Result<String> {
+    match &eab.hmac_key_file {
+        Some(file) => {
+            read_key_file(&file.value).map_err(|message| anyhow::anyhow!("acme.eab_hmac_key_file: {message}"))
+        }
+        None => Ok(eab.hmac_key.clone()),
+    }
 }
 
 /// The key in `path`, trimmed, or what is wrong with the file.
@@ -95,7 +104,7 @@ mod tests {
     fn the_key_file_is_read_trimmed_and_must_not_be_readable_by_others() {
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("eab.key");
-        let mut config = config_with(dir.path(), "eab_kid = \"kid-1\"\neab_hmac_key_file = \"eab.key\"");
+        let config = config_with(dir.path(), "eab_kid = \"kid-1\"\neab_hmac_key_file = \"eab.key\"");
         assert_eq!(
             config.acme.eab.as_ref().unwrap().hmac_key,
             "",
@@ -103,8 +112,8 @@ mod tests {
         );
 
         write_mode(&key_file, &format!("{KEY}\n"), 0o640);
-        load(&mut config).unwrap();
-        assert_eq!(config.acme.eab.as_ref().unwrap().hmac_key, KEY);
+        check(&config).unwrap();
+        assert_eq!(hmac_key(config.acme.eab.as_ref().unwrap()).unwrap(), KEY);
 
         for (mode, text, wanted) in [
             (0o644, KEY, "other users can read it (mode 0644): chmod 600"),
@@ -112,8 +121,8 @@ mod tests {
             (0o600, "", "must be the base64url key"),
         ] {
             write_mode(&key_file, text, mode);
-            let mut config = config_with(dir.path(), "eab_kid = \"kid-1\"\neab_hmac_key_file = \"eab.key\"");
-            let err = load(&mut config).unwrap_err().to_string();
+            let config = config_with(dir.path(), "eab_kid = \"kid-1\"\neab_hmac_key_file = \"eab.key\"");
+            let err = check(&config).unwrap_err().to_string();
             let place = format!(
                 "{}:4:21: acme.eab_hmac_key_file: ",
                 dir.path().join("hapcert.toml").display()
@@ -122,8 +131,8 @@ mod tests {
             assert!(!err.contains(KEY), "the key is never shown: {err}");
         }
         fs::remove_file(&key_file).unwrap();
-        let mut config = config_with(dir.path(), "eab_kid = \"kid-1\"\neab_hmac_key_file = \"eab.key\"");
-        assert!(load(&mut config).unwrap_err().to_string().contains("cannot read"));
+        let config = config_with(dir.path(), "eab_kid = \"kid-1\"\neab_hmac_key_file = \"eab.key\"");
+        assert!(check(&config).unwrap_err().to_string().contains("cannot read"));
     }
 
     #[test]

@@ -17,13 +17,12 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
             path.display()
         ))
     })?;
-    let mut config = Config::parse(&text, path)?;
-    crate::edge::config_secrets::load(&mut config)?;
-    Ok(config)
+    Ok(Config::parse(&text, path)?)
 }
 
 /// Checks `config` against this host and resolves the PEM owner and group.
 pub fn host_check(config: &Config) -> Result<FileOwner, ConfigErrors> {
+    crate::edge::config_secrets::check(config)?;
     let mut problems = Problems {
         file: &config.path,
         list: Vec::new(),

@@ -105,7 +105,7 @@ pub const MAX_ORDER_DEADLINE: Duration = Duration::from_secs(6 * 3600);
 #[derive(Clone)]
 pub struct ExternalAccountBinding {
     pub kid: String,
-    /// base64url, as the CA gives it. With `hmac_key_file`, empty until the file is read when the config is loaded.
+    /// base64url, as the CA gives it. With `hmac_key_file`, empty: the file is read only when an account is registered (`edge::config_secrets::hmac_key`).
     pub hmac_key: String,
     /// `acme.eab_hmac_key_file`: the file that holds the HMAC key, instead of the config.
     pub hmac_key_file: Option<Located<PathBuf>>,

@@ -252,7 +252,7 @@ impl Acme {
         let eab = match &config.eab {
             Some(eab) => {
                 let key = URL_SAFE_NO_PAD
-                    .decode(eab.hmac_key.trim_end_matches('='))
+                    .decode(crate::edge::config_secrets::hmac_key(eab)?.trim_end_matches('='))
                     .context("the EAB HMAC key (acme.eab_hmac_key or acme.eab_hmac_key_file) is not valid base64url; paste it as the CA gave it")?;
                 Some(ExternalAccountKey::new(eab.kid.clone(), &key))
             }
