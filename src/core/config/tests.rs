@@ -911,3 +911,23 @@ emergency_days = 0.5
         );
     }
 }
+
+#[test]
+fn the_fleets_secrets_stay_out_of_the_cert_directory() {
+    let text = format!(
+        "{MINIMAL}\n[fleet]\netcd = [\"https://127.0.0.1:2379\"]\nkey_file = \"/etc/haproxy/certs/fleet.key\"\n\
+         username = \"u\"\npassword_file = \"/etc/haproxy/certs/sub/pw\"\nclient_cert = \"/etc/haproxy/certs/c.pem\"\n\
+         client_key = \"/etc/hapcert/c.key\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            format!(
+                "{FILE}:11:12: fleet.key_file: /etc/haproxy/certs/fleet.key is inside the cert directory /etc/haproxy/certs, which HAProxy loads whole; keep it elsewhere, like /etc/hapcert/"
+            ),
+            format!(
+                "{FILE}:13:17: fleet.password_file: /etc/haproxy/certs/sub/pw is inside the cert directory /etc/haproxy/certs, which HAProxy loads whole; keep it elsewhere, like /etc/hapcert/"
+            ),
+        ]
+    );
+}
