@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 use crate::harness::{Sandbox, assert_exit, closed_port, file_mode, stderr, stdout};
 
@@ -100,5 +101,35 @@ fn fleet_keygen_writes_a_0600_key_once_and_a_fleet_config_is_checked_but_not_run
         stderr(&wrong).contains("is not a hapcert fleet key (it must be one line starting with hapcert-fleet-key-v1:)"),
         "{}",
         stderr(&wrong)
+    );
+}
+
+#[test]
+fn a_running_daemon_refuses_a_fleet_config_on_sighup_and_goes_on_with_its_own() {
+    let sandbox = Sandbox::start();
+    let single = sandbox.base_config() + "\n[[certificate]]\nname = \"site\"\ndomains = [\"a.example.com\"]\n";
+    sandbox.write_config_text(&single);
+    let mut daemon = sandbox.start_daemon(&[]);
+    daemon.wait_for_log("hapcert daemon started", Duration::from_secs(30));
+
+    let key_file = sandbox.dir().join("fleet.key");
+    let key_path = key_file.display().to_string();
+    assert_exit(&sandbox.hapcert(&["fleet", "keygen", "--out", &key_path]), 0);
+    let fleet = format!(
+        "{single}\n[fleet]\netcd = [\"http://127.0.0.1:{}\"]\nnode = \"lb1\"\nkey_file = \"{key_path}\"\n",
+        closed_port()
+    );
+    sandbox.write_config_text(&fleet);
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for_log("the new config is not used", Duration::from_secs(60));
+    assert!(daemon.log().contains(NOT_YET), "{}", daemon.log());
+    assert!(daemon.is_running());
+
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)).code(),
+        Some(0),
+        "{}",
+        daemon.log()
     );
 }
