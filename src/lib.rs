@@ -33,6 +33,7 @@ pub(crate) mod account;
 pub(crate) mod check;
 pub(crate) mod daemon;
 mod fanout;
+pub(crate) mod fleet;
 pub(crate) mod import;
 pub(crate) mod metrics;
 pub(crate) mod status;

@@ -112,6 +112,19 @@ pub enum Command {
         #[command(subcommand)]
         source: ImportSource,
     },
+    /// Several load balancers sharing their certificates through etcd.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Write a new random fleet key (mode 0600) for [fleet] key_file; never overwrites a file. Copy it to every node.
+    Keygen {
+        /// Where to write the key, e.g. /etc/hapcert/fleet.key.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ use anyhow::Context;
 use time::OffsetDateTime;
 
 pub use self::args::Cli;
-use self::args::{Command, ImportSource, NotifyCommand};
+use self::args::{Command, FleetCommand, ImportSource, NotifyCommand};
 use crate::core::config::{self, Config};
 use crate::edge::host::{check_certificate_files, host_check, load_config};
 use crate::edge::store::StateDir;
@@ -49,7 +49,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 lock_timeout,
                 ..Default::default()
             };
-            renew_command(&configured(true)?, options, false).await?
+            let config = configured(true)?;
+            crate::fleet::refuse_fleet(&config)?;
+            renew_command(&config, options, false).await?
         }
         Command::Renew {
             names,
@@ -58,6 +60,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             dry_run,
         } => {
             let mut config = configured(!dry_run)?;
+            crate::fleet::refuse_fleet(&config)?;
             ensure_configured(&config, &names)?;
             if dry_run && config.acme.directory == config::LETSENCRYPT {
                 config.acme.directory = config::LETSENCRYPT_STAGING.to_owned();
@@ -134,6 +137,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 Err(err) => format!("unreadable: {err:#}"),
             };
             out!("{}", config::summary(&config, owner, &account));
+            true
+        }
+        // Needs no config: the key is made before there is a [fleet] to name it.
+        Command::Fleet(FleetCommand::Keygen { out }) => {
+            outln!("{}", crate::fleet::keygen(&out)?);
             true
         }
         Command::Notify(NotifyCommand::Test) => crate::notify::send_test(&configured(false)?).await,

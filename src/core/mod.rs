@@ -8,6 +8,7 @@ pub mod decision;
 pub mod keys;
 pub mod pem;
 pub mod schedule;
+pub mod seal;
 pub mod state;
 pub mod survey;
 pub mod time;

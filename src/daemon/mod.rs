@@ -48,6 +48,7 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
     // Headroom for a flood on the side port (the servers cap their connections at a share of whatever limit this is).
     crate::edge::fd_limit::raise_soft_limit();
     let config = crate::edge::host::load_config(config_path)?;
+    crate::fleet::refuse_fleet(&config)?;
     let mut owner = crate::edge::host::host_check(&config)?;
     let mut signals = Signals::install()?;
     let started = OffsetDateTime::now_utc();
@@ -139,6 +140,7 @@ async fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut Listeners) ->
     systemd::notify("RELOADING=1");
     let outcome = async {
         let config = crate::edge::host::load_config(path)?;
+        crate::fleet::refuse_fleet(&config)?;
         let owner = crate::edge::host::host_check(&config)?;
         listeners.apply(&config, shared).await?;
         anyhow::Ok((config, owner))

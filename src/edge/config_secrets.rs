@@ -1,15 +1,21 @@
 //! The secrets a config names or holds, checked by the host check: the External Account Binding HMAC key read from
 //! `acme.eab_hmac_key_file`, and a warning when the config file itself holds the key (`acme.eab_hmac_key`) and every
-//! user on the host can read it. The key is never printed.
+//! user on the host can read it; with `[fleet]`, the fleet key read from `fleet.key_file`, `fleet.password_file` and
+//! `fleet.client_key` checked, and the node's name taken from the host name when not written. No secret is printed.
 //!
-//! The key file must not be readable by other users (mode 0600, or 0640 for a group that should read it); one that
+//! A secret's file must not be readable by other users (mode 0600, or 0640 for a group that should read it); one that
 //! is, is refused, since hapcert would otherwise go on using a secret that may already have leaked. The config file is
 //! only warned about: it is usually 0644 and holds nothing else secret, and refusing it would stop a working setup.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::core::config::{Config, ConfigError, ConfigErrors, EAB_KEY_FORM, ExternalAccountBinding, is_eab_key};
+use std::sync::Arc;
+
+use crate::core::config::{
+    Config, ConfigError, ConfigErrors, EAB_KEY_FORM, ExternalAccountBinding, Located, is_eab_key, validate_node,
+};
+use crate::core::seal::FleetKey;
 
 /// Checks the EAB HMAC key file, if the config names one, and warns when the config file holds the key and is
 /// world-readable. Part of the host check (check-config, run, renew, the daemon); `check` and `status`, which a
@@ -34,6 +40,88 @@ pub fn check(config: &Config) -> Result<(), ConfigErrors> {
         tracing::warn!("{warning}");
     }
     Ok(())
+}
+
+/// `[fleet]`, when the config is loaded: the node's name (the host name when not written), the fleet key, and the files
+/// that hold secrets; every problem at once.
+pub fn load(config: &mut Config) -> Result<(), ConfigErrors> {
+    let path = config.path.clone();
+    let Some(fleet) = config.fleet.as_mut() else {
+        return Ok(());
+    };
+    let mut problems = Vec::new();
+    let mut fail = |at: &Located<std::path::PathBuf>, message: String| {
+        problems.push(ConfigError {
+            file: path.clone(),
+            at: (at.at.line > 0).then_some(at.at),
+            key: at.key.clone(),
+            message,
+        })
+    };
+    match read_secret_file(&fleet.key_file.value).and_then(|text| {
+        FleetKey::decode(&text).map_err(|why| {
+            let shown = fleet.key_file.value.display();
+            format!(
+                "{shown} {why}; make one with `hapcert fleet keygen --out {shown}` on one node and copy it to the others"
+            )
+        })
+    }) {
+        Ok(key) => fleet.key = Some(Arc::new(key)),
+        Err(message) => fail(&fleet.key_file, message),
+    }
+    if let Some(auth) = &fleet.auth {
+        match read_secret_file(&auth.password_file.value) {
+            Ok(text) if text.lines().next().unwrap_or_default().is_empty() => fail(
+                &auth.password_file,
+                format!(
+                    "{} is empty; put the etcd user's password on its first line",
+                    auth.password_file.value.display()
+                ),
+            ),
+            Ok(_) => {}
+            Err(message) => fail(&auth.password_file, message),
+        }
+    }
+    if let Some(identity) = &fleet.client_identity
+        && let Err(message) = read_secret_file(&identity.key.value)
+    {
+        fail(&identity.key, message);
+    }
+    if fleet.node.value.is_empty() {
+        let host = nix::unistd::gethostname()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match validate_node(&host) {
+            Ok(()) => fleet.node.value = host,
+            Err(why) => problems.push(ConfigError {
+                file: path.clone(),
+                at: None,
+                key: "fleet.node".into(),
+                message: format!(
+                    "is not set, and the host name cannot stand in for it: {why}; set [fleet] node = \"lb1\" (unique in the fleet)"
+                ),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(problems))
+    }
+}
+
+/// The text of a file that holds a secret, refused when other users can read it.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let metadata = std::fs::metadata(path).map_err(|err| format!("cannot read {shown}: {err}"))?;
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o007 != 0 {
+        return Err(format!(
+            "{shown} holds a secret and other users can read it (mode {mode:04o}): chmod 600 {shown}, and replace the \
+             secret if this host has users you do not trust"
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|err| format!("cannot read {shown}: {err}"))
 }
 
 /// The HMAC key, from the config or read from `acme.eab_hmac_key_file` now: only when an account is registered.
@@ -133,6 +221,103 @@ mod tests {
         fs::remove_file(&key_file).unwrap();
         let config = config_with(dir.path(), "eab_kid = \"kid-1\"\neab_hmac_key_file = \"eab.key\"");
         assert!(check(&config).unwrap_err().to_string().contains("cannot read"));
+    }
+
+    #[test]
+    fn the_fleet_key_and_secret_files_are_read_at_load_and_refused_when_others_can_read_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let fleet_config = |fleet_lines: &str| {
+            let text = format!(
+                "[acme]\ndirectory = \"https://ca.example/dir\"\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n\
+                 [fleet]\netcd = [\"https://127.0.0.1:2379\"]\nkey_file = \"fleet.key\"\n{fleet_lines}\n"
+            );
+            Config::parse(&text, &d.join("hapcert.toml")).unwrap()
+        };
+        let key_text = FleetKey::generate_encoded().unwrap();
+        write_mode(&d.join("fleet.key"), &key_text, 0o600);
+        write_mode(&d.join("password"), "secret-pw\n", 0o640);
+        write_mode(&d.join("client.key"), "-----BEGIN PRIVATE KEY-----\n", 0o600);
+        let lines = "node = \"lb1\"\nusername = \"u\"\npassword_file = \"password\"\nclient_cert = \"c.pem\"\nclient_key = \"client.key\"";
+        let mut config = fleet_config(lines);
+        load(&mut config).unwrap();
+        let fleet = config.fleet.as_ref().unwrap();
+        assert_eq!(
+            fleet.key.as_ref().unwrap().id(),
+            FleetKey::decode(&key_text).unwrap().id()
+        );
+        assert_eq!(fleet.node.value, "lb1");
+
+        // The node's name defaults to the host name.
+        let mut config = fleet_config("");
+        load(&mut config).unwrap();
+        let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+        assert_eq!(config.fleet.unwrap().node.value, host);
+
+        let toml = d.join("hapcert.toml");
+        let toml = toml.display();
+        let dd = d.display();
+        for (file, mode, text, wanted) in [
+            (
+                "fleet.key",
+                0o644,
+                key_text.as_str(),
+                format!(
+                    "{toml}:8:12: fleet.key_file: {dd}/fleet.key holds a secret and other users can read it (mode 0644): chmod 600 {dd}/fleet.key"
+                ),
+            ),
+            (
+                "fleet.key",
+                0o600,
+                "hapcert-fleet-key-v1:AAAA",
+                format!("{toml}:8:12: fleet.key_file: {dd}/fleet.key holds a damaged fleet key"),
+            ),
+            (
+                "fleet.key",
+                0o600,
+                "not a key",
+                format!("{toml}:8:12: fleet.key_file: {dd}/fleet.key is not a hapcert fleet key"),
+            ),
+            (
+                "password",
+                0o604,
+                "pw",
+                format!(
+                    "{toml}:11:17: fleet.password_file: {dd}/password holds a secret and other users can read it (mode 0604)"
+                ),
+            ),
+            (
+                "password",
+                0o600,
+                "\nsecond line",
+                format!(
+                    "{toml}:11:17: fleet.password_file: {dd}/password is empty; put the etcd user's password on its first line"
+                ),
+            ),
+            (
+                "client.key",
+                0o644,
+                "k",
+                format!(
+                    "{toml}:13:14: fleet.client_key: {dd}/client.key holds a secret and other users can read it (mode 0644)"
+                ),
+            ),
+        ] {
+            let before = fs::read_to_string(d.join(file)).unwrap();
+            let before_mode = fs::metadata(d.join(file)).unwrap().permissions().mode();
+            write_mode(&d.join(file), text, mode);
+            let err = load(&mut fleet_config(lines)).unwrap_err().to_string();
+            assert!(err.starts_with(&wanted), "{file} {mode:o}:\n{err}\nwanted: {wanted}");
+            assert!(!err.contains(key_text.trim()), "{err}");
+            write_mode(&d.join(file), &before, before_mode);
+        }
+        fs::remove_file(d.join("fleet.key")).unwrap();
+        assert!(
+            load(&mut fleet_config(lines))
+                .unwrap_err()
+                .to_string()
+                .contains("fleet.key_file: cannot read")
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
             path.display()
         ))
     })?;
-    Ok(Config::parse(&text, path)?)
+    let mut config = Config::parse(&text, path)?;
+    crate::edge::config_secrets::load(&mut config)?;
+    Ok(config)
 }
 
 /// Checks `config` against this host and resolves the PEM owner and group.
@@ -75,6 +77,29 @@ pub fn host_check(config: &Config) -> Result<FileOwner, ConfigErrors> {
                 format!("{shown} holds no CERTIFICATE block; give the PEM file of your CA's root certificates"),
             ),
             Ok(Ok(_)) => {}
+        }
+    }
+
+    if let Some(fleet) = &config.fleet {
+        let certificates = [
+            (
+                fleet.ca_bundle.as_ref(),
+                "the PEM file of the roots etcd's server certificates lead to",
+            ),
+            (
+                fleet.client_identity.as_ref().map(|c| &c.cert),
+                "the PEM client certificate etcd trusts",
+            ),
+        ];
+        for (file, what) in certificates {
+            let Some(file) = file else { continue };
+            let shown = file.value.display();
+            match std::fs::read(&file.value).map(|bytes| crate::core::trust::pem_certificates(&bytes)) {
+                Err(err) => fail(file, format!("cannot read {shown}: {err}")),
+                Ok(Ok(certs)) if !certs.is_empty() => {}
+                Ok(Err(why)) => fail(file, format!("{shown}: {why}; give {what}")),
+                Ok(Ok(_)) => fail(file, format!("{shown} holds no CERTIFICATE block; give {what}")),
+            }
         }
     }
 
@@ -285,6 +310,46 @@ mod tests {
         );
         std::fs::write(dir.path().join("roots.pem"), crate::testing::TestCa::new().root_pem()).unwrap();
         assert_eq!(problems(&format!("{d}/roots.pem")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_fleets_ca_bundle_and_client_certificate_must_be_readable_pem_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::create_dir(dir.path().join("certs")).unwrap();
+        let file = dir.path().join("hapcert.toml");
+        let text = format!(
+            "[acme]\ndirectory = \"letsencrypt\"\n[haproxy]\ncert_dir = \"{d}/certs\"\n[state]\ndir = \"{d}/state\"\n\
+             [[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\n[fleet]\netcd = [\"https://127.0.0.1:2379\"]\n\
+             key_file = \"fleet.key\"\nca_bundle = \"etcd-ca.pem\"\nclient_cert = \"client.pem\"\nclient_key = \"client.key\"\n"
+        );
+        let config = Config::parse(&text, &file).unwrap();
+        let problems = || match host_check(&config) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        };
+        let shown = file.display();
+        std::fs::write(dir.path().join("client.pem"), "not a certificate").unwrap();
+        assert_eq!(
+            problems(),
+            [
+                format!(
+                    "{shown}:13:13: fleet.ca_bundle: cannot read {d}/etcd-ca.pem: No such file or directory (os error 2)"
+                ),
+                format!(
+                    "{shown}:14:15: fleet.client_cert: {d}/client.pem holds no CERTIFICATE block; give the PEM client \
+                     certificate etcd trusts"
+                ),
+            ]
+        );
+        let ca = crate::testing::TestCa::new();
+        std::fs::write(dir.path().join("etcd-ca.pem"), ca.root_pem()).unwrap();
+        std::fs::write(
+            dir.path().join("client.pem"),
+            ca.issue(&["client.example.com"], crate::core::config::KeyType::EcdsaP256, 90),
+        )
+        .unwrap();
+        assert_eq!(problems(), Vec::<String>::new());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// What the pure core may not name: the outside parties, a run, and the commands that join them.
-const FORBIDDEN_IN_CORE: [&str; 11] = [
+const FORBIDDEN_IN_CORE: [&str; 12] = [
     "crate::edge",
     "crate::renew",
     "crate::check",
@@ -19,6 +19,7 @@ const FORBIDDEN_IN_CORE: [&str; 11] = [
     "crate::metrics",
     "crate::account",
     "crate::fanout",
+    "crate::fleet",
 ];
 
 fn src() -> PathBuf {

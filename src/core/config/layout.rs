@@ -61,6 +61,27 @@ pub(super) fn validate_layout(config: &Config, errors: &mut Errors) {
         );
     }
 
+    // The fleet's secrets in a crt directory would be loaded by HAProxy as certificates, and fail its config check.
+    if let Some(fleet) = &config.fleet {
+        let secrets = [
+            Some(&fleet.key_file),
+            fleet.auth.as_ref().map(|a| &a.password_file),
+            fleet.client_identity.as_ref().map(|c| &c.key),
+        ];
+        for secret in secrets.into_iter().flatten() {
+            if relation(&lexical(&secret.value), &certs).is_some() {
+                errors.at_located(
+                    secret,
+                    format!(
+                        "{} is inside the cert directory {}, which HAProxy loads whole; keep it elsewhere, like /etc/hapcert/",
+                        secret.value.display(),
+                        cert_dir.value.display()
+                    ),
+                );
+            }
+        }
+    }
+
     // Each directory other than the cert directory is looked at once, under the first certificate that writes there.
     let mut dirs_seen = vec![certs.clone()];
     for cert in &config.certificates {

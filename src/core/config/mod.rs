@@ -15,6 +15,7 @@
 //!   `Located`) and `Config::parse`, the entry point;
 //! - `monitor.rs`: the monitoring sections (`[check]`, `[metrics]`, `[daemon]`, `[hooks]`, `[[notify]]`), model and
 //!   validation together;
+//! - `fleet.rs`: `[fleet]`, the etcd cluster a fleet of load balancers shares its certificates through;
 //! - `summary.rs`: the config as `check-config` shows it;
 //! - `domain.rs` (`DomainName`) and `socket.rs` (`Endpoint`): values with a syntax of their own;
 //! - `tests.rs`: `Config::parse` from text to model, or to the messages an operator reads.
@@ -22,6 +23,7 @@
 mod domain;
 mod errors;
 mod fields;
+mod fleet;
 mod layout;
 mod monitor;
 mod raw;
@@ -39,6 +41,7 @@ pub use domain::DomainName;
 pub use errors::{ConfigError, ConfigErrors, Position};
 use errors::{Errors, LineStarts, clean_toml_message};
 pub use fields::contact_uri;
+pub use fleet::{ClientIdentity, DEFAULT_PREFIX, EtcdAuth, EtcdEndpoint, FleetConfig, validate_node};
 pub use monitor::{
     CheckConfig, DaemonConfig, EmailConfig, EmailTransport, EventKind, Hooks, HooksConfig, MetricsConfig,
     NotifyChannel, NotifyKind,
@@ -72,6 +75,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub hooks: HooksConfig,
     pub notify: Vec<NotifyChannel>,
+    /// `[fleet]`: this node shares its certificates with others through etcd.
+    pub fleet: Option<FleetConfig>,
 }
 
 #[derive(Debug, Clone)]

@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub hooks: RawHooks,
     #[serde(default)]
     pub notify: Vec<Spanned<RawNotify>>,
+    pub fleet: Option<Spanned<RawFleet>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,4 +155,23 @@ pub struct RawNotify {
     pub ca_bundle: Option<Spanned<String>>,
     // exec
     pub command: Option<Spanned<String>>,
+}
+
+/// `[fleet]`: several load balancers sharing their certificates through etcd.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    pub etcd: Option<Spanned<Vec<Spanned<String>>>>,
+    pub prefix: Option<Spanned<String>>,
+    pub node: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub lease_ttl: Option<Spanned<String>>,
+    pub converge_timeout: Option<Spanned<String>>,
+    pub ca_bundle: Option<Spanned<String>>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub advertise: Option<Spanned<String>>,
+    pub emergency_days: Option<Spanned<f64>>,
 }

@@ -8,7 +8,7 @@ use crate::core::time::format_duration;
 pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
     let id = |v: Option<u32>| v.map_or("unchanged".to_owned(), |n| n.to_string());
     let mut out = format!(
-        "{path}: OK\n  CA:          {dir}\n  account:     {account}\n  contact:     {contact}\n  challenge:   HTTP-01 on {listen}\n  cert dir:    {cert_dir} (mode {mode:04o}, uid {uid}, gid {gid})\n  check:       {check}\n  reload:      {reload}\n  state:       {state}\n  certificates ({n}):\n",
+        "{path}: OK\n  CA:          {dir}\n  account:     {account}\n  contact:     {contact}\n  challenge:   HTTP-01 on {listen}\n  cert dir:    {cert_dir} (mode {mode:04o}, uid {uid}, gid {gid})\n  check:       {check}\n  reload:      {reload}\n  state:       {state}\n",
         path = config.path.display(),
         dir = config.acme.directory,
         contact = if config.acme.contact.is_empty() {
@@ -24,8 +24,22 @@ pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
         check = config.haproxy.check_command,
         reload = config.haproxy.reload_command,
         state = config.state.dir.value.display(),
-        n = config.certificates.len(),
     );
+    if let Some(fleet) = &config.fleet {
+        let endpoints: Vec<&str> = fleet.etcd.iter().map(|e| e.url.as_str()).collect();
+        out.push_str(&format!(
+            "  fleet:       node {node} under {prefix} on etcd {endpoints}\n               key {key}{id}, lease {ttl}{auth}{advertise}\n",
+            node = fleet.node.value,
+            prefix = fleet.prefix,
+            endpoints = endpoints.join(", "),
+            key = fleet.key_file.value.display(),
+            id = fleet.key.as_ref().map(|k| format!(" (id {})", k.id())).unwrap_or_default(),
+            ttl = format_duration(fleet.lease_ttl),
+            auth = fleet.auth.as_ref().map(|a| format!(", user {}", a.username)).unwrap_or_default(),
+            advertise = fleet.advertise.map(|a| format!(", advertises {a}")).unwrap_or_default(),
+        ));
+    }
+    out.push_str(&format!("  certificates ({}):\n", config.certificates.len()));
     for cert in &config.certificates {
         let names: Vec<&str> = cert.domains.iter().map(|d| d.as_str()).collect();
         let rule = cert.renew_before.map_or("1/3 of lifetime left".to_owned(), |d| {

@@ -325,6 +325,7 @@ fn the_example_config_in_deploy_parses() {
     let config = Config::parse(text, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
     assert!(config.haproxy.runtime_api.is_some());
     assert!(config.certificates.len() >= 2);
+    assert!(config.fleet.is_none(), "the example runs as a single node");
 }
 
 /// Every commented-out setting of the example, switched on, is valid too: an operator uncomments without surprises.
@@ -345,6 +346,8 @@ fn the_example_config_with_every_setting_uncommented_parses() {
     assert_eq!(config.notify.len(), 3);
     assert!(config.metrics.textfile.is_some() && config.daemon.listen.is_some());
     assert!(config.hooks.global.deploy.is_some());
+    let fleet = config.fleet.expect("the [fleet] example");
+    assert!(fleet.client_identity.is_some() && fleet.auth.is_some() && fleet.etcd.len() == 3);
 }
 
 #[test]
@@ -725,6 +728,205 @@ fn trust_roots_and_the_ca_timeouts_are_read_and_bounded() {
             format!("{FILE}:4:19: acme.request_timeout: must be at least 1s: a CA answers in milliseconds to seconds"),
             format!(
                 "{FILE}:5:18: acme.order_deadline: 2days is more than 6h, the most hapcert waits; use less, like 10m"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_fleet_table_parses_with_its_defaults() {
+    let config = parse(&format!(
+        "{MINIMAL}\n[fleet]\netcd = [\"http://127.0.0.1:12371\", \"http://127.0.0.1:12372/\", \"http://lb-etcd\"]\nkey_file = \"fleet.key\"\n"
+    ))
+    .unwrap();
+    let fleet = config.fleet.unwrap();
+    let urls: Vec<(&str, bool, &str, u16)> = fleet
+        .etcd
+        .iter()
+        .map(|e| (e.url.as_str(), e.tls, e.host.as_str(), e.port))
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            ("http://127.0.0.1:12371", false, "127.0.0.1", 12371),
+            ("http://127.0.0.1:12372", false, "127.0.0.1", 12372),
+            ("http://lb-etcd", false, "lb-etcd", 2379),
+        ]
+    );
+    assert_eq!(fleet.prefix, "/hapcert/default");
+    assert_eq!(
+        fleet.node.value, "",
+        "the host name, filled in when the config is loaded"
+    );
+    assert_eq!(fleet.key_file.value, Path::new("/etc/hapcert/fleet.key"));
+    assert!(
+        fleet.key.is_none(),
+        "read when the config is loaded, not by the pure parse"
+    );
+    assert_eq!(fleet.lease_ttl, Duration::from_secs(10));
+    assert_eq!(fleet.converge_timeout, Duration::from_secs(120));
+    assert!(fleet.ca_bundle.is_none() && fleet.client_identity.is_none() && fleet.auth.is_none());
+    assert_eq!(fleet.advertise, None);
+    assert_eq!(fleet.emergency_days, 3.0);
+    assert!(parse(MINIMAL).unwrap().fleet.is_none());
+}
+
+#[test]
+fn a_full_fleet_table_parses() {
+    let fleet = parse(&format!(
+        r#"{MINIMAL}
+[fleet]
+etcd = ["https://10.0.0.5:2379", "https://[fd00::6]:2379"]
+prefix = "/hapcert/prod-eu"
+node = "lb1.eu_west-2"
+key_file = "/etc/hapcert/fleet.key"
+lease_ttl = "15s"
+converge_timeout = "5m"
+ca_bundle = "etcd-ca.pem"
+client_cert = "etcd-client.pem"
+client_key = "etcd-client.key"
+username = "hapcert"
+password_file = "etcd-password"
+advertise = "10.0.0.11:8080"
+emergency_days = 5
+"#
+    ))
+    .unwrap()
+    .fleet
+    .unwrap();
+    assert!(fleet.etcd.iter().all(|e| e.tls));
+    assert_eq!(fleet.etcd[1].host, "fd00::6");
+    assert_eq!(fleet.prefix, "/hapcert/prod-eu");
+    assert_eq!(fleet.node.value, "lb1.eu_west-2");
+    assert_eq!(fleet.lease_ttl, Duration::from_secs(15));
+    assert_eq!(fleet.converge_timeout, Duration::from_secs(300));
+    assert_eq!(fleet.ca_bundle.unwrap().value, Path::new("/etc/hapcert/etcd-ca.pem"));
+    let identity = fleet.client_identity.unwrap();
+    assert_eq!(identity.cert.value, Path::new("/etc/hapcert/etcd-client.pem"));
+    assert_eq!(identity.key.value, Path::new("/etc/hapcert/etcd-client.key"));
+    let auth = fleet.auth.unwrap();
+    assert_eq!(auth.username, "hapcert");
+    assert_eq!(auth.password_file.value, Path::new("/etc/hapcert/etcd-password"));
+    assert_eq!(fleet.advertise.unwrap().to_string(), "10.0.0.11:8080");
+    assert_eq!(fleet.emergency_days, 5.0);
+
+    let advertise = |text: &str| {
+        parse(&format!(
+            "{MINIMAL}\n[fleet]\netcd = [\"http://127.0.0.1:2379\"]\nkey_file = \"k\"\nadvertise = \"{text}\"\n"
+        ))
+        .unwrap()
+        .fleet
+        .unwrap()
+        .advertise
+        .unwrap()
+        .to_string()
+    };
+    assert_eq!(advertise("10.0.0.11"), "10.0.0.11:80");
+    assert_eq!(advertise("::1"), "[::1]:80");
+    assert_eq!(advertise("[::1]"), "[::1]:80");
+    assert_eq!(advertise("[::1]:8080"), "[::1]:8080");
+}
+
+#[test]
+fn fleet_mistakes_are_named_by_line_and_key_with_the_fix() {
+    let text = format!(
+        r#"{MINIMAL}
+[fleet]
+etcd = ["http://127.0.0.1:2379", "https://10.0.0.6:2379", "etcd:2379", "http://127.0.0.1:2379", "http://u:p@10.0.0.7:2379", "http://10.0.0.8:2379/v3"]
+prefix = "hapcert/x/"
+node = "lb 1"
+lease_ttl = "1s"
+converge_timeout = "soon"
+client_cert = "c.pem"
+username = "hapcert"
+advertise = "lb1.example.com"
+emergency_days = 0.5
+"#
+    );
+    let want = [
+        "10:34: fleet.etcd[1]: mixes http:// and https://; one cluster is reached one way: use https:// for every endpoint",
+        "10:59: fleet.etcd[2]: 'etcd:2379' is not an etcd client URL; write http://host:port or https://host:port, like https://10.0.0.5:2379",
+        "10:72: fleet.etcd[3]: 'http://127.0.0.1:2379' is listed twice",
+        "10:97: fleet.etcd[4]: 'http://u:p@10.0.0.7:2379' holds a user or password; give them as username and password_file instead",
+        "10:125: fleet.etcd[5]: 'http://10.0.0.8:2379/v3' has a path; give only scheme, host and port, like https://10.0.0.5:2379",
+        "11:10: fleet.prefix: 'hapcert/x/' must start with '/'; write it like \"/hapcert/default\"",
+        "12:8: fleet.node: 'lb 1' is not a node name: at most 63 letters, digits, '-', '_' and '.', starting with a letter or digit",
+        "9:1: fleet.key_file: is missing; make the fleet key once with `hapcert fleet keygen --out /etc/hapcert/fleet.key`, copy it to every node (mode 0600), and name it here",
+        "13:13: fleet.lease_ttl: 1s is outside 2s to 5m (etcd grants leases in whole seconds, at least 2); like 10s",
+        "14:20: fleet.converge_timeout: 'soon' is not a duration (expected number at 0); write it like \"30d\", \"36h\" or \"5m\"",
+        "15:15: fleet.client_key: is missing; a client certificate needs its key: give both",
+        "16:12: fleet.password_file: is missing; etcd authentication needs username and password_file",
+        "17:13: fleet.advertise: 'lb1.example.com' is not an address; write where this node's HAProxy takes plain HTTP, like \"10.0.0.11\" (port 80) or \"10.0.0.11:8080\"",
+        "18:18: fleet.emergency_days: must be 1 to 30 days: fewer leaves no time to issue alone, more issues duplicates while etcd is only briefly away; like 3",
+    ];
+    let want: Vec<String> = want.iter().map(|w| format!("{FILE}:{w}")).collect();
+    assert_eq!(errors(&text), want);
+
+    let one = |fleet_lines: &str| errors(&format!("{MINIMAL}\n[fleet]\nkey_file = \"k\"\n{fleet_lines}\n"));
+    assert_eq!(
+        one("etcd = []"),
+        [format!(
+            "{FILE}:11:8: fleet.etcd: is empty; list the etcd client URLs, like [\"https://10.0.0.5:2379\"]"
+        )]
+    );
+    assert_eq!(
+        one(""),
+        [format!(
+            "{FILE}:9:1: fleet.etcd: is missing; list the etcd client URLs, like [\"https://10.0.0.5:2379\"]"
+        )]
+    );
+    let with_etcd = |lines: &str| one(&format!("etcd = [\"http://127.0.0.1:2379\"]\n{lines}"));
+    for (line, wanted) in [
+        ("prefix = \"/hapcert/\"", "must not end with '/'"),
+        ("prefix = \"/\"", "must not end with '/'"),
+        ("prefix = \"/hap cert\"", "holds a space or a control character"),
+        ("prefix = \"/hap//cert\"", "has an empty segment"),
+        ("node = \"\"", "fleet.node: is empty"),
+        ("node = \"-lb\"", "is not a node name"),
+        ("node = \"lb/1\"", "is not a node name"),
+        (&format!("node = \"{}\"", "a".repeat(64)), "is not a node name"),
+        ("lease_ttl = \"1500ms\"", "fleet.lease_ttl: 1s 500ms is outside"),
+        ("lease_ttl = \"2500ms\"", "must be whole seconds"),
+        ("lease_ttl = \"10m\"", "is outside 2s to 5m"),
+        ("converge_timeout = \"2s\"", "is outside 10s to 1day"),
+        ("emergency_days = 31", "must be 1 to 30 days"),
+        ("advertise = \"10.0.0.11:0\"", "is not an address"),
+        ("advertise = \"0.0.0.0\"", "is not an address"),
+        ("password_file = \"p\"", "fleet.username: is missing"),
+        ("client_key = \"k.pem\"", "fleet.client_cert: is missing"),
+        (
+            "ca_bundle = \"ca.pem\"",
+            "fleet.ca_bundle: applies to https:// endpoints only",
+        ),
+        (
+            "client_cert = \"c.pem\"\nclient_key = \"k.pem\"",
+            "fleet.client_cert: applies to https:// endpoints only",
+        ),
+        ("nodes = \"x\"", "unknown field `nodes`"),
+    ] {
+        let got = with_etcd(line);
+        assert!(
+            got.iter().any(|e| e.contains(wanted)),
+            "{line}: no '{wanted}' in {got:#?}"
+        );
+    }
+}
+
+#[test]
+fn the_fleets_secrets_stay_out_of_the_cert_directory() {
+    let text = format!(
+        "{MINIMAL}\n[fleet]\netcd = [\"https://127.0.0.1:2379\"]\nkey_file = \"/etc/haproxy/certs/fleet.key\"\n\
+         username = \"u\"\npassword_file = \"/etc/haproxy/certs/sub/pw\"\nclient_cert = \"/etc/haproxy/certs/c.pem\"\n\
+         client_key = \"/etc/hapcert/c.key\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            format!(
+                "{FILE}:11:12: fleet.key_file: /etc/haproxy/certs/fleet.key is inside the cert directory /etc/haproxy/certs, which HAProxy loads whole; keep it elsewhere, like /etc/hapcert/"
+            ),
+            format!(
+                "{FILE}:13:17: fleet.password_file: /etc/haproxy/certs/sub/pw is inside the cert directory /etc/haproxy/certs, which HAProxy loads whole; keep it elsewhere, like /etc/hapcert/"
             ),
         ]
     );

@@ -110,6 +110,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Conf
         daemon: monitor::validate_daemon(raw.daemon, errors),
         hooks,
         notify: monitor::validate_notify(raw.notify, base, errors),
+        fleet: raw.fleet.map(|fleet| super::fleet::validate_fleet(fleet, base, errors)),
     };
     super::layout::validate_layout(&config, errors);
     config

@@ -21,6 +21,16 @@ pub mod leftovers;
 /// dot-prefixed temporary file in the same directory (HAProxy skips dot-files in a `crt` directory), the mode and owner set
 /// before any byte is written, fsync, rename over `path`, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: FileOwner) -> io::Result<()> {
+    write_whole(path, bytes, mode, owner, true)
+}
+
+/// `write_atomic` for a file that must not exist yet: an existing `path` is left alone, and the error is
+/// `AlreadyExists` (the rename refuses to replace, so a file made meanwhile is not overwritten either).
+pub fn write_atomic_new(path: &Path, bytes: &[u8], mode: u32, owner: FileOwner) -> io::Result<()> {
+    write_whole(path, bytes, mode, owner, false)
+}
+
+fn write_whole(path: &Path, bytes: &[u8], mode: u32, owner: FileOwner, replace: bool) -> io::Result<()> {
     let dir = parent_dir(path);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let mut temp = tempfile::Builder::new()
@@ -36,7 +46,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: FileOwner) -> i
     }
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
+    if replace {
+        temp.persist(path).map_err(|e| e.error)?;
+    } else {
+        temp.persist_noclobber(path).map_err(|e| e.error)?;
+    }
     File::open(dir)?.sync_all()
 }
 
