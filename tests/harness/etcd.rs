@@ -268,3 +268,171 @@ impl Drop for EtcdCluster {
         }
     }
 }
+
+/// One etcd member with TLS on its client port (`--client-cert-auth`: a client certificate signed by the test CA is
+/// required) and authentication enabled: users `root` and `agent1` (password `agent1pw`), whose role `fleet` may only
+/// read and write under `/hapcert/`. The client certificate has no common name: the gateway refuses one that has one
+/// when auth is on.
+pub struct EtcdTlsMember {
+    child: Option<Child>,
+    port: u16,
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    dir: TempDir,
+}
+
+impl EtcdTlsMember {
+    pub fn start() -> EtcdTlsMember {
+        use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+        let dir = tempfile::Builder::new()
+            .prefix("hapcert-etcd-tls-")
+            .tempdir()
+            .expect("create temp dir");
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            path
+        };
+        let mut ca_params = CertificateParams::default();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "hapcert test etcd CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca = write("ca.crt", ca_params.self_signed(&ca_key).expect("self-sign CA").pem());
+        let issuer = Issuer::new(ca_params, ca_key);
+        let server_params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("server names");
+        let server_key = KeyPair::generate().expect("server key");
+        let server_cert = write(
+            "server.crt",
+            server_params
+                .signed_by(&server_key, &issuer)
+                .expect("sign server")
+                .pem(),
+        );
+        let server_key = write("server.key", server_key.serialize_pem());
+        let mut client_params = CertificateParams::default();
+        client_params.distinguished_name = DistinguishedName::new();
+        client_params
+            .distinguished_name
+            .push(DnType::OrganizationName, "hapcert-gw");
+        let client_key_pair = KeyPair::generate().expect("client key");
+        let client_cert = write(
+            "client.crt",
+            client_params
+                .signed_by(&client_key_pair, &issuer)
+                .expect("sign client")
+                .pem(),
+        );
+        let client_key = write("client.key", client_key_pair.serialize_pem());
+
+        let port = free_port();
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let client_url = format!("https://127.0.0.1:{port}");
+        let log_path = dir.path().join("t1.log");
+        let log = File::create(&log_path).unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
+        let child = Command::new(etcd_bin())
+            .args(["--name", "t1"])
+            .arg("--data-dir")
+            .arg(dir.path().join("t1"))
+            .args([
+                "--listen-client-urls",
+                &client_url,
+                "--advertise-client-urls",
+                &client_url,
+            ])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .arg(format!("--initial-cluster=t1={peer}"))
+            .args(["--initial-cluster-state", "new", "--client-cert-auth"])
+            .arg("--cert-file")
+            .arg(&server_cert)
+            .arg("--key-file")
+            .arg(&server_key)
+            .arg("--trusted-ca-file")
+            .arg(&ca)
+            .args(["--logger=zap", "--log-outputs=stderr", "--log-level=warn"])
+            .env_remove("ETCDCTL_ENDPOINTS")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", etcd_bin().display()));
+        let member = EtcdTlsMember {
+            child: Some(child),
+            port,
+            ca,
+            client_cert,
+            client_key,
+            dir,
+        };
+        let deadline = Instant::now() + READY_WITHIN;
+        while !member
+            .etcdctl(&["endpoint", "health", "--command-timeout=2s"])
+            .status
+            .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the TLS etcd member is not healthy: {}",
+                member.log()
+            );
+            sleep(POLL);
+        }
+        for args in [
+            &["user", "add", "root", "--new-user-password=rootpw"][..],
+            &["user", "add", "agent1", "--new-user-password=agent1pw"],
+            &["role", "add", "fleet"],
+            &[
+                "role",
+                "grant-permission",
+                "fleet",
+                "--prefix=true",
+                "readwrite",
+                "/hapcert/",
+            ],
+            &["user", "grant-role", "agent1", "fleet"],
+            &["auth", "enable"],
+        ] {
+            let output = member.etcdctl(args);
+            assert!(
+                output.status.success(),
+                "etcdctl {args:?}: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        member
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn etcdctl(&self, args: &[&str]) -> Output {
+        Command::new(etcdctl_bin())
+            .env("ETCDCTL_API", "3")
+            .env_remove("ETCDCTL_ENDPOINTS")
+            .arg(format!("--endpoints={}", self.endpoint()))
+            .arg(format!("--cacert={}", self.ca.display()))
+            .arg(format!("--cert={}", self.client_cert.display()))
+            .arg(format!("--key={}", self.client_key.display()))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", etcdctl_bin().display()))
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("t1.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for EtcdTlsMember {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

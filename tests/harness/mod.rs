@@ -45,7 +45,7 @@ pub use certbot::CertbotKey;
 #[allow(unused_imports)]
 pub use certs::{leaf_der_from_pem_file, san_dns_names, serial_hex, validity};
 #[allow(unused_imports)]
-pub use etcd::EtcdCluster;
+pub use etcd::{EtcdCluster, EtcdTlsMember};
 #[allow(unused_imports)]
 pub use flaky::FlakyRelay;
 #[allow(unused_imports)]

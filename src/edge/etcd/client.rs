@@ -650,7 +650,10 @@ impl EtcdClient {
                 endpoint: endpoint.into(),
                 what: format!("authentication as user {name:?}"),
                 code: answer.code,
-                message: format!("{}; check [fleet] username and password_file", answer.text()),
+                message: format!(
+                    "{} (as user {name:?}); check [fleet] username and password_file",
+                    answer.text()
+                ),
             }));
         }
         let answer: wire::AuthResponse = serde_json::from_slice(&text).map_err(|e| {
