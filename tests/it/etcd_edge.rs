@@ -356,7 +356,7 @@ async fn etcd_edge_speaks_tls_with_a_client_certificate_and_authenticates() {
         .expect_err("a client without a certificate got in");
     eprintln!("without a client certificate: {error}");
     assert!(
-        matches!(error, EtcdError::Unreachable { .. }) && error.to_string().contains("BadCertificate"),
+        matches!(error, EtcdError::Tls { .. }) && error.to_string().contains("BadCertificate"),
         "{error}"
     );
 }

@@ -171,6 +171,11 @@ pub enum EtcdError {
     },
     #[error("the watch on {endpoint} ended: {detail}; watch again from the last revision seen + 1")]
     WatchEnded { endpoint: String, detail: String },
+    #[error(
+        "no etcd endpoint accepted a TLS connection for {what}: {tried}; check [fleet] ca_bundle, client_cert and \
+         client_key against the members' certificates and --trusted-ca-file"
+    )]
+    Tls { what: String, tried: String },
     #[error("etcd client setup: {0}")]
     Setup(String),
 }
@@ -194,12 +199,25 @@ struct Inner {
 enum Failure {
     /// Nothing was sent, or the member said it did nothing (no leader): another endpoint may do it.
     TryNext(String),
+    /// The TLS handshake failed (a certificate refused, either way): another endpoint may accept, but trying this
+    /// one again will not help.
+    Tls(String),
     /// Sent, and no whole answer: a write may have been applied.
     Unsure(String),
     /// The token is no longer valid: authenticate again, then retry.
     Token,
     /// A final answer.
     Final(EtcdError),
+}
+
+impl EtcdError {
+    /// What each endpoint said, for an [`EtcdError::Unreachable`].
+    fn tried(self) -> String {
+        match self {
+            EtcdError::Unreachable { tried, .. } => tried,
+            other => other.to_string(),
+        }
+    }
 }
 
 impl EtcdClient {
@@ -474,6 +492,7 @@ impl EtcdClient {
         let start = inner.preferred.load(Ordering::Relaxed);
         let mut tried: Vec<(String, String)> = Vec::new();
         let mut reauthenticated = false;
+        let mut tls_failed = std::collections::BTreeSet::new();
         let mut attempt = 0usize;
         loop {
             if attempt > 0 && attempt.is_multiple_of(count) {
@@ -492,6 +511,16 @@ impl EtcdClient {
                     return Ok((endpoint.clone(), response));
                 }
                 Err(Failure::TryNext(why)) => note(&mut tried, endpoint, why),
+                Err(Failure::Tls(why)) => {
+                    note(&mut tried, endpoint, why);
+                    tls_failed.insert(index);
+                    if tls_failed.len() == count {
+                        return Err(EtcdError::Tls {
+                            what: what.into(),
+                            tried: self.unreachable(what, tried).tried(),
+                        });
+                    }
+                }
                 Err(Failure::Unsure(why)) => {
                     note(&mut tried, endpoint, why);
                     if !idempotent {
@@ -572,6 +601,7 @@ impl EtcdClient {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let response = match tokio::time::timeout(remaining, self.inner.http.request(request)).await {
             Err(_) => return Err(Failure::Unsure("no answer in time".into())),
+            Ok(Err(e)) if is_tls(&e) => return Err(Failure::Tls(format!("TLS failed: {}", cause(&e)))),
             Ok(Err(e)) if e.is_connect() => return Err(Failure::TryNext(format!("cannot connect: {}", cause(&e)))),
             Ok(Err(e)) => return Err(Failure::Unsure(format!("the connection failed: {}", cause(&e)))),
             Ok(Ok(response)) => response,
@@ -631,6 +661,7 @@ impl EtcdClient {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let response = match tokio::time::timeout(remaining, self.inner.http.request(request)).await {
             Err(_) => return Err(Failure::TryNext("no answer to authenticate in time".into())),
+            Ok(Err(e)) if is_tls(&e) => return Err(Failure::Tls(format!("TLS failed: {}", cause(&e)))),
             Ok(Err(e)) if e.is_connect() => return Err(Failure::TryNext(format!("cannot connect: {}", cause(&e)))),
             Ok(Err(e)) => return Err(Failure::TryNext(format!("authenticate failed: {}", cause(&e)))),
             Ok(Ok(response)) => response,
@@ -898,6 +929,25 @@ fn note(tried: &mut Vec<(String, String)>, endpoint: &str, why: String) {
         Some(entry) => entry.1 = why,
         None => tried.push((endpoint.to_owned(), why)),
     }
+}
+
+/// Whether the TLS layer failed: a rustls error anywhere in the chain.
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// The innermost cause of a client error (hyper's own message is only "client error (Connect)").
