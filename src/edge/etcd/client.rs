@@ -571,7 +571,7 @@ impl EtcdClient {
             .collect();
         if !untried.is_empty() {
             let list: Vec<&str> = untried.iter().map(|e| e.as_str()).collect();
-            let _ = write!(text, "; not tried in time: {}", list.join(", "));
+            let _ = write!(text, "; not tried: {}", list.join(", "));
         }
         EtcdError::Unreachable {
             what: what.into(),
