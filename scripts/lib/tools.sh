@@ -1,5 +1,6 @@
 # Shared by scripts/test, scripts/demo and scripts/bench: finds or installs the real parts the project runs against.
-# Sets HAPROXY_BIN, PEBBLE_BIN, CHALLTESTSRV_BIN, PEBBLE_2_4_BIN and PEBBLE_LATEST_BIN; certbot goes on PATH.
+# Sets HAPROXY_BIN, PEBBLE_BIN, CHALLTESTSRV_BIN, PEBBLE_2_4_BIN, PEBBLE_LATEST_BIN, ETCD_BIN and ETCDCTL_BIN;
+# certbot goes on PATH.
 
 TOOLS_DIR="${TOOLS_DIR:-$(pwd)/target/tools}"
 
@@ -130,8 +131,19 @@ ensure_strace() {
   apt_install_missing strace=strace
 }
 
+# etcd and etcdctl (Debian's etcd-server and etcd-client; 3.4 on bookworm), for the fleet's store: the tests run a
+# 3-member cluster of plain processes on loopback. The package's own service is not used (and under systemd it listens
+# on 2379/2380, which the tests avoid).
+ensure_etcd() {
+  apt_install_missing etcd=etcd-server etcdctl=etcd-client
+  ETCD_BIN=$(command -v etcd || echo /usr/bin/etcd)
+  ETCDCTL_BIN=$(command -v etcdctl || echo /usr/bin/etcdctl)
+  export ETCD_BIN ETCDCTL_BIN
+}
+
 ensure_test_tools() {
   ensure_haproxy
+  ensure_etcd
   ensure_strace
   ensure_pebble
   ensure_pebble_2_4

@@ -9,6 +9,7 @@
 
 mod certbot;
 mod certs;
+mod etcd;
 mod flaky;
 mod hapcert;
 mod hapcert_daemon;
@@ -43,6 +44,8 @@ use tempfile::TempDir;
 pub use certbot::CertbotKey;
 #[allow(unused_imports)]
 pub use certs::{leaf_der_from_pem_file, san_dns_names, serial_hex, validity};
+#[allow(unused_imports)]
+pub use etcd::{EtcdCluster, EtcdTlsMember};
 #[allow(unused_imports)]
 pub use flaky::FlakyRelay;
 #[allow(unused_imports)]

@@ -9,6 +9,7 @@ mod check;
 mod closed_stdout;
 mod crash_points;
 mod daemon;
+mod etcd_edge;
 mod fleet_config;
 mod flood;
 mod harness_extras;
