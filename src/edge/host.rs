@@ -65,41 +65,18 @@ pub fn host_check(config: &Config) -> Result<FileOwner, ConfigErrors> {
         fail(bundle, format!("cannot read {}: {err}", bundle.value.display()));
     }
     if let Some(roots) = &config.acme.trust_roots {
-        let shown = roots.value.display();
-        match std::fs::read(&roots.value).map(|bytes| crate::core::trust::pem_certificates(&bytes)) {
-            Err(err) => fail(roots, format!("cannot read {shown}: {err}")),
-            Ok(Err(why)) => fail(
-                roots,
-                format!("{shown}: {why}; give the PEM file of your CA's root certificates"),
-            ),
-            Ok(Ok(certs)) if certs.is_empty() => fail(
-                roots,
-                format!("{shown} holds no CERTIFICATE block; give the PEM file of your CA's root certificates"),
-            ),
-            Ok(Ok(_)) => {}
-        }
+        check_certificates_file(roots, "the PEM file of your CA's root certificates", &mut fail);
     }
-
     if let Some(fleet) = &config.fleet {
-        let certificates = [
-            (
-                fleet.ca_bundle.as_ref(),
+        if let Some(bundle) = &fleet.ca_bundle {
+            check_certificates_file(
+                bundle,
                 "the PEM file of the roots etcd's server certificates lead to",
-            ),
-            (
-                fleet.client_identity.as_ref().map(|c| &c.cert),
-                "the PEM client certificate etcd trusts",
-            ),
-        ];
-        for (file, what) in certificates {
-            let Some(file) = file else { continue };
-            let shown = file.value.display();
-            match std::fs::read(&file.value).map(|bytes| crate::core::trust::pem_certificates(&bytes)) {
-                Err(err) => fail(file, format!("cannot read {shown}: {err}")),
-                Ok(Ok(certs)) if !certs.is_empty() => {}
-                Ok(Err(why)) => fail(file, format!("{shown}: {why}; give {what}")),
-                Ok(Ok(_)) => fail(file, format!("{shown} holds no CERTIFICATE block; give {what}")),
-            }
+                &mut fail,
+            );
+        }
+        if let Some(identity) = &fleet.client_identity {
+            check_certificates_file(&identity.cert, "the PEM client certificate etcd trusts", &mut fail);
         }
     }
 
@@ -217,6 +194,21 @@ fn not_a_certificate(path: &Path) -> Option<String> {
         "{} {problem}: it is not a PEM certificate; point `file` at the PEM HAProxy loads, or remove the file if it is a leftover",
         path.display()
     ))
+}
+
+/// A file that must hold PEM certificates (`what`, for the fix).
+fn check_certificates_file(
+    file: &Located<std::path::PathBuf>,
+    what: &str,
+    fail: &mut impl FnMut(&dyn Locatable, String),
+) {
+    let shown = file.value.display();
+    match std::fs::read(&file.value).map(|bytes| crate::core::trust::pem_certificates(&bytes)) {
+        Err(err) => fail(file, format!("cannot read {shown}: {err}")),
+        Ok(Ok(certs)) if !certs.is_empty() => {}
+        Ok(Err(why)) => fail(file, format!("{shown}: {why}; give {what}")),
+        Ok(Ok(_)) => fail(file, format!("{shown} holds no CERTIFICATE block; give {what}")),
+    }
 }
 
 fn check_writable_dir(dir: &Located<std::path::PathBuf>, fail: &mut impl FnMut(&dyn Locatable, String)) {
