@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use time::macros::datetime;
 
-use crate::core::ari::{self, RenewalInfo, Suggested};
+use crate::core::ari::{self, RenewalInfo};
 use crate::core::config::{self, Config, FileOwner};
 use crate::core::pem::{Bundle, CertFacts};
 use crate::core::schedule::MAX_CA_RETRY_AFTER;
@@ -153,13 +153,7 @@ pub fn ari(data: &[u8]) {
         .unwrap_or(Duration::ZERO);
 
     let now = datetime!(2026-12-01 12:00 UTC);
-    if let Ok(answer) = serde_json::from_slice::<instant_acme::RenewalInfo>(json) {
-        let suggested = Suggested {
-            start: answer.suggested_window.start,
-            end: answer.suggested_window.end,
-            explanation_url: answer.explanation_url,
-            retry_after,
-        };
+    if let Some(suggested) = crate::edge::acme::suggested_from_json(json, retry_after) {
         let id = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE";
         for unit in [0.0, 0.5, 0.999_999_999] {
             let first = ari::record(None, id, suggested.clone(), now, unit);

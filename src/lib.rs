@@ -21,8 +21,10 @@ pub mod cli;
 pub mod core;
 pub mod edge;
 pub mod error;
-/// The fuzz targets' entry points (`fuzz/`); not an API.
+/// The fuzz targets' entry points (`fuzz/`); not an API. Built only for them (cargo-fuzz sets `--cfg fuzzing`) and for
+/// the corpus replay test, never into the program.
 #[doc(hidden)]
+#[cfg(any(fuzzing, test))]
 pub mod fuzzing;
 pub mod logging;
 pub mod notify;

@@ -197,6 +197,25 @@ fn ca_builder(
     )?)))
 }
 
+/// A renewalInfo body as instant-acme reads it, then as the core records it: the fuzzer's way in, so that it checks
+/// this very code. `None` when the body is not a renewalInfo object.
+#[cfg(any(fuzzing, test))]
+pub(crate) fn suggested_from_json(body: &[u8], retry_after: std::time::Duration) -> Option<Suggested> {
+    serde_json::from_slice::<instant_acme::RenewalInfo>(body)
+        .ok()
+        .map(|info| suggested(info, retry_after))
+}
+
+/// The CA's renewalInfo answer as the core records it.
+fn suggested(info: instant_acme::RenewalInfo, retry_after: std::time::Duration) -> Suggested {
+    Suggested {
+        start: info.suggested_window.start,
+        end: info.suggested_window.end,
+        explanation_url: info.explanation_url,
+        retry_after,
+    }
+}
+
 /// How to order: what the new certificate replaces (its ARI id), and under which profile.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OrderOptions<'a> {
@@ -339,12 +358,7 @@ impl Acme {
     pub async fn renewal_info(&self, cert_id: &str) -> anyhow::Result<Option<Suggested>> {
         let id = parse_cert_id(cert_id)?;
         match self.account.renewal_info(&id).await {
-            Ok((info, retry_after)) => Ok(Some(Suggested {
-                start: info.suggested_window.start,
-                end: info.suggested_window.end,
-                explanation_url: info.explanation_url,
-                retry_after,
-            })),
+            Ok((info, retry_after)) => Ok(Some(suggested(info, retry_after))),
             Err(instant_acme::Error::Unsupported(_)) => Ok(None),
             Err(err) => Err(describe(err)).with_context(|| format!("cannot fetch renewal information for {cert_id}")),
         }
