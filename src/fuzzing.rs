@@ -15,7 +15,7 @@ use crate::core::pem::{Bundle, CertFacts};
 use crate::core::schedule::MAX_CA_RETRY_AFTER;
 use crate::edge::haproxy::reply;
 use crate::edge::http01::responder::{self, ChallengeTokens, TokenGuard};
-use crate::edge::http01::unknown_tokens::UnknownTokenTally;
+use crate::edge::tally::Tally;
 use crate::import::certbot::{self, CertbotTree, LineageFiles, PlanOptions, ReadFile};
 use crate::import::configobj;
 
@@ -187,7 +187,7 @@ pub fn responder(data: &[u8]) {
     const KEY_AUTHORIZATION: &str =
         "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI";
     static PUBLISHED: OnceLock<(ChallengeTokens, TokenGuard)> = OnceLock::new();
-    static UNKNOWN: OnceLock<Mutex<UnknownTokenTally>> = OnceLock::new();
+    static UNKNOWN: OnceLock<Mutex<Tally>> = OnceLock::new();
 
     let (method, target) = match data.iter().position(|b| *b == b'\n') {
         Some(at) => (&data[..at], &data[at + 1..]),

@@ -3,4 +3,3 @@
 
 pub mod preflight;
 pub mod responder;
-pub mod unknown_tokens;

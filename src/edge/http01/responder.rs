@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::core::challenge::{Challenge, ChallengeKind, ChallengePublisher};
 use crate::core::config::is_base64url;
-use crate::edge::http01::unknown_tokens::{Summary, UnknownTokenTally};
+use crate::edge::tally::{Summary, Tally};
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
 /// RFC 8555 tokens carry at least 128 bits; CAs send 43 characters. Anything far longer is not a token.
@@ -98,7 +98,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Serves until `shutdown` completes, then drops every open connection: by then no order needs an answer.
 pub async fn serve(listener: TcpListener, tokens: ChallengeTokens, shutdown: impl Future<Output = ()>) {
-    let unknown = Arc::new(Mutex::new(UnknownTokenTally::default()));
+    let unknown = Arc::new(Mutex::new(Tally::default()));
     let tally = unknown.clone();
     let answer = move |req: &Request<Incoming>, peer: SocketAddr| answer(&tokens, &tally, req, peer);
     crate::edge::http_server::serve(listener, "challenge responder", answer, shutdown).await;
@@ -110,7 +110,7 @@ pub async fn serve(listener: TcpListener, tokens: ChallengeTokens, shutdown: imp
 /// One request's answer; generic over the body, which it never reads, so that the fuzz target can call it.
 pub(crate) fn answer<B>(
     tokens: &ChallengeTokens,
-    unknown: &Mutex<UnknownTokenTally>,
+    unknown: &Mutex<Tally>,
     req: &Request<B>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
