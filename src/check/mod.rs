@@ -84,11 +84,30 @@ async fn evaluate(config: &Config, now: OffsetDateTime) -> CheckReport {
     let state = StateDir::at(&config.state.dir.value).load_state();
     let runs = judge::judge_runs(&run_record(&state), config.check.max_run_age, now);
     let observed = observe(config, state.ok().as_ref(), Arc::new(roots), now).await;
-    let certificates = observed
+    let certificates: Vec<_> = observed
         .iter()
         .map(|seen| judge::judge_certificate(&config.check, seen, now))
         .collect();
+    let runs = match &config.fleet {
+        Some(fleet) => judge::with_fleet_store(runs, fleet_store_problem(fleet).await.as_deref(), &certificates),
+        None => runs,
+    };
     render::report(runs, certificates, now)
+}
+
+/// Why the fleet's store cannot be read, if it cannot: renewals wait for it (serving does not).
+async fn fleet_store_problem(fleet: &crate::core::config::FleetConfig) -> Option<String> {
+    let store = match crate::fleet::store::FleetStore::connect(fleet) {
+        Ok(store) => store,
+        Err(err) => return Some(format!("{err:#}")),
+    };
+    let prefix = store.layout().prefix();
+    store
+        .client()
+        .get(prefix.as_bytes())
+        .await
+        .err()
+        .map(|err| err.to_string())
 }
 
 /// Every certificate's file, and a handshake per `[check] endpoints` entry and name; at most `PROBES_AT_ONCE` at a time.

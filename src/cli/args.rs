@@ -125,6 +125,14 @@ pub enum FleetCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The fleet as etcd has it: nodes, which node serves which certificate, laggards, locks and pending orders.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring this node's ACME account and current certificates into an empty fleet prefix (the move from a single node).
+    Init,
 }
 
 #[derive(Debug, Subcommand)]

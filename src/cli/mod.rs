@@ -50,7 +50,6 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 ..Default::default()
             };
             let config = configured(true)?;
-            crate::fleet::refuse_fleet(&config)?;
             renew_command(&config, options, false).await?
         }
         Command::Renew {
@@ -60,7 +59,6 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             dry_run,
         } => {
             let mut config = configured(!dry_run)?;
-            crate::fleet::refuse_fleet(&config)?;
             ensure_configured(&config, &names)?;
             if dry_run && config.acme.directory == config::LETSENCRYPT {
                 config.acme.directory = config::LETSENCRYPT_STAGING.to_owned();
@@ -116,6 +114,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let thumbprint = match config.acme_needed_for_snippet() {
                 true => {
                     let state = StateDir::create(&config.state.dir.value)?;
+                    crate::fleet::account::use_fleets(&config, &state).await?;
                     acme::Acme::connect(&config.acme, &state).await?.thumbprint().to_owned()
                 }
                 false => String::new(),
@@ -142,6 +141,19 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         // Needs no config: the key is made before there is a [fleet] to name it.
         Command::Fleet(FleetCommand::Keygen { out }) => {
             outln!("{}", crate::fleet::keygen(&out)?);
+            true
+        }
+        Command::Fleet(FleetCommand::Status { json }) => {
+            let status = crate::fleet::status::read(&configured(false)?).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                out!("{}", status.render());
+            }
+            true
+        }
+        Command::Fleet(FleetCommand::Init) => {
+            outln!("{}", crate::fleet::init(&configured(false)?).await?);
             true
         }
         Command::Notify(NotifyCommand::Test) => crate::notify::send_test(&configured(false)?).await,
@@ -187,7 +199,16 @@ fn ensure_configured(config: &Config, names: &[String]) -> anyhow::Result<()> {
 
 async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> anyhow::Result<bool> {
     let owner = host_check(config)?;
-    let report = renew::run(config, owner, &options).await.context("the run stopped")?;
+    let fleet = crate::fleet::FleetMode::open(config, false).await?;
+    let context = renew::RunContext {
+        fleet: fleet.clone(),
+        ..Default::default()
+    };
+    let report = renew::run_with(config, owner, &options, &context).await;
+    if let Some(session) = fleet.as_ref().and_then(crate::fleet::FleetMode::session) {
+        session.close().await;
+    }
+    let report = report.context("the run stopped")?;
     for item in &report.items {
         match &item.result {
             ItemResult::NotDue if manual => outln!("not due   {}: {}", item.name, item.decision.reason),

@@ -6,6 +6,7 @@ pub mod challenge;
 pub mod config;
 pub mod decision;
 pub mod keys;
+pub mod order_journal;
 pub mod pem;
 pub mod schedule;
 pub mod seal;

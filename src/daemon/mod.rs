@@ -15,6 +15,7 @@
 //!
 //! With `$NOTIFY_SOCKET` set (`Type=notify`), systemd hears READY, RELOADING, STOPPING and a one-line STATUS.
 
+mod fleet_link;
 mod health;
 mod server;
 mod systemd;
@@ -30,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
+use self::fleet_link::FleetLink;
 use self::health::Activity;
 use self::server::Shared;
 use self::wake::Upcoming;
@@ -48,13 +50,14 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
     // Headroom for a flood on the side port (the servers cap their connections at a share of whatever limit this is).
     crate::edge::fd_limit::raise_soft_limit();
     let config = crate::edge::host::load_config(config_path)?;
-    crate::fleet::refuse_fleet(&config)?;
     let mut owner = crate::edge::host::host_check(&config)?;
     let mut signals = Signals::install()?;
     let started = OffsetDateTime::now_utc();
     let shared = Arc::new(Shared::new(Arc::new(config), started));
     let mut listeners = Listeners::default();
     listeners.apply(&shared.config(), &shared).await?;
+    let mut fleet = FleetLink::default();
+    fleet.connect(&shared.config(), listeners.tokens()).await?;
     tracing::info!(config = %config_path.display(), "hapcert daemon started");
     systemd::notify("READY=1");
 
@@ -65,13 +68,22 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
     let mut announced_pass = None;
     // What the last pass left: the state it saved and what the files hold. The next wake is planned from it.
     let mut after_pass = None;
+    // A certificate held back for a short while (another node holds its lock): the next pass comes no later.
+    let mut retry_at: Option<OffsetDateTime> = None;
     loop {
         let config = shared.config();
         if pass_due {
             last_pass = OffsetDateTime::now_utc();
             jitter_unit = crate::core::ari::random_unit();
             shared.set_activity(Activity::Renewing { since: last_pass });
-            let (flow, report) = renewal_pass(&config, owner, lock_timeout, listeners.tokens(), &mut signals).await;
+            fleet.connect(&config, listeners.tokens()).await?;
+            let context = RunContext {
+                responder: listeners.tokens(),
+                fleet: fleet.mode.clone(),
+                ..Default::default()
+            };
+            let (flow, report) = renewal_pass(&config, owner, lock_timeout, context, &mut signals).await;
+            retry_at = report.as_ref().and_then(earliest_retry);
             after_pass = report.map(|r| (r.state, r.on_disk));
             if flow == Flow::Stop {
                 break;
@@ -90,13 +102,17 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
         }
 
         let now = OffsetDateTime::now_utc();
-        let plan = wake::plan(
+        let mut plan = wake::plan(
             &upcoming(&config, after_pass.as_ref(), now),
             last_pass,
             last_probe,
             &config.daemon,
             jitter_unit,
         );
+        if let Some(at) = retry_at.filter(|at| *at < plan.pass_at) {
+            plan.pass_at = at;
+            plan.pass_reason = "a certificate held back by the fleet's lock".into();
+        }
         shared.set_activity(Activity::Sleeping { until: plan.wake_at() });
         // Said once per plan, not at every probe.
         if announced_pass != Some(plan.pass_at) {
@@ -114,6 +130,10 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
             () = tokio::time::sleep(plan.sleep_from(now)) => {
                 (pass_due, probe_due) = plan.due(OffsetDateTime::now_utc());
             }
+            Some(changed) = fleet.next_change() => {
+                (pass_due, probe_due) = (false, false);
+                fleet.converge(&config, owner, lock_timeout, changed).await;
+            }
             signal = signals.next() => {
                 if signal != HANGUP {
                     tracing::info!("{signal}: stopping");
@@ -129,6 +149,7 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
     }
 
     systemd::notify("STOPPING=1");
+    fleet.close().await;
     listeners.stop().await;
     tracing::info!("hapcert daemon stopped");
     Ok(())
@@ -140,7 +161,6 @@ async fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut Listeners) ->
     systemd::notify("RELOADING=1");
     let outcome = async {
         let config = crate::edge::host::load_config(path)?;
-        crate::fleet::refuse_fleet(&config)?;
         let owner = crate::edge::host::host_check(&config)?;
         listeners.apply(&config, shared).await?;
         anyhow::Ok((config, owner))
@@ -176,13 +196,13 @@ async fn renewal_pass(
     config: &Config,
     owner: FileOwner,
     lock_timeout: Duration,
-    responder: Option<ChallengeTokens>,
+    context: RunContext,
     signals: &mut Signals,
 ) -> (Flow, Option<Report>) {
     let (abandon, abandoned) = watch::channel(false);
     let context = RunContext {
-        responder,
         abandon: Some(abandoned),
+        ..context
     };
     let options = RunOptions {
         lock_timeout,
@@ -212,6 +232,20 @@ async fn renewal_pass(
             (flow, None)
         }
     }
+}
+
+/// The soonest a held-back certificate may be tried again, when that is soon (another node's lock, a stopping daemon
+/// excluded): the next pass comes then rather than at the planned time.
+fn earliest_retry(report: &Report) -> Option<OffsetDateTime> {
+    let soon = OffsetDateTime::now_utc() + time::Duration::minutes(10);
+    report
+        .items
+        .iter()
+        .filter_map(|item| match &item.result {
+            ItemResult::Deferred { until, .. } if *until <= soon => Some(*until),
+            _ => None,
+        })
+        .min()
 }
 
 fn log_report(report: &Report) {

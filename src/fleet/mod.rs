@@ -1,8 +1,25 @@
-//! Fleets: several load balancers sharing their certificates through etcd (issue 13). For now, `hapcert fleet keygen`,
-//! and the refusal of the commands that would order certificates: the fleet engine (locks, convergence) is not built
-//! yet, and a `[fleet]` table accepted but ignored would let every node order the same certificates.
+//! Fleets: several load balancers sharing their certificates through etcd. The rule: etcd is needed to renew, never to
+//! serve.
+//!
+//! - [`layout`]: what is kept under the prefix, and its records (pure).
+//! - [`store`]: those records read and written through `edge::etcd`; sealing, locks, fencing.
+//! - [`session`]: a node's lease, kept alive in the background, and its membership.
+//! - [`orders`]: one certificate's renewal under its lock: the order journal and the fenced publish.
+//! - [`converge`]: deploying what the fleet shares, verified, and acknowledging it.
+//! - [`watch`]: the daemon's watch on the prefix: tokens for its responder, certificates to converge.
+//! - [`account`]: the one ACME account the fleet shares.
+
+pub mod account;
+pub mod converge;
+pub mod layout;
+pub mod orders;
+pub mod session;
+pub mod status;
+pub mod store;
+pub mod watch;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -11,16 +28,113 @@ use crate::core::seal::FleetKey;
 use crate::edge::store::write_atomic_new;
 use crate::error::UsageError;
 
-/// What `run`, `renew` and `daemon` say to a config with `[fleet]`.
-pub const NOT_YET: &str =
-    "[fleet] is configured, but this hapcert does not run fleets yet; remove [fleet] to run as a single node";
+pub use session::Session;
 
-/// Refuses a config with `[fleet]` for a command that orders or deploys.
-pub fn refuse_fleet(config: &Config) -> Result<(), UsageError> {
-    match &config.fleet {
-        Some(_) => Err(UsageError(format!("{}: {NOT_YET}", config.path.display()))),
-        None => Ok(()),
+/// How a run works with the fleet.
+#[derive(Clone)]
+pub enum FleetMode {
+    /// Through the store: converge first, order under the lock, publish fenced.
+    Coordinated(Arc<Session>),
+    /// The store cannot be reached: serve what is here, and order alone only what is within `emergency_days` of
+    /// expiry.
+    Cut { emergency_days: f64, why: String },
+}
+
+impl FleetMode {
+    /// The mode for a run under `config`: coordinated when etcd answers, cut off otherwise. `member`: announce the node
+    /// (the daemon does).
+    pub async fn open(config: &Config, member: bool) -> anyhow::Result<Option<FleetMode>> {
+        let Some(fleet) = &config.fleet else {
+            return Ok(None);
+        };
+        match Session::open(fleet, member).await {
+            Ok(session) => Ok(Some(FleetMode::Coordinated(session))),
+            Err(err) => match err.downcast_ref::<crate::edge::etcd::EtcdError>() {
+                Some(_) => {
+                    tracing::error!(
+                        "the fleet's store (etcd) cannot be reached: {err:#}; this node keeps serving what it has, and \
+                         orders alone only a certificate within {} days of expiry ([fleet] emergency_days)",
+                        fleet.emergency_days
+                    );
+                    Ok(Some(FleetMode::Cut {
+                        emergency_days: fleet.emergency_days,
+                        why: format!("{err:#}"),
+                    }))
+                }
+                None => Err(err),
+            },
+        }
     }
+
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        match self {
+            FleetMode::Coordinated(session) => Some(session),
+            FleetMode::Cut { .. } => None,
+        }
+    }
+}
+
+/// `hapcert fleet init`: brings a single node's account and current certificates into an empty prefix, so that the
+/// fleet starts from what this node serves instead of ordering everything again. Refuses a prefix that holds anything.
+pub async fn init(config: &Config) -> anyhow::Result<String> {
+    let Some(fleet) = &config.fleet else {
+        return Err(UsageError(format!(
+            "{}: there is no [fleet] in this config; add one (README: Fleet) before `fleet init`",
+            config.path.display()
+        ))
+        .into());
+    };
+    let store = store::FleetStore::connect(fleet)?;
+    let prefix = store.layout().prefix();
+    let held = store.client().get_prefix(prefix.as_bytes(), None).await?;
+    if !held.kvs.is_empty() {
+        return Err(UsageError(format!(
+            "{prefix} already holds {} keys: `fleet init` only fills an empty prefix. A node joining a running fleet \
+             needs no init (its daemon adopts what is there); to start over, remove the prefix with \
+             `etcdctl del --prefix {prefix}`",
+            held.kvs.len()
+        ))
+        .into());
+    }
+    let state = crate::edge::store::StateDir::at(&config.state.dir.value);
+    let mut lines = Vec::new();
+    let account = state.account_path(&config.acme.directory);
+    match std::fs::read(&account) {
+        Ok(file) => {
+            store.share_account(&file).await?;
+            lines.push(format!("shared the ACME account from {}", account.display()));
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            lines.push("no ACME account here yet: the first node to order creates the fleet's".to_owned());
+        }
+        Err(err) => return Err(anyhow::Error::new(err).context(format!("cannot read {}", account.display()))),
+    }
+    let now = time::OffsetDateTime::now_utc();
+    for spec in &config.certificates {
+        let file = &spec.file.value;
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                lines.push(format!("{}: not shared ({}: {err})", spec.name, file.display()));
+                continue;
+            }
+        };
+        let facts = crate::core::pem::Bundle::parse(&bytes).and_then(|b| b.facts());
+        match facts {
+            Ok(facts) if facts.key_matches => {
+                let pem = String::from_utf8_lossy(&bytes);
+                store.seed(&spec.name, &pem, &facts, now).await?;
+                lines.push(format!("{}: shared serial {}", spec.name, facts.serial));
+            }
+            Ok(_) => lines.push(format!(
+                "{}: not shared ({} has no matching private key)",
+                spec.name,
+                file.display()
+            )),
+            Err(err) => lines.push(format!("{}: not shared ({}: {err})", spec.name, file.display())),
+        }
+    }
+    Ok(lines.join("\n"))
 }
 
 /// `hapcert fleet keygen --out PATH`: a new random fleet key, mode 0600, never over an existing file. Returns the line

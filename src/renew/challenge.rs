@@ -6,17 +6,21 @@
 //! life ([`StandingResponder`]), so that a health-checked challenge backend in HAProxy stays UP, and its runs publish
 //! their tokens there.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::core::challenge::{Challenge, ChallengeKind, ChallengePublisher};
 use crate::core::config::{CertificateSpec, ChallengeMode, Config};
 use crate::edge::acme::Acme;
 use crate::edge::http_server::Running;
-use crate::edge::http01::preflight::{self, PreflightError};
-use crate::edge::http01::responder::{self, ChallengeTokens};
+use crate::edge::http01::preflight;
+use crate::edge::http01::responder::{self, ChallengeTokens, TokenGuard};
 use crate::edge::store::StateDir;
+use crate::fleet::Session;
 use crate::output::outln;
 
 pub struct ChallengeSide {
@@ -24,47 +28,95 @@ pub struct ChallengeSide {
     thumbprint: String,
     /// The responder this side opened itself; none when it borrows a standing one, or in stateless mode.
     server: Option<Running>,
+    /// In a fleet, tokens are also published in the shared store, where every node's daemon answers them.
+    fleet: Option<Arc<Session>>,
 }
 
 impl ChallengeSide {
     /// Opens the side port in side-port mode. `thumbprint` is the ACME account key's, which every key authorization ends in.
-    pub async fn start(config: &Config, thumbprint: &str) -> anyhow::Result<ChallengeSide> {
+    /// In a fleet, a side port already taken (by this node's daemon) is left to its holder, which answers the tokens
+    /// published in the store.
+    pub async fn start(
+        config: &Config,
+        thumbprint: &str,
+        fleet: Option<Arc<Session>>,
+    ) -> anyhow::Result<ChallengeSide> {
         let tokens = ChallengeTokens::default();
         let server = match config.challenge.mode {
             ChallengeMode::Stateless => None,
-            ChallengeMode::SidePort => {
-                let listener = responder::bind(config.challenge.listen).await?;
-                tracing::debug!(listen = %config.challenge.listen, "HTTP-01 responder up");
-                Some(serve(listener, tokens.clone()))
-            }
+            ChallengeMode::SidePort => match responder::bind(config.challenge.listen).await {
+                Ok(listener) => {
+                    tracing::debug!(listen = %config.challenge.listen, "HTTP-01 responder up");
+                    Some(serve(listener, tokens.clone()))
+                }
+                Err(_) if fleet.is_some() && port_taken(config.challenge.listen) => {
+                    tracing::info!(listen = %config.challenge.listen, "the side port is held (by this node's daemon); the tokens go through the fleet's store, where it answers them");
+                    None
+                }
+                Err(err) => return Err(err),
+            },
         };
         Ok(ChallengeSide {
             tokens,
             thumbprint: thumbprint.to_owned(),
             server,
+            fleet,
         })
     }
 
     /// Publishes into a responder that is already up (the daemon's); [`ChallengeSide::stop`] leaves it up.
-    pub fn over(standing: ChallengeTokens, thumbprint: &str) -> ChallengeSide {
+    pub fn over(standing: ChallengeTokens, thumbprint: &str, fleet: Option<Arc<Session>>) -> ChallengeSide {
         ChallengeSide {
             tokens: standing,
             thumbprint: thumbprint.to_owned(),
             server: None,
+            fleet,
         }
     }
 
+    /// Publishes `key_authorization` for `token` here and, in a fleet, in the store.
+    async fn publish_answer(&self, token: &str, key_authorization: &str) -> anyhow::Result<Published> {
+        let local = self.tokens.publish(token, key_authorization)?;
+        let Some(session) = &self.fleet else {
+            return Ok(Published {
+                _local: local,
+                shared: None,
+            });
+        };
+        session
+            .store
+            .publish_token(token, key_authorization, session.lease())
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot publish the challenge token to the fleet: {err}"))?;
+        // The other nodes learn of it through their watch, a few milliseconds behind the write.
+        tokio::time::sleep(WATCH_DELAY).await;
+        Ok(Published {
+            _local: local,
+            shared: Some((session.clone(), token.to_owned())),
+        })
+    }
+
     /// Fetches a fresh token for every name of `spec` as the CA would. Errors name the first broken route.
-    pub async fn preflight(&self, config: &Config, spec: &CertificateSpec) -> Result<(), PreflightError> {
+    /// In a fleet, through every live node's advertised address, so that one broken node is found before the CA is
+    /// asked.
+    pub async fn preflight(&self, config: &Config, spec: &CertificateSpec) -> anyhow::Result<()> {
+        let routes: Vec<(String, Option<SocketAddr>)> = match &self.fleet {
+            None => vec![(String::new(), config.challenge.preflight_address)],
+            Some(session) => fleet_routes(session, config.challenge.preflight_address).await?,
+        };
         for domain in &spec.domains {
             let token = preflight::random_token();
             let expected = format!("{token}.{}", self.thumbprint);
-            let _published = self
-                .tokens
-                .publish(&token, &expected)
-                .expect("random tokens are base64url");
-            tracing::debug!(certificate = %spec.name, %domain, "preflight: fetching a test token through the public path");
-            preflight::fetch_token(domain.as_str(), config.challenge.preflight_address, &token, &expected).await?;
+            let _published = self.publish_answer(&token, &expected).await?;
+            for (node, address) in &routes {
+                tracing::debug!(certificate = %spec.name, %domain, node, "preflight: fetching a test token through the public path");
+                preflight::fetch_token(domain.as_str(), *address, &token, &expected)
+                    .await
+                    .map_err(|err| match node.as_str() {
+                        "" => anyhow::Error::new(err),
+                        node => anyhow::Error::new(err).context(format!("through fleet node {node}")),
+                    })?;
+            }
             tracing::debug!(certificate = %spec.name, %domain, "preflight: the challenge path works");
         }
         Ok(())
@@ -78,14 +130,88 @@ impl ChallengeSide {
     }
 }
 
+/// How long a token published in the fleet's store is given to reach the other nodes before the CA is told to look.
+const WATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Every live node's advertised address ([fleet] advertise), by node name.
+/// With no node announced (no daemon runs), the configured preflight address.
+async fn fleet_routes(session: &Session, own: Option<SocketAddr>) -> anyhow::Result<Vec<(String, Option<SocketAddr>)>> {
+    let members = session
+        .store
+        .members()
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot list the fleet's nodes for the preflight: {err}"))?;
+    let mut routes = Vec::new();
+    for (node, member) in members {
+        match member.advertise.as_deref().map(str::parse::<SocketAddr>) {
+            Some(Ok(address)) => routes.push((node, Some(address))),
+            Some(Err(_)) | None => {
+                tracing::warn!(
+                    node,
+                    "this fleet node advertises no address ([fleet] advertise); the preflight cannot reach it"
+                )
+            }
+        }
+    }
+    // A one-shot run's own node is no member: it is checked through its own advertised address too.
+    let node = session.store.node();
+    if !routes.iter().any(|(name, _)| name == node) {
+        match session.config.advertise {
+            Some(address) => routes.push((node.to_owned(), Some(address))),
+            None if routes.is_empty() => routes.push((String::new(), own)),
+            None => {}
+        }
+    }
+    Ok(routes)
+}
+
+/// Whether something already listens on `addr`.
+fn port_taken(addr: SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok()
+}
+
+/// An answer published for one challenge: withdrawn from here and from the fleet's store when dropped.
+pub struct Published {
+    _local: TokenGuard,
+    shared: Option<(Arc<Session>, String)>,
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        if let Some((session, token)) = self.shared.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Err(err) = session.store.remove_token(&token).await {
+                    tracing::debug!("cannot withdraw a challenge token from the fleet: {err}; its lease will");
+                }
+            });
+        }
+    }
+}
+
+/// The HTTP-01 answers of a run: in memory, and in a fleet also in the store.
+impl ChallengePublisher for ChallengeSide {
+    type Published = Published;
+
+    fn kind(&self) -> ChallengeKind {
+        ChallengeKind::Http01
+    }
+
+    fn publish(&self, challenge: Challenge<'_>) -> impl Future<Output = anyhow::Result<Published>> + Send {
+        self.publish_answer(challenge.token, challenge.key_authorization)
+    }
+}
+
 /// `hapcert preflight`: a test token fetched through the public path for every name of the named certificates (all,
 /// with none), as the CA will; `false` when a route is broken.
 pub async fn preflight_command(config: &Config, names: &[String], lock_timeout: Duration) -> anyhow::Result<bool> {
     crate::edge::host::host_check(config)?;
     let state = StateDir::create(&config.state.dir.value)?;
     let _lock = state.lock(lock_timeout)?;
+    crate::fleet::account::use_fleets(config, &state).await?;
     let acme = Acme::connect(&config.acme, &state).await?;
-    let side = ChallengeSide::start(config, acme.thumbprint()).await?;
+    let side = ChallengeSide::start(config, acme.thumbprint(), None).await?;
     let mut all_ok = true;
     for spec in config.select(names) {
         match side.preflight(config, spec).await {
@@ -96,7 +222,7 @@ pub async fn preflight_command(config: &Config, names: &[String], lock_timeout: 
             ),
             Err(err) => {
                 all_ok = false;
-                outln!("FAILED    {}: {err}", spec.name);
+                outln!("FAILED    {}: {err:#}", spec.name);
             }
         }
     }

@@ -19,10 +19,13 @@ use crate::core::state::State;
 use crate::core::time::format_rfc3339;
 use crate::core::trust::TrustRoots;
 use crate::core::verify::{Verified, verify_issued};
-use crate::edge::acme::{Acme, OrderOptions};
+use crate::edge::acme::{Acme, OrderGone, OrderOptions};
 use crate::edge::http01::responder::ChallengeTokens;
 use crate::edge::store::StateDir;
 use crate::fanout;
+use crate::fleet::Session;
+use crate::fleet::orders::{Journaling, LockedOrder};
+use rcgen::KeyPair;
 
 /// Orders in flight at once. Enough to keep a CA busy; few enough not to look like abuse.
 pub const MAX_CONCURRENT_ORDERS: usize = 8;
@@ -135,8 +138,9 @@ pub(super) async fn refresh_renewal_info(
 pub(super) async fn issue_all(
     config: &Config,
     ca: &CaSession<'_>,
-    orders: Vec<(CertificateSpec, Option<String>)>,
+    orders: Vec<(CertificateSpec, Option<String>, Option<LockedOrder>)>,
     standing: Option<ChallengeTokens>,
+    fleet: Option<Arc<Session>>,
     show_progress: bool,
 ) -> Vec<anyhow::Result<Verified>> {
     let shared_failure = |err: anyhow::Error| orders.iter().map(|_| Err(anyhow::anyhow!("{err:#}"))).collect();
@@ -156,8 +160,8 @@ pub(super) async fn issue_all(
         Err(err) => return shared_failure(err),
     };
     let side = match standing {
-        Some(tokens) => ChallengeSide::over(tokens, acme.thumbprint()),
-        None => match ChallengeSide::start(config, acme.thumbprint()).await {
+        Some(tokens) => ChallengeSide::over(tokens, acme.thumbprint(), fleet),
+        None => match ChallengeSide::start(config, acme.thumbprint(), fleet).await {
             Ok(side) => side,
             Err(err) => return shared_failure(err),
         },
@@ -165,11 +169,16 @@ pub(super) async fn issue_all(
     let side = Arc::new(side);
 
     let progress = Progress::start(orders.len(), show_progress);
-    let results = fanout::bounded(MAX_CONCURRENT_ORDERS, "issuance", orders, |(spec, replaces)| {
+    let results = fanout::bounded(MAX_CONCURRENT_ORDERS, "issuance", orders, |(spec, replaces, locked)| {
         let (acme, side, config, progress) = (acme.clone(), side.clone(), config.clone(), progress.clone());
         let roots = roots.clone();
         async move {
-            let issued = issue_one(&config, &acme, &spec, replaces.as_deref(), &side, &roots).await;
+            let order = Order {
+                spec: &spec,
+                replaces: replaces.as_deref(),
+                locked: locked.as_ref(),
+            };
+            let issued = issue_one(&config, &acme, order, &side, &roots).await;
             progress.finished(&spec.name);
             issued
         }
@@ -186,14 +195,21 @@ pub(super) async fn issue_all(
         .collect()
 }
 
+/// One certificate to order: what it replaces, and the fleet's lock on it when there is one.
+struct Order<'a> {
+    spec: &'a CertificateSpec,
+    replaces: Option<&'a str>,
+    locked: Option<&'a LockedOrder>,
+}
+
 async fn issue_one(
     config: &Config,
     acme: &Acme,
-    spec: &CertificateSpec,
-    replaces: Option<&str>,
+    order: Order<'_>,
     side: &ChallengeSide,
     roots: &TrustRoots,
 ) -> anyhow::Result<Verified> {
+    let spec = order.spec;
     if let Some(profile) = &spec.profile {
         acme.check_profile(profile).context("nothing was ordered")?;
     }
@@ -202,24 +218,65 @@ async fn issue_one(
             .await
             .context("preflight failed, nothing was ordered")?;
     }
-    tracing::info!(certificate = %spec.name, names = spec.domains.len(), key_type = %spec.key_type, replaces, profile = spec.profile, "ordering");
-    let key = generate_key(spec.key_type).context("cannot generate a private key")?;
-    let csr = csr_der(&spec.domains, &key).context("cannot build the CSR")?;
-    let options = OrderOptions {
-        replaces,
-        profile: spec.profile.as_deref(),
+    // An order a previous lock holder journaled is resumed, with its key, rather than placed again.
+    let mut journaled = match order.locked {
+        Some(locked) => locked.journaled().await?,
+        None => None,
     };
-    let deadline = config.acme.order_deadline;
-    let chain = tokio::time::timeout(deadline, acme.issue(&spec.domains, &csr, &side.tokens, options))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "the order at {} did not finish within {} ([acme] order_deadline); the CA is slow or stuck: try again \
-                 later, or raise order_deadline",
-                config.acme.directory,
-                humantime::format_duration(deadline)
-            )
-        })??;
+    let chain = loop {
+        let (key, resume) = match journaled.take() {
+            Some((url, der)) => match KeyPair::try_from(der.as_slice()) {
+                Ok(key) => (key, Some(url)),
+                Err(err) => {
+                    tracing::warn!(certificate = %spec.name, "the journaled order's key is unusable ({err}); ordering anew");
+                    (
+                        generate_key(spec.key_type).context("cannot generate a private key")?,
+                        None,
+                    )
+                }
+            },
+            None => (
+                generate_key(spec.key_type).context("cannot generate a private key")?,
+                None,
+            ),
+        };
+        if resume.is_none() {
+            tracing::info!(certificate = %spec.name, names = spec.domains.len(), key_type = %spec.key_type, replaces = order.replaces, profile = spec.profile, "ordering");
+        }
+        let csr = csr_der(&spec.domains, &key).context("cannot build the CSR")?;
+        let key_der = key.serialize_der();
+        let options = OrderOptions {
+            replaces: order.replaces,
+            profile: spec.profile.as_deref(),
+            resume: resume.as_deref(),
+        };
+        let journal = Journaling {
+            order: order.locked,
+            key_der: &key_der,
+        };
+        let deadline = config.acme.order_deadline;
+        let issued = tokio::time::timeout(deadline, acme.issue(&spec.domains, &csr, side, &journal, options))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the order at {} did not finish within {} ([acme] order_deadline); the CA is slow or stuck: try again \
+                     later, or raise order_deadline",
+                    config.acme.directory,
+                    humantime::format_duration(deadline)
+                )
+            })?;
+        match issued {
+            Ok(chain) => break (chain, key),
+            Err(err) if resume.is_some() && err.downcast_ref::<OrderGone>().is_some() => {
+                tracing::warn!(certificate = %spec.name, "{err:#}; placing a new order");
+                if let Some(locked) = order.locked {
+                    locked.forget_journal().await?;
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    let (chain, key) = chain;
 
     let certs = <CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(chain.as_bytes())
         .collect::<Result<Vec<_>, _>>()

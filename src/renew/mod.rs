@@ -9,12 +9,15 @@
 pub mod challenge;
 pub mod deploy;
 mod events;
+mod fleet_run;
 pub mod hooks;
 mod issue;
 pub use issue::MAX_CONCURRENT_ORDERS;
 pub mod progress;
 mod report;
 pub mod revoke;
+
+use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
@@ -33,6 +36,8 @@ use crate::core::time::format_rfc3339;
 use crate::core::verify::Verified;
 use crate::edge::store::StateDir;
 use crate::edge::store::facts_cache::FactsCache;
+use crate::fleet::FleetMode;
+use crate::fleet::orders::LockedOrder;
 use crate::metrics;
 use crate::notify::{self, Scope};
 
@@ -62,6 +67,12 @@ pub async fn run_with(
     } else {
         finish_interrupted_deploys(config, &store, &mut state, &mut on_disk, now).await
     };
+    let session = context.fleet.as_ref().and_then(FleetMode::session);
+    if let Some(session) = session
+        && !options.dry_run
+    {
+        crate::fleet::converge::converge(config, owner, &store, &mut state, &mut on_disk, session, None).await;
+    }
     let selected: Vec<(&CertificateSpec, &Local)> = config
         .certificates
         .iter()
@@ -80,7 +91,38 @@ pub async fn run_with(
         force: options.force,
         ignore_retry_after: options.ignore_retry_after,
     };
-    let (mut items, due) = plan(survey(selected, &state, now, overrides), options.dry_run);
+    let (mut items, mut due) = plan(survey(selected, &state, now, overrides), options.dry_run);
+    let mut locked = HashMap::new();
+    match &context.fleet {
+        Some(_) if options.dry_run => {}
+        Some(FleetMode::Cut { emergency_days, why }) => {
+            due = fleet_run::outside_emergency(due, &mut items, *emergency_days, why, now);
+        }
+        Some(FleetMode::Coordinated(session)) if !due.is_empty() => {
+            let adopted;
+            (due, locked, adopted) = fleet_run::claim(session, due, &mut items, now).await;
+            if !adopted.is_empty() {
+                crate::fleet::converge::converge(
+                    config,
+                    owner,
+                    &store,
+                    &mut state,
+                    &mut on_disk,
+                    session,
+                    Some(&adopted),
+                )
+                .await;
+            }
+            if !due.is_empty()
+                && let Err(err) = crate::fleet::account::ensure(config, &store, session).await
+            {
+                for d in due.drain(..) {
+                    not_ordered(&d, &mut items, format!("cannot use the fleet's ACME account: {err:#}"));
+                }
+            }
+        }
+        _ => {}
+    }
 
     let mut hook_failures = Vec::new();
     if !due.is_empty() {
@@ -91,6 +133,7 @@ pub async fn run_with(
             ca: &ca,
             options,
             context,
+            locked: &locked,
         };
         hook_failures = pass.renew_due(due, &mut items, &mut state).await;
         let renewed: Vec<(&str, &CertFacts)> = items
@@ -119,6 +162,9 @@ pub async fn run_with(
                 .filter_map(|(name, facts)| Some((name.to_string(), facts.ari_id.clone()?)));
             refresh_renewal_info(&ca, &mut state, windows.collect(), now).await;
         }
+    }
+    for order in locked.values() {
+        order.release().await;
     }
     tracing::debug!(requests = ca.requests(), "HTTP requests sent to the CA");
     report_request_count(ca.requests());
@@ -216,7 +262,7 @@ fn remove_leftover_temp_files(config: &Config, store: &StateDir) {
 /// What each configured certificate's file holds, in config order, from the facts cache where the file is unchanged;
 /// the cache is written back before anything is ordered. A file that exists and could not be read as a certificate is
 /// refused if it is not a PEM certificate at all (a wrong `file =`), before anything can overwrite it.
-fn read_certificates(config: &Config, store: &StateDir) -> Result<Vec<Local>, ConfigErrors> {
+pub(crate) fn read_certificates(config: &Config, store: &StateDir) -> Result<Vec<Local>, ConfigErrors> {
     let mut cache = FactsCache::load(store);
     let locals: Vec<Local> = config
         .certificates
@@ -291,6 +337,8 @@ struct Pass<'a> {
     ca: &'a CaSession<'a>,
     options: &'a RunOptions,
     context: &'a RunContext,
+    /// The certificates this node holds the fleet's lock on, by name; empty for a single node.
+    locked: &'a HashMap<String, LockedOrder>,
 }
 
 impl Pass<'_> {
@@ -338,9 +386,19 @@ impl Pass<'_> {
         }
 
         if !due.is_empty() {
-            let orders = due.iter().map(|d| (d.spec.clone(), d.replaces.clone())).collect();
+            let orders = due
+                .iter()
+                .map(|d| {
+                    (
+                        d.spec.clone(),
+                        d.replaces.clone(),
+                        self.locked.get(&d.spec.name).cloned(),
+                    )
+                })
+                .collect();
+            let fleet = context.fleet.as_ref().and_then(FleetMode::session).cloned();
             let issued = tokio::select! {
-                issued = issue_all(config, self.ca, orders, context.responder.clone(), options.progress) => Some(issued),
+                issued = issue_all(config, self.ca, orders, context.responder.clone(), fleet, options.progress) => Some(issued),
                 () = context.abandon_requested() => None,
             };
             match issued {
@@ -391,6 +449,14 @@ impl Pass<'_> {
                     items[d.index].result = ItemResult::DryRun(new.into_facts());
                 }
                 Ok(new) => {
+                    if let Some(order) = self.locked.get(&d.spec.name)
+                        && let Err(err) = order.publish(&new).await
+                    {
+                        let message = format!("{err:#}");
+                        tracing::error!(certificate = %d.spec.name, serial = %new.facts().serial, "not published to the fleet, so not deployed: {message}");
+                        items[d.index].result = ItemResult::Failed(Failure::not_deployed(message));
+                        continue;
+                    }
                     change_items.push((d.index, d.spec.clone(), new.facts().serial.clone()));
                     changes.push(Change {
                         spec: d.spec,
@@ -426,6 +492,15 @@ impl Pass<'_> {
         for (outcome, (index, spec, serial)) in outcomes.into_iter().zip(change_items) {
             items[index].result = match outcome {
                 Deployed::Verified { facts, how } => {
+                    if let Some(order) = self.locked.get(&spec.name) {
+                        crate::fleet::converge::acknowledge(
+                            &order.session,
+                            &spec.name,
+                            &facts.serial,
+                            OffsetDateTime::now_utc(),
+                        )
+                        .await;
+                    }
                     renewed.push((spec, facts.clone()));
                     ItemResult::Renewed(facts, how)
                 }
@@ -438,7 +513,7 @@ impl Pass<'_> {
 
 /// Saves, before any file is written, which certificates the deploy is about to write: a run after a crash finds them
 /// in the state and finishes or undoes that deploy ([`finish_interrupted_deploys`]).
-fn record_deploys_under_way(store: &StateDir, state: &mut State, changes: &[Change]) -> anyhow::Result<()> {
+pub(crate) fn record_deploys_under_way(store: &StateDir, state: &mut State, changes: &[Change]) -> anyhow::Result<()> {
     let since = format_rfc3339(OffsetDateTime::now_utc());
     for change in changes {
         let entry = state.certificates.entry(change.spec.name.clone()).or_default();

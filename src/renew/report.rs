@@ -38,6 +38,8 @@ pub struct RunContext {
     /// Turns true when the run must give up its orders (the daemon got SIGTERM). Orders in flight are dropped, which
     /// the CA lets expire; nothing has been written by then. A deploy that has started is always finished.
     pub abandon: Option<watch::Receiver<bool>>,
+    /// With `[fleet]`: how this run works with the other nodes.
+    pub fleet: Option<crate::fleet::FleetMode>,
 }
 
 impl RunContext {

@@ -511,6 +511,32 @@ pub struct RunReport {
 
 /// CRITICAL when the last successful run is older than `max_run_age`, or none was ever recorded: a stopped timer, a
 /// dead daemon, or runs that keep failing all mean that nothing will renew the certificates.
+/// The runs' judgment with the fleet's store in it: unreachable, renewals cannot happen (serving goes on), so WARNING,
+/// and CRITICAL once a certificate is within its critical threshold.
+pub fn with_fleet_store(runs: RunReport, unreachable: Option<&str>, certificates: &[CertReport]) -> RunReport {
+    let Some(why) = unreachable else {
+        return runs;
+    };
+    let urgent = certificates.iter().any(|c| match (&c.thresholds, c.days_left) {
+        (Some(limits), Some(days)) => days <= limits.crit_days,
+        _ => false,
+    });
+    let status = if urgent { Status::Critical } else { Status::Warning };
+    let said = format!(
+        "fleet store unreachable ({why}): this node serves what it has, and renews nothing until etcd answers (or a \
+         certificate is within [fleet] emergency_days)"
+    );
+    let message = match runs.status {
+        Status::Ok => said,
+        _ => format!("{}; {said}", runs.message),
+    };
+    RunReport {
+        status: runs.status.worst(status),
+        message,
+        ..runs
+    }
+}
+
 pub fn judge_runs(record: &RunRecord, max_run_age: Duration, now: OffsetDateTime) -> RunReport {
     let max = hours_or_humantime(max_run_age);
     let what_to_do = "is the timer running? see `systemctl status hapcert.timer` and `journalctl -u hapcert` (or \

@@ -17,6 +17,8 @@ pub enum Attempt<'a> {
     HeldBack,
     /// Deployed and seen served on the wire.
     Renewed { serial: &'a str, reason: &'a Reason },
+    /// A certificate another node of the fleet ordered, deployed here and seen served on the wire.
+    Adopted { serial: &'a str, from: &'a str },
     /// Issued and verified by a dry run; nothing deployed.
     DryRun { serial: &'a str },
     Failed {
@@ -42,6 +44,11 @@ impl State {
             let (outcome, serial, message) = match attempt {
                 Attempt::NotDue | Attempt::HeldBack => continue,
                 Attempt::Renewed { serial, reason } => (Outcome::Renewed, Some(serial), reason.to_string()),
+                Attempt::Adopted { serial, from } => (
+                    Outcome::Renewed,
+                    Some(serial),
+                    format!("adopted from the fleet (ordered by {from})"),
+                ),
                 Attempt::DryRun { serial } => (Outcome::DryRun, Some(serial), "dry run: not deployed".to_owned()),
                 Attempt::Failed { message, .. } => (Outcome::Failed, None, message.to_owned()),
             };
@@ -50,7 +57,7 @@ impl State {
                 // The deploy under way, if any, has an outcome now.
                 entry.deploying = None;
                 match attempt {
-                    Attempt::Renewed { .. } => {
+                    Attempt::Renewed { .. } | Attempt::Adopted { .. } => {
                         entry.failures = Failures::default();
                         entry.revoked_serial = None;
                     }
@@ -67,7 +74,7 @@ impl State {
             }
             // The serial last seen served stays known across failed runs, for `status`.
             let verified_serial = match attempt {
-                Attempt::Renewed { serial, .. } => Some(serial.to_owned()),
+                Attempt::Renewed { serial, .. } | Attempt::Adopted { serial, .. } => Some(serial.to_owned()),
                 _ => entry.last.as_ref().and_then(|r| r.verified_serial.clone()),
             };
             entry.last = Some(LastResult {

@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use crate::core::ari::Suggested;
 use crate::core::challenge::{Challenge, ChallengeKind, ChallengePublisher};
 use crate::core::config::{AcmeConfig, DomainName};
+use crate::core::order_journal::OrderJournal;
 use crate::edge::store::StateDir;
 
 /// How often one request is sent again after `badNonce`, on top of instant-acme's own three tries. A CA that rejects
@@ -221,6 +222,17 @@ fn suggested(info: instant_acme::RenewalInfo, retry_after: std::time::Duration) 
 pub struct OrderOptions<'a> {
     pub replaces: Option<&'a str>,
     pub profile: Option<&'a str>,
+    /// An order placed before (by this account, journaled by a fleet node that stopped): taken up where it is instead
+    /// of placing a new one. One the CA no longer lets finish fails with [`OrderGone`].
+    pub resume: Option<&'a str>,
+}
+
+/// The order to resume is invalid or unknown to the CA: a new one must be placed.
+#[derive(Debug, thiserror::Error)]
+#[error("the journaled order {url} cannot be resumed: {why}")]
+pub struct OrderGone {
+    pub url: String,
+    pub why: String,
 }
 
 /// A CA session with a ready account.
@@ -364,15 +376,62 @@ impl Acme {
         }
     }
 
-    /// Orders a certificate for `domains`, answers each challenge through `publisher`, finalizes with `csr_der`, and
-    /// returns the chain the CA sends (PEM, leaf first).
-    pub async fn issue<P: ChallengePublisher>(
+    /// Orders a certificate for `domains` (or resumes `options.resume`), tells `journal` of it, answers each challenge
+    /// through `publisher`, finalizes with `csr_der`, and returns the chain the CA sends (PEM, leaf first).
+    pub async fn issue<P: ChallengePublisher, J: OrderJournal>(
         &self,
         domains: &[DomainName],
         csr_der: &[u8],
         publisher: &P,
+        journal: &J,
         options: OrderOptions<'_>,
     ) -> anyhow::Result<String> {
+        let mut order = match options.resume {
+            Some(url) => self.resume(url).await?,
+            None => {
+                let order = self.place(domains, options).await?;
+                journal.placed(order.url()).await?;
+                order
+            }
+        };
+        match order.state().status {
+            OrderStatus::Valid | OrderStatus::Processing => {
+                tracing::info!(order = order.url(), "resuming an order the CA has already finalized");
+                return retry_transient!(order.poll_certificate(&polling()).await)
+                    .map_err(describe)
+                    .context("waiting for the CA to issue the certificate");
+            }
+            OrderStatus::Ready => {}
+            _ => self.authorize(&mut order, publisher).await?,
+        }
+        journal.finalizing(order.url()).await?;
+        retry_transient!(order.finalize_csr(csr_der).await)
+            .map_err(describe)
+            .context("the CA refused to finalize the order")?;
+        retry_transient!(order.poll_certificate(&polling()).await)
+            .map_err(describe)
+            .context("waiting for the CA to issue the certificate")
+    }
+
+    /// A journaled order, as the CA has it now.
+    async fn resume(&self, url: &str) -> anyhow::Result<instant_acme::Order> {
+        let gone = |why: String| OrderGone {
+            url: url.to_owned(),
+            why,
+        };
+        let mut order =
+            retry_transient!(self.account.order(url.to_owned()).await).map_err(|e| gone(describe(e).to_string()))?;
+        match order.state().status {
+            OrderStatus::Invalid => Err(gone("the CA says it is invalid".into()).into()),
+            status => {
+                tracing::info!(order = url, ?status, "resuming a journaled order");
+                Ok(order)
+            }
+        }
+    }
+
+    /// Places a new order.
+    async fn place(&self, domains: &[DomainName], options: OrderOptions<'_>) -> anyhow::Result<instant_acme::Order> {
         let identifiers: Vec<Identifier> = domains.iter().map(|d| Identifier::Dns(d.to_string())).collect();
         let new_order = |replaces: Option<&str>| -> anyhow::Result<NewOrder<'_>> {
             let mut order = NewOrder::new(&identifiers);
@@ -385,7 +444,7 @@ impl Acme {
             Ok(order)
         };
         let placed = retry_transient!(self.account.new_order(&new_order(options.replaces)?).await);
-        let mut order = match placed {
+        let order = match placed {
             // A certificate made by another account (certbot's, say) cannot be replaced by this one; the CA says so,
             // and the order goes out as a new one instead of failing the renewal.
             Err(err) if options.replaces.is_some() && refuses_replaces(&err) => {
@@ -404,7 +463,15 @@ impl Acme {
             profile = options.profile,
             "order placed"
         );
+        Ok(order)
+    }
 
+    /// Answers every pending authorization of `order` and waits until the CA has validated them all.
+    async fn authorize<P: ChallengePublisher>(
+        &self,
+        order: &mut instant_acme::Order,
+        publisher: &P,
+    ) -> anyhow::Result<()> {
         // Tokens stay published until this function returns, whichever way it returns.
         let mut published = Vec::new();
         let mut handled: HashSet<String> = HashSet::new();
@@ -443,9 +510,12 @@ impl Acme {
                     key_authorization: key_authorization.as_str(),
                 };
                 published.push(publisher.publish(answer).await?);
-                retry_transient!(challenge.set_ready().await)
-                    .map_err(describe)
-                    .with_context(|| format!("the CA refused to start validating {name}"))?;
+                // A resumed order's challenge may have been started already; asking again would be refused.
+                if challenge.status == instant_acme::ChallengeStatus::Pending {
+                    retry_transient!(challenge.set_ready().await)
+                        .map_err(describe)
+                        .with_context(|| format!("the CA refused to start validating {name}"))?;
+                }
             }
             break;
         }
@@ -459,7 +529,7 @@ impl Acme {
             Err(err) => return Err(describe(err)).context("waiting for the CA to validate"),
         };
         if let Some(problem) = invalid {
-            let (names, mut detail) = self.validation_errors(&mut order).await;
+            let (names, mut detail) = self.validation_errors(order).await;
             if names.is_empty()
                 && let Some(problem) = problem
             {
@@ -468,13 +538,7 @@ impl Acme {
             return Err(ValidationFailed { names, detail }.into());
         }
         drop(published);
-
-        retry_transient!(order.finalize_csr(csr_der).await)
-            .map_err(describe)
-            .context("the CA refused to finalize the order")?;
-        retry_transient!(order.poll_certificate(&polling()).await)
-            .map_err(describe)
-            .context("waiting for the CA to issue the certificate")
+        Ok(())
     }
 
     /// Which names failed validation, and what the CA said about each, for the error message an operator reads.

@@ -1,0 +1,146 @@
+//! The daemon's watch on the fleet's prefix. It lists, then watches from the revision after the list; when the watch
+//! ends (a member went away, or the revision was compacted while this node was cut off) it lists and watches again, so
+//! nothing that happened meanwhile is missed. It feeds two things:
+//!
+//! - the standing HTTP-01 responder, with the tokens of every pending order in the fleet;
+//! - the daemon's loop, with the certificates that changed ([`Changed`]), which it converges. Every
+//!   [`RECONCILE_EVERY`] and after every new listing it asks for all of them, in case an event was lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::layout::Entry;
+use super::session::Session;
+use crate::edge::etcd::{EtcdError, KeyValue, WatchEventKind};
+use crate::edge::http01::responder::{ChallengeTokens, TokenGuard};
+
+/// How often every certificate is compared with the store, whatever the watch said.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(300);
+/// Between two attempts to list and watch, while etcd cannot be reached.
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    Certificate(String),
+    /// Compare every certificate.
+    All,
+}
+
+/// Starts watching. Tokens go into `tokens` (none in stateless mode); changes into the returned receiver.
+pub fn spawn(
+    session: Arc<Session>,
+    tokens: Option<ChallengeTokens>,
+) -> (JoinHandle<()>, mpsc::UnboundedReceiver<Changed>) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let watcher = Watcher {
+        session,
+        tokens,
+        answered: HashMap::new(),
+        changes: sender,
+    };
+    (tokio::spawn(watcher.run()), receiver)
+}
+
+struct Watcher {
+    session: Arc<Session>,
+    tokens: Option<ChallengeTokens>,
+    /// The fleet's tokens this node answers, withdrawn when dropped.
+    answered: HashMap<String, TokenGuard>,
+    changes: mpsc::UnboundedSender<Changed>,
+}
+
+impl Watcher {
+    async fn run(mut self) {
+        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        reconcile.tick().await;
+        let mut complained = false;
+        loop {
+            match self.list_and_watch(&mut reconcile).await {
+                Err(EtcdError::Compacted { compact_revision, .. }) => {
+                    tracing::info!(
+                        compact_revision,
+                        "the fleet watch fell behind a compaction; listing the store again"
+                    );
+                }
+                Err(err) => {
+                    if !complained {
+                        tracing::warn!("the fleet watch stopped: {err}; trying again");
+                        complained = true;
+                    }
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+                Ok(()) => {}
+            }
+            complained = false;
+        }
+    }
+
+    /// One listing and the watch after it, until the watch ends. The channel closing (the daemon stopping) ends it.
+    async fn list_and_watch(&mut self, reconcile: &mut tokio::time::Interval) -> Result<(), EtcdError> {
+        let layout = self.session.store.layout().clone();
+        let prefix = layout.prefix();
+        let client = self.session.store.client().clone();
+        let listed = client.get_prefix(prefix.as_bytes(), None).await?;
+        let mut tokens = HashMap::new();
+        for kv in &listed.kvs {
+            if let Entry::Token(token) = layout.classify(&String::from_utf8_lossy(&kv.key)) {
+                tokens.insert(token.to_owned(), String::from_utf8_lossy(&kv.value).into_owned());
+            }
+        }
+        self.answered.retain(|token, _| tokens.contains_key(token));
+        for (token, answer) in tokens {
+            self.answer(&token, &answer);
+        }
+        if self.changes.send(Changed::All).is_err() {
+            return Ok(());
+        }
+        let mut watch = client.watch_prefix(prefix.as_bytes(), listed.revision + 1).await?;
+        loop {
+            let event = tokio::select! {
+                event = watch.next() => event?,
+                _ = reconcile.tick() => {
+                    if self.changes.send(Changed::All).is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            let key = String::from_utf8_lossy(&event.kv.key).into_owned();
+            match (layout.classify(&key), event.kind) {
+                (Entry::Token(token), WatchEventKind::Put) => self.answer(token, &value_text(&event.kv)),
+                (Entry::Token(token), WatchEventKind::Delete) => {
+                    self.answered.remove(token);
+                }
+                (Entry::Cert(name), WatchEventKind::Put) => {
+                    if self.changes.send(Changed::Certificate(name.to_owned())).is_err() {
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn answer(&mut self, token: &str, key_authorization: &str) {
+        let Some(tokens) = &self.tokens else {
+            return;
+        };
+        // Replacing a guard would drop the old one after the insert, withdrawing the token just published.
+        self.answered.remove(token);
+        match tokens.publish(token, key_authorization) {
+            Ok(guard) => {
+                self.answered.insert(token.to_owned(), guard);
+            }
+            Err(err) => tracing::warn!("a challenge token in the fleet's store is ignored: {err:#}"),
+        }
+    }
+}
+
+fn value_text(kv: &KeyValue) -> String {
+    String::from_utf8_lossy(&kv.value).into_owned()
+}

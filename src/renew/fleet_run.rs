@@ -1,0 +1,104 @@
+//! What a run does differently in a fleet, before it orders: take each due certificate's lock (or leave it to the node
+//! that holds it), and look at the store again once the lock is held, since another node may have renewed it between
+//! this run's convergence and its lock. Cut off from the store, only what is about to expire is ordered, alone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::{Due, Item, ItemResult};
+use crate::core::time::{format_rfc3339, later};
+use crate::fleet::Session;
+use crate::fleet::converge::is_newer;
+use crate::fleet::orders::{LockedOrder, Taken};
+
+/// Keeps only the due certificates served now and within `emergency_days` of expiry, ordered alone with a loud
+/// warning; the others are held back until the store answers again.
+pub(super) fn outside_emergency(
+    due: Vec<Due>,
+    items: &mut [Item],
+    emergency_days: f64,
+    why: &str,
+    now: OffsetDateTime,
+) -> Vec<Due> {
+    due.into_iter()
+        .filter(|d| {
+            let days_left = items[d.index]
+                .previous
+                .as_ref()
+                .map(|facts| crate::core::time::days_left(facts.not_after, now));
+            // Nothing served yet is no outage to prevent, and ordering it alone would order it on every node.
+            match days_left {
+                _ if days_left.is_none_or(|days| days > emergency_days) => {
+                    tracing::warn!(certificate = %d.spec.name, days_left = ?days_left, "due, but the fleet's store cannot be reached: not renewed alone until within {emergency_days} days of expiry");
+                    items[d.index].result = ItemResult::Deferred {
+                        until: later(now, std::time::Duration::from_secs(300)),
+                        why: format!("the fleet's store cannot be reached ({why}); a node renews alone only within [fleet] emergency_days ({emergency_days}) of expiry"),
+                    };
+                    false
+                }
+                _ => {
+                    tracing::error!(certificate = %d.spec.name, "EMERGENCY: the fleet's store cannot be reached and the certificate expires within {emergency_days} days: this node orders it alone; the fleet settles on one certificate once the store is back");
+                    true
+                }
+            }
+        })
+        .collect()
+}
+
+/// Takes the lock of each due certificate. Returns what is still to be ordered, the locks held (by name), and the
+/// names that another node renewed meanwhile (to adopt, not order).
+pub(super) async fn claim(
+    session: &Arc<Session>,
+    due: Vec<Due>,
+    items: &mut [Item],
+    now: OffsetDateTime,
+) -> (Vec<Due>, HashMap<String, LockedOrder>, Vec<String>) {
+    let mut keep = Vec::new();
+    let mut locked = HashMap::new();
+    let mut adopted = Vec::new();
+    let retry = later(now, session.config.lease_ttl);
+    for d in due {
+        let name = d.spec.name.clone();
+        let order = match LockedOrder::take(session, &name).await {
+            Ok(Taken::Locked(order)) => order,
+            Ok(Taken::Busy { holder }) => {
+                tracing::info!(certificate = %name, holder = %holder, "due, but {holder} is renewing it; this node adopts what it publishes");
+                items[d.index].result = ItemResult::Deferred {
+                    until: retry,
+                    why: format!("{holder} holds the fleet's lock on it and is renewing it"),
+                };
+                continue;
+            }
+            Err(err) => {
+                tracing::warn!(certificate = %name, "cannot take the fleet's lock: {err:#}; not ordered now");
+                items[d.index].result = ItemResult::Deferred {
+                    until: retry,
+                    why: format!("cannot take the fleet's lock: {err:#}"),
+                };
+                continue;
+            }
+        };
+        match session.store.shared_cert(&name).await {
+            Ok(Some(shared)) if is_newer(&shared, items[d.index].previous.as_ref()) => {
+                tracing::info!(certificate = %name, serial = %shared.serial, by = %shared.issued_by, at = %shared.issued_at, "another node renewed it meanwhile; adopting it instead of ordering");
+                order.release().await;
+                adopted.push(name);
+            }
+            Ok(_) => {
+                tracing::debug!(certificate = %name, since = %format_rfc3339(now), "holding the fleet's lock");
+                locked.insert(name, order);
+                keep.push(d);
+            }
+            Err(err) => {
+                order.release().await;
+                items[d.index].result = ItemResult::Deferred {
+                    until: retry,
+                    why: format!("cannot read the fleet's store: {err:#}"),
+                };
+            }
+        }
+    }
+    (keep, locked, adopted)
+}

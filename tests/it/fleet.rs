@@ -1,0 +1,348 @@
+//! Fleets (issue 13), against a real 3-member etcd cluster, one real HAProxy per node on its own 127.0.0.x address, a
+//! `hapcert daemon` per node, and a real Pebble: exactly one order per renewal, every node serving it, fencing, the
+//! order journal, quorum loss, compaction, and keys that never enter etcd in clear.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use crate::harness::{
+    EtcdTlsMember, FleetChallenge, FleetOptions, FleetSandbox, assert_exit, stderr, stdout,
+};
+
+const CONVERGE: Duration = Duration::from_secs(90);
+const ALL: [usize; 3] = [1, 2, 3];
+
+fn specs(names: &[&'static str]) -> Vec<(&'static str, Vec<&'static str>)> {
+    names.iter().map(|n| (*n, vec![domain(n)])).collect()
+}
+
+fn domain(name: &str) -> &'static str {
+    Box::leak(format!("{name}.example.com").into_boxed_str())
+}
+
+fn write_configs(fleet: &FleetSandbox, nodes: &[usize], certs: &[(&'static str, Vec<&'static str>)]) {
+    let tables: Vec<(&str, &[&str])> = certs.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+    for &i in nodes {
+        fleet.write_node_config(i, &tables);
+    }
+}
+
+fn domains(certs: &[(&'static str, Vec<&'static str>)]) -> Vec<&'static str> {
+    certs.iter().map(|(_, d)| d[0]).collect()
+}
+
+/// `fleet status --json` on node `i`.
+fn fleet_status(fleet: &FleetSandbox, i: usize) -> serde_json::Value {
+    let out = fleet.hapcert(i, &["fleet", "status", "--json"]);
+    assert_exit(&out, 0);
+    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("fleet status --json: {e}: {}", stdout(&out)))
+}
+
+/// Polls `fleet status` until every certificate is acknowledged by every node in `nodes`.
+fn wait_acknowledged(fleet: &FleetSandbox, nodes: &[usize], count: usize, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = fleet_status(fleet, nodes[0]);
+        let certs = status["certificates"].as_array().cloned().unwrap_or_default();
+        let done = certs.len() == count
+            && certs.iter().all(|c| {
+                let serving: Vec<&str> = c["serving"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
+                nodes.iter().all(|i| serving.contains(&format!("node{i}").as_str()))
+            });
+        if done {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "not every node acknowledged every certificate:\n{status:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Cases 1, 7 and 8: three nodes and five certificates from an empty store; then a forced renewal on node 2; then the
+/// raw keys, and a node with the wrong fleet key.
+#[test]
+fn three_nodes_issue_each_certificate_once_serve_it_everywhere_and_keep_keys_sealed() {
+    let mut fleet = FleetSandbox::start(3);
+    let certs = specs(&["c1", "c2", "c3", "c4", "c5"]);
+    write_configs(&fleet, &ALL, &certs);
+    let names = domains(&certs);
+    let started = Instant::now();
+    for i in ALL {
+        fleet.start_daemon(i);
+    }
+    let served = fleet.wait_same_serial(&ALL, &names, CONVERGE);
+    eprintln!("3 nodes serve 5 certificates {:?} after the daemons started", started.elapsed());
+    assert_eq!(
+        fleet.finalized_orders(),
+        5,
+        "exactly one order per certificate:\n{}",
+        fleet.pebble_log()
+    );
+    let status = wait_acknowledged(&fleet, &ALL, 5, CONVERGE);
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3, "{status:#}");
+    assert!(status["locks"].as_array().unwrap().is_empty(), "{status:#}");
+    assert!(status["orders"].as_array().unwrap().is_empty(), "{status:#}");
+
+    // Case 8: no private key in etcd in clear, in any form.
+    let pem = std::fs::read_to_string(fleet.cert_dir(1).join("c1.pem")).unwrap();
+    let key_b64: String = pem
+        .split("-----BEGIN PRIVATE KEY-----")
+        .nth(1)
+        .and_then(|rest| rest.split("-----END").next())
+        .expect("the PEM holds a PKCS#8 key")
+        .split_whitespace()
+        .collect();
+    let key_der = base64::engine::general_purpose::STANDARD.decode(&key_b64).unwrap();
+    let dump = fleet.etcd_dump();
+    assert!(dump.iter().any(|(k, _)| k.ends_with("/certs/c1")), "{:?}", dump.iter().map(|(k, _)| k).collect::<Vec<_>>());
+    assert!(dump.iter().any(|(k, _)| k.ends_with("/account")));
+    for (key, value) in &dump {
+        let text = String::from_utf8_lossy(value);
+        assert!(!text.contains("PRIVATE KEY"), "{key} holds a PEM private key in clear");
+        assert!(!text.contains(&key_b64[..40]), "{key} holds c1's key in base64");
+        assert!(!value.windows(32).any(|w| w == &key_der[key_der.len() - 32..]), "{key} holds c1's key as DER");
+        assert!(!text.contains("\"d\":"), "{key} holds a JWK private key");
+    }
+
+    // Case 7: a forced renewal on node 2, while node 2's daemon holds the side port.
+    let before = served[&(1, "c3.example.com".to_owned())].clone();
+    let forced = Instant::now();
+    let out = fleet.hapcert(2, &["renew", "--force", "c3"]);
+    assert_exit(&out, 0);
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let serials: Vec<Option<String>> = ALL.iter().map(|&i| fleet.served_serial(i, "c3.example.com")).collect();
+        let first = serials[0].clone();
+        if first.as_deref().is_some_and(|s| s != before) && serials.iter().all(|s| *s == first) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every node serves the forced renewal: {serials:?} (was {before})");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("the forced renewal is served by all 3 nodes {:?} after the command started", forced.elapsed());
+    assert_eq!(fleet.finalized_orders(), 6, "one more order, not more");
+
+    // Case 8, the other half: a node with another fleet key refuses, and keeps serving what it has.
+    fleet.stop_daemon(3);
+    let wrong = fleet
+        .node_config_text(3)
+        .replace(&fleet.key_file().display().to_string(), &fleet.wrong_key_file().display().to_string());
+    fleet.write_node_config_text(3, &wrong);
+    let out = fleet.hapcert(3, &["run"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("sealed under another fleet key") && stderr(&out).contains("is not the fleet's key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(fleet.served_serial(3, "c1.example.com").is_some(), "node 3 still serves c1");
+    assert_eq!(fleet.finalized_orders(), 6);
+}
+
+/// Case 2: the CA validates through a node that holds no lock, in both challenge modes.
+#[test]
+fn the_ca_validates_through_a_node_that_holds_no_lock_in_side_port_mode() {
+    validates_through_another_node(FleetChallenge::SidePort);
+}
+
+#[test]
+fn the_ca_validates_through_a_node_that_holds_no_lock_in_stateless_mode() {
+    validates_through_another_node(FleetChallenge::Stateless);
+}
+
+fn validates_through_another_node(challenge: FleetChallenge) {
+    let mut fleet = FleetSandbox::start_with(
+        3,
+        FleetOptions {
+            challenge,
+            ..Default::default()
+        },
+    );
+    let certs = specs(&["far"]);
+    write_configs(&fleet, &ALL, &certs);
+    if challenge == FleetChallenge::Stateless {
+        let thumbprint = fleet.account_thumbprint(1);
+        assert_eq!(fleet.account_thumbprint(3), thumbprint, "the fleet shares one account");
+        fleet.set_stateless_thumbprint(&thumbprint);
+    }
+    // Nodes 2 and 3 run daemons (node 3's answers the fleet's tokens); node 1 orders from a one-shot run.
+    fleet.start_daemon(3);
+    fleet.wait_daemon_log(3, "joined the fleet", Duration::from_secs(20));
+    fleet.start_daemon(2);
+    fleet.wait_daemon_log(2, "joined the fleet", Duration::from_secs(20));
+    fleet.stop_daemon(2);
+    fleet.point("far.example.com", 3);
+    let out = fleet.hapcert(1, &["run"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("renewed   far"), "{}", stdout(&out));
+    assert!(fleet.served_serial(1, "far.example.com").is_some());
+    fleet.wait_same_serial(&[1, 3], &["far.example.com"], CONVERGE);
+    assert_eq!(fleet.finalized_orders(), 1);
+    assert!(
+        fleet.daemon_log(3).contains("adopted the fleet's certificate"),
+        "{}",
+        fleet.daemon_log(3)
+    );
+}
+
+/// Case 3: the lock holder is paused mid-order for longer than its lease. Another node takes over the journaled order;
+/// the paused one, resumed, is fenced out. One certificate, one order.
+#[test]
+fn a_lock_holder_paused_past_its_lease_is_fenced_out_and_one_certificate_is_deployed() {
+    let mut fleet = FleetSandbox::start(3);
+    let certs = specs(&["paused"]);
+    write_configs(&fleet, &ALL, &certs);
+    fleet.start_daemon(1);
+    let journal = format!("{}/orders/paused", crate::harness::FLEET_PREFIX);
+    wait_for_key(&fleet, &journal);
+    fleet.pause_daemon(1);
+    for i in [2, 3] {
+        fleet.start_daemon(i);
+    }
+    let served = fleet.wait_same_serial(&[2, 3], &["paused.example.com"], CONVERGE);
+    fleet.resume_daemon(1);
+    fleet.wait_daemon_log(1, "fenced out", CONVERGE);
+    fleet.wait_same_serial(&ALL, &["paused.example.com"], CONVERGE);
+    assert_eq!(fleet.served_serial(1, "paused.example.com"), Some(served[&(2, "paused.example.com".to_owned())].clone()));
+    assert_eq!(fleet.finalized_orders(), 1, "{}", fleet.pebble_log());
+    let resumed = fleet.daemon_log(2) + &fleet.daemon_log(3);
+    assert!(resumed.contains("resuming it instead of ordering again"), "{resumed}");
+}
+
+/// Case 4: the lock holder is killed mid-order; another node completes the renewal, and every node serves it.
+#[test]
+fn a_lock_holder_killed_mid_order_is_succeeded_and_the_order_is_not_placed_twice() {
+    let mut fleet = FleetSandbox::start(3);
+    let certs = specs(&["killed"]);
+    write_configs(&fleet, &ALL, &certs);
+    fleet.start_daemon(1);
+    wait_for_key(&fleet, &format!("{}/orders/killed", crate::harness::FLEET_PREFIX));
+    fleet.kill_daemon(1);
+    for i in [2, 3] {
+        fleet.start_daemon(i);
+    }
+    fleet.wait_same_serial(&[2, 3], &["killed.example.com"], CONVERGE);
+    fleet.start_daemon(1);
+    fleet.wait_same_serial(&ALL, &["killed.example.com"], CONVERGE);
+    assert_eq!(fleet.finalized_orders(), 1, "{}", fleet.pebble_log());
+}
+
+/// Polls etcd every 10 ms until `key` exists (60 s at most).
+fn wait_for_key(fleet: &FleetSandbox, key: &str) {
+    let deadline = Instant::now() + CONVERGE;
+    while !fleet.etcd_dump().iter().any(|(k, _)| k == key) {
+        assert!(Instant::now() < deadline, "{key} never appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Cases 5 and 6: one etcd member down, renewals go on; two down (no quorum), every node keeps serving, nothing is
+/// deleted, `check` says the store is unreachable; quorum back, the fleet converges. A node down during a renewal
+/// serves it within 10 s of its restart.
+#[test]
+fn the_fleet_renews_without_one_member_serves_without_quorum_and_a_node_back_converges_within_10_s() {
+    let mut fleet = FleetSandbox::start(3);
+    let certs = specs(&["q"]);
+    write_configs(&fleet, &ALL, &certs);
+    for i in ALL {
+        fleet.start_daemon(i);
+    }
+    let first = fleet.wait_same_serial(&ALL, &["q.example.com"], CONVERGE)[&(1, "q.example.com".to_owned())].clone();
+
+    fleet.etcd_mut().stop_and_settle(0);
+    fleet.stop_daemon(3);
+    let out = fleet.hapcert(2, &["renew", "--force", "q"]);
+    assert_exit(&out, 0);
+    let second = fleet.wait_same_serial(&[1, 2], &["q.example.com"], CONVERGE)[&(1, "q.example.com".to_owned())].clone();
+    assert_ne!(first, second, "renewed with one member down");
+    assert_eq!(fleet.served_serial(3, "q.example.com"), Some(first.clone()), "node 3 was down");
+
+    // Case 6: node 3 comes back and converges within 10 s.
+    let back = Instant::now();
+    fleet.start_daemon(3);
+    fleet.wait_same_serial(&[3], &["q.example.com"], Duration::from_secs(10));
+    assert_eq!(fleet.served_serial(3, "q.example.com"), Some(second.clone()));
+    eprintln!("node 3 serves the renewal {:?} after its restart", back.elapsed());
+
+    // No quorum: everything is still served, nothing deleted, and `check` says the store is unreachable.
+    fleet.etcd_mut().stop(1);
+    std::thread::sleep(Duration::from_secs(2));
+    for i in ALL {
+        assert_eq!(fleet.served_serial(i, "q.example.com"), Some(second.clone()), "node {i}");
+        assert!(fleet.cert_dir(i).join("q.pem").exists());
+    }
+    let check = fleet.hapcert(1, &["check"]);
+    assert!(
+        stdout(&check).contains("fleet store unreachable"),
+        "{}\n{}",
+        stdout(&check),
+        stderr(&check)
+    );
+    assert_eq!(check.status.code(), Some(1), "WARNING while no certificate is near expiry");
+
+    // Quorum back: a renewal goes through and every node serves it.
+    fleet.etcd_mut().start_member(0);
+    fleet.etcd_mut().start_member(1);
+    let out = fleet.hapcert(1, &["renew", "--force", "q"]);
+    assert_exit(&out, 0);
+    let third = fleet.wait_same_serial(&ALL, &["q.example.com"], CONVERGE)[&(1, "q.example.com".to_owned())].clone();
+    assert_ne!(third, second);
+    assert_eq!(fleet.finalized_orders(), 3);
+}
+
+/// Case 10: a watch compacted away while a node was cut off from etcd: the node lists again and converges.
+#[test]
+fn a_node_whose_watch_was_compacted_away_still_converges() {
+    let mut fleet = FleetSandbox::start(2);
+    let certs = specs(&["w"]);
+    write_configs(&fleet, &[1, 2], &certs);
+    fleet.start_daemon(1);
+    fleet.start_daemon(2);
+    let first = fleet.wait_same_serial(&[1, 2], &["w.example.com"], CONVERGE)[&(1, "w.example.com".to_owned())].clone();
+    // Node 2 is cut off (paused) while the store moves on and is compacted.
+    fleet.pause_daemon(2);
+    let out = fleet.hapcert(1, &["renew", "--force", "w"]);
+    assert_exit(&out, 0);
+    let status = fleet.etcd().etcdctl(&["endpoint", "status", "-w", "json"]);
+    let revision = serde_json::from_str::<serde_json::Value>(&status).unwrap()[0]["Status"]["header"]["revision"]
+        .as_i64()
+        .unwrap();
+    fleet.etcd().compact(revision);
+    fleet.resume_daemon(2);
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let serial = fleet.served_serial(2, "w.example.com");
+        if serial.as_deref().is_some_and(|s| s != first) && serial == fleet.served_serial(1, "w.example.com") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 2 did not converge:\n{}", fleet.daemon_log(2));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Case 9: etcd with TLS client certificates and authentication.
+#[test]
+fn a_fleet_works_over_etcd_with_tls_client_certificates_and_authentication() {
+    let fleet = FleetSandbox::start(1);
+    let member = EtcdTlsMember::start();
+    let password = fleet.dir().join("etcd-password");
+    std::fs::write(&password, "agent1pw\n").unwrap();
+    std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let table = format!(
+        "\n[fleet]\netcd = [\"{}\"]\nprefix = \"/hapcert/tls\"\nnode = \"node1\"\nkey_file = \"{}\"\nca_bundle = \"{}\"\n\
+         client_cert = \"{}\"\nclient_key = \"{}\"\nusername = \"agent1\"\npassword_file = \"{}\"\n",
+        member.endpoint(),
+        fleet.key_file().display(),
+        member.ca.display(),
+        member.client_cert.display(),
+        member.client_key.display(),
+        password.display()
+    );
+    let text = fleet.node_base_config(1) + &fleet.certificate_tables(1, &[("tls", &["tls.example.com"])]) + &table;
+    fleet.write_node_config_text(1, &text);
+    let out = fleet.hapcert(1, &["run"]);
+    assert_exit(&out, 0);
+    assert!(fleet.served_serial(1, "tls.example.com").is_some());
+    let status = fleet_status(&fleet, 1);
+    assert_eq!(status["certificates"][0]["name"], "tls", "{status:#}");
+}
