@@ -116,6 +116,6 @@ dir = {state}
 
 /// A TOML basic string. serde_json's escaping is valid TOML for everything but a raw U+007F, which no
 /// path or name here contains.
-fn toml_string(s: &str) -> String {
+pub(super) fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }

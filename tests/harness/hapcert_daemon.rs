@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -34,17 +34,24 @@ impl Sandbox {
     fn spawn_daemon(&self, global_args: &[&str], fd_limit: Option<u64>) -> HapcertDaemon {
         let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         let log = self.dir().join("logs").join(format!("daemon-{run:03}.log"));
-        let file = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let mut args: Vec<&str> = global_args.to_vec();
         args.push("daemon");
         let mut cmd = self.hapcert_cmd(&args);
+        if let Some(limit) = fd_limit {
+            process::limit_open_files(&mut cmd, limit);
+        }
+        HapcertDaemon::start(cmd, log)
+    }
+}
+
+impl HapcertDaemon {
+    /// Starts `cmd` (a hapcert command line ending in `daemon`) with stdout and stderr into a new file `log`.
+    pub fn start(mut cmd: Command, log: PathBuf) -> HapcertDaemon {
+        let file = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         cmd.stdout(file.try_clone().expect("clone the log handle"))
             .stderr(file)
             .stdin(Stdio::null())
             .env_remove("NOTIFY_SOCKET");
-        if let Some(limit) = fd_limit {
-            process::limit_open_files(&mut cmd, limit);
-        }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn hapcert daemon: {e}"));
         HapcertDaemon {
             child,
@@ -52,9 +59,7 @@ impl Sandbox {
             exited: None,
         }
     }
-}
 
-impl HapcertDaemon {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -60,13 +61,8 @@ impl Haproxy {
     /// Writes the config, default certificate, empty cert dir and reload script, then starts HAProxy.
     /// Call [`Haproxy::wait_ready`] before use.
     pub fn spawn(layout: Layout, ports: &Ports, reload_marker: &Path, logs: &Path) -> Haproxy {
-        fs::create_dir_all(layout.cert_dir()).expect("create haproxy cert dir");
-        let default_pem = layout.default_pem();
-        fs::write(&default_pem, default_cert_pem()).expect("write default.pem");
-        let config = config(&layout, ports, &default_pem);
-        let script = layout.reload_script();
-        fs::write(&script, reload_script(&layout.master_sock(), reload_marker)).expect("write reload.sh");
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod reload.sh");
+        write_files(&layout, reload_marker);
+        let config = config(&layout, ports, &layout.default_pem());
         Haproxy::spawn_with_config(layout, &config, logs, "haproxy")
     }
 
@@ -90,6 +86,11 @@ impl Haproxy {
 
     /// Waits until the master reports a worker and the TLS frontend completes a handshake.
     pub fn wait_ready(&mut self, https_port: u16) {
+        self.wait_ready_at(tls::LOOPBACK, https_port);
+    }
+
+    /// [`Haproxy::wait_ready`] for a TLS frontend bound to `addr`.
+    pub fn wait_ready_at(&mut self, addr: IpAddr, https_port: u16) {
         let sock = self.layout.master_sock();
         self.master
             .wait_ready("a worker on the master socket", READY_TIMEOUT, || {
@@ -98,7 +99,7 @@ impl Haproxy {
         let config = tls::unverified_config();
         self.master
             .wait_ready("a TLS handshake on the https frontend", READY_TIMEOUT, || {
-                tls::handshake(https_port, tls::server_name("ready.invalid"), config.clone()).is_ok()
+                tls::handshake_at(addr, https_port, tls::server_name("ready.invalid"), config.clone()).is_ok()
             });
     }
 
@@ -143,6 +144,16 @@ impl Drop for Haproxy {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Everything a config from haproxy_cfg.rs refers to besides the sockets: the default certificate, the empty cert dir
+/// and the default reload script (which notes each reload in `reload_marker`).
+pub fn write_files(layout: &Layout, reload_marker: &Path) {
+    fs::create_dir_all(layout.cert_dir()).expect("create haproxy cert dir");
+    fs::write(layout.default_pem(), default_cert_pem()).expect("write default.pem");
+    let script = layout.reload_script();
+    fs::write(&script, reload_script(&layout.master_sock(), reload_marker)).expect("write reload.sh");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod reload.sh");
 }
 
 /// Sends one command to a HAProxy CLI socket and returns the whole reply. The master socket keeps the

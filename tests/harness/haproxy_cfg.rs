@@ -13,6 +13,8 @@ use super::haproxy::{Layout, Ports};
 pub const HTTP_FRONTEND: &str = "frontend plain";
 /// Header of the backend that forwards the challenge path to hapcert's side port.
 pub const CHALLENGE_BACKEND: &str = "backend hapcert_challenge";
+/// Where the single-node sandbox's HAProxy listens and forwards to.
+const LOOPBACK: &str = "127.0.0.1";
 /// The line [`defaults_section`] writes (or not) for `option idle-close-on-response`.
 const IDLE_CLOSE: &str = "    option idle-close-on-response\n";
 
@@ -65,7 +67,27 @@ defaults
 /// hapcert's side port. The redirect is an http-request rule, which HAProxy always evaluates before
 /// use_backend whatever the order in the file (it warns if written after), so it carries `unless acme`.
 pub fn http_frontend_section(ports: &Ports) -> String {
-    plain_frontend(ports, "http-request redirect scheme https unless acme", "")
+    http_frontend_section_at(LOOPBACK, ports)
+}
+
+/// [`http_frontend_section`] bound to `addr`, forwarding the challenge path to `addr`:side (a fleet node's HAProxy and
+/// hapcert both listen on the node's own 127.0.0.x).
+pub fn http_frontend_section_at(addr: &str, ports: &Ports) -> String {
+    plain_frontend_at(addr, ports, "http-request redirect scheme https unless acme", "")
+}
+
+/// A plain frontend for `[challenge] mode = "stateless"`, under the same header as [`http_frontend_section`] (so
+/// `http_frontend_of` finds it): HAProxy answers `<token>.<thumbprint>` itself, with the rule `hapcert haproxy-config`
+/// prints, and redirects everything else. No challenge backend: nothing listens on the side port in this mode.
+pub fn stateless_frontend_section_at(addr: &str, http_port: u16, thumbprint: &str) -> String {
+    format!(
+        "\
+{HTTP_FRONTEND}
+    bind {addr}:{http_port}
+    http-request return status 200 content-type text/plain lf-string \"%[path,field(-1,/)].{thumbprint}\" if {{ path_reg ^/\\.well-known/acme-challenge/[A-Za-z0-9_-]+$ }}
+    http-request redirect scheme https unless {{ path_beg /.well-known/acme-challenge/ }}
+"
+    )
 }
 
 /// Like [`http_frontend_section`] but the redirect has no `unless acme`: the challenge path is
@@ -87,17 +109,21 @@ pub fn frontend_health_checked(ports: &Ports) -> String {
 }
 
 fn plain_frontend(ports: &Ports, redirect: &str, server_options: &str) -> String {
+    plain_frontend_at(LOOPBACK, ports, redirect, server_options)
+}
+
+fn plain_frontend_at(addr: &str, ports: &Ports, redirect: &str, server_options: &str) -> String {
     let Ports { http, side, .. } = ports;
     format!(
         "\
 {HTTP_FRONTEND}
-    bind 127.0.0.1:{http}
+    bind {addr}:{http}
     acl acme path_beg /.well-known/acme-challenge/
     {redirect}
     use_backend hapcert_challenge if acme
 
 {CHALLENGE_BACKEND}
-    server hapcert 127.0.0.1:{side}{server_options}
+    server hapcert {addr}:{side}{server_options}
 "
     )
 }
@@ -108,10 +134,15 @@ fn plain_frontend(ports: &Ports, redirect: &str, server_options: &str) -> String
 /// - HAProxy names the directory's implicit crt-list without the trailing slash (`.../certs`),
 ///   which is what `add ssl crt-list` expects.
 pub fn https_frontend_section(https_port: u16, default_pem: &Path, cert_dir: &Path) -> String {
+    https_frontend_section_at(LOOPBACK, https_port, default_pem, cert_dir)
+}
+
+/// [`https_frontend_section`] bound to `addr`.
+pub fn https_frontend_section_at(addr: &str, https_port: u16, default_pem: &Path, cert_dir: &Path) -> String {
     format!(
         "\
 frontend https
-    bind 127.0.0.1:{https_port} ssl crt {default} crt {certs}/
+    bind {addr}:{https_port} ssl crt {default} crt {certs}/
     http-request return status 200 content-type text/plain string ok
 ",
         default = default_pem.display(),

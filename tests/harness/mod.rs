@@ -11,6 +11,7 @@ mod certbot;
 mod certs;
 mod etcd;
 mod flaky;
+mod fleet;
 mod hapcert;
 mod hapcert_daemon;
 mod haproxy;
@@ -48,6 +49,8 @@ pub use certs::{leaf_der_from_pem_file, san_dns_names, serial_hex, validity};
 pub use etcd::{EtcdCluster, EtcdTlsMember};
 #[allow(unused_imports)]
 pub use flaky::FlakyRelay;
+#[allow(unused_imports)]
+pub use fleet::{FLEET_PREFIX, FleetChallenge, FleetOptions, FleetSandbox};
 #[allow(unused_imports)]
 pub use hapcert_daemon::HapcertDaemon;
 #[allow(unused_imports)]

@@ -70,17 +70,29 @@ impl Pebble {
     /// Spawns both processes. Call [`Pebble::wait_ready`] before use; in between, the caller can start
     /// other things while Pebble generates its keys.
     pub fn spawn(dir: &Path, logs: &Path, http_port: u16, opts: &SandboxOptions) -> Pebble {
+        Pebble::spawn_answering(dir, logs, http_port, opts, "127.0.0.1")
+    }
+
+    /// [`Pebble::spawn`] with the DNS helper answering `default_ipv4` to every A query that no `/add-a` record matches:
+    /// a fleet points unknown names at its first node.
+    pub fn spawn_answering(
+        dir: &Path,
+        logs: &Path,
+        http_port: u16,
+        opts: &SandboxOptions,
+        default_ipv4: &str,
+    ) -> Pebble {
         let conf = dir.join("pebble");
         fs::create_dir_all(&conf).expect("create pebble dir");
 
         let dns = format!("127.0.0.1:{}", free_port());
         let dns_mgmt = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(&tools().challtestsrv);
-        // Only the DNS server. Every A query gets 127.0.0.1 and AAAA gets nothing: otherwise Pebble tries
+        // Only the DNS server. Every A query gets `default_ipv4` and AAAA gets nothing: otherwise Pebble tries
         // ::1 first, where nothing listens, and the validation fails.
         cmd.args(["-dns01", &dns, "-management", &dns_mgmt])
             .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", ""])
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""]);
+            .args(["-defaultIPv4", default_ipv4, "-defaultIPv6", ""]);
         let challtestsrv = Daemon::spawn("challtestsrv", cmd, logs);
 
         let (port, mgmt_port) = (free_port(), free_port());

@@ -247,6 +247,12 @@ pub fn is_alive(pid: u32) -> bool {
     proc_stat(pid).is_some_and(|(state, _)| state != 'Z')
 }
 
+/// The state letter of /proc/<pid>/stat (`R`, `S`, `T` when stopped by a signal, `Z`...); None if there is no such
+/// process.
+pub fn state(pid: u32) -> Option<char> {
+    proc_stat(pid).map(|(state, _)| state)
+}
+
 /// PIDs whose parent is `parent`, from /proc.
 pub fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {

@@ -1,7 +1,7 @@
 //! Blocking TLS client (rustls over std::net) for looking at what HAProxy and Pebble serve.
 
 use std::io;
-use std::net::TcpStream;
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where the sandbox's servers listen unless told otherwise.
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn provider() -> Arc<CryptoProvider> {
     // Explicit, so it does not matter which providers other crates switch on.
@@ -47,7 +49,17 @@ pub fn handshake(
     server_name: ServerName<'static>,
     config: Arc<ClientConfig>,
 ) -> io::Result<Vec<CertificateDer<'static>>> {
-    let (conn, _sock) = connect(port, server_name, config)?;
+    handshake_at(LOOPBACK, port, server_name, config)
+}
+
+/// [`handshake`] with a server on another address (a fleet node listens on its own 127.0.0.x).
+pub fn handshake_at(
+    addr: IpAddr,
+    port: u16,
+    server_name: ServerName<'static>,
+    config: Arc<ClientConfig>,
+) -> io::Result<Vec<CertificateDer<'static>>> {
+    let (conn, _sock) = connect_at(addr, port, server_name, config)?;
     let chain = conn.peer_certificates().unwrap_or_default();
     Ok(chain.iter().map(|c| c.clone().into_owned()).collect())
 }
@@ -66,8 +78,18 @@ pub fn connect(
     server_name: ServerName<'static>,
     config: Arc<ClientConfig>,
 ) -> io::Result<(ClientConnection, TcpStream)> {
+    connect_at(LOOPBACK, port, server_name, config)
+}
+
+/// [`connect`] to `addr`:`port`.
+pub fn connect_at(
+    addr: IpAddr,
+    port: u16,
+    server_name: ServerName<'static>,
+    config: Arc<ClientConfig>,
+) -> io::Result<(ClientConnection, TcpStream)> {
     let mut conn = ClientConnection::new(config, server_name).map_err(io::Error::other)?;
-    let mut sock = TcpStream::connect(("127.0.0.1", port))?;
+    let mut sock = TcpStream::connect((addr, port))?;
     sock.set_read_timeout(Some(IO_TIMEOUT))?;
     sock.set_write_timeout(Some(IO_TIMEOUT))?;
     while conn.is_handshaking() {

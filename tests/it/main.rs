@@ -11,6 +11,7 @@ mod crash_points;
 mod daemon;
 mod etcd_edge;
 mod fleet_config;
+mod fleet_harness;
 mod flood;
 mod harness_extras;
 mod hooks;
