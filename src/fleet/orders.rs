@@ -7,7 +7,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::session::Session;
-use super::store::{Claim, Held};
+use super::store::{Claim, Fenced, Held};
 use crate::core::order_journal::OrderJournal;
 use crate::core::verify::Verified;
 
@@ -73,6 +73,18 @@ impl LockedOrder {
                 OffsetDateTime::now_utc(),
             )
             .await
+    }
+
+    /// Whether this node still holds the lock (its key exists with the revision that created it). A failed order
+    /// whose lock is gone was taken over: what the CA said is then the successor's doing, not a failure.
+    pub async fn lost(&self) -> Option<Fenced> {
+        let current = self.session.store.client().get(self.lock.key.as_bytes()).await.ok()?;
+        match current {
+            Some(kv) if kv.create_revision == self.lock.revision => None,
+            _ => Some(Fenced {
+                lock: self.lock.key.clone(),
+            }),
+        }
     }
 
     pub async fn release(&self) {

@@ -41,6 +41,7 @@ pub fn spawn(
         tokens,
         answered: HashMap::new(),
         changes: sender,
+        watching: false,
     };
     (tokio::spawn(watcher.run()), receiver)
 }
@@ -51,13 +52,15 @@ struct Watcher {
     /// The fleet's tokens this node answers, withdrawn when dropped.
     answered: HashMap<String, TokenGuard>,
     changes: mpsc::UnboundedSender<Changed>,
+    /// A watch was established since the last failure.
+    watching: bool,
 }
 
 impl Watcher {
     async fn run(mut self) {
         let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
         reconcile.tick().await;
-        let mut complained = false;
+        let mut failures = 0u32;
         loop {
             match self.list_and_watch(&mut reconcile).await {
                 Err(EtcdError::Compacted { compact_revision, .. }) => {
@@ -65,18 +68,24 @@ impl Watcher {
                         compact_revision,
                         "the fleet watch fell behind a compaction; listing the store again"
                     );
+                    failures = 0;
                 }
+                // The first failure is tried again at once, on the next member: a token published meanwhile must
+                // reach the responder within moments.
                 Err(err) => {
-                    if !complained {
-                        tracing::warn!("the fleet watch stopped: {err}; trying again");
-                        complained = true;
+                    if std::mem::take(&mut self.watching) {
+                        failures = 0;
                     }
-                    tokio::time::sleep(RETRY).await;
-                    continue;
+                    if failures == 1 {
+                        tracing::warn!("the fleet watch stopped: {err}; trying again");
+                    }
+                    if failures > 0 {
+                        tokio::time::sleep(RETRY.min(Duration::from_millis(200) * failures)).await;
+                    }
+                    failures += 1;
                 }
-                Ok(()) => {}
+                Ok(()) => return,
             }
-            complained = false;
         }
     }
 
@@ -100,6 +109,7 @@ impl Watcher {
             return Ok(());
         }
         let mut watch = client.watch_prefix(prefix.as_bytes(), listed.revision + 1).await?;
+        self.watching = true;
         loop {
             let event = tokio::select! {
                 event = watch.next() => event?,
@@ -116,10 +126,10 @@ impl Watcher {
                 (Entry::Token(token), WatchEventKind::Delete) => {
                     self.answered.remove(token);
                 }
-                (Entry::Cert(name), WatchEventKind::Put) => {
-                    if self.changes.send(Changed::Certificate(name.to_owned())).is_err() {
-                        return Ok(());
-                    }
+                (Entry::Cert(name), WatchEventKind::Put)
+                    if self.changes.send(Changed::Certificate(name.to_owned())).is_err() =>
+                {
+                    return Ok(());
                 }
                 _ => {}
             }

@@ -47,8 +47,9 @@ pub(super) fn outside_emergency(
         .collect()
 }
 
-/// Takes the lock of each due certificate. Returns what is still to be ordered, the locks held (by name), and the
-/// names that another node renewed meanwhile (to adopt, not order).
+/// Takes the lock of each due certificate, waiting a little for holders that are about to let go (after adopting,
+/// say) or whose lease is about to run out: a lease's length, and a second for etcd to notice. Returns what is still
+/// to be ordered, the locks held (by name), and the names another node renewed meanwhile (to adopt, not order).
 pub(super) async fn claim(
     session: &Arc<Session>,
     due: Vec<Due>,
@@ -59,46 +60,58 @@ pub(super) async fn claim(
     let mut locked = HashMap::new();
     let mut adopted = Vec::new();
     let retry = later(now, session.config.lease_ttl);
-    for d in due {
-        let name = d.spec.name.clone();
-        let order = match LockedOrder::take(session, &name).await {
-            Ok(Taken::Locked(order)) => order,
-            Ok(Taken::Busy { holder }) => {
-                tracing::info!(certificate = %name, holder = %holder, "due, but {holder} is renewing it; this node adopts what it publishes");
+    let deadline = tokio::time::Instant::now() + session.config.lease_ttl + std::time::Duration::from_secs(1);
+    let mut waiting = due;
+    loop {
+        let mut busy = Vec::new();
+        for d in waiting {
+            let name = d.spec.name.clone();
+            let order = match LockedOrder::take(session, &name).await {
+                Ok(Taken::Locked(order)) => order,
+                Ok(Taken::Busy { holder }) => {
+                    busy.push((d, holder));
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(certificate = %name, "cannot take the fleet's lock: {err:#}; not ordered now");
+                    items[d.index].result = ItemResult::Deferred {
+                        until: retry,
+                        why: format!("cannot take the fleet's lock: {err:#}"),
+                    };
+                    continue;
+                }
+            };
+            match session.store.shared_cert(&name).await {
+                Ok(Some(shared)) if is_newer(&shared, items[d.index].previous.as_ref()) => {
+                    tracing::info!(certificate = %name, serial = %shared.serial, by = %shared.issued_by, at = %shared.issued_at, "another node renewed it meanwhile; adopting it instead of ordering");
+                    order.release().await;
+                    adopted.push(name);
+                }
+                Ok(_) => {
+                    tracing::debug!(certificate = %name, since = %format_rfc3339(now), "holding the fleet's lock");
+                    locked.insert(name, order);
+                    keep.push(d);
+                }
+                Err(err) => {
+                    order.release().await;
+                    items[d.index].result = ItemResult::Deferred {
+                        until: retry,
+                        why: format!("cannot read the fleet's store: {err:#}"),
+                    };
+                }
+            }
+        }
+        if busy.is_empty() || tokio::time::Instant::now() >= deadline {
+            for (d, holder) in busy {
+                tracing::info!(certificate = %d.spec.name, holder = %holder, "due, but {holder} is renewing it; this node adopts what it publishes");
                 items[d.index].result = ItemResult::Deferred {
                     until: retry,
                     why: format!("{holder} holds the fleet's lock on it and is renewing it"),
                 };
-                continue;
             }
-            Err(err) => {
-                tracing::warn!(certificate = %name, "cannot take the fleet's lock: {err:#}; not ordered now");
-                items[d.index].result = ItemResult::Deferred {
-                    until: retry,
-                    why: format!("cannot take the fleet's lock: {err:#}"),
-                };
-                continue;
-            }
-        };
-        match session.store.shared_cert(&name).await {
-            Ok(Some(shared)) if is_newer(&shared, items[d.index].previous.as_ref()) => {
-                tracing::info!(certificate = %name, serial = %shared.serial, by = %shared.issued_by, at = %shared.issued_at, "another node renewed it meanwhile; adopting it instead of ordering");
-                order.release().await;
-                adopted.push(name);
-            }
-            Ok(_) => {
-                tracing::debug!(certificate = %name, since = %format_rfc3339(now), "holding the fleet's lock");
-                locked.insert(name, order);
-                keep.push(d);
-            }
-            Err(err) => {
-                order.release().await;
-                items[d.index].result = ItemResult::Deferred {
-                    until: retry,
-                    why: format!("cannot read the fleet's store: {err:#}"),
-                };
-            }
+            return (keep, locked, adopted);
         }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        waiting = busy.into_iter().map(|(d, _)| d).collect();
     }
-    (keep, locked, adopted)
 }

@@ -273,7 +273,13 @@ async fn issue_one(
                     locked.forget_journal().await?;
                 }
             }
-            Err(err) => return Err(err),
+            Err(err) => match order.locked {
+                Some(locked) => match locked.lost().await {
+                    Some(fenced) => return Err(anyhow::Error::new(fenced).context(format!("{err:#}"))),
+                    None => return Err(err),
+                },
+                None => return Err(err),
+            },
         }
     };
     let (chain, key) = chain;

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use crate::harness::{
-    EtcdTlsMember, FleetChallenge, FleetOptions, FleetSandbox, assert_exit, stderr, stdout,
-};
+use crate::harness::{EtcdTlsMember, FleetChallenge, FleetOptions, FleetSandbox, assert_exit, stderr, stdout};
 
 const CONVERGE: Duration = Duration::from_secs(90);
 const ALL: [usize; 3] = [1, 2, 3];
@@ -47,13 +45,21 @@ fn wait_acknowledged(fleet: &FleetSandbox, nodes: &[usize], count: usize, timeou
         let certs = status["certificates"].as_array().cloned().unwrap_or_default();
         let done = certs.len() == count
             && certs.iter().all(|c| {
-                let serving: Vec<&str> = c["serving"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
+                let serving: Vec<&str> = c["serving"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|s| s.as_str())
+                    .collect();
                 nodes.iter().all(|i| serving.contains(&format!("node{i}").as_str()))
             });
         if done {
             return status;
         }
-        assert!(Instant::now() < deadline, "not every node acknowledged every certificate:\n{status:#}");
+        assert!(
+            Instant::now() < deadline,
+            "not every node acknowledged every certificate:\n{status:#}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -71,7 +77,10 @@ fn three_nodes_issue_each_certificate_once_serve_it_everywhere_and_keep_keys_sea
         fleet.start_daemon(i);
     }
     let served = fleet.wait_same_serial(&ALL, &names, CONVERGE);
-    eprintln!("3 nodes serve 5 certificates {:?} after the daemons started", started.elapsed());
+    eprintln!(
+        "3 nodes serve 5 certificates {:?} after the daemons started",
+        started.elapsed()
+    );
     assert_eq!(
         fleet.finalized_orders(),
         5,
@@ -94,13 +103,20 @@ fn three_nodes_issue_each_certificate_once_serve_it_everywhere_and_keep_keys_sea
         .collect();
     let key_der = base64::engine::general_purpose::STANDARD.decode(&key_b64).unwrap();
     let dump = fleet.etcd_dump();
-    assert!(dump.iter().any(|(k, _)| k.ends_with("/certs/c1")), "{:?}", dump.iter().map(|(k, _)| k).collect::<Vec<_>>());
+    assert!(
+        dump.iter().any(|(k, _)| k.ends_with("/certs/c1")),
+        "{:?}",
+        dump.iter().map(|(k, _)| k).collect::<Vec<_>>()
+    );
     assert!(dump.iter().any(|(k, _)| k.ends_with("/account")));
     for (key, value) in &dump {
         let text = String::from_utf8_lossy(value);
         assert!(!text.contains("PRIVATE KEY"), "{key} holds a PEM private key in clear");
         assert!(!text.contains(&key_b64[..40]), "{key} holds c1's key in base64");
-        assert!(!value.windows(32).any(|w| w == &key_der[key_der.len() - 32..]), "{key} holds c1's key as DER");
+        assert!(
+            !value.windows(32).any(|w| w == &key_der[key_der.len() - 32..]),
+            "{key} holds c1's key as DER"
+        );
         assert!(!text.contains("\"d\":"), "{key} holds a JWK private key");
     }
 
@@ -116,17 +132,24 @@ fn three_nodes_issue_each_certificate_once_serve_it_everywhere_and_keep_keys_sea
         if first.as_deref().is_some_and(|s| s != before) && serials.iter().all(|s| *s == first) {
             break;
         }
-        assert!(Instant::now() < deadline, "not every node serves the forced renewal: {serials:?} (was {before})");
+        assert!(
+            Instant::now() < deadline,
+            "not every node serves the forced renewal: {serials:?} (was {before})"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("the forced renewal is served by all 3 nodes {:?} after the command started", forced.elapsed());
+    eprintln!(
+        "the forced renewal is served by all 3 nodes {:?} after the command started",
+        forced.elapsed()
+    );
     assert_eq!(fleet.finalized_orders(), 6, "one more order, not more");
 
     // Case 8, the other half: a node with another fleet key refuses, and keeps serving what it has.
     fleet.stop_daemon(3);
-    let wrong = fleet
-        .node_config_text(3)
-        .replace(&fleet.key_file().display().to_string(), &fleet.wrong_key_file().display().to_string());
+    let wrong = fleet.node_config_text(3).replace(
+        &fleet.key_file().display().to_string(),
+        &fleet.wrong_key_file().display().to_string(),
+    );
     fleet.write_node_config_text(3, &wrong);
     let out = fleet.hapcert(3, &["run"]);
     assert_exit(&out, 2);
@@ -135,7 +158,10 @@ fn three_nodes_issue_each_certificate_once_serve_it_everywhere_and_keep_keys_sea
         "{}",
         stderr(&out)
     );
-    assert!(fleet.served_serial(3, "c1.example.com").is_some(), "node 3 still serves c1");
+    assert!(
+        fleet.served_serial(3, "c1.example.com").is_some(),
+        "node 3 still serves c1"
+    );
     assert_eq!(fleet.finalized_orders(), 6);
 }
 
@@ -158,53 +184,85 @@ fn validates_through_another_node(challenge: FleetChallenge) {
             ..Default::default()
         },
     );
+    // Node 1 orders; node 3 has no certificate of its own, so it never holds a lock, but its daemon answers the
+    // fleet's tokens (side-port mode) or its HAProxy answers for the shared account (stateless mode).
     let certs = specs(&["far"]);
-    write_configs(&fleet, &ALL, &certs);
+    write_configs(&fleet, &[1], &certs);
+    write_configs(&fleet, &[3], &specs(&["other"]));
+    fleet.point("other.example.com", 3);
     if challenge == FleetChallenge::Stateless {
         let thumbprint = fleet.account_thumbprint(1);
         assert_eq!(fleet.account_thumbprint(3), thumbprint, "the fleet shares one account");
         fleet.set_stateless_thumbprint(&thumbprint);
     }
-    // Nodes 2 and 3 run daemons (node 3's answers the fleet's tokens); node 1 orders from a one-shot run.
     fleet.start_daemon(3);
-    fleet.wait_daemon_log(3, "joined the fleet", Duration::from_secs(20));
-    fleet.start_daemon(2);
-    fleet.wait_daemon_log(2, "joined the fleet", Duration::from_secs(20));
-    fleet.stop_daemon(2);
+    fleet.wait_same_serial(&[3], &["other.example.com"], CONVERGE);
     fleet.point("far.example.com", 3);
     let out = fleet.hapcert(1, &["run"]);
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("renewed   far"), "{}", stdout(&out));
     assert!(fleet.served_serial(1, "far.example.com").is_some());
-    fleet.wait_same_serial(&[1, 3], &["far.example.com"], CONVERGE);
-    assert_eq!(fleet.finalized_orders(), 1);
-    assert!(
-        fleet.daemon_log(3).contains("adopted the fleet's certificate"),
-        "{}",
-        fleet.daemon_log(3)
-    );
+    assert_eq!(fleet.finalized_orders(), 2, "far and other, once each");
+    let status = fleet_status(&fleet, 3);
+    let far = status["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "far")
+        .cloned();
+    assert_eq!(far.map(|c| c["issued_by"].clone()), Some("node1".into()), "{status:#}");
+}
+
+/// Cases 3 and 4 start alike: node 1 alone has the certificate and orders it; nodes 2 and 3 run daemons without it
+/// (the name points at node 3, whose daemon answers the fleet's tokens). Once node 1 has journaled its order, the
+/// test stops it; then nodes 2 and 3 get the certificate (SIGHUP), take over the lock, and resume the journaled order.
+fn holder_mid_order(name: &'static str) -> FleetSandbox {
+    let mut fleet = FleetSandbox::start(3);
+    write_configs(&fleet, &[1], &specs(&[name]));
+    bystanders(&mut fleet, &[2, 3]);
+    fleet.point(domain(name), 3);
+    fleet.start_daemon(1);
+    wait_for_key(&fleet, &format!("{}/orders/{name}", crate::harness::FLEET_PREFIX));
+    fleet
+}
+
+fn successors_take_over(fleet: &mut FleetSandbox, name: &'static str) -> String {
+    write_configs(fleet, &[2, 3], &specs(&[name]));
+    for i in [2, 3] {
+        fleet.daemon(i).signal(libc::SIGHUP);
+    }
+    fleet.wait_same_serial(&[2, 3], &[domain(name)], CONVERGE)[&(2, domain(name).to_owned())].clone()
+}
+
+/// Nodes that run a daemon with only an unrelated certificate ("other", validated through node 3, issued once by the
+/// fleet): they take part (they answer the fleet's tokens) without ever holding the lock of the certificate a test
+/// watches. Returns once "other" is served by all of them.
+fn bystanders(fleet: &mut FleetSandbox, nodes: &[usize]) {
+    fleet.point("other.example.com", 3);
+    write_configs(fleet, nodes, &specs(&["other"]));
+    for &i in nodes {
+        fleet.start_daemon(i);
+        fleet.wait_daemon_log(i, "joined the fleet", Duration::from_secs(20));
+    }
+    fleet.wait_same_serial(nodes, &["other.example.com"], CONVERGE);
 }
 
 /// Case 3: the lock holder is paused mid-order for longer than its lease. Another node takes over the journaled order;
 /// the paused one, resumed, is fenced out. One certificate, one order.
 #[test]
 fn a_lock_holder_paused_past_its_lease_is_fenced_out_and_one_certificate_is_deployed() {
-    let mut fleet = FleetSandbox::start(3);
-    let certs = specs(&["paused"]);
-    write_configs(&fleet, &ALL, &certs);
-    fleet.start_daemon(1);
-    let journal = format!("{}/orders/paused", crate::harness::FLEET_PREFIX);
-    wait_for_key(&fleet, &journal);
+    let mut fleet = holder_mid_order("paused");
     fleet.pause_daemon(1);
-    for i in [2, 3] {
-        fleet.start_daemon(i);
-    }
-    let served = fleet.wait_same_serial(&[2, 3], &["paused.example.com"], CONVERGE);
+    let serial = successors_take_over(&mut fleet, "paused");
     fleet.resume_daemon(1);
     fleet.wait_daemon_log(1, "fenced out", CONVERGE);
-    fleet.wait_same_serial(&ALL, &["paused.example.com"], CONVERGE);
-    assert_eq!(fleet.served_serial(1, "paused.example.com"), Some(served[&(2, "paused.example.com".to_owned())].clone()));
-    assert_eq!(fleet.finalized_orders(), 1, "{}", fleet.pebble_log());
+    wait_serial(&fleet, &ALL, "paused.example.com", &serial, CONVERGE);
+    assert_eq!(
+        fleet.finalized_orders(),
+        2,
+        "paused and other, once each:\n{}",
+        fleet.pebble_log()
+    );
     let resumed = fleet.daemon_log(2) + &fleet.daemon_log(3);
     assert!(resumed.contains("resuming it instead of ordering again"), "{resumed}");
 }
@@ -212,19 +270,33 @@ fn a_lock_holder_paused_past_its_lease_is_fenced_out_and_one_certificate_is_depl
 /// Case 4: the lock holder is killed mid-order; another node completes the renewal, and every node serves it.
 #[test]
 fn a_lock_holder_killed_mid_order_is_succeeded_and_the_order_is_not_placed_twice() {
-    let mut fleet = FleetSandbox::start(3);
-    let certs = specs(&["killed"]);
-    write_configs(&fleet, &ALL, &certs);
-    fleet.start_daemon(1);
-    wait_for_key(&fleet, &format!("{}/orders/killed", crate::harness::FLEET_PREFIX));
+    let mut fleet = holder_mid_order("killed");
     fleet.kill_daemon(1);
-    for i in [2, 3] {
-        fleet.start_daemon(i);
-    }
-    fleet.wait_same_serial(&[2, 3], &["killed.example.com"], CONVERGE);
+    let serial = successors_take_over(&mut fleet, "killed");
     fleet.start_daemon(1);
-    fleet.wait_same_serial(&ALL, &["killed.example.com"], CONVERGE);
-    assert_eq!(fleet.finalized_orders(), 1, "{}", fleet.pebble_log());
+    wait_serial(&fleet, &ALL, "killed.example.com", &serial, CONVERGE);
+    assert_eq!(
+        fleet.finalized_orders(),
+        2,
+        "killed and other, once each:\n{}",
+        fleet.pebble_log()
+    );
+}
+
+/// Polls until every node in `nodes` serves `serial` for `name`.
+fn wait_serial(fleet: &FleetSandbox, nodes: &[usize], name: &str, serial: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let served: Vec<Option<String>> = nodes.iter().map(|&i| fleet.served_serial(i, name)).collect();
+        if served.iter().all(|s| s.as_deref() == Some(serial)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: nodes {nodes:?} serve {served:?}, not {serial}, after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Polls etcd every 10 ms until `key` exists (60 s at most).
@@ -253,24 +325,39 @@ fn the_fleet_renews_without_one_member_serves_without_quorum_and_a_node_back_con
     fleet.stop_daemon(3);
     let out = fleet.hapcert(2, &["renew", "--force", "q"]);
     assert_exit(&out, 0);
-    let second = fleet.wait_same_serial(&[1, 2], &["q.example.com"], CONVERGE)[&(1, "q.example.com".to_owned())].clone();
+    let second =
+        fleet.wait_same_serial(&[1, 2], &["q.example.com"], CONVERGE)[&(1, "q.example.com".to_owned())].clone();
     assert_ne!(first, second, "renewed with one member down");
-    assert_eq!(fleet.served_serial(3, "q.example.com"), Some(first.clone()), "node 3 was down");
+    assert_eq!(
+        fleet.served_serial(3, "q.example.com"),
+        Some(first.clone()),
+        "node 3 was down"
+    );
 
     // Case 6: node 3 comes back and converges within 10 s.
     let back = Instant::now();
     fleet.start_daemon(3);
-    fleet.wait_same_serial(&[3], &["q.example.com"], Duration::from_secs(10));
-    assert_eq!(fleet.served_serial(3, "q.example.com"), Some(second.clone()));
+    wait_serial(&fleet, &[3], "q.example.com", &second, Duration::from_secs(10));
     eprintln!("node 3 serves the renewal {:?} after its restart", back.elapsed());
 
     // No quorum: everything is still served, nothing deleted, and `check` says the store is unreachable.
     fleet.etcd_mut().stop(1);
     std::thread::sleep(Duration::from_secs(2));
     for i in ALL {
-        assert_eq!(fleet.served_serial(i, "q.example.com"), Some(second.clone()), "node {i}");
+        assert_eq!(
+            fleet.served_serial(i, "q.example.com"),
+            Some(second.clone()),
+            "node {i}"
+        );
         assert!(fleet.cert_dir(i).join("q.pem").exists());
     }
+    let probed = format!(
+        "{}\n[check]\nendpoints = [\"{}:{}\"]\n",
+        fleet.node_config_text(1),
+        fleet.node_ip(1),
+        fleet.https_port()
+    );
+    fleet.write_node_config_text(1, &probed);
     let check = fleet.hapcert(1, &["check"]);
     assert!(
         stdout(&check).contains("fleet store unreachable"),
@@ -278,7 +365,11 @@ fn the_fleet_renews_without_one_member_serves_without_quorum_and_a_node_back_con
         stdout(&check),
         stderr(&check)
     );
-    assert_eq!(check.status.code(), Some(1), "WARNING while no certificate is near expiry");
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "WARNING while no certificate is near expiry"
+    );
 
     // Quorum back: a renewal goes through and every node serves it.
     fleet.etcd_mut().start_member(0);
@@ -299,8 +390,10 @@ fn a_node_whose_watch_was_compacted_away_still_converges() {
     fleet.start_daemon(1);
     fleet.start_daemon(2);
     let first = fleet.wait_same_serial(&[1, 2], &["w.example.com"], CONVERGE)[&(1, "w.example.com".to_owned())].clone();
-    // Node 2 is cut off (paused) while the store moves on and is compacted.
+    // Node 2 is cut off (paused) past its lease, so the fleet no longer counts it (nor preflights through it), while
+    // the store moves on and is compacted.
     fleet.pause_daemon(2);
+    std::thread::sleep(Duration::from_secs(6));
     let out = fleet.hapcert(1, &["renew", "--force", "w"]);
     assert_exit(&out, 0);
     let status = fleet.etcd().etcdctl(&["endpoint", "status", "-w", "json"]);
@@ -315,7 +408,11 @@ fn a_node_whose_watch_was_compacted_away_still_converges() {
         if serial.as_deref().is_some_and(|s| s != first) && serial == fleet.served_serial(1, "w.example.com") {
             break;
         }
-        assert!(Instant::now() < deadline, "node 2 did not converge:\n{}", fleet.daemon_log(2));
+        assert!(
+            Instant::now() < deadline,
+            "node 2 did not converge:\n{}",
+            fleet.daemon_log(2)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -327,7 +424,9 @@ fn a_fleet_works_over_etcd_with_tls_client_certificates_and_authentication() {
     let member = EtcdTlsMember::start();
     let password = fleet.dir().join("etcd-password");
     std::fs::write(&password, "agent1pw\n").unwrap();
-    std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    for secret in [&password, &member.client_key] {
+        std::fs::set_permissions(secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
     let table = format!(
         "\n[fleet]\netcd = [\"{}\"]\nprefix = \"/hapcert/tls\"\nnode = \"node1\"\nkey_file = \"{}\"\nca_bundle = \"{}\"\n\
          client_cert = \"{}\"\nclient_key = \"{}\"\nusername = \"agent1\"\npassword_file = \"{}\"\n",

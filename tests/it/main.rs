@@ -10,6 +10,7 @@ mod closed_stdout;
 mod crash_points;
 mod daemon;
 mod etcd_edge;
+mod fleet;
 mod fleet_config;
 mod fleet_harness;
 mod flood;
