@@ -40,6 +40,17 @@ pub async fn command(config: &Config, command: AccountCommand, lock_timeout: Dur
         let acme = Acme::existing(&config.acme, &state).await?;
         anyhow::Ok((acme, state, lock))
     };
+    // The fleet's account is one, sealed in the store: a new key here would leave every other node signing with the
+    // old one, and a deactivation would stop them all.
+    if config.fleet.is_some() && matches!(command, AccountCommand::Rollover | AccountCommand::Deactivate { .. }) {
+        return Err(UsageError(format!(
+            "{}: with [fleet], the ACME account is the fleet's, shared through etcd; rolling its key over or \
+             deactivating it from one node is not supported yet. Remove [fleet] on every node first, or leave the \
+             account as it is",
+            config.path.display()
+        ))
+        .into());
+    }
     match command {
         AccountCommand::Show => show(config),
         AccountCommand::Rollover => {

@@ -223,6 +223,36 @@ pub fn render_snapshot(snapshot: &Snapshot) -> String {
     out.text
 }
 
+/// The fleet's families, from what the daemon's watch sees: whether the store is up, the live nodes, and per
+/// certificate how many nodes acknowledged serving its current serial.
+pub fn render_fleet(store_up: bool, nodes_alive: usize, serving: &[(String, usize)]) -> String {
+    let mut out = Metrics::default();
+    out.family(
+        "hapcert_fleet_store_up",
+        "gauge",
+        "Whether this node's watch on the fleet's store (etcd) is up.",
+    );
+    out.sample("", i64::from(store_up));
+    out.family(
+        "hapcert_fleet_nodes_alive",
+        "gauge",
+        "Fleet nodes whose membership lease is alive.",
+    );
+    out.sample("", nodes_alive as i64);
+    out.family(
+        "hapcert_fleet_certificate_nodes_serving",
+        "gauge",
+        "Fleet nodes that acknowledged serving the certificate's current serial, proven on the wire.",
+    );
+    for (certificate, nodes) in serving {
+        out.sample(
+            &format!("{{certificate=\"{}\"}}", escape_label(certificate)),
+            *nodes as i64,
+        );
+    }
+    out.text
+}
+
 #[derive(Default)]
 struct Metrics {
     text: String,

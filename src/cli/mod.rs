@@ -93,7 +93,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             true
         }
         Command::Status { json, long } => {
-            let rows = status::collect(&configured(false)?, OffsetDateTime::now_utc())?;
+            let config = configured(false)?;
+            let rows = status::collect(&config, OffsetDateTime::now_utc())?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else if long {
@@ -101,6 +102,13 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 let colour = crate::logging::colour_on(std::io::stdout().is_terminal());
                 out!("{}", status::render_table(&rows, colour));
+            }
+            // Which node ordered what, who serves it, who holds a lock: `fleet status --json` has it as JSON.
+            if config.fleet.is_some() && !json {
+                match crate::fleet::status::read(&config).await {
+                    Ok(fleet) => out!("\n{}", fleet.render()),
+                    Err(err) => outln!("\nfleet: {err:#}"),
+                }
             }
             true
         }

@@ -56,7 +56,7 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
     let shared = Arc::new(Shared::new(Arc::new(config), started));
     let mut listeners = Listeners::default();
     listeners.apply(&shared.config(), &shared).await?;
-    let mut fleet = FleetLink::default();
+    let mut fleet = FleetLink::new(shared.fleet.clone());
     fleet.connect(&shared.config(), listeners.tokens()).await?;
     tracing::info!(config = %config_path.display(), "hapcert daemon started");
     systemd::notify("READY=1");
@@ -115,7 +115,10 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
         }
         shared.set_activity(Activity::Sleeping { until: plan.wake_at() });
         // Said once per plan, not at every probe.
-        if announced_pass != Some(plan.pass_at) {
+        // A plan made again moments later (the fleet's wake-ups) moves "due now" by those moments: not news.
+        let news =
+            announced_pass.is_none_or(|at: OffsetDateTime| (plan.pass_at - at).abs() > time::Duration::minutes(1));
+        if news {
             tracing::info!(next_pass = %format_rfc3339(plan.pass_at), "next renewal pass: {}", plan.pass_reason);
             announced_pass = Some(plan.pass_at);
         }
@@ -129,6 +132,10 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
         tokio::select! {
             () = tokio::time::sleep(plan.sleep_from(now)) => {
                 (pass_due, probe_due) = plan.due(OffsetDateTime::now_utc());
+            }
+            () = fleet_link::laggard_tick(fleet.coordinated()) => {
+                (pass_due, probe_due) = (false, false);
+                fleet.alert_laggards(&config).await;
             }
             Some(changed) = fleet.next_change() => {
                 (pass_due, probe_due) = (false, false);

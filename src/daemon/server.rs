@@ -16,6 +16,7 @@ use super::health::{self, Activity};
 use crate::core::config::Config;
 use crate::core::state::StateStorage;
 use crate::edge::store::StateDir;
+use crate::fleet::watch::FleetView;
 
 /// The Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -25,6 +26,8 @@ pub struct Shared {
     config: RwLock<Arc<Config>>,
     activity: Mutex<Activity>,
     started: OffsetDateTime,
+    /// What the fleet watch sees (nothing without `[fleet]`).
+    pub fleet: FleetView,
 }
 
 impl Shared {
@@ -33,6 +36,7 @@ impl Shared {
             config: RwLock::new(config),
             activity: Mutex::new(Activity::Renewing { since: now }),
             started: now,
+            fleet: FleetView::default(),
         }
     }
 
@@ -73,7 +77,10 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let config = shared.config();
     match req.uri().path() {
         "/metrics" => match crate::metrics::render(&config, now) {
-            Ok(text) => reply(StatusCode::OK, METRICS_CONTENT_TYPE, text),
+            Ok(text) => {
+                let fleet = super::fleet_link::metrics(&config, &shared.fleet).unwrap_or_default();
+                reply(StatusCode::OK, METRICS_CONTENT_TYPE, text + &fleet)
+            }
             Err(err) => {
                 tracing::error!("cannot render the metrics: {err:#}");
                 reply(

@@ -7,6 +7,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::layout::SharedCert;
+use std::sync::Arc;
+
+use super::orders::{LockedOrder, Taken};
 use super::session::Session;
 use crate::core::config::{CertificateSpec, Config, FileOwner};
 use crate::core::decision::Local;
@@ -26,6 +29,61 @@ pub fn is_newer(shared: &SharedCert, local: Option<&CertFacts>) -> bool {
         Some(facts) => {
             OffsetDateTime::parse(&shared.not_after, &Rfc3339).is_ok_and(|shared_end| shared_end > facts.not_after)
         }
+    }
+}
+
+/// The other way round: a certificate this node serves (proven on the wire) that is newer than the fleet's (ordered
+/// alone in an emergency, or before the fleet existed) is shared under its lock, so that the fleet settles on one.
+pub async fn share_newer(config: &Config, state: &State, on_disk: &[Local], session: &Arc<Session>) {
+    let Ok((shared, _)) = session.store.shared_certs().await else {
+        return;
+    };
+    for (spec, local) in config.certificates.iter().zip(on_disk) {
+        let Some(facts) = local.facts() else {
+            continue;
+        };
+        let verified = state
+            .remembered(&spec.name)
+            .last
+            .as_ref()
+            .and_then(|l| l.verified_serial.as_deref());
+        let theirs = shared.iter().find(|(name, _)| *name == spec.name).map(|(_, c)| c);
+        let newer = match theirs {
+            Some(cert) => {
+                cert.serial != facts.serial
+                    && OffsetDateTime::parse(&cert.not_after, &Rfc3339).is_ok_and(|end| facts.not_after > end)
+            }
+            // Shared by `fleet init`, not here: a node that joins never pushes what it had before.
+            None => false,
+        };
+        if !newer || verified != Some(facts.serial.as_str()) || !facts.key_matches {
+            continue;
+        }
+        let Ok(Taken::Locked(order)) = LockedOrder::take(session, &spec.name).await else {
+            continue;
+        };
+        let shared_now = match std::fs::read(&spec.file.value) {
+            Ok(pem) => {
+                session
+                    .store
+                    .publish(
+                        &order.lock,
+                        &spec.name,
+                        &String::from_utf8_lossy(&pem),
+                        facts,
+                        OffsetDateTime::now_utc(),
+                    )
+                    .await
+            }
+            Err(err) => Err(err.into()),
+        };
+        match shared_now {
+            Ok(()) => {
+                tracing::warn!(certificate = %spec.name, serial = %facts.serial, "this node serves a newer certificate than the fleet's (ordered alone while the store was unreachable); shared it, so the fleet settles on it")
+            }
+            Err(err) => tracing::warn!(certificate = %spec.name, "cannot share this node's newer certificate: {err:#}"),
+        }
+        order.release().await;
     }
 }
 

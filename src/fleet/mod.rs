@@ -124,6 +124,8 @@ pub async fn init(config: &Config) -> anyhow::Result<String> {
             Ok(facts) if facts.key_matches => {
                 let pem = String::from_utf8_lossy(&bytes);
                 store.seed(&spec.name, &pem, &facts, now).await?;
+                // This node serves it (it is what its HAProxy loaded): acknowledged, so it is not its own laggard.
+                store.acknowledge(&spec.name, &facts.serial, now).await?;
                 lines.push(format!("{}: shared serial {}", spec.name, facts.serial));
             }
             Ok(_) => lines.push(format!(

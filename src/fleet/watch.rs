@@ -6,8 +6,8 @@
 //! - the daemon's loop, with the certificates that changed ([`Changed`]), which it converges. Every
 //!   [`RECONCILE_EVERY`] and after every new listing it asks for all of them, in case an event was lost.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -15,13 +15,53 @@ use tokio::task::JoinHandle;
 
 use super::layout::Entry;
 use super::session::Session;
-use crate::edge::etcd::{EtcdError, KeyValue, WatchEventKind};
+use crate::edge::etcd::{EtcdError, KeyValue, WatchEvent, WatchEventKind};
 use crate::edge::http01::responder::{ChallengeTokens, TokenGuard};
 
 /// How often every certificate is compared with the store, whatever the watch said.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(300);
 /// Between two attempts to list and watch, while etcd cannot be reached.
 const RETRY: Duration = Duration::from_secs(1);
+
+/// The fleet as this node's watch last saw it: every key under the prefix, and whether the watch is up. Kept in
+/// memory, so that `/metrics` and the laggard alert cost etcd no request.
+#[derive(Clone, Default)]
+pub struct FleetView {
+    inner: Arc<Mutex<View>>,
+}
+
+#[derive(Default)]
+struct View {
+    keys: BTreeMap<Vec<u8>, KeyValue>,
+    up: bool,
+}
+
+impl FleetView {
+    /// Whether the watch is up, and the fleet's status as it saw it last.
+    pub fn status(&self, layout: &super::layout::Layout) -> (bool, super::status::FleetStatus) {
+        let view = self.inner.lock().expect("fleet view lock");
+        let kvs: Vec<KeyValue> = view.keys.values().cloned().collect();
+        (view.up, super::status::FleetStatus::from_keys(layout, &kvs))
+    }
+
+    fn relisted(&self, kvs: &[KeyValue]) {
+        let mut view = self.inner.lock().expect("fleet view lock");
+        view.keys = kvs.iter().map(|kv| (kv.key.clone(), kv.clone())).collect();
+        view.up = true;
+    }
+
+    fn changed(&self, event: &WatchEvent) {
+        let mut view = self.inner.lock().expect("fleet view lock");
+        match event.kind {
+            WatchEventKind::Put => view.keys.insert(event.kv.key.clone(), event.kv.clone()),
+            WatchEventKind::Delete => view.keys.remove(&event.kv.key),
+        };
+    }
+
+    fn down(&self) {
+        self.inner.lock().expect("fleet view lock").up = false;
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Changed {
@@ -30,15 +70,18 @@ pub enum Changed {
     All,
 }
 
-/// Starts watching. Tokens go into `tokens` (none in stateless mode); changes into the returned receiver.
+/// Starts watching. Tokens go into `tokens` (none in stateless mode), what it sees into `view`, changes into the
+/// returned receiver.
 pub fn spawn(
     session: Arc<Session>,
     tokens: Option<ChallengeTokens>,
+    view: FleetView,
 ) -> (JoinHandle<()>, mpsc::UnboundedReceiver<Changed>) {
     let (sender, receiver) = mpsc::unbounded_channel();
     let watcher = Watcher {
         session,
         tokens,
+        view,
         answered: HashMap::new(),
         changes: sender,
         watching: false,
@@ -49,6 +92,7 @@ pub fn spawn(
 struct Watcher {
     session: Arc<Session>,
     tokens: Option<ChallengeTokens>,
+    view: FleetView,
     /// The fleet's tokens this node answers, withdrawn when dropped.
     answered: HashMap<String, TokenGuard>,
     changes: mpsc::UnboundedSender<Changed>,
@@ -73,6 +117,7 @@ impl Watcher {
                 // The first failure is tried again at once, on the next member: a token published meanwhile must
                 // reach the responder within moments.
                 Err(err) => {
+                    self.view.down();
                     if std::mem::take(&mut self.watching) {
                         failures = 0;
                     }
@@ -95,6 +140,7 @@ impl Watcher {
         let prefix = layout.prefix();
         let client = self.session.store.client().clone();
         let listed = client.get_prefix(prefix.as_bytes(), None).await?;
+        self.view.relisted(&listed.kvs);
         let mut tokens = HashMap::new();
         for kv in &listed.kvs {
             if let Entry::Token(token) = layout.classify(&String::from_utf8_lossy(&kv.key)) {
@@ -120,6 +166,7 @@ impl Watcher {
                     continue;
                 }
             };
+            self.view.changed(&event);
             let key = String::from_utf8_lossy(&event.kv.key).into_owned();
             match (layout.classify(&key), event.kind) {
                 (Entry::Token(token), WatchEventKind::Put) => self.answer(token, &value_text(&event.kv)),

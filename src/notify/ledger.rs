@@ -3,7 +3,8 @@
 //!
 //! A condition is one problem of one certificate (or of hapcert itself), keyed by certificate and family. Kinds of one
 //! family replace each other (warning becomes critical, renewal-failed becomes rollback), so a change of kind is news
-//! rather than a second condition. `renewed` and `test` are one-shot: told every time, remembered never.
+//! rather than a second condition. `renewed`, `test` and the fleet's alerts are one-shot: told every time, remembered
+//! never.
 
 use std::collections::BTreeMap;
 
@@ -58,7 +59,8 @@ impl Family {
             EventKind::RenewalFailed | EventKind::DeployUnverified | EventKind::Rollback => Some(Family::Renewal),
             EventKind::Warning | EventKind::Critical => Some(Family::Expiry),
             EventKind::RunOverdue => Some(Family::RunOverdue),
-            EventKind::Renewed | EventKind::Test => None,
+            // One-shot: the fleet's alerts say what happened at one moment; nothing later says it is over.
+            EventKind::Renewed | EventKind::Test | EventKind::FleetLagging | EventKind::FleetEmergency => None,
         }
     }
 

@@ -8,10 +8,32 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::{Due, Item, ItemResult};
+use crate::core::config::EventKind;
+use crate::core::state::monitor::Event;
 use crate::core::time::{format_rfc3339, later};
 use crate::fleet::Session;
 use crate::fleet::converge::is_newer;
 use crate::fleet::orders::{LockedOrder, Taken};
+
+/// The loud alert for what [`outside_emergency`] lets through: `fleet-emergency`, through `[[notify]]`.
+pub(super) fn emergency_events(due: &[Due], why: &str) -> Vec<Event> {
+    due.iter()
+        .map(|d| Event {
+            kind: EventKind::FleetEmergency,
+            certificate: Some(d.spec.name.clone()),
+            names: d.spec.domains.iter().map(|n| n.to_string()).collect(),
+            served_serial: None,
+            expected_serial: None,
+            days_left: None,
+            message: format!(
+                "the fleet's store cannot be reached ({why}) and {} expires within [fleet] emergency_days: this node \
+                 orders it alone. Other nodes may do the same; the fleet settles on one certificate once etcd is back. \
+                 Bring etcd back (see `hapcert check`)",
+                d.spec.name
+            ),
+        })
+        .collect()
+}
 
 /// Keeps only the due certificates served now and within `emergency_days` of expiry, ordered alone with a loud
 /// warning; the others are held back until the store answers again.
@@ -49,13 +71,13 @@ pub(super) fn outside_emergency(
 
 /// Takes the lock of each due certificate, waiting a little for holders that are about to let go (after adopting,
 /// say) or whose lease is about to run out: a lease's length, and a second for etcd to notice. Returns what is still
-/// to be ordered, the locks held (by name), and the names another node renewed meanwhile (to adopt, not order).
+/// to be ordered, the locks held (by name, for both lists), and what the fleet has newer (to adopt, not order).
 pub(super) async fn claim(
     session: &Arc<Session>,
     due: Vec<Due>,
     items: &mut [Item],
     now: OffsetDateTime,
-) -> (Vec<Due>, HashMap<String, LockedOrder>, Vec<String>) {
+) -> (Vec<Due>, HashMap<String, LockedOrder>, Vec<Due>) {
     let mut keep = Vec::new();
     let mut locked = HashMap::new();
     let mut adopted = Vec::new();
@@ -82,10 +104,11 @@ pub(super) async fn claim(
                 }
             };
             match session.store.shared_cert(&name).await {
+                // Still locked: if it cannot be adopted here after all, this node orders it.
                 Ok(Some(shared)) if is_newer(&shared, items[d.index].previous.as_ref()) => {
-                    tracing::info!(certificate = %name, serial = %shared.serial, by = %shared.issued_by, at = %shared.issued_at, "another node renewed it meanwhile; adopting it instead of ordering");
-                    order.release().await;
-                    adopted.push(name);
+                    tracing::info!(certificate = %name, serial = %shared.serial, by = %shared.issued_by, at = %shared.issued_at, "the fleet has a newer certificate than this node; adopting it instead of ordering");
+                    locked.insert(name, order);
+                    adopted.push(d);
                 }
                 Ok(_) => {
                     tracing::debug!(certificate = %name, since = %format_rfc3339(now), "holding the fleet's lock");

@@ -72,6 +72,7 @@ pub async fn run_with(
         && !options.dry_run
     {
         crate::fleet::converge::converge(config, owner, &store, &mut state, &mut on_disk, session, None).await;
+        crate::fleet::converge::share_newer(config, &state, &on_disk, session).await;
     }
     let selected: Vec<(&CertificateSpec, &Local)> = config
         .certificates
@@ -93,25 +94,38 @@ pub async fn run_with(
     };
     let (mut items, mut due) = plan(survey(selected, &state, now, overrides), options.dry_run);
     let mut locked = HashMap::new();
+    let mut emergency = Vec::new();
     match &context.fleet {
         Some(_) if options.dry_run => {}
         Some(FleetMode::Cut { emergency_days, why }) => {
             due = fleet_run::outside_emergency(due, &mut items, *emergency_days, why, now);
+            emergency = fleet_run::emergency_events(&due, why);
         }
         Some(FleetMode::Coordinated(session)) if !due.is_empty() => {
-            let adopted;
-            (due, locked, adopted) = fleet_run::claim(session, due, &mut items, now).await;
-            if !adopted.is_empty() {
-                crate::fleet::converge::converge(
+            let newer;
+            (due, locked, newer) = fleet_run::claim(session, due, &mut items, now).await;
+            if !newer.is_empty() {
+                let names: Vec<String> = newer.iter().map(|d| d.spec.name.clone()).collect();
+                let adopted = crate::fleet::converge::converge(
                     config,
                     owner,
                     &store,
                     &mut state,
                     &mut on_disk,
                     session,
-                    Some(&adopted),
+                    Some(&names),
                 )
                 .await;
+                for d in newer {
+                    if adopted.contains(&d.spec.name) {
+                        if let Some(order) = locked.remove(&d.spec.name) {
+                            order.release().await;
+                        }
+                    } else {
+                        tracing::warn!(certificate = %d.spec.name, "the fleet's certificate cannot be used here (see above); this node orders its own");
+                        due.push(d);
+                    }
+                }
             }
             if !due.is_empty()
                 && let Err(err) = crate::fleet::account::ensure(config, &store, session).await
@@ -183,14 +197,9 @@ pub async fn run_with(
         let scope = Scope::Run {
             certificates: events::acted_on(&report.items),
         };
-        notify::notify(
-            config,
-            &store,
-            events::run_events(config, &report.items, end),
-            scope,
-            end,
-        )
-        .await;
+        let mut observed = events::run_events(config, &report.items, end);
+        observed.append(&mut emergency);
+        notify::notify(config, &store, observed, scope, end).await;
     }
     store.save_state(&state)?;
     metrics::write_textfile_after_run(config, &state, &report.on_disk, OffsetDateTime::now_utc());

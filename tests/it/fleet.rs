@@ -445,3 +445,157 @@ fn a_fleet_works_over_etcd_with_tls_client_certificates_and_authentication() {
     let status = fleet_status(&fleet, 1);
     assert_eq!(status["certificates"][0]["name"], "tls", "{status:#}");
 }
+
+/// The move from a single node: `fleet init` shares its account and certificate (once: a second init is refused), and a
+/// node that joins adopts what is there with no new order; `status` says who ordered what and who serves it.
+#[test]
+fn fleet_init_brings_a_single_node_in_and_a_joining_node_adopts_without_ordering() {
+    let mut fleet = FleetSandbox::start(2);
+    let certs = specs(&["moved"]);
+    let tables: Vec<(&str, &[&str])> = certs.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+    fleet.write_single_node_config(1, &tables);
+    assert_exit(&fleet.hapcert(1, &["run"]), 0);
+    let serial = fleet.served_serial(1, "moved.example.com").expect("node 1 serves it");
+    assert_eq!(fleet.finalized_orders(), 1);
+
+    write_configs(&fleet, &[1, 2], &certs);
+    let out = fleet.hapcert(1, &["fleet", "init"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("shared the ACME account")
+            && stdout(&out).contains(&format!("moved: shared serial {serial}")),
+        "{}",
+        stdout(&out)
+    );
+    let again = fleet.hapcert(1, &["fleet", "init"]);
+    assert_exit(&again, 2);
+    assert!(
+        stderr(&again).contains("only fills an empty prefix"),
+        "{}",
+        stderr(&again)
+    );
+
+    fleet.start_daemon(2);
+    wait_serial(&fleet, &[2], "moved.example.com", &serial, CONVERGE);
+    assert_eq!(
+        fleet.finalized_orders(),
+        1,
+        "the joining node adopted; it ordered nothing"
+    );
+    let status = fleet.hapcert(2, &["status"]);
+    assert_exit(&status, 0);
+    assert!(
+        stdout(&status).contains(&format!("serial {serial}")) && stdout(&status).contains("ordered by node1"),
+        "{}",
+        stdout(&status)
+    );
+}
+
+/// Visibility: the daemon's /metrics has the fleet's families, and the node that issued a certificate alerts
+/// (`fleet-lagging`, through `[[notify]]`) when a live node has not acknowledged it within converge_timeout.
+#[test]
+fn the_issuing_node_alerts_on_a_laggard_and_metrics_show_the_fleet() {
+    let mut fleet = FleetSandbox::start(2);
+    let certs = specs(&["lag"]);
+    write_configs(&fleet, &[1, 2], &certs);
+    let metrics_port = crate::harness::free_port();
+    let events = fleet.dir().join("events");
+    let extra = format!(
+        "\n[daemon]\nlisten = \"127.0.0.1:{metrics_port}\"\njitter = \"0s\"\n\n[[notify]]\nkind = \"exec\"\n\
+         command = \"echo $HAPCERT_EVENT $HAPCERT_CERTIFICATE >> {}\"\n",
+        events.display()
+    );
+    let text = fleet
+        .node_config_text(1)
+        .replace("converge_timeout = \"30s\"", "converge_timeout = \"10s\"")
+        + &extra;
+    fleet.write_node_config_text(1, &text);
+    fleet.start_daemon(1);
+    fleet.wait_served(&[1], &["lag.example.com"], CONVERGE);
+    // Node 2 is alive in the fleet, but its HAProxy refuses every new file: it never acknowledges.
+    let refusing = fleet.node_config_text(2).replace(&fleet.check_command(2), "/bin/false");
+    fleet.write_node_config_text(2, &refusing);
+    fleet.start_daemon(2);
+    fleet.wait_daemon_log(2, "joined the fleet", Duration::from_secs(20));
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let told = std::fs::read_to_string(&events).unwrap_or_default();
+        if told.contains("fleet-lagging lag") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fleet-lagging alert: {told:?}\n{}",
+            fleet.daemon_log(1)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        fleet.daemon_log(1).contains("(node2) do not serve serial"),
+        "{}",
+        fleet.daemon_log(1)
+    );
+    let metrics = crate::harness::http_get(&format!("http://127.0.0.1:{metrics_port}/metrics")).text();
+    for line in [
+        "hapcert_fleet_store_up 1",
+        "hapcert_fleet_nodes_alive 2",
+        "hapcert_fleet_certificate_nodes_serving{certificate=\"lag\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert_eq!(fleet.finalized_orders(), 1);
+}
+
+/// With etcd unreachable, a certificate within emergency_days of expiry is ordered by the node alone, with a loud
+/// `fleet-emergency` alert; once etcd is back, the fleet settles on that certificate.
+#[test]
+fn cut_off_from_etcd_a_node_orders_alone_only_within_emergency_days_and_the_fleet_settles_after() {
+    // Two-day certificates: within the default emergency_days (3) from the start.
+    let mut options = FleetOptions::default();
+    options.sandbox.cert_validity_secs = Some(2 * 86_400);
+    let mut fleet = FleetSandbox::start_with(2, options);
+    let certs = specs(&["urgent"]);
+    write_configs(&fleet, &[1, 2], &certs);
+    fleet.point("urgent.example.com", 2);
+    fleet.start_daemon(2);
+    fleet.wait_served(&[2], &["urgent.example.com"], CONVERGE);
+    assert_exit(&fleet.hapcert(1, &["run"]), 0);
+    let shared = fleet.wait_same_serial(&[1, 2], &["urgent.example.com"], CONVERGE)
+        [&(1, "urgent.example.com".to_owned())]
+        .clone();
+    fleet.stop_daemon(2);
+
+    let events = fleet.dir().join("events");
+    let cut = fleet.node_config_text(1);
+    let etcd_line = cut.lines().find(|l| l.starts_with("etcd = ")).unwrap().to_owned();
+    let closed = format!("etcd = [\"http://127.0.0.1:{}\"]", crate::harness::closed_port());
+    let cut_text = cut.replace(&etcd_line, &closed)
+        + &format!(
+            "\n[[notify]]\nkind = \"exec\"\ncommand = \"echo $HAPCERT_EVENT $HAPCERT_CERTIFICATE >> {}\"\n",
+            events.display()
+        );
+    fleet.write_node_config_text(1, &cut_text);
+    fleet.unpoint("urgent.example.com");
+    let out = fleet.hapcert(1, &["renew", "--force", "urgent"]);
+    assert!(
+        stdout(&out).contains("renewed   urgent"),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("EMERGENCY"), "{}", stderr(&out));
+    assert!(
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .contains("fleet-emergency urgent")
+    );
+    let alone = fleet.served_serial(1, "urgent.example.com").unwrap();
+    assert_ne!(alone, shared);
+    assert_eq!(fleet.finalized_orders(), 2);
+
+    // etcd back: node 1 shares what it ordered alone, and node 2 converges on it.
+    fleet.write_node_config_text(1, &cut);
+    fleet.start_daemon(2);
+    fleet.start_daemon(1);
+    wait_serial(&fleet, &[1, 2], "urgent.example.com", &alone, CONVERGE);
+}

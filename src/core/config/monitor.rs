@@ -94,12 +94,16 @@ pub enum EventKind {
     RunOverdue,
     /// A certificate was renewed and verified. Off unless a channel lists it.
     Renewed,
+    /// Fleet: a live node has not acknowledged serving the certificate this node issued within `converge_timeout`.
+    FleetLagging,
+    /// Fleet: the store is unreachable and a certificate within `emergency_days` of expiry was ordered by this node alone.
+    FleetEmergency,
     /// `hapcert notify test`: always sent.
     Test,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::RenewalFailed,
         EventKind::DeployUnverified,
         EventKind::Rollback,
@@ -107,6 +111,8 @@ impl EventKind {
         EventKind::Critical,
         EventKind::RunOverdue,
         EventKind::Renewed,
+        EventKind::FleetLagging,
+        EventKind::FleetEmergency,
         EventKind::Test,
     ];
 
@@ -119,6 +125,8 @@ impl EventKind {
             EventKind::Critical => "critical",
             EventKind::RunOverdue => "run-overdue",
             EventKind::Renewed => "renewed",
+            EventKind::FleetLagging => "fleet-lagging",
+            EventKind::FleetEmergency => "fleet-emergency",
             EventKind::Test => "test",
         }
     }
