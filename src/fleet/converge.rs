@@ -34,10 +34,13 @@ pub fn is_newer(shared: &SharedCert, local: Option<&CertFacts>) -> bool {
 
 /// The other way round: a certificate this node serves (proven on the wire) that is newer than the fleet's (ordered
 /// alone in an emergency, or before the fleet existed) is shared under its lock, so that the fleet settles on one.
-pub async fn share_newer(config: &Config, state: &State, on_disk: &[Local], session: &Arc<Session>) {
-    let Ok((shared, _)) = session.store.shared_certs().await else {
-        return;
-    };
+async fn share_newer(
+    config: &Config,
+    state: &State,
+    on_disk: &[Local],
+    session: &Arc<Session>,
+    shared: &[(String, SharedCert)],
+) {
     for (spec, local) in config.certificates.iter().zip(on_disk) {
         let Some(facts) = local.facts() else {
             continue;
@@ -88,14 +91,15 @@ pub async fn share_newer(config: &Config, state: &State, on_disk: &[Local], sess
 }
 
 /// Deploys every shared certificate newer than this node's (of the configured ones, or only of `names` when given),
-/// records each in the state and updates `on_disk`. Returns the names adopted. An unreachable store adopts nothing.
+/// records each in the state and updates `on_disk`; a full convergence (no `names`) also shares back what this node
+/// has newer ([`share_newer`]). Returns the names adopted. An unreachable store adopts nothing.
 pub async fn converge(
     config: &Config,
     owner: FileOwner,
     store: &StateDir,
     state: &mut State,
     on_disk: &mut [Local],
-    session: &Session,
+    session: &Arc<Session>,
     names: Option<&[String]>,
 ) -> Vec<String> {
     let shared = match session.store.shared_certs().await {
@@ -105,6 +109,24 @@ pub async fn converge(
             return Vec::new();
         }
     };
+    let adopted = adopt(config, owner, store, state, on_disk, session, names, &shared).await;
+    if names.is_none() {
+        share_newer(config, state, on_disk, session, &shared).await;
+    }
+    adopted
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn adopt(
+    config: &Config,
+    owner: FileOwner,
+    store: &StateDir,
+    state: &mut State,
+    on_disk: &mut [Local],
+    session: &Session,
+    names: Option<&[String]>,
+    shared: &[(String, SharedCert)],
+) -> Vec<String> {
     let now = OffsetDateTime::now_utc();
     let acked = session.store.own_acks().await.unwrap_or_default();
     let mut wanted = Vec::new();
@@ -263,7 +285,7 @@ pub async fn sync(
     config: &Config,
     owner: FileOwner,
     lock_timeout: std::time::Duration,
-    session: &Session,
+    session: &Arc<Session>,
     names: Option<&[String]>,
 ) -> anyhow::Result<Vec<String>> {
     let store = StateDir::create(&config.state.dir.value)?;

@@ -72,7 +72,6 @@ pub async fn run_with(
         && !options.dry_run
     {
         crate::fleet::converge::converge(config, owner, &store, &mut state, &mut on_disk, session, None).await;
-        crate::fleet::converge::share_newer(config, &state, &on_disk, session).await;
     }
     let selected: Vec<(&CertificateSpec, &Local)> = config
         .certificates

@@ -24,7 +24,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use tempfile::TempDir;
 
 use super::etcd::EtcdCluster;
-use super::hapcert::toml_string;
+use super::hapcert::{BaseConfig, base_config, toml_string};
 use super::hapcert_daemon::HapcertDaemon;
 use super::haproxy::{Haproxy, Layout, Ports, write_files};
 use super::haproxy_cfg::{
@@ -367,46 +367,18 @@ impl FleetSandbox {
     /// `[acme]`, `[challenge]`, `[haproxy]` and `[state]` for node i, as `Sandbox::base_config` has them but for that
     /// node's address, sockets, reload script and state dir (and `mode = "stateless"` in a stateless fleet).
     pub fn node_base_config(&self, i: usize) -> String {
-        let q = |s: &str| toml_string(s);
-        let path = |p: PathBuf| toml_string(&p.display().to_string());
-        let ip = self.node_ip(i);
-        let mode = match self.challenge {
-            FleetChallenge::SidePort => "",
-            FleetChallenge::Stateless => "mode = \"stateless\"\n",
-        };
-        format!(
-            "\
-[acme]
-directory = {directory}
-contact = [{contact}]
-ca_bundle = {ca_bundle}
-trust_roots = {trust_roots}
-
-[challenge]
-{mode}listen = {listen}
-preflight_address = {preflight}
-
-[haproxy]
-cert_dir = {cert_dir}
-check_command = {check}
-reload_command = {reload}
-verify = [{verify}]
-
-[state]
-dir = {state}
-",
-            directory = q(&self.acme_directory()),
-            contact = q("ops@example.com"),
-            ca_bundle = path(self.pebble_listener_ca()),
-            trust_roots = path(self.pebble_roots_file()),
-            listen = q(&format!("{ip}:{}", self.side_port())),
-            preflight = q(&format!("{ip}:{}", self.http_port())),
-            verify = q(&format!("{ip}:{}", self.https_port())),
-            cert_dir = path(self.cert_dir(i)),
-            check = q(&self.check_command(i)),
-            reload = q(&self.reload_command(i)),
-            state = path(self.state_dir(i)),
-        )
+        base_config(&BaseConfig {
+            acme_directory: self.acme_directory(),
+            ca_bundle: self.pebble_listener_ca(),
+            trust_roots: self.pebble_roots_file(),
+            address: self.node_ip(i),
+            ports: (self.side_port(), self.http_port(), self.https_port()),
+            stateless: self.challenge == FleetChallenge::Stateless,
+            cert_dir: self.cert_dir(i),
+            check_command: self.check_command(i),
+            reload_command: self.reload_command(i),
+            state_dir: self.state_dir(i),
+        })
     }
 
     /// One `[[certificate]]` per (name, domains), each with `file = "<node i's cert dir>/<name>.pem"`.

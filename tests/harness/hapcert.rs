@@ -10,14 +10,31 @@ use super::{Sandbox, process};
 
 const HAPCERT_TIMEOUT: Duration = Duration::from_secs(120);
 
-impl Sandbox {
-    /// The `[acme]`, `[challenge]`, `[haproxy]` and `[state]` tables, ready to append `[[certificate]]`s to. `[acme]`
-    /// trusts Pebble's listener (`ca_bundle`) and the root its certificates lead to (`trust_roots`).
-    pub fn base_config(&self) -> String {
-        let q = |s: &str| toml_string(s);
-        let path = |p: PathBuf| toml_string(&p.display().to_string());
-        format!(
-            "\
+/// What the base config of one node is made of: a sandbox's, or a fleet node's.
+pub(super) struct BaseConfig {
+    pub acme_directory: String,
+    pub ca_bundle: PathBuf,
+    pub trust_roots: PathBuf,
+    /// The node's address: where hapcert listens, and where its HAProxy is reached.
+    pub address: String,
+    /// The side port, HAProxy's plain-HTTP port and its HTTPS port.
+    pub ports: (u16, u16, u16),
+    pub stateless: bool,
+    pub cert_dir: PathBuf,
+    pub check_command: String,
+    pub reload_command: String,
+    pub state_dir: PathBuf,
+}
+
+/// The `[acme]`, `[challenge]`, `[haproxy]` and `[state]` tables of `base`.
+pub(super) fn base_config(base: &BaseConfig) -> String {
+    let q = |s: &str| toml_string(s);
+    let path = |p: &PathBuf| toml_string(&p.display().to_string());
+    let (side, http, https) = base.ports;
+    let address = &base.address;
+    let mode = if base.stateless { "mode = \"stateless\"\n" } else { "" };
+    format!(
+        "\
 [acme]
 directory = {directory}
 contact = [{contact}]
@@ -25,7 +42,7 @@ ca_bundle = {ca_bundle}
 trust_roots = {trust_roots}
 
 [challenge]
-listen = {listen}
+{mode}listen = {listen}
 preflight_address = {preflight}
 
 [haproxy]
@@ -37,18 +54,36 @@ verify = [{verify}]
 [state]
 dir = {state}
 ",
-            directory = q(&self.acme_directory()),
-            contact = q("ops@example.com"),
-            ca_bundle = path(self.pebble_listener_ca()),
-            trust_roots = path(self.pebble_roots_file()),
-            listen = q(&format!("127.0.0.1:{}", self.side_port())),
-            preflight = q(&format!("127.0.0.1:{}", self.http_port())),
-            verify = q(&format!("127.0.0.1:{}", self.https_port())),
-            cert_dir = path(self.cert_dir()),
-            check = q(&self.check_command()),
-            reload = q(&self.reload_command()),
-            state = path(self.state_dir()),
-        )
+        directory = q(&base.acme_directory),
+        contact = q("ops@example.com"),
+        ca_bundle = path(&base.ca_bundle),
+        trust_roots = path(&base.trust_roots),
+        listen = q(&format!("{address}:{side}")),
+        preflight = q(&format!("{address}:{http}")),
+        verify = q(&format!("{address}:{https}")),
+        cert_dir = path(&base.cert_dir),
+        check = q(&base.check_command),
+        reload = q(&base.reload_command),
+        state = path(&base.state_dir),
+    )
+}
+
+impl Sandbox {
+    /// The `[acme]`, `[challenge]`, `[haproxy]` and `[state]` tables, ready to append `[[certificate]]`s to. `[acme]`
+    /// trusts Pebble's listener (`ca_bundle`) and the root its certificates lead to (`trust_roots`).
+    pub fn base_config(&self) -> String {
+        base_config(&BaseConfig {
+            acme_directory: self.acme_directory(),
+            ca_bundle: self.pebble_listener_ca(),
+            trust_roots: self.pebble_roots_file(),
+            address: "127.0.0.1".into(),
+            ports: (self.side_port(), self.http_port(), self.https_port()),
+            stateless: false,
+            cert_dir: self.cert_dir(),
+            check_command: self.check_command(),
+            reload_command: self.reload_command(),
+            state_dir: self.state_dir(),
+        })
     }
 
     /// Writes hapcert.toml: the base config plus one `[[certificate]]` per (name, domains).

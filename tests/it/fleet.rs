@@ -37,31 +37,56 @@ fn fleet_status(fleet: &FleetSandbox, i: usize) -> serde_json::Value {
     serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("fleet status --json: {e}: {}", stdout(&out)))
 }
 
-/// Polls `fleet status` until every certificate is acknowledged by every node in `nodes`.
-fn wait_acknowledged(fleet: &FleetSandbox, nodes: &[usize], count: usize, timeout: Duration) -> serde_json::Value {
+/// A `[[notify]]` channel that appends "<event> <certificate>" to `file`.
+fn notify_into(file: &std::path::Path) -> String {
+    format!(
+        "\n[[notify]]\nkind = \"exec\"\ncommand = \"echo $HAPCERT_EVENT $HAPCERT_CERTIFICATE >> {}\"\n",
+        file.display()
+    )
+}
+
+/// Polls `look` every `every` until it gives a value; panics with its last complaint after `timeout`.
+fn eventually<T>(timeout: Duration, every: Duration, mut look: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
+        match look() {
+            Ok(value) => return value,
+            Err(why) if Instant::now() >= deadline => panic!("not within {timeout:?}: {why}"),
+            Err(_) => std::thread::sleep(every),
+        }
+    }
+}
+
+/// Polls `fleet status` until every certificate is acknowledged by every node in `nodes`.
+fn wait_acknowledged(fleet: &FleetSandbox, nodes: &[usize], count: usize, timeout: Duration) -> serde_json::Value {
+    eventually(timeout, Duration::from_millis(200), || {
         let status = fleet_status(fleet, nodes[0]);
         let certs = status["certificates"].as_array().cloned().unwrap_or_default();
-        let done = certs.len() == count
-            && certs.iter().all(|c| {
-                let serving: Vec<&str> = c["serving"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter_map(|s| s.as_str())
-                    .collect();
-                nodes.iter().all(|i| serving.contains(&format!("node{i}").as_str()))
-            });
-        if done {
-            return status;
+        let acknowledged = |c: &serde_json::Value| {
+            let serving: Vec<&str> = c["serving"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| s.as_str())
+                .collect();
+            nodes.iter().all(|i| serving.contains(&format!("node{i}").as_str()))
+        };
+        match certs.len() == count && certs.iter().all(acknowledged) {
+            true => Ok(status),
+            false => Err(format!("not every node acknowledged every certificate:\n{status:#}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "not every node acknowledged every certificate:\n{status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    })
+}
+
+/// Polls until every node in `nodes` serves the same serial for `name`, and not `old`; returns it.
+fn wait_new_serial(fleet: &FleetSandbox, nodes: &[usize], name: &str, old: &str) -> String {
+    eventually(CONVERGE, Duration::from_millis(50), || {
+        let served: Vec<Option<String>> = nodes.iter().map(|&i| fleet.served_serial(i, name)).collect();
+        match served[0].clone() {
+            Some(first) if first != old && served.iter().all(|s| s.as_deref() == Some(first.as_str())) => Ok(first),
+            _ => Err(format!("{name}: nodes {nodes:?} serve {served:?} (was {old})")),
+        }
+    })
 }
 
 /// Cases 1, 7 and 8: three nodes and five certificates from an empty store; then a forced renewal on node 2; then the
@@ -125,19 +150,7 @@ fn three_nodes_issue_each_certificate_once_serve_it_everywhere_and_keep_keys_sea
     let forced = Instant::now();
     let out = fleet.hapcert(2, &["renew", "--force", "c3"]);
     assert_exit(&out, 0);
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        let serials: Vec<Option<String>> = ALL.iter().map(|&i| fleet.served_serial(i, "c3.example.com")).collect();
-        let first = serials[0].clone();
-        if first.as_deref().is_some_and(|s| s != before) && serials.iter().all(|s| *s == first) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every node serves the forced renewal: {serials:?} (was {before})"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_new_serial(&fleet, &ALL, "c3.example.com", &before);
     eprintln!(
         "the forced renewal is served by all 3 nodes {:?} after the command started",
         forced.elapsed()
@@ -285,27 +298,23 @@ fn a_lock_holder_killed_mid_order_is_succeeded_and_the_order_is_not_placed_twice
 
 /// Polls until every node in `nodes` serves `serial` for `name`.
 fn wait_serial(fleet: &FleetSandbox, nodes: &[usize], name: &str, serial: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    eventually(timeout, Duration::from_millis(50), || {
         let served: Vec<Option<String>> = nodes.iter().map(|&i| fleet.served_serial(i, name)).collect();
-        if served.iter().all(|s| s.as_deref() == Some(serial)) {
-            return;
+        match served.iter().all(|s| s.as_deref() == Some(serial)) {
+            true => Ok(()),
+            false => Err(format!("{name}: nodes {nodes:?} serve {served:?}, not {serial}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: nodes {nodes:?} serve {served:?}, not {serial}, after {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
-/// Polls etcd every 10 ms until `key` exists (60 s at most).
+/// Polls etcd every 10 ms until `key` exists.
 fn wait_for_key(fleet: &FleetSandbox, key: &str) {
-    let deadline = Instant::now() + CONVERGE;
-    while !fleet.etcd_dump().iter().any(|(k, _)| k == key) {
-        assert!(Instant::now() < deadline, "{key} never appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(CONVERGE, Duration::from_millis(10), || {
+        match fleet.etcd_dump().iter().any(|(k, _)| k == key) {
+            true => Ok(()),
+            false => Err(format!("{key} never appeared")),
+        }
+    })
 }
 
 /// Cases 5 and 6: one etcd member down, renewals go on; two down (no quorum), every node keeps serving, nothing is
@@ -402,19 +411,7 @@ fn a_node_whose_watch_was_compacted_away_still_converges() {
         .unwrap();
     fleet.etcd().compact(revision);
     fleet.resume_daemon(2);
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        let serial = fleet.served_serial(2, "w.example.com");
-        if serial.as_deref().is_some_and(|s| s != first) && serial == fleet.served_serial(1, "w.example.com") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node 2 did not converge:\n{}",
-            fleet.daemon_log(2)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_new_serial(&fleet, &[1, 2], "w.example.com", &first);
 }
 
 /// Case 9: etcd with TLS client certificates and authentication.
@@ -500,11 +497,7 @@ fn the_issuing_node_alerts_on_a_laggard_and_metrics_show_the_fleet() {
     write_configs(&fleet, &[1, 2], &certs);
     let metrics_port = crate::harness::free_port();
     let events = fleet.dir().join("events");
-    let extra = format!(
-        "\n[daemon]\nlisten = \"127.0.0.1:{metrics_port}\"\njitter = \"0s\"\n\n[[notify]]\nkind = \"exec\"\n\
-         command = \"echo $HAPCERT_EVENT $HAPCERT_CERTIFICATE >> {}\"\n",
-        events.display()
-    );
+    let extra = format!("\n[daemon]\nlisten = \"127.0.0.1:{metrics_port}\"\njitter = \"0s\"\n") + &notify_into(&events);
     let text = fleet
         .node_config_text(1)
         .replace("converge_timeout = \"30s\"", "converge_timeout = \"10s\"")
@@ -517,19 +510,13 @@ fn the_issuing_node_alerts_on_a_laggard_and_metrics_show_the_fleet() {
     fleet.write_node_config_text(2, &refusing);
     fleet.start_daemon(2);
     fleet.wait_daemon_log(2, "joined the fleet", Duration::from_secs(20));
-    let deadline = Instant::now() + CONVERGE;
-    loop {
+    eventually(CONVERGE, Duration::from_millis(200), || {
         let told = std::fs::read_to_string(&events).unwrap_or_default();
-        if told.contains("fleet-lagging lag") {
-            break;
+        match told.contains("fleet-lagging lag") {
+            true => Ok(()),
+            false => Err(format!("no fleet-lagging alert: {told:?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no fleet-lagging alert: {told:?}\n{}",
-            fleet.daemon_log(1)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     assert!(
         fleet.daemon_log(1).contains("(node2) do not serve serial"),
         "{}",
@@ -569,11 +556,7 @@ fn cut_off_from_etcd_a_node_orders_alone_only_within_emergency_days_and_the_flee
     let cut = fleet.node_config_text(1);
     let etcd_line = cut.lines().find(|l| l.starts_with("etcd = ")).unwrap().to_owned();
     let closed = format!("etcd = [\"http://127.0.0.1:{}\"]", crate::harness::closed_port());
-    let cut_text = cut.replace(&etcd_line, &closed)
-        + &format!(
-            "\n[[notify]]\nkind = \"exec\"\ncommand = \"echo $HAPCERT_EVENT $HAPCERT_CERTIFICATE >> {}\"\n",
-            events.display()
-        );
+    let cut_text = cut.replace(&etcd_line, &closed) + &notify_into(&events);
     fleet.write_node_config_text(1, &cut_text);
     fleet.unpoint("urgent.example.com");
     let out = fleet.hapcert(1, &["renew", "--force", "urgent"]);
