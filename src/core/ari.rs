@@ -71,6 +71,23 @@ impl RenewalInfo {
         }
     }
 
+    /// When the CA was last asked.
+    pub fn checked_at(&self) -> OffsetDateTime {
+        match self {
+            RenewalInfo::Ari(window) => window.checked_at,
+            RenewalInfo::NotOffered { checked_at, .. } => *checked_at,
+        }
+    }
+
+    /// Of two answers about the same certificate (from two nodes of a fleet), the fresher one.
+    pub fn fresher<'a>(a: Option<&'a RenewalInfo>, b: Option<&'a RenewalInfo>) -> Option<&'a RenewalInfo> {
+        match (a, b) {
+            (Some(a), Some(b)) if b.checked_at() > a.checked_at() => Some(b),
+            (Some(a), _) => Some(a),
+            (None, b) => b,
+        }
+    }
+
     fn next_check(&self) -> OffsetDateTime {
         match self {
             RenewalInfo::Ari(window) => window.next_check,
@@ -153,6 +170,16 @@ mod tests {
 
     const START: OffsetDateTime = datetime!(2026-12-20 00:00 UTC);
     const END: OffsetDateTime = datetime!(2026-12-22 00:00 UTC);
+
+    #[test]
+    fn of_two_nodes_answers_the_fresher_one_is_kept() {
+        let older = record(None, "a.b", answer(START, END, 6), datetime!(2026-11-23 12:00 UTC), 0.5);
+        let newer = record(None, "a.b", answer(START, END, 6), datetime!(2026-11-23 13:00 UTC), 0.1);
+        assert_eq!(RenewalInfo::fresher(Some(&older), Some(&newer)), Some(&newer));
+        assert_eq!(RenewalInfo::fresher(Some(&newer), Some(&older)), Some(&newer));
+        assert_eq!(RenewalInfo::fresher(None, Some(&older)), Some(&older));
+        assert_eq!(RenewalInfo::fresher(Some(&older), None), Some(&older));
+    }
 
     #[test]
     fn the_moment_is_inside_the_window_for_any_random_number() {

@@ -78,6 +78,16 @@ impl FailedAuthorizations {
         }
     }
 
+    /// Takes in another node's failures (a fleet shares one CA budget): every failure either saw, once.
+    pub fn merge(&mut self, other: &FailedAuthorizations) {
+        for (name, times) in &other.0 {
+            let mine = self.0.entry(name.clone()).or_default();
+            mine.extend(times);
+            mine.sort_unstable();
+            mine.dedup();
+        }
+    }
+
     /// Forgets what is older than an hour.
     pub fn prune(&mut self, now: OffsetDateTime) {
         let cutoff = (now - HOUR).unix_timestamp();
@@ -194,6 +204,18 @@ mod tests {
 
     fn names() -> Vec<String> {
         vec!["a.example".into(), "b.example".into()]
+    }
+
+    #[test]
+    fn merged_ledgers_count_each_failure_once() {
+        let mut mine = FailedAuthorizations::default();
+        mine.record(&names(), T0);
+        let mut theirs = mine.clone();
+        theirs.record(&names()[..1], T0 + MIN);
+        mine.merge(&theirs);
+        mine.merge(&theirs);
+        assert_eq!(mine.0["a.example"].len(), 2);
+        assert_eq!(mine.0["b.example"].len(), 1);
     }
 
     fn may_go(failures: &Failures, now: OffsetDateTime) -> bool {

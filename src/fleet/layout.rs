@@ -5,6 +5,8 @@
 //! <prefix>/certs/<name>             a certificate: its facts in clear, its PEM (key included) sealed
 //! <prefix>/locks/<name>             who is renewing <name>, under the holder's lease; `locks/@account` for the account
 //! <prefix>/orders/<name>            the order journal: the order URL and its key (sealed), written before finalizing
+//! <prefix>/schedule/<name>          the CA budget of a certificate: its renewal window (ARI) and its retry schedule
+//! <prefix>/authz-failures           the failed-authorization ledger of the whole fleet, per name
 //! <prefix>/tokens/<token>           an HTTP-01 key authorization of a pending order, under the publisher's lease
 //! <prefix>/nodes/<node>/member      a live node (its advertised address), under its lease
 //! <prefix>/nodes/<node>/certs/<name> what the node serves, proven on the wire: {serial, verified_at}
@@ -29,6 +31,8 @@ pub enum Entry<'a> {
     Cert(&'a str),
     Lock(&'a str),
     Order(&'a str),
+    Schedule(&'a str),
+    AuthzFailures,
     Token(&'a str),
     Member(&'a str),
     Ack { node: &'a str, cert: &'a str },
@@ -82,6 +86,18 @@ impl Layout {
         self.key("orders/")
     }
 
+    pub fn schedule(&self, name: &str) -> String {
+        self.key(&format!("schedule/{name}"))
+    }
+
+    pub fn schedules(&self) -> String {
+        self.key("schedule/")
+    }
+
+    pub fn authz_failures(&self) -> String {
+        self.key("authz-failures")
+    }
+
     pub fn token(&self, token: &str) -> String {
         self.key(&format!("tokens/{token}"))
     }
@@ -118,6 +134,8 @@ impl Layout {
             ["certs", name] => Entry::Cert(name),
             ["locks", name] => Entry::Lock(name),
             ["orders", name] => Entry::Order(name),
+            ["schedule", name] => Entry::Schedule(name),
+            ["authz-failures"] => Entry::AuthzFailures,
             ["tokens", token] => Entry::Token(token),
             ["nodes", node, "member"] => Entry::Member(node),
             ["nodes", node, "certs", cert] => Entry::Ack { node, cert },
@@ -140,6 +158,19 @@ pub struct SharedCert {
     pub issued_at: String,
     /// The HAProxy PEM (chain and private key), sealed under the fleet key for this etcd key.
     pub pem: String,
+}
+
+/// `schedule/<name>`: what the CA said of a certificate and how its orders went, so that one node's renewal-window
+/// fetch and one node's failures count for the whole fleet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SharedSchedule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_info: Option<crate::core::ari::RenewalInfo>,
+    #[serde(default)]
+    pub failures: crate::core::schedule::Failures,
+    pub by: String,
+    /// RFC 3339: when `by` wrote it.
+    pub at: String,
 }
 
 /// `orders/<name>`: an order placed by the lock holder, so that a successor resumes it instead of ordering again.
@@ -195,6 +226,8 @@ mod tests {
         assert_eq!(layout.classify(&layout.account()), Entry::Account);
         assert_eq!(layout.classify(&layout.account_lock()), Entry::Lock("@account"));
         assert_eq!(layout.classify(&layout.order("www")), Entry::Order("www"));
+        assert_eq!(layout.classify(&layout.schedule("www")), Entry::Schedule("www"));
+        assert_eq!(layout.classify(&layout.authz_failures()), Entry::AuthzFailures);
         assert_eq!(layout.classify(&layout.token("abc")), Entry::Token("abc"));
         assert_eq!(layout.classify(&layout.member("lb1")), Entry::Member("lb1"));
         assert_eq!(

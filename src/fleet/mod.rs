@@ -8,8 +8,10 @@
 //! - [`converge`]: deploying what the fleet shares, verified, and acknowledging it.
 //! - [`watch`]: the daemon's watch on the prefix: tokens for its responder, certificates to converge.
 //! - [`account`]: the one ACME account the fleet shares.
+//! - [`budget`]: the CA budget the fleet shares: renewal windows, retry schedules, the failed-authorization ledger.
 
 pub mod account;
+pub mod budget;
 pub mod converge;
 pub mod layout;
 pub mod orders;

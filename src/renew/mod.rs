@@ -68,10 +68,12 @@ pub async fn run_with(
         finish_interrupted_deploys(config, &store, &mut state, &mut on_disk, now).await
     };
     let session = context.fleet.as_ref().and_then(FleetMode::session);
+    let mut budget = None;
     if let Some(session) = session
         && !options.dry_run
     {
         crate::fleet::converge::converge(config, owner, &store, &mut state, &mut on_disk, session, None).await;
+        budget = Some(crate::fleet::budget::take_in(session, &mut state).await);
     }
     let selected: Vec<(&CertificateSpec, &Local)> = config
         .certificates
@@ -199,6 +201,9 @@ pub async fn run_with(
         let mut observed = events::run_events(config, &report.items, end);
         observed.append(&mut emergency);
         notify::notify(config, &store, observed, scope, end).await;
+    }
+    if let (Some(session), Some(budget)) = (session, budget) {
+        crate::fleet::budget::give_back(config, session, &state, budget, OffsetDateTime::now_utc()).await;
     }
     store.save_state(&state)?;
     metrics::write_textfile_after_run(config, &state, &report.on_disk, OffsetDateTime::now_utc());
