@@ -91,7 +91,7 @@ pub async fn init(config: &Config) -> anyhow::Result<String> {
     let held = store.client().get_prefix(prefix.as_bytes(), None).await?;
     if !held.kvs.is_empty() {
         return Err(UsageError(format!(
-            "{prefix} already holds {} keys: `fleet init` only fills an empty prefix. A node joining a running fleet \
+            "{prefix} already holds {} key(s): `fleet init` only fills an empty prefix. A node joining a running fleet \
              needs no init (its daemon adopts what is there); to start over, remove the prefix with \
              `etcdctl del --prefix {prefix}`",
             held.kvs.len()

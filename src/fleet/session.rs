@@ -71,8 +71,12 @@ impl Session {
     /// Revokes the lease: this node's locks, tokens and membership go at once, not a TTL later.
     pub async fn close(&self) {
         self.keep_alive.abort();
-        if let Err(err) = self.store.client().lease_revoke(self.lease()).await {
-            tracing::debug!("revoking the fleet lease: {err}");
+        // Not worth a stop that hangs while etcd is away: the lease then ends by itself, lease_ttl later.
+        let revoke = self.store.client().lease_revoke(self.lease());
+        match tokio::time::timeout(std::time::Duration::from_secs(1), revoke).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::debug!("revoking the fleet lease: {err}"),
+            Err(_) => tracing::debug!("revoking the fleet lease: no answer within 1 s; it expires by itself"),
         }
     }
 }
