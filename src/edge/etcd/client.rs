@@ -677,14 +677,21 @@ impl EtcdClient {
             if answer.code == UNAVAILABLE {
                 return Err(Failure::TryNext(answer.text().to_owned()));
             }
+            // Not etcd's JSON: the gateway itself refused (it does, with HTTP 400, a client certificate that has a
+            // common name while authentication is on). Its own words, not a guess about the password.
+            let message = match answer.text() {
+                "" => format!(
+                    "HTTP {status}: {}; with authentication on, the gateway refuses a client certificate that has a \
+                     common name (CN): use one without",
+                    String::from_utf8_lossy(&text).trim()
+                ),
+                said => format!("{said} (as user {name:?}); check [fleet] username and password_file"),
+            };
             return Err(Failure::Final(EtcdError::Rejected {
                 endpoint: endpoint.into(),
                 what: format!("authentication as user {name:?}"),
                 code: answer.code,
-                message: format!(
-                    "{} (as user {name:?}); check [fleet] username and password_file",
-                    answer.text()
-                ),
+                message,
             }));
         }
         let answer: wire::AuthResponse = serde_json::from_slice(&text).map_err(|e| {
