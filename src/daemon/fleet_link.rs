@@ -90,7 +90,7 @@ impl FleetLink {
             names.dedup();
             Some(names)
         };
-        if let Err(err) = crate::fleet::converge::sync(config, owner, lock_timeout, session, names.as_deref()).await {
+        if let Err(err) = crate::renew::converge::sync(config, owner, lock_timeout, session, names.as_deref()).await {
             tracing::error!("converging with the fleet failed: {err:#}; the next change or pass tries again");
         }
     }

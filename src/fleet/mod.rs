@@ -5,14 +5,14 @@
 //! - [`store`]: those records read and written through `edge::etcd`; sealing, locks, fencing.
 //! - [`session`]: a node's lease, kept alive in the background, and its membership.
 //! - [`orders`]: one certificate's renewal under its lock: the order journal and the fenced publish.
-//! - [`converge`]: deploying what the fleet shares, verified, and acknowledging it.
 //! - [`watch`]: the daemon's watch on the prefix: tokens for its responder, certificates to converge.
 //! - [`account`]: the one ACME account the fleet shares.
+//!
+//! Deploying what the fleet shares is a run's business: `renew::converge` (the fleet's modules never reach into a run).
 //! - [`budget`]: the CA budget the fleet shares: renewal windows, retry schedules, the failed-authorization ledger.
 
 pub mod account;
 pub mod budget;
-pub mod converge;
 pub mod layout;
 pub mod orders;
 pub mod session;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::converge::is_newer;
 use super::{Due, Item, ItemResult};
 use crate::core::config::EventKind;
 use crate::core::state::monitor::Event;
 use crate::core::time::{format_rfc3339, later};
 use crate::fleet::Session;
-use crate::fleet::converge::is_newer;
 use crate::fleet::orders::{LockedOrder, Taken};
 
 /// The loud alert for what [`outside_emergency`] lets through: `fleet-emergency`, through `[[notify]]`.

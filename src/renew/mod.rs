@@ -4,9 +4,11 @@
 //! notifications ([`events`]) and write the metrics from what is in memory.
 //!
 //! [`report`] holds what a run is asked and what it answers; [`challenge`] the HTTP-01 side of its orders; [`revoke`]
-//! the other way a certificate's life ends.
+//! the other way a certificate's life ends. In a fleet, [`converge`] deploys what the other nodes ordered, and
+//! `fleet_run` takes the locks.
 
 pub mod challenge;
+pub mod converge;
 pub mod deploy;
 mod events;
 mod fleet_run;
@@ -72,7 +74,7 @@ pub async fn run_with(
     if let Some(session) = session
         && !options.dry_run
     {
-        crate::fleet::converge::converge(config, owner, &store, &mut state, &mut on_disk, session, None).await;
+        converge::converge(config, owner, &store, &mut state, &mut on_disk, session, None).await;
         budget = Some(crate::fleet::budget::take_in(session, &mut state).await);
     }
     let selected: Vec<(&CertificateSpec, &Local)> = config
@@ -107,16 +109,8 @@ pub async fn run_with(
             (due, locked, newer) = fleet_run::claim(session, due, &mut items, now).await;
             if !newer.is_empty() {
                 let names: Vec<String> = newer.iter().map(|d| d.spec.name.clone()).collect();
-                let adopted = crate::fleet::converge::converge(
-                    config,
-                    owner,
-                    &store,
-                    &mut state,
-                    &mut on_disk,
-                    session,
-                    Some(&names),
-                )
-                .await;
+                let adopted =
+                    converge::converge(config, owner, &store, &mut state, &mut on_disk, session, Some(&names)).await;
                 for d in newer {
                     if adopted.contains(&d.spec.name) {
                         if let Some(order) = locked.remove(&d.spec.name) {
@@ -506,13 +500,8 @@ impl Pass<'_> {
             items[index].result = match outcome {
                 Deployed::Verified { facts, how } => {
                     if let Some(order) = self.locked.get(&spec.name) {
-                        crate::fleet::converge::acknowledge(
-                            &order.session,
-                            &spec.name,
-                            &facts.serial,
-                            OffsetDateTime::now_utc(),
-                        )
-                        .await;
+                        converge::acknowledge(&order.session, &spec.name, &facts.serial, OffsetDateTime::now_utc())
+                            .await;
                     }
                     renewed.push((spec, facts.clone()));
                     ItemResult::Renewed(facts, how)

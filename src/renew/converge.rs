@@ -6,11 +6,10 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::layout::SharedCert;
+use crate::fleet::layout::SharedCert;
 use std::sync::Arc;
 
-use super::orders::{LockedOrder, Taken};
-use super::session::Session;
+use super::deploy::{self, Change, Deployed, Previous};
 use crate::core::config::{CertificateSpec, Config, FileOwner};
 use crate::core::decision::Local;
 use crate::core::pem::{Bundle, CertFacts};
@@ -19,7 +18,8 @@ use crate::core::state::StateStorage;
 use crate::core::state::record::Attempt;
 use crate::core::verify::verify_issued;
 use crate::edge::store::StateDir;
-use crate::renew::deploy::{self, Change, Deployed, Previous};
+use crate::fleet::Session;
+use crate::fleet::orders::{LockedOrder, Taken};
 
 /// Whether the shared certificate should replace what this node has.
 pub fn is_newer(shared: &SharedCert, local: Option<&CertFacts>) -> bool {
@@ -181,7 +181,7 @@ async fn adopt(
     if changes.is_empty() {
         return Vec::new();
     }
-    if let Err(err) = crate::renew::record_deploys_under_way(store, state, &changes) {
+    if let Err(err) = super::record_deploys_under_way(store, state, &changes) {
         tracing::error!("cannot record the deploy in the state before writing the files ({err:#}); nothing adopted");
         return Vec::new();
     }
@@ -291,6 +291,6 @@ pub async fn sync(
     let store = StateDir::create(&config.state.dir.value)?;
     let _lock = store.lock(lock_timeout)?;
     let mut state = store.load_state()?;
-    let mut on_disk = crate::renew::read_certificates(config, &store)?;
+    let mut on_disk = super::read_certificates(config, &store)?;
     Ok(converge(config, owner, &store, &mut state, &mut on_disk, session, names).await)
 }
