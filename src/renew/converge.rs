@@ -21,13 +21,14 @@ use crate::edge::store::StateDir;
 use crate::fleet::Session;
 use crate::fleet::orders::{LockedOrder, Taken};
 
-/// Whether the shared certificate should replace what this node has.
+/// Whether the shared certificate should replace what this node has: another serial that expires no sooner (two
+/// renewals moments apart may get the same notAfter; the store's wins the tie).
 pub fn is_newer(shared: &SharedCert, local: Option<&CertFacts>) -> bool {
     match local {
         None => true,
         Some(facts) if facts.serial == shared.serial => false,
         Some(facts) => {
-            OffsetDateTime::parse(&shared.not_after, &Rfc3339).is_ok_and(|shared_end| shared_end > facts.not_after)
+            OffsetDateTime::parse(&shared.not_after, &Rfc3339).is_ok_and(|shared_end| shared_end >= facts.not_after)
         }
     }
 }

@@ -69,20 +69,28 @@ pub(super) fn outside_emergency(
         .collect()
 }
 
-/// Takes the lock of each due certificate, waiting a little for holders that are about to let go (after adopting,
-/// say) or whose lease is about to run out: a lease's length, and a second for etcd to notice. Returns what is still
-/// to be ordered, the locks held (by name, for both lists), and what the fleet has newer (to adopt, not order).
+/// Takes the lock of each due certificate. A certificate another node holds is left to it (the watch brings what it
+/// publishes, and the daemon tries again a lease later), unless `wait`: a renewal asked for by hand waits a little for
+/// a holder about to let go (after adopting, say) or whose lease is about to run out, a lease's length and a second for
+/// etcd to notice. Returns what is still to be ordered, the locks held (by name, for both lists), and what the fleet
+/// has newer (to adopt, not order).
 pub(super) async fn claim(
     session: &Arc<Session>,
     due: Vec<Due>,
     items: &mut [Item],
+    wait: bool,
     now: OffsetDateTime,
 ) -> (Vec<Due>, HashMap<String, LockedOrder>, Vec<Due>) {
     let mut keep = Vec::new();
     let mut locked = HashMap::new();
     let mut adopted = Vec::new();
     let retry = later(now, session.config.lease_ttl);
-    let deadline = tokio::time::Instant::now() + session.config.lease_ttl + std::time::Duration::from_secs(1);
+    let patience = if wait {
+        session.config.lease_ttl + std::time::Duration::from_secs(1)
+    } else {
+        std::time::Duration::ZERO
+    };
+    let deadline = tokio::time::Instant::now() + patience;
     let mut waiting = due;
     loop {
         let mut busy = Vec::new();

@@ -106,7 +106,8 @@ pub async fn run_with(
         }
         Some(FleetMode::Coordinated(session)) if !due.is_empty() => {
             let newer;
-            (due, locked, newer) = fleet_run::claim(session, due, &mut items, now).await;
+            let by_hand = options.force || !options.names.is_empty();
+            (due, locked, newer) = fleet_run::claim(session, due, &mut items, by_hand, now).await;
             if !newer.is_empty() {
                 let names: Vec<String> = newer.iter().map(|d| d.spec.name.clone()).collect();
                 let adopted =
