@@ -2,9 +2,13 @@
 //! sandbox of its own (Pebble 2.6 with `PEBBLE_VA_NOSLEEP=1`, nonce rejection 0, authorization reuse 0, and HAProxy 2.6,
 //! from the test harness). `scripts/bench` installs the tools and runs it; this file only measures and reports.
 //!
-//! `cargo bench --bench e2e -- [--quick] [--only a,b,c,d,e]`. Under `cargo test` it does nothing: it is a benchmark,
+//! The fleet scenarios of issue 13 ((f), (g), and the idle load (i)) are hapcert's alone: see [`fleet`].
+//!
+//! `cargo bench --bench e2e -- [--quick] [--only a,b,c,d,e,f,g,i]`. Under `cargo test` it does nothing: it is a benchmark,
 //! and the test suite holds no timing.
 
+mod etcd_proxy;
+mod fleet;
 #[path = "../../tests/harness/mod.rs"]
 mod harness;
 mod measure;
@@ -37,6 +41,7 @@ struct Plan {
     runs_slow: usize,
     runs_fast: usize,
     wrk_duration: Duration,
+    fleet: fleet::FleetPlan,
 }
 
 fn main() {
@@ -54,6 +59,13 @@ fn main() {
             runs_slow: 1,
             runs_fast: 1,
             wrk_duration: Duration::from_secs(2),
+            // (f) keeps the full run's 50 certificates, once: its figure is a ratio to (a) at the same size.
+            fleet: fleet::FleetPlan {
+                certs: 50,
+                runs_f: 1,
+                runs_g: 5,
+                idle_window: Duration::from_secs(60),
+            },
         }
     } else {
         Plan {
@@ -63,6 +75,14 @@ fn main() {
             runs_slow: 3,
             runs_fast: 5,
             wrk_duration: Duration::from_secs(10),
+            // The idle window covers the 5-minute reconcile and probe once: they come 300 s after the daemon starts,
+            // and the window opens about 15 s after.
+            fleet: fleet::FleetPlan {
+                certs: 50,
+                runs_f: 3,
+                runs_g: 7,
+                idle_window: Duration::from_secs(330),
+            },
         }
     };
     let wanted = |s: &str| options.only.as_ref().is_none_or(|only| only.iter().any(|o| o == s));
@@ -93,6 +113,8 @@ fn main() {
         Vec::new()
     };
 
+    let fleet = (wanted("f") || wanted("g") || wanted("i")).then(|| fleet::run(&plan.fleet, wanted));
+
     let mut results = Results {
         summary: Vec::new(),
         quick: options.quick,
@@ -101,6 +123,7 @@ fn main() {
         binary_bytes: std::fs::metadata(env!("CARGO_BIN_EXE_hapcert")).map_or(0, |m| m.len()),
         measured,
         responder,
+        fleet,
     };
     results.summarize();
     let markdown = results.markdown();
@@ -145,7 +168,7 @@ fn parse(args: &[String]) -> Options {
             }
             "--out" => options.out = PathBuf::from(rest.next().expect("--out needs a directory")),
             other => panic!(
-                "unknown argument {other:?}; use --quick, --only a,b,c,d,e, --tools hapcert,certbot,lego, --out DIR"
+                "unknown argument {other:?}; use --quick, --only a,b,c,d,e,f,g,i, --tools hapcert,certbot,lego, --out DIR"
             ),
         }
     }

@@ -1,10 +1,12 @@
 //! Medians, ratios and targets, as the table in docs/PERFORMANCE.md shows them, and the same figures as JSON.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::fleet::FleetResults;
 use crate::responder_load::LoadResult;
 use crate::tools::{Sample, Tool};
 
@@ -19,6 +21,9 @@ const TARGET_C50_RSS_BYTES: u64 = 12_000_000;
 const TARGET_C1000_WALL: Duration = Duration::from_millis(100);
 const TARGET_D_WALL: Duration = Duration::from_secs(1);
 const TARGET_BINARY_BYTES: u64 = 12_000_000;
+/// The targets of issue 13. (f) is judged in a quick run too: it keeps the full run's size, and so does its (a).
+const TARGET_F_VS_A: f64 = 2.0;
+const TARGET_G_WALL: Duration = Duration::from_millis(1500);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Scenario {
@@ -62,6 +67,7 @@ pub struct Results {
     pub binary_bytes: u64,
     pub measured: Vec<Measured>,
     pub responder: Vec<LoadResult>,
+    pub fleet: Option<FleetResults>,
 }
 
 /// The middle value; the mean of the two middle ones for an even count.
@@ -294,6 +300,10 @@ impl Results {
             }
         }
 
+        if let Some(fleet) = &self.fleet {
+            fleet_markdown(&mut md, fleet);
+        }
+
         let binary_ok = self.binary_bytes <= TARGET_BINARY_BYTES;
         let _ = writeln!(
             md,
@@ -302,5 +312,95 @@ impl Results {
             verdict(binary_ok)
         );
         md
+    }
+}
+
+fn seconds_cell(values: &[f64]) -> (String, String) {
+    let Some(mid) = median(values.to_vec()) else {
+        return ("–".to_owned(), "–".to_owned());
+    };
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(0.0, f64::max);
+    let spread = format!(
+        "{} – {}",
+        secs(Duration::from_secs_f64(min)),
+        secs(Duration::from_secs_f64(max))
+    );
+    (secs(Duration::from_secs_f64(mid)), spread)
+}
+
+/// The fleet's table: (f) with its (a) and their ratio, (g), and the idle node's requests to etcd by kind.
+fn fleet_markdown(md: &mut String, fleet: &FleetResults) {
+    let _ = writeln!(md, "\n### Fleet: 3 nodes, one etcd cluster (hapcert only)\n");
+    let _ = writeln!(md, "| scenario | runs | median | min – max | also | target | met |");
+    let _ = writeln!(md, "|---|---:|---:|---|---|---|---|");
+    let certs = fleet.certs;
+    if !fleet.f_seconds.is_empty() {
+        let (f, f_spread) = seconds_cell(&fleet.f_seconds);
+        let (a, a_spread) = seconds_cell(&fleet.a_seconds);
+        let ratio = median(fleet.f_seconds.clone())
+            .zip(median(fleet.a_seconds.clone()))
+            .map(|(f, a)| f / a);
+        let per_cert: Vec<String> = fleet
+            .f_orders
+            .iter()
+            .map(|&o| format!("{:.2}", o as f64 / certs as f64))
+            .collect();
+        let once = fleet.f_orders.iter().all(|&o| o == certs);
+        let ok = once && ratio.is_some_and(|r| r <= TARGET_F_VS_A);
+        let _ = writeln!(
+            md,
+            "| (f) {certs} certificates, 3 nodes from an empty store, until every node serves every one | {} | {f} | \
+             {f_spread} | orders per certificate: {} | ≤ 2× (a), exactly 1.00 order per certificate | {} |",
+            fleet.f_seconds.len(),
+            per_cert.join(", "),
+            verdict(ok)
+        );
+        let _ = writeln!(
+            md,
+            "| (a) the same {certs} for hapcert alone, alternated with (f) | {} | {a} | {a_spread} | (f) ÷ (a): {} | – | – |",
+            fleet.a_seconds.len(),
+            ratio.map_or("–".to_owned(), |r| format!("{r:.2}×"))
+        );
+    }
+    if !fleet.g_seconds.is_empty() {
+        let (g, g_spread) = seconds_cell(&fleet.g_seconds);
+        let ok = median(fleet.g_seconds.clone()).is_some_and(|m| m <= TARGET_G_WALL.as_secs_f64())
+            && fleet.g_orders.iter().all(|&o| o == 1);
+        let orders: Vec<String> = fleet.g_orders.iter().map(usize::to_string).collect();
+        let _ = writeln!(
+            md,
+            "| (g) `renew --force` on node 2, until all 3 nodes serve the new serial | {} | {g} | {g_spread} | orders \
+             per renewal: {} | ≤ 1.5 s, 1 order | {} |",
+            fleet.g_seconds.len(),
+            orders.join(", "),
+            verdict(ok)
+        );
+    }
+    if let Some(idle) = &fleet.idle {
+        let total = idle.total();
+        let _ = writeln!(
+            md,
+            "| (i) idle node 2: requests to etcd, {:.0} s window, lease_ttl {:.0} s | 1 | {total} in the window | – | \
+             {:.0} per hour; {} connection(s) opened | the watch, the lease keep-alive and the 5-minute reconcile; \
+             no polling | – |",
+            idle.window_seconds,
+            idle.lease_ttl_seconds,
+            idle.per_hour(total),
+            idle.connections
+        );
+        let _ = writeln!(
+            md,
+            "\n| node 2's requests to etcd, by gateway path | from its start to the window ({} connection(s)) | in the \
+             window | per hour, idle |",
+            idle.connections_before_window
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|");
+        let paths: BTreeSet<&String> = idle.requests.keys().chain(idle.before_window.keys()).collect();
+        for path in paths {
+            let count = idle.requests.get(path).copied().unwrap_or(0);
+            let before = idle.before_window.get(path).copied().unwrap_or(0);
+            let _ = writeln!(md, "| `{path}` | {before} | {count} | {:.0} |", idle.per_hour(count));
+        }
     }
 }
