@@ -244,6 +244,11 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
                 item.name,
                 crate::core::time::format_time(*until)
             ),
+            ItemResult::Elsewhere { holder, .. } => outln!(
+                "elsewhere {}: {holder} holds the fleet's lock on it and is renewing it; this node deploys what it \
+                 publishes",
+                item.name
+            ),
         }
     }
     for failure in report.hook_failures.iter().filter(|f| f.certificate.is_none()) {

@@ -249,7 +249,7 @@ fn earliest_retry(report: &Report) -> Option<OffsetDateTime> {
         .items
         .iter()
         .filter_map(|item| match &item.result {
-            ItemResult::Deferred { until, .. } if *until <= soon => Some(*until),
+            ItemResult::Deferred { until, .. } | ItemResult::Elsewhere { until, .. } if *until <= soon => Some(*until),
             _ => None,
         })
         .min()

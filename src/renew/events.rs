@@ -68,7 +68,7 @@ fn event(spec: Option<&CertificateSpec>, item: &Item, now: OffsetDateTime) -> Op
                 names,
             })
         }
-        ItemResult::NotDue | ItemResult::DryRun(_) | ItemResult::Deferred { .. } => None,
+        ItemResult::NotDue | ItemResult::DryRun(_) | ItemResult::Deferred { .. } | ItemResult::Elsewhere { .. } => None,
     }
 }
 

@@ -135,10 +135,7 @@ pub(super) async fn claim(
         if busy.is_empty() || tokio::time::Instant::now() >= deadline {
             for (d, holder) in busy {
                 tracing::info!(certificate = %d.spec.name, holder = %holder, "due, but {holder} is renewing it; this node adopts what it publishes");
-                items[d.index].result = ItemResult::Deferred {
-                    until: retry,
-                    why: format!("{holder} holds the fleet's lock on it and is renewing it"),
-                };
+                items[d.index].result = ItemResult::Elsewhere { holder, until: retry };
             }
             return (keep, locked, adopted);
         }

@@ -95,6 +95,12 @@ pub enum ItemResult {
         until: OffsetDateTime,
         why: String,
     },
+    /// Due, but another node of the fleet holds its lock and is renewing it: this node deploys what it publishes.
+    /// Not a failure, and nothing held back; the daemon looks again at `until`, in case the holder died.
+    Elsewhere {
+        holder: String,
+        until: OffsetDateTime,
+    },
 }
 
 /// What went wrong, with what the retry schedule and the notifications need to know about it.
@@ -176,6 +182,7 @@ impl Item {
         match &self.result {
             ItemResult::NotDue => Attempt::NotDue,
             ItemResult::Deferred { .. } => Attempt::HeldBack,
+            ItemResult::Elsewhere { .. } => Attempt::NotDue,
             ItemResult::Renewed(facts, _) => Attempt::Renewed {
                 serial: &facts.serial,
                 reason: &self.decision.reason,
