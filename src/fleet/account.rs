@@ -52,7 +52,7 @@ pub async fn use_fleets(config: &Config, store: &StateDir) -> anyhow::Result<()>
     let Some(fleet) = &config.fleet else {
         return Ok(());
     };
-    let session = Session::open(fleet, false).await?;
+    let session = Session::open(fleet, None).await?;
     let outcome = ensure(config, store, &session).await;
     session.close().await;
     outcome

@@ -196,6 +196,9 @@ pub struct Member {
     /// RFC 3339: when this membership started.
     pub since: String,
     pub version: String,
+    /// The certificates this node is configured with: it lags only behind those. Empty from an older hapcert: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<String>,
 }
 
 /// `nodes/<node>/certs/<name>`.

@@ -49,7 +49,8 @@ impl FleetMode {
         let Some(fleet) = &config.fleet else {
             return Ok(None);
         };
-        match Session::open(fleet, member).await {
+        let certificates = member.then(|| config.certificates.iter().map(|c| c.name.clone()).collect());
+        match Session::open(fleet, certificates).await {
             Ok(session) => Ok(Some(FleetMode::Coordinated(session))),
             Err(err) => match err.downcast_ref::<crate::edge::etcd::EtcdError>() {
                 Some(_) => {

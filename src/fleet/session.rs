@@ -25,8 +25,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects, takes a lease, and (for a daemon, `member`) announces the node. Fails when etcd cannot be reached.
-    pub async fn open(fleet: &FleetConfig, member: bool) -> anyhow::Result<Arc<Session>> {
+    /// Connects, takes a lease, and (for a daemon, `member`: the certificates it is configured with) announces the node.
+    /// Fails when etcd cannot be reached.
+    pub async fn open(fleet: &FleetConfig, member: Option<Vec<String>>) -> anyhow::Result<Arc<Session>> {
         let store = FleetStore::connect(fleet)?;
         let lease = store.client().lease_grant(fleet.lease_ttl).await?;
         // A node with another fleet key is stopped here, before it can read or write anything else.
@@ -42,9 +43,9 @@ impl Session {
             .into());
         }
         let advertise = fleet.advertise.map(|a| a.to_string());
-        if member {
+        if let Some(certificates) = &member {
             store
-                .join(lease.id, advertise.clone(), OffsetDateTime::now_utc())
+                .join(lease.id, advertise.clone(), certificates, OffsetDateTime::now_utc())
                 .await?;
             tracing::info!(node = store.node(), prefix = %fleet.prefix, "joined the fleet");
         }
@@ -53,7 +54,7 @@ impl Session {
             store: store.clone(),
             lease: shared.clone(),
             ttl: fleet.lease_ttl,
-            member: member.then_some(advertise).map(Option::unwrap_or_default),
+            member: member.map(|certificates| (advertise, certificates)),
         };
         Ok(Arc::new(Session {
             store,
@@ -91,8 +92,8 @@ struct Keeper {
     store: FleetStore,
     lease: Arc<AtomicI64>,
     ttl: Duration,
-    /// The advertised address ("" for none), when the node is a member.
-    member: Option<String>,
+    /// The advertised address and the configured certificates, when the node is a member.
+    member: Option<(Option<String>, Vec<String>)>,
 }
 
 impl Keeper {
@@ -135,9 +136,12 @@ impl Keeper {
             }
         };
         self.lease.store(lease.id, Ordering::SeqCst);
-        if let Some(advertise) = &self.member {
-            let advertise = (!advertise.is_empty()).then(|| advertise.clone());
-            if let Err(err) = self.store.join(lease.id, advertise, OffsetDateTime::now_utc()).await {
+        if let Some((advertise, certificates)) = &self.member {
+            let joined = self
+                .store
+                .join(lease.id, advertise.clone(), certificates, OffsetDateTime::now_utc())
+                .await;
+            if let Err(err) = joined {
                 tracing::warn!("cannot announce this node again: {err}");
             }
         }

@@ -133,7 +133,14 @@ impl FleetStatus {
                         .is_some_and(|a| a.serial == cert.serial)
                 };
                 let serving: Vec<String> = acks.keys().filter(|n| serves(n)).cloned().collect();
-                let laggards = members.keys().filter(|n| !serves(n)).cloned().collect();
+                // A node that is not configured with this certificate does not lag behind it.
+                let configured =
+                    |member: &Member| member.certificates.is_empty() || member.certificates.contains(&name);
+                let laggards = members
+                    .iter()
+                    .filter(|(node, member)| configured(member) && !serves(node))
+                    .map(|(node, _)| node.clone())
+                    .collect();
                 CertRow {
                     name,
                     serial: cert.serial,
@@ -261,6 +268,7 @@ mod tests {
             advertise: Some(advertise.into()),
             since: "t0".into(),
             version: "v".into(),
+            certificates: Vec::new(),
         };
         let ack = |serial: &str| Ack {
             serial: serial.into(),
@@ -282,13 +290,24 @@ mod tests {
             kv(layout.ack("lb2", "www"), &ack("01")),
             kv(layout.ack("lb3", "www"), &ack("01")),
             kv(layout.cert("www"), &cert),
+            kv(
+                layout.member("lb4"),
+                &Member {
+                    certificates: vec!["api".into()],
+                    ..member("10.0.0.4:80")
+                },
+            ),
         ];
         let status = FleetStatus::from_keys(&layout, &kvs);
-        assert_eq!(status.alive(), 2);
-        assert_eq!(status.nodes.len(), 3);
-        assert!(!status.nodes[2].alive);
+        assert_eq!(status.alive(), 3);
+        assert_eq!(status.nodes.len(), 4);
+        assert!(!status.nodes[2].alive, "lb3 only acknowledged, once");
         assert_eq!(status.certificates[0].serving, vec!["lb1"]);
-        assert_eq!(status.certificates[0].laggards, vec!["lb2"]);
+        assert_eq!(
+            status.certificates[0].laggards,
+            vec!["lb2"],
+            "lb4 is not configured with www"
+        );
         let text = status.render();
         assert!(text.contains("served by 1 (lb1); LAGGING: lb2"), "{text}");
         assert!(!text.contains("sealed"), "{text}");

@@ -375,11 +375,18 @@ impl FleetStore {
     }
 
     /// Announces this node as live under `lease`.
-    pub async fn join(&self, lease: i64, advertise: Option<String>, now: OffsetDateTime) -> Result<(), EtcdError> {
+    pub async fn join(
+        &self,
+        lease: i64,
+        advertise: Option<String>,
+        certificates: &[String],
+        now: OffsetDateTime,
+    ) -> Result<(), EtcdError> {
         let member = Member {
             advertise,
             since: format_rfc3339(now),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            certificates: certificates.to_vec(),
         };
         let value = serde_json::to_vec(&member).expect("a member serializes");
         self.client
