@@ -7,16 +7,81 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::converge::is_newer;
+use super::converge::{converge, is_newer};
 use super::{Due, Item, ItemResult};
 use crate::core::config::EventKind;
+use crate::core::config::{Config, FileOwner};
+use crate::core::decision::Local;
+use crate::core::state::State;
 use crate::core::state::monitor::Event;
 use crate::core::time::{format_rfc3339, later};
+use crate::edge::store::StateDir;
+use crate::fleet::FleetMode;
 use crate::fleet::Session;
 use crate::fleet::orders::{LockedOrder, Taken};
 
+/// What a fleet run works with before it orders.
+pub(super) struct Run<'a> {
+    pub config: &'a Config,
+    pub owner: FileOwner,
+    pub store: &'a StateDir,
+    /// A renewal asked for by hand (`--force`, or names): it waits a little for a lock another node is letting go.
+    pub by_hand: bool,
+    pub now: OffsetDateTime,
+}
+
+impl Run<'_> {
+    /// Cut off from the store: only what is about to expire, with an alert. Through it: the locks taken, what the fleet
+    /// has newer adopted (or ordered here when it cannot be used here), and the fleet's account in place. Returns what
+    /// to order, the locks held, and the alerts to send.
+    pub(super) async fn before_ordering(
+        &self,
+        fleet: &FleetMode,
+        due: Vec<Due>,
+        items: &mut [Item],
+        state: &mut State,
+        on_disk: &mut [Local],
+    ) -> (Vec<Due>, HashMap<String, LockedOrder>, Vec<Event>) {
+        let session = match fleet {
+            FleetMode::Cut { emergency_days, why } => {
+                let due = outside_emergency(due, items, *emergency_days, why, self.now);
+                let alerts = emergency_events(&due, why);
+                return (due, HashMap::new(), alerts);
+            }
+            FleetMode::Coordinated(_) if due.is_empty() => return (due, HashMap::new(), Vec::new()),
+            FleetMode::Coordinated(session) => session,
+        };
+        let (mut due, mut locked, newer) = claim(session, due, items, self.by_hand, self.now).await;
+        if !newer.is_empty() {
+            let names: Vec<String> = newer.iter().map(|d| d.spec.name.clone()).collect();
+            let (config, owner, store) = (self.config, self.owner, self.store);
+            let adopted = converge(config, owner, store, state, on_disk, session, Some(&names)).await;
+            for d in newer {
+                match locked.remove(&d.spec.name) {
+                    Some(order) if adopted.contains(&d.spec.name) => order.release().await,
+                    order => {
+                        tracing::warn!(certificate = %d.spec.name, "the fleet's certificate cannot be used here (see above); this node orders its own");
+                        if let Some(order) = order {
+                            locked.insert(d.spec.name.clone(), order);
+                        }
+                        due.push(d);
+                    }
+                }
+            }
+        }
+        if !due.is_empty()
+            && let Err(err) = crate::fleet::account::ensure(self.config, self.store, session).await
+        {
+            for d in due.drain(..) {
+                super::not_ordered(&d, items, format!("cannot use the fleet's ACME account: {err:#}"));
+            }
+        }
+        (due, locked, Vec::new())
+    }
+}
+
 /// The loud alert for what [`outside_emergency`] lets through: `fleet-emergency`, through `[[notify]]`.
-pub(super) fn emergency_events(due: &[Due], why: &str) -> Vec<Event> {
+fn emergency_events(due: &[Due], why: &str) -> Vec<Event> {
     due.iter()
         .map(|d| Event {
             kind: EventKind::FleetEmergency,
@@ -37,7 +102,7 @@ pub(super) fn emergency_events(due: &[Due], why: &str) -> Vec<Event> {
 
 /// Keeps only the due certificates served now and within `emergency_days` of expiry, ordered alone with a loud
 /// warning; the others are held back until the store answers again.
-pub(super) fn outside_emergency(
+fn outside_emergency(
     due: Vec<Due>,
     items: &mut [Item],
     emergency_days: f64,
@@ -74,7 +139,7 @@ pub(super) fn outside_emergency(
 /// a holder about to let go (after adopting, say) or whose lease is about to run out, a lease's length and a second for
 /// etcd to notice. Returns what is still to be ordered, the locks held (by name, for both lists), and what the fleet
 /// has newer (to adopt, not order).
-pub(super) async fn claim(
+async fn claim(
     session: &Arc<Session>,
     due: Vec<Due>,
     items: &mut [Item],

@@ -98,40 +98,17 @@ pub async fn run_with(
     let (mut items, mut due) = plan(survey(selected, &state, now, overrides), options.dry_run);
     let mut locked = HashMap::new();
     let mut emergency = Vec::new();
-    match &context.fleet {
-        Some(_) if options.dry_run => {}
-        Some(FleetMode::Cut { emergency_days, why }) => {
-            due = fleet_run::outside_emergency(due, &mut items, *emergency_days, why, now);
-            emergency = fleet_run::emergency_events(&due, why);
-        }
-        Some(FleetMode::Coordinated(session)) if !due.is_empty() => {
-            let newer;
-            let by_hand = options.force || !options.names.is_empty();
-            (due, locked, newer) = fleet_run::claim(session, due, &mut items, by_hand, now).await;
-            if !newer.is_empty() {
-                let names: Vec<String> = newer.iter().map(|d| d.spec.name.clone()).collect();
-                let adopted =
-                    converge::converge(config, owner, &store, &mut state, &mut on_disk, session, Some(&names)).await;
-                for d in newer {
-                    if adopted.contains(&d.spec.name) {
-                        if let Some(order) = locked.remove(&d.spec.name) {
-                            order.release().await;
-                        }
-                    } else {
-                        tracing::warn!(certificate = %d.spec.name, "the fleet's certificate cannot be used here (see above); this node orders its own");
-                        due.push(d);
-                    }
-                }
-            }
-            if !due.is_empty()
-                && let Err(err) = crate::fleet::account::ensure(config, &store, session).await
-            {
-                for d in due.drain(..) {
-                    not_ordered(&d, &mut items, format!("cannot use the fleet's ACME account: {err:#}"));
-                }
-            }
-        }
-        _ => {}
+    if let Some(fleet) = context.fleet.as_ref().filter(|_| !options.dry_run) {
+        let run = fleet_run::Run {
+            config,
+            owner,
+            store: &store,
+            by_hand: options.force || !options.names.is_empty(),
+            now,
+        };
+        (due, locked, emergency) = run
+            .before_ordering(fleet, due, &mut items, &mut state, &mut on_disk)
+            .await;
     }
 
     let mut hook_failures = Vec::new();
