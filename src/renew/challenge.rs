@@ -49,7 +49,7 @@ impl ChallengeSide {
                     tracing::debug!(listen = %config.challenge.listen, "HTTP-01 responder up");
                     Some(serve(listener, tokens.clone()))
                 }
-                Err(_) if fleet.is_some() && port_taken(config.challenge.listen) => {
+                Err(err) if fleet.is_some() && in_use(&err) => {
                     tracing::info!(listen = %config.challenge.listen, "the side port is held (by this node's daemon); the tokens go through the fleet's store, where it answers them");
                     None
                 }
@@ -165,9 +165,10 @@ async fn fleet_routes(session: &Session, own: Option<SocketAddr>) -> anyhow::Res
     Ok(routes)
 }
 
-/// Whether something already listens on `addr`.
-fn port_taken(addr: SocketAddr) -> bool {
-    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok()
+/// Whether binding failed because something already listens there.
+fn in_use(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
 }
 
 /// An answer published for one challenge: withdrawn from here and from the fleet's store when dropped.
