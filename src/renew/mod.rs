@@ -40,6 +40,7 @@ use crate::edge::store::StateDir;
 use crate::edge::store::facts_cache::FactsCache;
 use crate::fleet::FleetMode;
 use crate::fleet::orders::LockedOrder;
+use crate::fleet::store::Fenced;
 use crate::metrics;
 use crate::notify::{self, Scope};
 
@@ -424,6 +425,11 @@ impl Pass<'_> {
         let mut change_items = Vec::new();
         for (d, outcome) in due.into_iter().zip(issued) {
             match outcome {
+                // Another node holds the lock now and renews it: not this node's failure, and no backoff for it.
+                Err(err) if err.downcast_ref::<Fenced>().is_some() => {
+                    tracing::warn!(certificate = %d.spec.name, "{err:#}");
+                    items[d.index].result = fenced_out();
+                }
                 Err(err) => {
                     let message = format!("{err:#}");
                     tracing::error!(certificate = %d.spec.name, "renewal failed: {message}; the served certificate is untouched");
@@ -439,7 +445,10 @@ impl Pass<'_> {
                     {
                         let message = format!("{err:#}");
                         tracing::error!(certificate = %d.spec.name, serial = %new.facts().serial, "not published to the fleet, so not deployed: {message}");
-                        items[d.index].result = ItemResult::Failed(Failure::not_deployed(message));
+                        items[d.index].result = match err.downcast_ref::<Fenced>() {
+                            Some(_) => fenced_out(),
+                            None => ItemResult::Failed(Failure::not_deployed(message)),
+                        };
                         continue;
                     }
                     change_items.push((d.index, d.spec.clone(), new.facts().serial.clone()));
@@ -632,6 +641,14 @@ async fn finish_interrupted_deploys(
         };
     }
     failed
+}
+
+/// What a fenced-out order leaves: the lock's new holder renews the certificate, and this node adopts it.
+fn fenced_out() -> ItemResult {
+    ItemResult::Elsewhere {
+        holder: "the lock's new holder".into(),
+        until: OffsetDateTime::now_utc(),
+    }
 }
 
 /// A due certificate held back before its order: logged, and failed with `why`.
