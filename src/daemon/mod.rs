@@ -8,7 +8,8 @@
 //! - SIGHUP re-reads the config. A config with problems is logged, every problem of it, and the daemon goes on with
 //!   the one it had. A good one is taken, the side port and the metrics listener move if their addresses changed
 //!   (bound before the old ones are let go, so a port that cannot be had leaves everything as it was), and a renewal
-//!   pass follows at once, so a certificate just added is issued.
+//!   pass follows at once, so a certificate just added is issued. In a fleet the node leaves and joins again with the
+//!   new `[fleet]` table.
 //! - SIGTERM or SIGINT stops it. Orders in flight are abandoned (the CA lets them expire; nothing was written), a
 //!   deploy that has started is finished (HAProxy is never left mid-update, nor a new PEM unverified), then the
 //!   servers stop and the daemon exits 0. Every file is written atomically anyway.
@@ -150,6 +151,12 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
                 if let Some(new_owner) = reload(config_path, &shared, &mut listeners).await {
                     owner = new_owner;
                     pass_due = true;
+                    // The fleet is joined again with what the new config says (its table, its certificates, the
+                    // responder its watch feeds); the pass that follows converges first.
+                    fleet.close().await;
+                    if let Err(err) = fleet.connect(&shared.config(), listeners.tokens()).await {
+                        tracing::error!("cannot join the fleet with the new config: {err:#}; serving goes on");
+                    }
                 }
             }
         }
