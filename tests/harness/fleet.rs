@@ -31,6 +31,7 @@ use super::haproxy_cfg::{
     defaults_section, global_section, http_frontend_of, http_frontend_section_at, https_frontend_section_at,
     stateless_frontend_section_at,
 };
+use super::haproxy_edit::uncounted_reload;
 use super::pebble::Pebble;
 use super::process::{self, run_with_timeout};
 use super::tools::tools;
@@ -613,34 +614,7 @@ impl FleetSandbox {
         };
         let run = node.runs.fetch_add(1, Ordering::Relaxed) + 1;
         let stem = node.logs().join(format!("harness-reload-{run:03}"));
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg(node.layout().reload_script()).arg("--uncounted");
-        let reload = run_with_timeout(cmd, &stem, RELOAD_TIMEOUT);
-        if reload.status.success() {
-            return;
-        }
-        let check = Command::new(&tools().haproxy)
-            .arg("-c")
-            .arg("-f")
-            .arg(self.haproxy_cfg(i))
-            .output()
-            .map_or_else(
-                |e| format!("(could not run haproxy -c: {e})"),
-                |out| {
-                    format!(
-                        "{}\n{}{}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    )
-                },
-            );
-        haproxy.fail(format_args!(
-            "node {i}: harness reload failed ({})\n--- reload script ---\n{}{}\n--- haproxy -c ---\n{check}",
-            reload.status,
-            String::from_utf8_lossy(&reload.stdout),
-            String::from_utf8_lossy(&reload.stderr),
-        ))
+        uncounted_reload(haproxy, &self.haproxy_cfg(i), &stem, &format!("node {i}: "));
     }
 
     /// Stops node i's HAProxy (SIGTERM to the master, SIGKILL for what is left): its address refuses connections.

@@ -7,12 +7,13 @@
 
 use std::fs;
 use std::io;
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Sandbox;
-use super::haproxy::{Ports, master_cli};
+use super::haproxy::{Haproxy, Ports, master_cli};
 use super::haproxy_cfg::{CHALLENGE_BACKEND, defaults_section, global_section, http_frontend_of};
 use super::http::try_http_get;
 use super::process::{poll_until, run_with_timeout};
@@ -50,35 +51,7 @@ impl Sandbox {
     pub fn reload_haproxy(&self) {
         let run = self.harness_runs.fetch_add(1, Ordering::Relaxed) + 1;
         let stem = self.dir().join("logs").join(format!("harness-reload-{run:03}"));
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg(self.haproxy.layout.reload_script()).arg("--uncounted");
-        let reload = run_with_timeout(cmd, &stem, RELOAD_TIMEOUT);
-        if reload.status.success() {
-            return;
-        }
-        // The reload script only says that it failed; `haproxy -c` says why.
-        let check = Command::new(&tools().haproxy)
-            .arg("-c")
-            .arg("-f")
-            .arg(self.haproxy_cfg())
-            .output()
-            .map_or_else(
-                |e| format!("(could not run haproxy -c: {e})"),
-                |out| {
-                    format!(
-                        "{}\n{}{}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    )
-                },
-            );
-        self.haproxy.fail(format_args!(
-            "harness reload failed ({})\n--- reload script ---\n{}{}\n--- haproxy -c ---\n{check}",
-            reload.status,
-            String::from_utf8_lossy(&reload.stdout),
-            String::from_utf8_lossy(&reload.stderr),
-        ))
+        uncounted_reload(&self.haproxy, &self.haproxy_cfg(), &stem, "");
     }
 
     /// The exact text of the plain-HTTP frontend and the challenge backend as the config file has them
@@ -185,4 +158,37 @@ fn challenge_server_op_state(state: &str, backend: &str) -> Option<u8> {
             _ => None,
         }
     })
+}
+
+/// Runs `haproxy`'s reload script without counting it; on failure, fails with the script's output and `haproxy -c`'s
+/// diagnostics of `cfg` (the script only says that it failed). `who` starts the message ("node 2: ", or nothing).
+pub(super) fn uncounted_reload(haproxy: &Haproxy, cfg: &Path, stem: &Path, who: &str) {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg(haproxy.layout.reload_script()).arg("--uncounted");
+    let reload = run_with_timeout(cmd, stem, RELOAD_TIMEOUT);
+    if reload.status.success() {
+        return;
+    }
+    let check = Command::new(&tools().haproxy)
+        .arg("-c")
+        .arg("-f")
+        .arg(cfg)
+        .output()
+        .map_or_else(
+            |e| format!("(could not run haproxy -c: {e})"),
+            |out| {
+                format!(
+                    "{}\n{}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            },
+        );
+    haproxy.fail(format_args!(
+        "{who}harness reload failed ({})\n--- reload script ---\n{}{}\n--- haproxy -c ---\n{check}",
+        reload.status,
+        String::from_utf8_lossy(&reload.stdout),
+        String::from_utf8_lossy(&reload.stderr),
+    ))
 }
