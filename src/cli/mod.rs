@@ -217,6 +217,14 @@ async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> an
         session.close().await;
     }
     let report = report.context("the run stopped")?;
+    for adopted in &report.adopted {
+        outln!(
+            "adopted   {}: serial {} from the fleet (ordered by {}), served after verification",
+            adopted.name,
+            adopted.serial,
+            adopted.ordered_by
+        );
+    }
     for item in &report.items {
         match &item.result {
             ItemResult::NotDue if manual => outln!("not due   {}: {}", item.name, item.decision.reason),

@@ -21,6 +21,14 @@ use crate::edge::store::StateDir;
 use crate::fleet::Session;
 use crate::fleet::orders::{LockedOrder, Taken};
 
+/// A certificate another node ordered, now deployed here and proven on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adopted {
+    pub name: String,
+    pub serial: String,
+    pub ordered_by: String,
+}
+
 /// Whether the shared certificate should replace what this node has: another serial that expires no sooner (two
 /// renewals moments apart may get the same notAfter; the store's wins the tie).
 pub fn is_newer(shared: &SharedCert, local: Option<&CertFacts>) -> bool {
@@ -93,7 +101,7 @@ async fn share_newer(
 
 /// Deploys every shared certificate newer than this node's (of the configured ones, or only of `names` when given),
 /// records each in the state and updates `on_disk`; a full convergence (no `names`) also shares back what this node
-/// has newer ([`share_newer`]). Returns the names adopted. An unreachable store adopts nothing.
+/// has newer ([`share_newer`]). Returns what it adopted. An unreachable store adopts nothing.
 pub async fn converge(
     config: &Config,
     owner: FileOwner,
@@ -102,7 +110,7 @@ pub async fn converge(
     on_disk: &mut [Local],
     session: &Arc<Session>,
     names: Option<&[String]>,
-) -> Vec<String> {
+) -> Vec<Adopted> {
     let shared = match session.store.shared_certs().await {
         Ok((shared, _)) => shared,
         Err(err) => {
@@ -127,7 +135,7 @@ async fn adopt(
     session: &Session,
     names: Option<&[String]>,
     shared: &[(String, SharedCert)],
-) -> Vec<String> {
+) -> Vec<Adopted> {
     let now = OffsetDateTime::now_utc();
     let acked = session.store.own_acks().await.unwrap_or_default();
     let mut wanted = Vec::new();
@@ -205,8 +213,12 @@ async fn adopt(
                     false,
                 );
                 acknowledge(session, &spec.name, &facts.serial, now).await;
+                adopted.push(Adopted {
+                    name: spec.name.clone(),
+                    serial: facts.serial.clone(),
+                    ordered_by: cert.issued_by.clone(),
+                });
                 on_disk[index] = Local::Present(facts);
-                adopted.push(spec.name.clone());
             }
             Deployed::Failed(failure) => {
                 tracing::error!(certificate = %spec.name, serial = %cert.serial, "the fleet's certificate could not be deployed here: {}", failure.message);
@@ -288,7 +300,7 @@ pub async fn sync(
     lock_timeout: std::time::Duration,
     session: &Arc<Session>,
     names: Option<&[String]>,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<Adopted>> {
     let store = StateDir::create(&config.state.dir.value)?;
     let _lock = store.lock(lock_timeout)?;
     let mut state = store.load_state()?;

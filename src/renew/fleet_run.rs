@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::converge::{converge, is_newer};
+use super::converge::{Adopted, converge, is_newer};
 use super::{Due, Item, ItemResult};
 use crate::core::config::EventKind;
 use crate::core::config::{Config, FileOwner};
@@ -32,8 +32,7 @@ pub(super) struct Run<'a> {
 
 impl Run<'_> {
     /// Cut off from the store: only what is about to expire, with an alert. Through it: the locks taken, what the fleet
-    /// has newer adopted (or ordered here when it cannot be used here), and the fleet's account in place. Returns what
-    /// to order, the locks held, and the alerts to send.
+    /// has newer adopted (or ordered here when it cannot be used here), and the fleet's account in place.
     pub(super) async fn before_ordering(
         &self,
         fleet: &FleetMode,
@@ -41,24 +40,29 @@ impl Run<'_> {
         items: &mut [Item],
         state: &mut State,
         on_disk: &mut [Local],
-    ) -> (Vec<Due>, HashMap<String, LockedOrder>, Vec<Event>) {
+    ) -> Prepared {
         let session = match fleet {
             FleetMode::Cut { emergency_days, why } => {
                 let due = outside_emergency(due, items, *emergency_days, why, self.now);
                 let alerts = emergency_events(&due, why);
-                return (due, HashMap::new(), alerts);
+                return Prepared {
+                    due,
+                    alerts,
+                    ..Prepared::default()
+                };
             }
-            FleetMode::Coordinated(_) if due.is_empty() => return (due, HashMap::new(), Vec::new()),
+            FleetMode::Coordinated(_) if due.is_empty() => return Prepared::default(),
             FleetMode::Coordinated(session) => session,
         };
         let (mut due, mut locked, newer) = claim(session, due, items, self.by_hand, self.now).await;
+        let mut adopted = Vec::new();
         if !newer.is_empty() {
             let names: Vec<String> = newer.iter().map(|d| d.spec.name.clone()).collect();
             let (config, owner, store) = (self.config, self.owner, self.store);
-            let adopted = converge(config, owner, store, state, on_disk, session, Some(&names)).await;
+            adopted = converge(config, owner, store, state, on_disk, session, Some(&names)).await;
             for d in newer {
                 match locked.remove(&d.spec.name) {
-                    Some(order) if adopted.contains(&d.spec.name) => order.release().await,
+                    Some(order) if adopted.iter().any(|a| a.name == d.spec.name) => order.release().await,
                     order => {
                         tracing::warn!(certificate = %d.spec.name, "the fleet's certificate cannot be used here (see above); this node orders its own");
                         if let Some(order) = order {
@@ -76,8 +80,22 @@ impl Run<'_> {
                 super::not_ordered(&d, items, format!("cannot use the fleet's ACME account: {err:#}"));
             }
         }
-        (due, locked, Vec::new())
+        Prepared {
+            due,
+            locked,
+            alerts: Vec::new(),
+            adopted,
+        }
     }
+}
+
+/// What a fleet run orders, and what it did before.
+#[derive(Default)]
+pub(super) struct Prepared {
+    pub due: Vec<Due>,
+    pub locked: HashMap<String, LockedOrder>,
+    pub alerts: Vec<Event>,
+    pub adopted: Vec<Adopted>,
 }
 
 /// The loud alert for what [`outside_emergency`] lets through: `fleet-emergency`, through `[[notify]]`.

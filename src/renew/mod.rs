@@ -72,10 +72,11 @@ pub async fn run_with(
     };
     let session = context.fleet.as_ref().and_then(FleetMode::session);
     let mut budget = None;
+    let mut adopted = Vec::new();
     if let Some(session) = session
         && !options.dry_run
     {
-        converge::converge(config, owner, &store, &mut state, &mut on_disk, session, None).await;
+        adopted = converge::converge(config, owner, &store, &mut state, &mut on_disk, session, None).await;
         budget = Some(crate::fleet::budget::take_in(session, &mut state).await);
     }
     let selected: Vec<(&CertificateSpec, &Local)> = config
@@ -107,9 +108,11 @@ pub async fn run_with(
             by_hand: options.force || !options.names.is_empty(),
             now,
         };
-        (due, locked, emergency) = run
+        let prepared = run
             .before_ordering(fleet, due, &mut items, &mut state, &mut on_disk)
             .await;
+        (due, locked, emergency) = (prepared.due, prepared.locked, prepared.alerts);
+        adopted.extend(prepared.adopted);
     }
 
     let mut hook_failures = Vec::new();
@@ -158,6 +161,7 @@ pub async fn run_with(
     report_request_count(ca.requests());
     let report = Report {
         items,
+        adopted,
         hook_failures,
         interrupted,
         state: State::default(),

@@ -62,6 +62,8 @@ impl RunContext {
 #[derive(Debug)]
 pub struct Report {
     pub items: Vec<Item>,
+    /// In a fleet: what this run deployed that another node ordered.
+    pub adopted: Vec<super::converge::Adopted>,
     /// Post and deploy hooks that failed; none of them undid a deploy. (A failed pre hook fails its certificates
     /// instead: they are not ordered.)
     pub hook_failures: Vec<HookFailure>,

@@ -545,8 +545,17 @@ fn cut_off_from_etcd_a_node_orders_alone_only_within_emergency_days_and_the_flee
     write_configs(&fleet, &[1, 2], &certs);
     fleet.point("urgent.example.com", 2);
     fleet.start_daemon(2);
-    fleet.wait_served(&[2], &["urgent.example.com"], CONVERGE);
-    assert_exit(&fleet.hapcert(1, &["run"]), 0);
+    let issued =
+        fleet.wait_served(&[2], &["urgent.example.com"], CONVERGE)[&(2, "urgent.example.com".to_owned())].clone();
+    let run = fleet.hapcert(1, &["run"]);
+    assert_exit(&run, 0);
+    assert!(
+        stdout(&run).contains(&format!(
+            "adopted   urgent: serial {issued} from the fleet (ordered by node2)"
+        )),
+        "{}",
+        stdout(&run)
+    );
     let shared = fleet.wait_same_serial(&[1, 2], &["urgent.example.com"], CONVERGE)
         [&(1, "urgent.example.com".to_owned())]
         .clone();
