@@ -147,10 +147,7 @@ pub async fn give_back(config: &Config, session: &Session, state: &State, budget
             Ok(outcome) if outcome.succeeded => return,
             // Another node wrote it meanwhile: take theirs in, and try again.
             Ok(outcome) => {
-                let current = outcome.responses.into_iter().find_map(|r| match r {
-                    crate::edge::etcd::TxnResponse::Get(kvs) => kvs.into_iter().next(),
-                    _ => None,
-                });
+                let current = outcome.got();
                 revision = current.as_ref().map_or(0, |kv| kv.mod_revision);
                 known = current
                     .and_then(|kv| serde_json::from_slice(&kv.value).ok())

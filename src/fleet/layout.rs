@@ -39,6 +39,32 @@ pub enum Entry<'a> {
     Other,
 }
 
+impl<'a> Entry<'a> {
+    /// The certificate a `certs/<name>` key holds.
+    pub fn certificate(self) -> Option<&'a str> {
+        match self {
+            Entry::Cert(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The certificate an acknowledgement is about.
+    pub fn acknowledged(self) -> Option<&'a str> {
+        match self {
+            Entry::Ack { cert, .. } => Some(cert),
+            _ => None,
+        }
+    }
+
+    /// The node a membership key announces.
+    pub fn member(self) -> Option<&'a str> {
+        match self {
+            Entry::Member(node) => Some(node),
+            _ => None,
+        }
+    }
+}
+
 impl Layout {
     pub fn new(prefix: &str) -> Layout {
         Layout {

@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use super::layout::{Ack, Journal, Layout, LockHolder, Member, SharedCert};
+use serde::de::DeserializeOwned;
+
+use super::layout::{Ack, Entry, Journal, Layout, LockHolder, Member, SharedCert};
 use crate::core::config::FleetConfig;
 use crate::core::seal::{self, FleetKey};
 use crate::core::time::format_rfc3339;
@@ -121,17 +123,28 @@ impl FleetStore {
     /// Every shared certificate, by name, with the store's revision when read.
     pub async fn shared_certs(&self) -> Result<(Vec<(String, SharedCert)>, i64), EtcdError> {
         let range = self.client.get_prefix(self.layout.certs().as_bytes(), None).await?;
-        let mut certs = Vec::new();
-        for kv in &range.kvs {
+        Ok((self.records(&range.kvs, |e: Entry<'_>| e.certificate()), range.revision))
+    }
+
+    /// The records among `kvs` that `pick` names (by the name it gives), as `T`s. A value that is not a `T` is logged
+    /// and left out.
+    fn records<T: DeserializeOwned>(
+        &self,
+        kvs: &[KeyValue],
+        pick: impl for<'k> Fn(Entry<'k>) -> Option<&'k str>,
+    ) -> Vec<(String, T)> {
+        let mut records = Vec::new();
+        for kv in kvs {
             let key = String::from_utf8_lossy(&kv.key);
-            if let super::layout::Entry::Cert(name) = self.layout.classify(&key) {
-                match serde_json::from_slice::<SharedCert>(&kv.value) {
-                    Ok(cert) => certs.push((name.to_owned(), cert)),
-                    Err(err) => tracing::warn!(key = %key, "not a shared certificate ({err}); ignored"),
-                }
+            let Some(name) = pick(self.layout.classify(&key)) else {
+                continue;
+            };
+            match serde_json::from_slice::<T>(&kv.value) {
+                Ok(record) => records.push((name.to_owned(), record)),
+                Err(err) => tracing::warn!(key = %key, "not what hapcert writes there ({err}); ignored"),
             }
         }
-        Ok((certs, range.revision))
+        records
     }
 
     pub async fn shared_cert(&self, name: &str) -> anyhow::Result<Option<SharedCert>> {
@@ -250,12 +263,7 @@ impl FleetStore {
             }));
         }
         let holder = outcome
-            .responses
-            .into_iter()
-            .find_map(|r| match r {
-                crate::edge::etcd::TxnResponse::Get(kvs) => kvs.into_iter().next(),
-                _ => None,
-            })
+            .got()
             .and_then(|kv| serde_json::from_slice::<LockHolder>(&kv.value).ok())
             .map_or_else(|| "another node".to_owned(), |h| h.node);
         Ok(Claim::Busy { holder })
@@ -362,16 +370,8 @@ impl FleetStore {
             .client
             .get_prefix(self.layout.acks_of(&self.node).as_bytes(), None)
             .await?;
-        let mut acks = Vec::new();
-        for kv in range.kvs {
-            let key = String::from_utf8_lossy(&kv.key);
-            if let super::layout::Entry::Ack { cert, .. } = self.layout.classify(&key)
-                && let Ok(ack) = serde_json::from_slice::<Ack>(&kv.value)
-            {
-                acks.push((cert.to_owned(), ack.serial));
-            }
-        }
-        Ok(acks)
+        let acks = self.records::<Ack>(&range.kvs, |e: Entry<'_>| e.acknowledged());
+        Ok(acks.into_iter().map(|(cert, ack)| (cert, ack.serial)).collect())
     }
 
     /// Announces this node as live under `lease`.
@@ -402,16 +402,7 @@ impl FleetStore {
 
     /// The live members and their advertised addresses.
     pub async fn members(&self) -> Result<Vec<(String, Member)>, EtcdError> {
-        let mut members = Vec::new();
-        for kv in self.nodes().await? {
-            let key = String::from_utf8_lossy(&kv.key);
-            if let super::layout::Entry::Member(node) = self.layout.classify(&key)
-                && let Ok(member) = serde_json::from_slice::<Member>(&kv.value)
-            {
-                members.push((node.to_owned(), member));
-            }
-        }
-        Ok(members)
+        Ok(self.records(&self.nodes().await?, |e: Entry<'_>| e.member()))
     }
 
     // --- HTTP-01 tokens

@@ -118,6 +118,16 @@ pub struct TxnOutcome {
     pub responses: Vec<TxnResponse>,
 }
 
+impl TxnOutcome {
+    /// The first key a `Get` of the branch that ran found: what a failed compare-and-swap ran into.
+    pub fn got(self) -> Option<KeyValue> {
+        self.responses.into_iter().find_map(|r| match r {
+            TxnResponse::Get(kvs) => kvs.into_iter().next(),
+            _ => None,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lease {
     pub id: i64,
