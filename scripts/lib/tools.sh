@@ -118,12 +118,33 @@ ensure_certbot() {
   apt_install_missing certbot=certbot
 }
 
+# Installs each `module=package` whose Python 3 module does not import, from the distribution: for plugins, which
+# bring no command of their own to look for.
+apt_install_missing_python() {
+  local missing=() pair
+  for pair in "$@"; do
+    python3 -c "import ${pair%%=*}" 2>/dev/null || missing+=("${pair#*=}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing ${missing[*]} from the distribution" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 # The peers, the load generator and the peak-RSS meter of scripts/bench: Debian's lego (4.9.1 on bookworm), wrk and
-# GNU time. certbot comes from ensure_certbot.
+# GNU time, and certbot's RFC 2136 plugin for the DNS-01 runs. certbot comes from ensure_certbot.
 ensure_bench_tools() {
   apt_install_missing lego=lego wrk=wrk
   # `time` is also a shell keyword, so `command -v time` would find it: look for the program itself.
   apt_install_missing /usr/bin/time=time
+  apt_install_missing_python certbot_dns_rfc2136=python3-certbot-dns-rfc2136
+}
+
+# BIND 9 for the DNS lab of the DNS-01 tests (tests/harness/bind.rs): named (primary, secondary, resolver), rndc and
+# rndc-confgen from bind9, nsupdate and dig from bind9-dnsutils. The tests run named in the foreground on their own
+# ports; the package's service is not used (where systemd runs it, it takes port 53, which the tests avoid).
+ensure_bind9() {
+  apt_install_missing named=bind9 rndc=bind9 rndc-confgen=bind9 nsupdate=bind9-dnsutils dig=bind9-dnsutils
 }
 
 # strace, with which tests/it/crash_points.rs kills hapcert at a chosen system call (`inject=...:signal=KILL`).
@@ -149,6 +170,7 @@ ensure_test_tools() {
   ensure_pebble_2_4
   ensure_pebble_latest
   ensure_certbot
+  ensure_bind9
 }
 
 # `scripts/lib/tools.sh ensure_pebble_latest` (or any function above) runs just that step, e.g. when a test says a tool
