@@ -1,5 +1,6 @@
 //! Integration-test harness for hapcert: each test gets a [`Sandbox`] with its own temp dir, ports,
-//! Pebble (ACME test CA) with its DNS helper, and HAProxy 2.6 in master-worker mode, all torn down on drop.
+//! Pebble (ACME test CA) with its DNS helper, and HAProxy 2.6 in master-worker mode, all torn down on drop. With
+//! `SandboxOptions::dns`, a lab of BIND 9 servers (bind.rs) replaces the DNS helper, for DNS-01.
 //!
 //! Tools come from $HAPCERT_PEBBLE, $HAPCERT_CHALLTESTSRV and $HAPCERT_HAPROXY (set by scripts/test), else
 //! PATH; Pebble 2.4 and the latest Pebble from $HAPCERT_PEBBLE_2_4 and $HAPCERT_PEBBLE_LATEST, else target/tools. A
@@ -7,6 +8,7 @@
 //! directories (logs in `<dir>/logs/`) after the tests.
 #![allow(dead_code)] // each test module uses a different part of the harness
 
+mod bind;
 mod certbot;
 mod certs;
 mod etcd;
@@ -41,6 +43,8 @@ use std::time::Instant;
 use tempfile::TempDir;
 
 // Re-exported for the test modules; not every one uses every helper.
+#[allow(unused_imports)]
+pub use bind::{DnsLab, DnsLabOptions, Secondary};
 #[allow(unused_imports)]
 pub use certbot::CertbotKey;
 #[allow(unused_imports)]
@@ -102,12 +106,16 @@ pub struct SandboxOptions {
     /// `default` here replaces). Only for `PebbleVersion::Latest`; the sandbox panics otherwise. Beware: with more
     /// than one profile, Pebble 2.10 picks one at random for an order that names none.
     pub profiles: Vec<(String, u64)>,
+    /// Some: a BIND 9 lab (primary taking TSIG-signed updates, resolver, maybe a secondary) runs in the sandbox, and
+    /// Pebble asks the lab's resolver instead of pebble-challtestsrv, which is then not started. See [`Sandbox::dns`].
+    pub dns: Option<DnsLabOptions>,
 }
 
 pub struct Sandbox {
     // Field order matters for drop: processes first (explicitly, in Drop), the directory last.
     haproxy: Haproxy,
     pebble: Pebble,
+    dns: Option<DnsLab>,
     ports: Ports,
     /// hapcert runs, numbering their logs.
     runs: AtomicUsize,
@@ -137,13 +145,27 @@ impl Sandbox {
             side: ports::free_port(),
         };
 
-        // Spawn everything, then wait: Pebble generates its keys while HAProxy starts.
-        let mut pebble = Pebble::spawn(dir.path(), &logs, ports.http, &opts);
+        // Spawn everything, then wait: Pebble generates its keys while HAProxy and the DNS lab start. The lab's ports
+        // are picked first, since Pebble is told its resolver's address at start.
+        let lab_ports = opts.dns.as_ref().map(bind::LabPorts::pick);
+        let mut pebble = match &lab_ports {
+            Some(lab) => Pebble::spawn_asking(dir.path(), &logs, ports.http, &opts, &lab.resolver()),
+            None => Pebble::spawn(dir.path(), &logs, ports.http, &opts),
+        };
         let layout = Layout {
             root: dir.path().join("haproxy"),
         };
         let marker = dir.path().join("reload-marker");
-        let mut haproxy = Haproxy::spawn(layout, &ports, &marker, &logs);
+        let (mut haproxy, dns) = std::thread::scope(|scope| {
+            let lab = opts.dns.as_ref().zip(lab_ports).map(|(lab_opts, lab_ports)| {
+                let (lab_dir, logs) = (dir.path().join("dns"), &logs);
+                scope.spawn(move || DnsLab::start_on(&lab_dir, logs, lab_opts, lab_ports))
+            });
+            let haproxy = Haproxy::spawn(layout, &ports, &marker, &logs);
+            // A panic in the lab's start (named failed, say) goes on in this thread, with its message.
+            let dns = lab.map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            (haproxy, dns)
+        });
         pebble.wait_ready();
         // hapcert's `[acme] trust_roots`: the root Pebble's certificates lead to, new at every Pebble start.
         let roots = dir.path().join("pebble-roots.pem");
@@ -154,6 +176,7 @@ impl Sandbox {
         Sandbox {
             haproxy,
             pebble,
+            dns,
             ports,
             runs: AtomicUsize::new(0),
             harness_runs: AtomicUsize::new(0),
@@ -324,7 +347,18 @@ impl Sandbox {
 
     /// pebble-challtestsrv's management API, e.g. `http://127.0.0.1:<port>` + `/set-servfail` (POST, JSON).
     pub fn challtestsrv_management(&self) -> String {
+        assert!(
+            self.dns.is_none(),
+            "this sandbox runs a DNS lab (SandboxOptions::dns) instead of pebble-challtestsrv: use Sandbox::dns()"
+        );
         format!("http://{}", self.pebble.dns_mgmt)
+    }
+
+    /// The sandbox's DNS lab: its primary takes the TSIG-signed updates, and Pebble asks its resolver.
+    pub fn dns(&self) -> &DnsLab {
+        self.dns
+            .as_ref()
+            .expect("this sandbox has no DNS lab: start it with SandboxOptions { dns: Some(..), .. }")
     }
 
     /// Kills Pebble (the DNS helper stays); the directory URL then refuses connections.
@@ -336,10 +370,11 @@ impl Sandbox {
         self.haproxy.worker_pids()
     }
 
-    /// Every process the sandbox runs: Pebble, its DNS helper, HAProxy's master and its children.
+    /// Every process the sandbox runs: Pebble, its DNS helper or the DNS lab, HAProxy's master and its children.
     pub fn process_ids(&self) -> Vec<u32> {
         let master = self.haproxy.master_pid();
         let mut pids = self.pebble.pids();
+        pids.extend(self.dns.iter().flat_map(DnsLab::pids));
         pids.push(master);
         pids.extend(process::children_of(master));
         pids
@@ -350,6 +385,9 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         self.haproxy.stop();
         self.pebble.stop();
+        if let Some(dns) = &mut self.dns {
+            dns.stop();
+        }
         // For debugging a failing test: keep the directory (configs, logs, certificates).
         if std::env::var_os("HAPCERT_KEEP_SANDBOX").is_some() {
             self.dir.disable_cleanup(true);

@@ -1,4 +1,5 @@
-//! Pebble (the ACME test CA) and pebble-challtestsrv (its DNS server, answering 127.0.0.1 for every name).
+//! Pebble (the ACME test CA) and pebble-challtestsrv (its DNS server, answering 127.0.0.1 for every name), or Pebble
+//! alone, asking a DNS lab's resolver (bind.rs).
 
 use std::env;
 use std::fs;
@@ -56,14 +57,23 @@ impl PebbleVersion {
 pub struct Pebble {
     pub port: u16,
     pub mgmt_port: u16,
-    /// challtestsrv's management API (plain HTTP), `127.0.0.1:<port>`.
+    /// challtestsrv's management API (plain HTTP), `127.0.0.1:<port>`; empty when Pebble asks a DNS lab instead.
     pub dns_mgmt: String,
     /// CA that signed the listener certificate of both Pebble ports (what clients must trust).
     pub listener_ca: PathBuf,
     /// Pebble's issuing root, fetched once when ready: Pebble makes a new one on every start.
     pub root_pem: String,
     pebble: Daemon,
-    challtestsrv: Daemon,
+    /// None when Pebble asks a DNS lab.
+    challtestsrv: Option<Daemon>,
+}
+
+/// Where Pebble sends its DNS queries (the A records of HTTP-01 names, the TXT of DNS-01 challenges).
+enum Dns<'a> {
+    /// A pebble-challtestsrv of its own, answering this IPv4 address to every A query.
+    Challtestsrv { default_ipv4: &'a str },
+    /// A server that runs already (`127.0.0.1:PORT`).
+    Server(&'a str),
 }
 
 impl Pebble {
@@ -82,18 +92,32 @@ impl Pebble {
         opts: &SandboxOptions,
         default_ipv4: &str,
     ) -> Pebble {
+        Pebble::spawn_with(dir, logs, http_port, opts, Dns::Challtestsrv { default_ipv4 })
+    }
+
+    /// [`Pebble::spawn`] without a DNS helper: Pebble asks `dns_server` (`127.0.0.1:PORT`, a DNS lab's resolver).
+    pub fn spawn_asking(dir: &Path, logs: &Path, http_port: u16, opts: &SandboxOptions, dns_server: &str) -> Pebble {
+        Pebble::spawn_with(dir, logs, http_port, opts, Dns::Server(dns_server))
+    }
+
+    fn spawn_with(dir: &Path, logs: &Path, http_port: u16, opts: &SandboxOptions, dns: Dns) -> Pebble {
         let conf = dir.join("pebble");
         fs::create_dir_all(&conf).expect("create pebble dir");
 
-        let dns = format!("127.0.0.1:{}", free_port());
-        let dns_mgmt = format!("127.0.0.1:{}", free_port());
-        let mut cmd = Command::new(&tools().challtestsrv);
-        // Only the DNS server. Every A query gets `default_ipv4` and AAAA gets nothing: otherwise Pebble tries
-        // ::1 first, where nothing listens, and the validation fails.
-        cmd.args(["-dns01", &dns, "-management", &dns_mgmt])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", ""])
-            .args(["-defaultIPv4", default_ipv4, "-defaultIPv6", ""]);
-        let challtestsrv = Daemon::spawn("challtestsrv", cmd, logs);
+        let (dns, dns_mgmt, challtestsrv) = match dns {
+            Dns::Challtestsrv { default_ipv4 } => {
+                let dns = format!("127.0.0.1:{}", free_port());
+                let dns_mgmt = format!("127.0.0.1:{}", free_port());
+                let mut cmd = Command::new(&tools().challtestsrv);
+                // Only the DNS server. Every A query gets `default_ipv4` and AAAA gets nothing: otherwise Pebble tries
+                // ::1 first, where nothing listens, and the validation fails.
+                cmd.args(["-dns01", &dns, "-management", &dns_mgmt])
+                    .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", ""])
+                    .args(["-defaultIPv4", default_ipv4, "-defaultIPv6", ""]);
+                (dns, dns_mgmt, Some(Daemon::spawn("challtestsrv", cmd, logs)))
+            }
+            Dns::Server(server) => (server.to_owned(), String::new(), None),
+        };
 
         let (port, mgmt_port) = (free_port(), free_port());
         let (config, listener_ca) = write_config(&conf, port, mgmt_port, http_port, opts);
@@ -124,9 +148,11 @@ impl Pebble {
     /// Waits until the DNS helper and the ACME directory answer, then fetches the issuing root.
     pub fn wait_ready(&mut self) {
         let dns_mgmt = &self.dns_mgmt;
-        self.challtestsrv.wait_ready("management port", READY_TIMEOUT, || {
-            TcpStream::connect(dns_mgmt).is_ok()
-        });
+        if let Some(challtestsrv) = &mut self.challtestsrv {
+            challtestsrv.wait_ready("management port", READY_TIMEOUT, || {
+                TcpStream::connect(dns_mgmt).is_ok()
+            });
+        }
 
         let (dir_url, ca) = (self.directory_url(), &self.listener_ca);
         self.pebble.wait_ready("ACME directory", READY_TIMEOUT, || {
@@ -167,7 +193,9 @@ impl Pebble {
     }
 
     pub fn pids(&self) -> Vec<u32> {
-        vec![self.pebble.pid(), self.challtestsrv.pid()]
+        let mut pids = vec![self.pebble.pid()];
+        pids.extend(self.challtestsrv.as_ref().map(Daemon::pid));
+        pids
     }
 
     /// Kills Pebble only; the DNS server stays up. The ACME port then refuses connections.
@@ -177,7 +205,9 @@ impl Pebble {
 
     pub fn stop(&mut self) {
         self.pebble.stop(Duration::ZERO);
-        self.challtestsrv.stop(Duration::ZERO);
+        if let Some(challtestsrv) = &mut self.challtestsrv {
+            challtestsrv.stop(Duration::ZERO);
+        }
     }
 }
 

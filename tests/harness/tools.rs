@@ -89,6 +89,34 @@ pub fn pebble(version: PebbleVersion) -> &'static Path {
     })
 }
 
+/// BIND 9's programs, for the DNS lab of the DNS-01 tests (bind.rs).
+pub struct BindTools {
+    pub named: PathBuf,
+    pub nsupdate: PathBuf,
+    pub dig: PathBuf,
+    pub rndc: PathBuf,
+    pub rndc_confgen: PathBuf,
+}
+
+/// BIND's tools, looked up only when a test starts a DNS lab, so that a host without BIND still runs every other test.
+/// Debian puts named, rndc and rndc-confgen in /usr/sbin, which is not on every user's PATH.
+pub fn bind_tools() -> &'static BindTools {
+    static BIND: OnceLock<BindTools> = OnceLock::new();
+    BIND.get_or_init(|| {
+        let hint = "this test runs a BIND 9 lab: run scripts/test, or `bash scripts/lib/tools.sh ensure_bind9` from the \
+                    repository root (it runs `apt-get install bind9 bind9-dnsutils`)";
+        let sbin: &[&Path] = &[Path::new("/usr/sbin")];
+        let find_bind = |name: &str| find(name, None, sbin, FindIn::EnvPathThenDirs, hint);
+        BindTools {
+            named: find_bind("named"),
+            nsupdate: find_bind("nsupdate"),
+            dig: find_bind("dig"),
+            rndc: find_bind("rndc"),
+            rndc_confgen: find_bind("rndc-confgen"),
+        }
+    })
+}
+
 /// Where [`find`] looks after the env var.
 #[derive(PartialEq)]
 pub enum FindIn {
