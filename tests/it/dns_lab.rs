@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use crate::harness::{
-    DnsLab, DnsLabOptions, Sandbox, SandboxOptions, Secondary, assert_exit, leaf_der_from_pem_file, san_dns_names,
-    serial_hex, show, stderr,
+    DnsLab, DnsLabOptions, Sandbox, SandboxOptions, Secondary, assert_exit, file_mode, leaf_der_from_pem_file,
+    san_dns_names, serial_hex, show, stderr,
 };
 
 /// A lab in its own temp dir, which must outlive it (the lab's files and logs are in there).
@@ -74,7 +74,7 @@ fn dns_lab_update_reaches_primary_and_notified_secondary_and_leftovers_show_it()
 
 #[test]
 fn dns_lab_resolver_follows_the_delegation_and_the_policy_refuses_the_rest() {
-    let (lab, _dir) = lab(None);
+    let (lab, dir) = lab(None);
     let primary = lab.primary();
 
     assert_exit(
@@ -121,6 +121,23 @@ fn dns_lab_resolver_follows_the_delegation_and_the_policy_refuses_the_rest() {
     );
     assert_exit(&out, 0);
     assert_eq!(lab.txt(&primary, "_acme-challenge.example.test"), ["y"]);
+
+    // The files a client's configuration points at.
+    let secret_file = dir.path().join("acme.secret");
+    lab.write_secret_file(&secret_file);
+    assert_eq!(file_mode(&secret_file), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&secret_file).unwrap(),
+        format!("{}\n", lab.secret_base64())
+    );
+    let key_file = dir.path().join("acme.key");
+    lab.write_nsupdate_key(&key_file);
+    assert_eq!(file_mode(&key_file), 0o600);
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    assert!(
+        text.contains(&format!("key \"{}\"", lab.key_name())) && text.contains(lab.secret_base64()),
+        "{text}"
+    );
 }
 
 #[test]
