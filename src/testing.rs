@@ -117,5 +117,7 @@ pub fn www_spec() -> crate::core::config::CertificateSpec {
         verify: vec!["127.0.0.1:443".into()],
         profile: None,
         hooks: Default::default(),
+        challenge: crate::core::config::ChallengeKind::Http01,
+        dns_provider: None,
     }
 }

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-/// A DNS name that a certificate may carry and HTTP-01 can validate: lower case ASCII (IDNs in their `xn--` form), at least
-/// two labels, no wildcard.
+/// A DNS name that a certificate may carry: lower case ASCII (IDNs in their `xn--` form), at least two labels, and
+/// perhaps a wildcard `*` as the whole first label (which only DNS-01 can validate; the config checks that).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DomainName(String);
 
@@ -13,11 +13,6 @@ impl DomainName {
     pub fn parse(text: &str) -> Result<DomainName, String> {
         if text.is_empty() {
             return Err("the name is empty".into());
-        }
-        if text.starts_with("*.") {
-            return Err(
-                "wildcard names need the DNS-01 challenge; hapcert answers HTTP-01 only, so list each name".into(),
-            );
         }
         if text.ends_with('.') {
             return Err("drop the trailing dot".into());
@@ -35,7 +30,10 @@ impl DomainName {
                 name.len()
             ));
         }
-        let labels: Vec<&str> = name.split('.').collect();
+        let labels: Vec<&str> = name.strip_prefix("*.").unwrap_or(&name).split('.').collect();
+        if labels.len() < 2 && name.starts_with("*.") {
+            return Err("a wildcard covers one level under a name of at least two labels, like *.example.com".into());
+        }
         if labels.len() < 2 {
             return Err("a certificate name needs at least two labels, like example.com".into());
         }
@@ -51,6 +49,15 @@ impl DomainName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn is_wildcard(&self) -> bool {
+        self.0.starts_with("*.")
+    }
+
+    /// The name without its wildcard label: what DNS-01 validates (`_acme-challenge.<base>`) for `*.<base>` and `<base>`.
+    pub fn base(&self) -> &str {
+        self.0.strip_prefix("*.").unwrap_or(&self.0)
+    }
 }
 
 fn check_label(label: &str) -> Result<(), String> {
@@ -62,6 +69,9 @@ fn check_label(label: &str) -> Result<(), String> {
             "the label '{label}' is {} characters long; at most 63 are allowed",
             label.len()
         ));
+    }
+    if label.contains('*') {
+        return Err("'*' may only be the whole first label, like *.example.com".into());
     }
     if let Some(bad) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
         return Err(format!(
@@ -98,10 +108,23 @@ mod tests {
     }
 
     #[test]
+    fn a_wildcard_is_a_whole_first_label_over_its_base() {
+        let wildcard = DomainName::parse("*.Example.COM").unwrap();
+        assert_eq!(wildcard.as_str(), "*.example.com");
+        assert!(wildcard.is_wildcard());
+        assert_eq!(wildcard.base(), "example.com");
+        let plain = DomainName::parse("example.com").unwrap();
+        assert!(!plain.is_wildcard());
+        assert_eq!(plain.base(), "example.com");
+    }
+
+    #[test]
     fn rejects_bad_names_with_the_reason() {
         let cases = [
             ("", "empty"),
-            ("*.example.com", "wildcard"),
+            ("*.com", "wildcard covers one level"),
+            ("www.*.example.com", "whole first label"),
+            ("w*.example.com", "whole first label"),
             ("example.com.", "trailing dot"),
             ("bücher.example", "xn--"),
             ("127.0.0.1", "IP addresses"),

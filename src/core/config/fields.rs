@@ -85,3 +85,16 @@ pub(super) fn command(errors: &mut Errors, text: Option<Spanned<String>>, key: &
     }
     Some(text.into_inner())
 }
+
+/// [`duration`], or `default` when the key is absent or unreadable (the problem is recorded).
+pub(super) fn duration_or(
+    errors: &mut Errors,
+    text: &Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+    allow_zero: bool,
+) -> Duration {
+    text.as_ref()
+        .and_then(|t| duration(errors, t, key, allow_zero))
+        .unwrap_or(default)
+}

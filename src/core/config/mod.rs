@@ -20,6 +20,7 @@
 //! - `domain.rs` (`DomainName`) and `socket.rs` (`Endpoint`): values with a syntax of their own;
 //! - `tests.rs`: `Config::parse` from text to model, or to the messages an operator reads.
 
+mod dns;
 mod domain;
 mod errors;
 mod fields;
@@ -37,6 +38,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::core::challenge::ChallengeKind;
+pub use dns::{
+    DEFAULT_PROPAGATION_INTERVAL, DEFAULT_PROPAGATION_TIMEOUT, DnsProvider, DnsProviderKind, Rfc2136, TsigAlgorithm,
+};
 pub use domain::DomainName;
 pub use errors::{ConfigError, ConfigErrors, Position};
 use errors::{Errors, LineStarts, clean_toml_message};
@@ -77,6 +82,8 @@ pub struct Config {
     pub notify: Vec<NotifyChannel>,
     /// `[fleet]`: this node shares its certificates with others through etcd.
     pub fleet: Option<FleetConfig>,
+    /// `[[dns_provider]]`, in the order written: the first is the default.
+    pub dns_providers: Vec<DnsProvider>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +140,8 @@ pub struct ChallengeConfig {
     pub preflight: bool,
     /// Where the preflight connects instead of the name's port 80 (the domain goes in the Host header).
     pub preflight_address: Option<SocketAddr>,
+    /// `[challenge] type`: the challenge of a certificate that names none.
+    pub kind: ChallengeKind,
 }
 
 /// How HTTP-01 is answered.
@@ -188,6 +197,10 @@ pub struct CertificateSpec {
     pub profile: Option<String>,
     /// Its own hooks, each falling back to the `[hooks]` one.
     pub hooks: Hooks,
+    /// How the CA validates its names: its own `challenge`, else `[challenge] type`.
+    pub challenge: ChallengeKind,
+    /// With DNS-01, the `[[dns_provider]]` that publishes its records (by name); `None` with HTTP-01.
+    pub dns_provider: Option<String>,
 }
 
 impl CertificateSpec {
@@ -289,6 +302,17 @@ impl Config {
     /// Only the stateless answer holds something from the CA side: the account key's thumbprint.
     pub fn acme_needed_for_snippet(&self) -> bool {
         self.challenge.mode == ChallengeMode::Stateless
+    }
+
+    /// The `[[dns_provider]]` a DNS-01 certificate uses.
+    pub fn dns_provider(&self, spec: &CertificateSpec) -> Option<&DnsProvider> {
+        let name = spec.dns_provider.as_deref()?;
+        self.dns_providers.iter().find(|p| p.name == name)
+    }
+
+    /// Whether any certificate is validated over HTTP-01 (then a run needs its responder).
+    pub fn any_http01(&self) -> bool {
+        self.certificates.iter().any(|c| c.challenge == ChallengeKind::Http01)
     }
 
     /// The certificates the names on a command line mean; no names means all.

@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::Located;
 use super::errors::Errors;
-use super::fields::{LONGEST_LIFETIME, command, contact_uri, duration, endpoints, located_path};
+use super::fields::{LONGEST_LIFETIME, command, contact_uri, duration_or, endpoints, located_path};
 use super::raw::{RawCheck, RawDaemon, RawHooks, RawMetrics, RawNotify};
 
 #[derive(Debug, Clone)]
@@ -213,18 +213,6 @@ const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The issue asks for windows to be looked at at least twice a day.
 const MAX_RECHECK: Duration = Duration::from_secs(12 * 3600);
-
-fn duration_or(
-    errors: &mut Errors,
-    text: &Option<Spanned<String>>,
-    key: &str,
-    default: Duration,
-    allow_zero: bool,
-) -> Duration {
-    text.as_ref()
-        .and_then(|t| duration(errors, t, key, allow_zero))
-        .unwrap_or(default)
-}
 
 /// The longest lifetime in days: a warning or critical threshold longer than any lifetime always fires.
 const LONGEST_DAYS: f64 = LONGEST_LIFETIME.as_secs() as f64 / 86_400.0;

@@ -27,6 +27,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub notify: Vec<Spanned<RawNotify>>,
     pub fleet: Option<Spanned<RawFleet>>,
+    #[serde(default)]
+    pub dns_provider: Vec<Spanned<super::dns::RawDnsProvider>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +54,9 @@ pub struct RawChallenge {
     pub mode: Option<Spanned<String>>,
     pub preflight: Option<bool>,
     pub preflight_address: Option<Spanned<String>>,
+    /// `"http-01"` (the default) or `"dns-01"`: the challenge of a certificate that names none.
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +102,8 @@ pub struct RawCertificate {
     pub pre_hook: Option<Spanned<String>>,
     pub post_hook: Option<Spanned<String>>,
     pub deploy_hook: Option<Spanned<String>>,
+    pub challenge: Option<Spanned<String>>,
+    pub dns_provider: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -146,7 +146,7 @@ file = "/etc/haproxy/certs/www.pem"
         "6:10: challenge.listen: 'localhost' is not an address; write ip:port, like 127.0.0.1:54321",
         "9:8: haproxy.mode: 0644 lets every local user read the private key; use 0600, or 0640 with a group",
         "13:27: certificate[0].domains[1]: 'example.com' is listed twice",
-        "13:42: certificate[0].domains[2]: '*.example.com': wildcard names need the DNS-01 challenge; hapcert answers HTTP-01 only, so list each name",
+        "13:42: certificate[0].domains[2]: '*.example.com' is a wildcard, which only DNS-01 can validate; set challenge = \"dns-01\" in certificate 'www' (and add a [[dns_provider]])",
         "14:12: certificate[0].key_type: 'dsa' is not a key type; use one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096",
         "15:16: certificate[0].renew_before: 'soon' is not a duration (expected number at 0); write it like \"30d\", \"36h\" or \"5m\"",
         "19:11: certificate[1].domains: is empty; list the names this certificate covers",
@@ -930,4 +930,137 @@ fn the_fleets_secrets_stay_out_of_the_cert_directory() {
             ),
         ]
     );
+}
+
+const DNS: &str = r#"
+[acme]
+directory = "letsencrypt-staging"
+
+[[dns_provider]]
+name = "bind"
+kind = "rfc2136"
+server = "127.0.0.1:5300"
+tsig_key_name = "acme-key."
+tsig_algorithm = "HMAC-SHA512"
+tsig_secret_file = "tsig.secret"
+nameservers = ["127.0.0.1:5300", "[::1]:5301"]
+propagation_timeout = "30s"
+
+[[dns_provider]]
+name = "script"
+kind = "exec"
+command = "/usr/local/bin/dns-hook"
+
+[[certificate]]
+name = "wild"
+domains = ["example.com", "*.example.com"]
+challenge = "dns-01"
+
+[[certificate]]
+name = "shop"
+domains = ["shop.example.com"]
+challenge = "dns-01"
+dns_provider = "script"
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com"]
+"#;
+
+#[test]
+fn dns_01_certificates_take_the_first_provider_unless_they_name_one() {
+    let config = parse(DNS).unwrap();
+    let [wild, shop, www] = &config.certificates[..] else {
+        panic!("three certificates")
+    };
+    assert_eq!(wild.challenge, ChallengeKind::Dns01);
+    assert_eq!(wild.dns_provider.as_deref(), Some("bind"));
+    assert!(wild.domains[1].is_wildcard());
+    assert_eq!(wild.file.value, Path::new("/etc/haproxy/certs/wild.pem"));
+    assert_eq!(shop.dns_provider.as_deref(), Some("script"));
+    assert_eq!(
+        (www.challenge, www.dns_provider.as_deref()),
+        (ChallengeKind::Http01, None)
+    );
+    let bind = config.dns_provider(wild).unwrap();
+    let DnsProviderKind::Rfc2136(rfc) = &bind.kind else {
+        panic!("rfc2136")
+    };
+    assert_eq!(rfc.key_name, "acme-key");
+    assert_eq!(rfc.algorithm, TsigAlgorithm::HmacSha512);
+    assert_eq!(rfc.secret_file.value, Path::new("/etc/hapcert/tsig.secret"));
+    assert_eq!(rfc.ttl, 60);
+    assert_eq!(bind.propagation_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(bind.propagation_interval, DEFAULT_PROPAGATION_INTERVAL);
+    assert_eq!(bind.nameservers, ["127.0.0.1:5300", "[::1]:5301"]);
+    let DnsProviderKind::Exec { command, .. } = &config.dns_provider(shop).unwrap().kind else {
+        panic!("exec")
+    };
+    assert_eq!(command, "/usr/local/bin/dns-hook");
+
+    // [challenge] type makes DNS-01 everyone's default.
+    let text = DNS.replace(
+        "[[dns_provider]]\nname = \"bind\"",
+        "[challenge]\ntype = \"dns-01\"\n\n[[dns_provider]]\nname = \"bind\"",
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(config.certificates[2].challenge, ChallengeKind::Dns01);
+}
+
+#[test]
+fn a_wildcard_needs_dns_01_and_dns_01_needs_a_provider() {
+    let text = MINIMAL.replace(
+        r#"domains = ["example.com"]"#,
+        r#"domains = ["example.com", "*.example.com"]"#,
+    );
+    let [error] = &errors(&text)[..] else {
+        panic!("{:?}", errors(&text))
+    };
+    assert!(
+        error.contains("certificate[0].domains[1]: '*.example.com' is a wildcard, which only DNS-01 can validate; set challenge = \"dns-01\" in certificate 'www'"),
+        "{error}"
+    );
+
+    let text = MINIMAL.replace(
+        r#"domains = ["example.com"]"#,
+        "domains = [\"example.com\"]\nchallenge = \"dns-01\"",
+    );
+    let [error] = &errors(&text)[..] else {
+        panic!("{:?}", errors(&text))
+    };
+    assert!(
+        error.contains("certificate[0].challenge: certificate 'www' uses DNS-01, but there is no [[dns_provider]]"),
+        "{error}"
+    );
+}
+
+#[test]
+fn dns_provider_mistakes_are_named_with_the_fix() {
+    let text = DNS
+        .replace(
+            "tsig_algorithm = \"HMAC-SHA512\"",
+            "tsig_algorithm = \"hmac-md5\"\nttl = 0\ncommand = \"x\"",
+        )
+        .replace("dns_provider = \"script\"", "dns_provider = \"route53\"")
+        .replace(
+            "name = \"www\"\ndomains = [\"www.example.com\"]",
+            "name = \"www\"\ndomains = [\"www.example.com\"]\nchallenge = \"dns-02\"",
+        );
+    let all = errors(&text).join("\n");
+    for expected in [
+        "dns_provider[0].tsig_algorithm: 'hmac-md5' is too weak to sign with; make an hmac-sha256 key with `tsig-keygen -a hmac-sha256 <name>`",
+        "dns_provider[0].ttl: must be between 1 and 86400 seconds",
+        "dns_provider[0].command: does not apply to kind = \"rfc2136\"; remove it",
+        "certificate[1].dns_provider: 'route53' names no [[dns_provider]]; use one of bind, script",
+        "certificate[2].challenge: 'dns-02' is not a challenge type; use \"http-01\" or \"dns-01\"",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+
+    let text = DNS.replace(
+        "name = \"wild\"\n",
+        "name = \"wild\"\nfile = \"/srv/*.example.com.pem\"\n",
+    );
+    let all = errors(&text).join("\n");
+    assert!(all.contains("certificate[0].file: begins with '*', which HAProxy 3.2 and later read on their CLI as a transaction marker"), "{all}");
 }

@@ -13,9 +13,9 @@ use super::errors::Errors;
 use super::fields::{LONGEST_LIFETIME, contact_uri, duration, endpoints, located_path};
 use super::raw::{self, RawCertificate, RawConfig, RawMode};
 use super::{
-    AcmeConfig, CertificateSpec, ChallengeConfig, ChallengeMode, Config, DEFAULT_ORDER_DEADLINE,
-    DEFAULT_REQUEST_TIMEOUT, DomainName, Endpoint, ExternalAccountBinding, HaproxyConfig, Hooks, KeyType, LETSENCRYPT,
-    LETSENCRYPT_STAGING, Located, MAX_ORDER_DEADLINE, MAX_REQUEST_TIMEOUT, Position, StateConfig, monitor,
+    AcmeConfig, CertificateSpec, ChallengeConfig, ChallengeKind, ChallengeMode, Config, DEFAULT_ORDER_DEADLINE,
+    DEFAULT_REQUEST_TIMEOUT, DnsProvider, DomainName, Endpoint, ExternalAccountBinding, HaproxyConfig, Hooks, KeyType,
+    LETSENCRYPT, LETSENCRYPT_STAGING, Located, MAX_ORDER_DEADLINE, MAX_REQUEST_TIMEOUT, Position, StateConfig, monitor,
 };
 
 pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Config {
@@ -84,7 +84,9 @@ pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Conf
         mode,
         preflight: raw.challenge.preflight.unwrap_or(true),
         preflight_address,
+        kind: super::dns::default_kind(raw.challenge.kind.as_ref(), errors),
     };
+    let dns_providers = super::dns::validate_providers(raw.dns_provider, base, errors);
 
     let haproxy = validate_haproxy(raw.haproxy, base, errors);
     let state_dir = match raw.state.dir {
@@ -97,7 +99,14 @@ pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Conf
     };
 
     let hooks = monitor::validate_hooks(raw.hooks, errors);
-    let certificates = validate_certificates(raw.certificate, &haproxy, &acme, &hooks.global, base, errors);
+    let context = Context {
+        haproxy: &haproxy,
+        acme: &acme,
+        default_hooks: &hooks.global,
+        challenge: challenge.kind,
+        dns_providers: &dns_providers,
+    };
+    let certificates = validate_certificates(raw.certificate, &context, base, errors);
     let config = Config {
         path: errors.file.to_owned(),
         acme,
@@ -111,6 +120,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Conf
         hooks,
         notify: monitor::validate_notify(raw.notify, base, errors),
         fleet: raw.fleet.map(|fleet| super::fleet::validate_fleet(fleet, base, errors)),
+        dns_providers,
     };
     super::layout::validate_layout(&config, errors);
     config
@@ -353,14 +363,27 @@ fn parse_mode(errors: &mut Errors, raw: &Spanned<RawMode>) -> u32 {
     }
 }
 
+/// What a certificate falls back to for the keys it does not write.
+struct Context<'a> {
+    haproxy: &'a HaproxyConfig,
+    acme: &'a AcmeConfig,
+    default_hooks: &'a Hooks,
+    challenge: ChallengeKind,
+    dns_providers: &'a [DnsProvider],
+}
+
 fn validate_certificates(
     raw: Vec<Spanned<RawCertificate>>,
-    haproxy: &HaproxyConfig,
-    acme: &AcmeConfig,
-    default_hooks: &Hooks,
+    context: &Context<'_>,
     base: &Path,
     errors: &mut Errors,
 ) -> Vec<CertificateSpec> {
+    let Context {
+        haproxy,
+        acme,
+        default_hooks,
+        ..
+    } = *context;
     if raw.is_empty() {
         errors.push(
             None,
@@ -412,8 +435,24 @@ fn validate_certificates(
             );
         }
 
+        let (challenge, dns_provider) = challenge_of(&table, context, &key, errors);
         let key_types = key_types(&table, &key, errors);
         let base_file = match table.file {
+            Some(path)
+                if path
+                    .get_ref()
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|file| file.starts_with('*')) =>
+            {
+                errors.at(
+                    &path,
+                    &key("file"),
+                    "begins with '*', which HAProxy 3.2 and later read on their CLI as a transaction marker; name the \
+                     file after the certificate, like wildcard.example.com.pem",
+                );
+                located_path(errors, base, path, &key("file"))
+            }
             Some(path) => located_path(errors, base, path, &key("file")),
             None => errors.locate(
                 haproxy.cert_dir.value.join(format!("{name}.pem")),
@@ -504,10 +543,82 @@ fn validate_certificates(
                 verify: verify.clone(),
                 profile: profile.clone(),
                 hooks: hooks.clone(),
+                challenge,
+                dns_provider: dns_provider.clone(),
             });
         }
     }
     out
+}
+
+/// The challenge a certificate is validated with, and its DNS provider with DNS-01. A wildcard needs DNS-01.
+fn challenge_of(
+    table: &RawCertificate,
+    context: &Context<'_>,
+    key: &dyn Fn(&str) -> String,
+    errors: &mut Errors,
+) -> (ChallengeKind, Option<String>) {
+    let name = table.name.get_ref();
+    let challenge = match &table.challenge {
+        Some(text) => super::dns::kind(text, &key("challenge"), errors),
+        None => context.challenge,
+    };
+    if challenge == ChallengeKind::Http01 {
+        let written = table.domains.get_ref().iter().enumerate();
+        if let Some((i, wildcard)) = written.clone().find(|(_, d)| d.get_ref().starts_with("*.")) {
+            errors.at(
+                wildcard,
+                &format!("{}[{i}]", key("domains")),
+                format!(
+                    "'{}' is a wildcard, which only DNS-01 can validate; set challenge = \"dns-01\" in \
+                     certificate '{name}' (and add a [[dns_provider]])",
+                    wildcard.get_ref()
+                ),
+            );
+        }
+        if let Some(text) = &table.dns_provider {
+            errors.at(
+                text,
+                &key("dns_provider"),
+                format!("applies to DNS-01 only, and certificate '{name}' uses HTTP-01; remove it, or set challenge = \"dns-01\""),
+            );
+        }
+        return (challenge, None);
+    }
+    let provider = match &table.dns_provider {
+        Some(text) if context.dns_providers.iter().any(|p| &p.name == text.get_ref()) => Some(text.get_ref().clone()),
+        Some(text) => {
+            let known: Vec<&str> = context.dns_providers.iter().map(|p| p.name.as_str()).collect();
+            errors.at(
+                text,
+                &key("dns_provider"),
+                match known.is_empty() {
+                    true => format!("'{}' names no [[dns_provider]]; add one with that name", text.get_ref()),
+                    false => format!(
+                        "'{}' names no [[dns_provider]]; use one of {}",
+                        text.get_ref(),
+                        known.join(", ")
+                    ),
+                },
+            );
+            None
+        }
+        None => match context.dns_providers.first() {
+            Some(first) => Some(first.name.clone()),
+            None => {
+                errors.at(
+                    &table.name,
+                    &key("challenge"),
+                    format!(
+                        "certificate '{name}' uses DNS-01, but there is no [[dns_provider]]; add one (kind = \"rfc2136\" \
+                         or \"exec\") that can publish its TXT records"
+                    ),
+                );
+                None
+            }
+        },
+    };
+    (challenge, provider)
 }
 
 /// `key_type = "..."` or `key_types = [...]` (at most one ECDSA and one RSA type: HAProxy picks between kinds, not sizes).

@@ -153,7 +153,13 @@ fn plan_lineage(files: &LineageFiles, options: &PlanOptions) -> Result<LineagePl
         ));
     }
     for domain in &domains {
-        DomainName::parse(domain).map_err(|problem| format!("its certificate names '{domain}': {problem}"))?;
+        let name =
+            DomainName::parse(domain).map_err(|problem| format!("its certificate names '{domain}': {problem}"))?;
+        if name.is_wildcard() {
+            return Err(format!(
+                "its certificate names '{domain}', a wildcard, which needs DNS-01; this import maps HTTP-01 lineages only"
+            ));
+        }
     }
     let pem = bundle.to_haproxy_pem().map_err(|e| format!("{e}"))?;
 
