@@ -111,7 +111,7 @@ pub fn load(config: &mut Config) -> Result<(), ConfigErrors> {
 }
 
 /// The text of a file that holds a secret, refused when other users can read it.
-fn read_secret_file(path: &Path) -> Result<String, String> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<String, String> {
     let shown = path.display();
     let metadata = std::fs::metadata(path).map_err(|err| format!("cannot read {shown}: {err}"))?;
     let mode = metadata.permissions().mode() & 0o7777;

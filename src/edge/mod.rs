@@ -2,6 +2,7 @@
 
 pub mod acme;
 pub mod config_secrets;
+pub mod dns;
 pub mod etcd;
 pub mod fd_limit;
 pub mod haproxy;

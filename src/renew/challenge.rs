@@ -88,8 +88,6 @@ impl ChallengeSide {
             .publish_token(token, key_authorization, session.lease())
             .await
             .map_err(|err| anyhow::anyhow!("cannot publish the challenge token to the fleet: {err}"))?;
-        // The other nodes learn of it through their watch, a few milliseconds behind the write.
-        tokio::time::sleep(WATCH_DELAY).await;
         Ok(Published {
             _local: local,
             shared: Some((session.clone(), token.to_owned())),
@@ -107,7 +105,8 @@ impl ChallengeSide {
         for domain in &spec.domains {
             let token = preflight::random_token();
             let expected = format!("{token}.{}", self.thumbprint);
-            let _published = self.publish_answer(&token, &expected).await?;
+            let published = self.publish_answer(&token, &expected).await?;
+            self.settle(std::slice::from_ref(&published)).await?;
             for (node, address) in &routes {
                 tracing::debug!(certificate = %spec.name, %domain, node, "preflight: fetching a test token through the public path");
                 preflight::fetch_token(domain.as_str(), *address, &token, &expected)
@@ -201,6 +200,19 @@ impl ChallengePublisher for ChallengeSide {
 
     fn publish(&self, challenge: Challenge<'_>) -> impl Future<Output = anyhow::Result<Published>> + Send {
         self.publish_answer(challenge.token, challenge.key_authorization)
+    }
+
+    /// In memory, an answer is served as soon as it is published; the other nodes of a fleet learn of one through
+    /// their watch, a few milliseconds behind the write.
+    async fn settle(&self, published: &[Published]) -> anyhow::Result<()> {
+        if published.iter().any(|p| p.shared.is_some()) {
+            tokio::time::sleep(WATCH_DELAY).await;
+        }
+        Ok(())
+    }
+
+    async fn withdraw(&self, published: Vec<Published>) {
+        drop(published);
     }
 }
 

@@ -11,8 +11,9 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use instant_acme::{
-    Account, AccountBuilder, AuthorizationStatus, CertificateIdentifier, ChallengeType, ExternalAccountKey, Identifier,
-    NewAccount, NewOrder, OrderStatus, RetryPolicy, RevocationReason, RevocationRequest,
+    Account, AccountBuilder, AuthorizationStatus, AuthorizedIdentifier, CertificateIdentifier, ChallengeType,
+    ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy, RevocationReason,
+    RevocationRequest,
 };
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -466,59 +467,33 @@ impl Acme {
         Ok(order)
     }
 
-    /// Answers every pending authorization of `order` and waits until the CA has validated them all.
+    /// Answers every pending authorization of `order` and waits until the CA has validated them all. Every answer is
+    /// published, then settled where the CA looks, and only then is the CA asked to validate; the answers are withdrawn
+    /// when the CA has decided, whichever way.
     async fn authorize<P: ChallengePublisher>(
         &self,
         order: &mut instant_acme::Order,
         publisher: &P,
     ) -> anyhow::Result<()> {
-        // Tokens stay published until this function returns, whichever way it returns.
         let mut published = Vec::new();
-        let mut handled: HashSet<String> = HashSet::new();
-        let mut attempts = 0;
-        'restart: loop {
-            let mut authorizations = order.authorizations();
-            while let Some(next) = authorizations.next().await {
-                let mut authz = match next {
-                    Ok(authz) => authz,
-                    // The stream keeps what it fetched, so a fresh one resumes where this one failed.
-                    Err(err) if (is_bad_nonce(&err) || is_transient(&err)) && attempts < NONCE_RETRIES => {
-                        attempts += 1;
-                        continue 'restart;
-                    }
-                    Err(err) => return Err(describe(err)).context("cannot fetch an authorization"),
-                };
-                if !handled.insert(authz.url().to_owned()) {
-                    continue;
-                }
-                let name = authz.identifier().to_string();
-                match authz.status {
-                    AuthorizationStatus::Valid => continue,
-                    AuthorizationStatus::Pending => {}
-                    other => bail!("the CA's authorization for {name} is {other:?}; it cannot be completed"),
-                }
-                let (wanted, label) = match publisher.kind() {
-                    ChallengeKind::Http01 => (ChallengeType::Http01, "HTTP-01"),
-                };
-                let mut challenge = authz
-                    .challenge(wanted)
-                    .with_context(|| format!("the CA offers no {label} challenge for {name}"))?;
-                let key_authorization = challenge.key_authorization();
-                let answer = Challenge {
-                    identifier: &name,
-                    token: &challenge.token,
-                    key_authorization: key_authorization.as_str(),
-                };
-                published.push(publisher.publish(answer).await?);
-                // A resumed order's challenge may have been started already; asking again would be refused.
-                if challenge.status == instant_acme::ChallengeStatus::Pending {
-                    retry_transient!(challenge.set_ready().await)
-                        .map_err(describe)
-                        .with_context(|| format!("the CA refused to start validating {name}"))?;
-                }
-            }
-            break;
+        let outcome = self.answer(order, publisher, &mut published).await;
+        publisher.withdraw(published).await;
+        outcome
+    }
+
+    async fn answer<P: ChallengePublisher>(
+        &self,
+        order: &mut instant_acme::Order,
+        publisher: &P,
+        published: &mut Vec<P::Published>,
+    ) -> anyhow::Result<()> {
+        let kind = publisher.kind();
+        let pending = pending_challenges(order, kind).await?;
+        for answer in &pending {
+            published.push(publisher.publish(answer.challenge()).await?);
         }
+        publisher.settle(published).await?;
+        start_validations(order, kind, &pending).await?;
 
         // An order that becomes invalid comes back as a status or, from some CAs, as the problem of the failed
         // challenge; either way the names whose authorization failed are what the schedule counts.
@@ -537,7 +512,6 @@ impl Acme {
             }
             return Err(ValidationFailed { names, detail }.into());
         }
-        drop(published);
         Ok(())
     }
 
@@ -618,6 +592,141 @@ fn parse_cert_id(id: &str) -> anyhow::Result<CertificateIdentifier<'static>> {
         serial: serial.to_owned().into(),
     })
 }
+/// One challenge of an order still to answer, as read from its authorization.
+struct PendingChallenge {
+    authorization: String,
+    identifier: String,
+    wildcard: bool,
+    token: String,
+    key_authorization: String,
+    dns_value: String,
+    /// A resumed order's challenge may have been started already; asking again would be refused.
+    started: bool,
+}
+
+impl PendingChallenge {
+    fn challenge(&self) -> Challenge<'_> {
+        Challenge {
+            identifier: &self.identifier,
+            wildcard: self.wildcard,
+            token: &self.token,
+            key_authorization: &self.key_authorization,
+            dns_value: &self.dns_value,
+        }
+    }
+
+    /// The name as an operator wrote it.
+    fn shown(&self) -> String {
+        match self.wildcard {
+            true => format!("*.{}", self.identifier),
+            false => self.identifier.clone(),
+        }
+    }
+}
+
+fn acme_type(kind: ChallengeKind) -> ChallengeType {
+    match kind {
+        ChallengeKind::Http01 => ChallengeType::Http01,
+        ChallengeKind::Dns01 => ChallengeType::Dns01,
+    }
+}
+
+/// The challenges of `kind` that `order`'s pending authorizations ask for. A bad nonce or a transient failure while
+/// fetching resumes where it stopped: the stream keeps what it fetched.
+async fn pending_challenges(
+    order: &mut instant_acme::Order,
+    kind: ChallengeKind,
+) -> anyhow::Result<Vec<PendingChallenge>> {
+    let mut pending = Vec::new();
+    let mut handled: HashSet<String> = HashSet::new();
+    let mut attempts = 0;
+    'restart: loop {
+        let mut authorizations = order.authorizations();
+        while let Some(next) = authorizations.next().await {
+            let mut authz = match next {
+                Ok(authz) => authz,
+                Err(err) if (is_bad_nonce(&err) || is_transient(&err)) && attempts < NONCE_RETRIES => {
+                    attempts += 1;
+                    continue 'restart;
+                }
+                Err(err) => return Err(describe(err)).context("cannot fetch an authorization"),
+            };
+            if !handled.insert(authz.url().to_owned()) {
+                continue;
+            }
+            let name = authz.identifier().to_string();
+            match authz.status {
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => bail!("the CA's authorization for {name} is {other:?}; it cannot be completed"),
+            }
+            let url = authz.url().to_owned();
+            let (identifier, wildcard) = match authz.identifier() {
+                AuthorizedIdentifier {
+                    identifier: Identifier::Dns(base),
+                    wildcard,
+                    ..
+                } => (base.clone(), wildcard),
+                other => bail!("the CA's authorization is for {other}, not a DNS name"),
+            };
+            let challenge = authz
+                .challenge(acme_type(kind))
+                .with_context(|| format!("the CA offers no {} challenge for {name}", kind.name()))?;
+            let key_authorization = challenge.key_authorization();
+            pending.push(PendingChallenge {
+                authorization: url,
+                identifier,
+                wildcard,
+                token: challenge.token.clone(),
+                key_authorization: key_authorization.as_str().to_owned(),
+                dns_value: key_authorization.dns_value(),
+                started: challenge.status != instant_acme::ChallengeStatus::Pending,
+            });
+        }
+        return Ok(pending);
+    }
+}
+
+/// Tells the CA to validate each of `pending` that is not started yet.
+async fn start_validations(
+    order: &mut instant_acme::Order,
+    kind: ChallengeKind,
+    pending: &[PendingChallenge],
+) -> anyhow::Result<()> {
+    let mut started: HashSet<&str> = pending
+        .iter()
+        .filter(|p| p.started)
+        .map(|p| p.authorization.as_str())
+        .collect();
+    let mut attempts = 0;
+    'restart: loop {
+        let mut authorizations = order.authorizations();
+        while let Some(next) = authorizations.next().await {
+            let mut authz = match next {
+                Ok(authz) => authz,
+                Err(err) if (is_bad_nonce(&err) || is_transient(&err)) && attempts < NONCE_RETRIES => {
+                    attempts += 1;
+                    continue 'restart;
+                }
+                Err(err) => return Err(describe(err)).context("cannot fetch an authorization"),
+            };
+            let Some(answer) = pending.iter().find(|p| p.authorization == authz.url()) else {
+                continue;
+            };
+            if !started.insert(answer.authorization.as_str()) {
+                continue;
+            }
+            let mut challenge = authz
+                .challenge(acme_type(kind))
+                .with_context(|| format!("the CA offers no {} challenge for {}", kind.name(), answer.shown()))?;
+            retry_transient!(challenge.set_ready().await)
+                .map_err(describe)
+                .with_context(|| format!("the CA refused to start validating {}", answer.shown()))?;
+        }
+        return Ok(());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

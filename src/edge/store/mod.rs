@@ -14,6 +14,7 @@ use crate::core::config::FileOwner;
 use crate::core::state::monitor::{MONITOR_FORMAT, Monitor};
 use crate::core::state::{self, FormatError, STATE_FORMAT, State, StateStorage};
 
+pub mod dns_records;
 pub mod facts_cache;
 pub mod leftovers;
 

@@ -1,0 +1,108 @@
+//! The rule before the CA is told to look: every authoritative server of the zone, each address of each NS name,
+//! serves the new TXT value, asked with RD=0. A secondary that lags its primary is the most common reason DNS-01
+//! "works sometimes"; one resolver's view proves nothing about the server the CA's validator happens to ask.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use tokio::time::Instant;
+
+use super::lookup;
+use super::provider::Placement;
+
+/// The first pause between two rounds: NOTIFY and a zone transfer usually take a fraction of a second.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+
+/// Waits until every server of every placement serves its value. While waiting it logs which servers lag, when that
+/// changes; after `timeout` it fails naming them.
+pub async fn wait_until_served(
+    records: &[(&Placement, &str)],
+    timeout: Duration,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut pause = FIRST_PAUSE;
+    let mut reported: Vec<String> = Vec::new();
+    loop {
+        let lagging = lagging(records).await;
+        if lagging.is_empty() {
+            tracing::debug!(
+                records = records.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "every authoritative server serves the challenge records"
+            );
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            bail!(
+                "after {}, not every authoritative server serves the challenge record: {}; a secondary that gets no \
+                 NOTIFY or cannot transfer the zone lags its primary (raise propagation_timeout only if it is just \
+                 slow); nothing was sent to the CA",
+                humantime::format_duration(timeout),
+                lagging.join("; ")
+            );
+        }
+        if lagging != reported {
+            for line in &lagging {
+                tracing::info!("waiting for DNS propagation: {line}");
+            }
+            reported = lagging;
+        }
+        tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
+        pause = next_pause(pause, interval);
+    }
+}
+
+/// The pause after `pause`: doubling from [`FIRST_PAUSE`] up to the configured interval.
+fn next_pause(pause: Duration, interval: Duration) -> Duration {
+    (pause * 2).min(interval.max(FIRST_PAUSE))
+}
+
+/// One line per server that does not serve its value yet: which server, which record, and what it said.
+async fn lagging(records: &[(&Placement, &str)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (placement, value) in records {
+        let record = placement.record();
+        for server in &placement.servers {
+            let problem = match lookup::txt(server.address, record).await {
+                Ok(answer) if !answer.authoritative => Some(format!(
+                    "answers {} without authority ({}): is it a server of the zone {}?",
+                    record, answer.code, placement.zone
+                )),
+                Ok(answer) if answer.values.iter().any(|v| v == value) => None,
+                Ok(answer) => Some(format!(
+                    "does not serve the value at {record} yet ({}, {} other value{})",
+                    answer.code,
+                    answer.values.len(),
+                    if answer.values.len() == 1 { "" } else { "s" }
+                )),
+                Err(err) => Some(format!("does not answer: {err:#}")),
+            };
+            if let Some(problem) = problem {
+                out.push(format!("{} {problem}", server.label));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_up_to_the_interval() {
+        let interval = Duration::from_secs(2);
+        let mut pause = FIRST_PAUSE;
+        let mut seen = vec![pause];
+        for _ in 0..8 {
+            pause = next_pause(pause, interval);
+            seen.push(pause);
+        }
+        assert_eq!(seen[1], Duration::from_millis(100));
+        assert_eq!(*seen.last().unwrap(), interval);
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+        // An interval shorter than the first pause does not make the loop spin.
+        assert_eq!(next_pause(FIRST_PAUSE, Duration::ZERO), FIRST_PAUSE);
+    }
+}
