@@ -2,11 +2,13 @@
 //! sandbox of its own (Pebble 2.6 with `PEBBLE_VA_NOSLEEP=1`, nonce rejection 0, authorization reuse 0, and HAProxy 2.6,
 //! from the test harness). `scripts/bench` installs the tools and runs it; this file only measures and reports.
 //!
-//! The fleet scenarios of issue 13 ((f), (g), and the idle load (i)) are hapcert's alone: see [`fleet`].
+//! The fleet scenarios of issue 13 ((f), (g), and the idle load (i)) are hapcert's alone: see [`fleet`]. DNS-01 (h), of
+//! issue 14, runs the three tools against a BIND 9 lab instead of Pebble's DNS helper: see [`dns`].
 //!
-//! `cargo bench --bench e2e -- [--quick] [--only a,b,c,d,e,f,g,i]`. Under `cargo test` it does nothing: it is a benchmark,
+//! `cargo bench --bench e2e -- [--quick] [--only a,b,c,d,e,f,g,h,i]`. Under `cargo test` it does nothing: it is a benchmark,
 //! and the test suite holds no timing.
 
+mod dns;
 mod etcd_proxy;
 mod fleet;
 #[path = "../../tests/harness/mod.rs"]
@@ -40,6 +42,8 @@ struct Plan {
     noop_sizes: [usize; 2],
     runs_slow: usize,
     runs_fast: usize,
+    /// Runs of (h): each tool issues from an empty state in a fresh sandbox every time.
+    runs_h: usize,
     wrk_duration: Duration,
     fleet: fleet::FleetPlan,
 }
@@ -58,6 +62,7 @@ fn main() {
             noop_sizes: [50, 1000],
             runs_slow: 1,
             runs_fast: 1,
+            runs_h: 1,
             wrk_duration: Duration::from_secs(2),
             // (f) keeps the full run's 50 certificates, once: its figure is a ratio to (a) at the same size.
             fleet: fleet::FleetPlan {
@@ -74,6 +79,7 @@ fn main() {
             noop_sizes: [50, 1000],
             runs_slow: 3,
             runs_fast: 5,
+            runs_h: 5,
             wrk_duration: Duration::from_secs(10),
             // The idle window covers the 5-minute reconcile and probe once: they come 300 s after the daemon starts,
             // and the window opens about 15 s after.
@@ -104,6 +110,9 @@ fn main() {
     }
     if wanted("d") {
         measured.extend(scenario_d(&plan, &options.tools));
+    }
+    if wanted("h") {
+        measured.extend(dns::scenario_h(plan.runs_h, &options.tools));
     }
     let responder = if wanted("e") {
         eprintln!("== (e) the HTTP-01 responder under wrk");
@@ -168,7 +177,7 @@ fn parse(args: &[String]) -> Options {
             }
             "--out" => options.out = PathBuf::from(rest.next().expect("--out needs a directory")),
             other => panic!(
-                "unknown argument {other:?}; use --quick, --only a,b,c,d,e,f,g,i, --tools hapcert,certbot,lego, --out DIR"
+                "unknown argument {other:?}; use --quick, --only a,b,c,d,e,f,g,h,i, --tools hapcert,certbot,lego, --out DIR"
             ),
         }
     }
@@ -180,6 +189,34 @@ fn fs_create(dir: &std::path::Path) {
 }
 
 fn record(measured: &mut Vec<Measured>, scenario: Scenario, tool: Tool, certs: usize, sample: tools::Sample) {
+    record_outcome(measured, scenario, tool, certs, Ok(sample));
+}
+
+/// A run's sample, or the reason it failed: a failed run is counted, not timed.
+fn record_outcome(
+    measured: &mut Vec<Measured>,
+    scenario: Scenario,
+    tool: Tool,
+    certs: usize,
+    outcome: Result<tools::Sample, String>,
+) {
+    let sample = match outcome {
+        Ok(sample) => sample,
+        Err(why) => {
+            eprintln!("   {} FAILED: {why}", tool.name());
+            match measured.iter_mut().find(|m| m.scenario == scenario && m.tool == tool) {
+                Some(m) => m.failed += 1,
+                None => measured.push(Measured {
+                    scenario,
+                    tool,
+                    certs,
+                    samples: Vec::new(),
+                    failed: 1,
+                }),
+            }
+            return;
+        }
+    };
     eprintln!(
         "   {} {}: {:.3} s, cpu {:.3} s, rss {} KiB, requests {:?}",
         tool.name(),
@@ -196,6 +233,7 @@ fn record(measured: &mut Vec<Measured>, scenario: Scenario, tool: Tool, certs: u
             tool,
             certs,
             samples: vec![sample],
+            failed: 0,
         }),
     }
 }

@@ -315,14 +315,19 @@ impl<'a> Bench<'a> {
         }
     }
 
-    fn write_hapcert_config(&self, certs: &[(String, Vec<String>)]) {
-        // The Runtime API, as the README recommends: a hot update, no reload.
+    /// The sandbox's base config with the Runtime API, as the README recommends: a hot update, no reload. Every
+    /// scenario deploys this way, so that hapcert's figures compare across them.
+    pub fn hapcert_base_config(&self) -> String {
         let sockets = format!(
             "[haproxy]\nruntime_api = \"{}\"\nmaster_socket = \"{}\"\n",
             self.sb.haproxy_admin_sock().display(),
             self.sb.haproxy_master_sock().display()
         );
-        let mut text = self.sb.base_config().replacen("[haproxy]\n", &sockets, 1);
+        self.sb.base_config().replacen("[haproxy]\n", &sockets, 1)
+    }
+
+    fn write_hapcert_config(&self, certs: &[(String, Vec<String>)]) {
+        let mut text = self.hapcert_base_config();
         for (name, domains) in certs {
             let domains: Vec<String> = domains.iter().map(|d| format!("\"{d}\"")).collect();
             text += &format!(
@@ -333,7 +338,7 @@ impl<'a> Bench<'a> {
         self.sb.write_config_text(&text);
     }
 
-    fn hapcert(&self, args: &[&str]) -> Sample {
+    pub fn hapcert(&self, args: &[&str]) -> Sample {
         let count_file = self.sb.dir().join("requests");
         let _ = fs::remove_file(&count_file);
         // HAPCERT_BENCH_LOG_LEVEL=trace shows every request to the CA in bench-logs/ (and costs time: not for figures).
@@ -374,7 +379,7 @@ impl<'a> Bench<'a> {
         cmd
     }
 
-    fn certbot(&self, args: &[&str]) -> Sample {
+    pub fn certbot(&self, args: &[&str]) -> Sample {
         let directory = self.sb.acme_directory();
         let mut cmd = Command::new("certbot");
         cmd.arg("--config-dir")
@@ -390,7 +395,7 @@ impl<'a> Bench<'a> {
         self.timed("certbot", cmd)
     }
 
-    fn lego_dir(&self) -> PathBuf {
+    pub fn lego_dir(&self) -> PathBuf {
         self.sb.dir().join("lego")
     }
 
@@ -408,7 +413,7 @@ impl<'a> Bench<'a> {
         self.timed("lego", cmd)
     }
 
-    fn timed(&self, program: &str, mut cmd: Command) -> Sample {
+    pub fn timed(&self, program: &str, mut cmd: Command) -> Sample {
         let run = COMMANDS.fetch_add(1, Ordering::Relaxed) + 1;
         let stem = self.sb.dir().join("bench-logs").join(format!("{program}-{run:05}"));
         cmd.current_dir(self.sb.dir());
