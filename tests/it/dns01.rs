@@ -170,6 +170,30 @@ fn dns01_a_wrong_tsig_secret_or_a_refusing_policy_fails_the_preflight_and_the_ca
         "{said}"
     );
 
+    // A key name the server does not know.
+    let unknown_key = good_provider.replace("tsig_key_name = \"acme-key\"", "tsig_key_name = \"nobody-key\"");
+    sandbox.write_config_text(&(sandbox.base_config() + &unknown_key + &wild));
+    let out = sandbox.hapcert(&["renew", "--force"]);
+    assert_exit(&out, 1);
+    assert!(
+        show(&out).contains("rejected the TSIG key 'nobody-key': BADKEY"),
+        "{}",
+        show(&out)
+    );
+
+    // A CNAME into a zone whose policy does not grant the target: the message shows the chain.
+    sandbox.write_config_text(
+        &(sandbox.base_config() + &good_provider + &dns_certificate("blocked", &["blocked.shop.test"])),
+    );
+    let out = sandbox.hapcert(&["run"]);
+    assert_exit(&out, 1);
+    assert!(
+        show(&out).contains(
+            "(reached through the CNAME _acme-challenge.blocked.shop.test. -> _acme-challenge.locked.test.) (REFUSED)"
+        ),
+        "{}",
+        show(&out)
+    );
     assert!(
         !pebble_saw_an_order(&sandbox),
         "the CA saw an order:\n{}",
