@@ -104,6 +104,8 @@ pub async fn served_chain(
     kind: ClientKind,
 ) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let config = observing_config(kind);
+    let sni = sni_for(server_name);
+    let server_name = sni.as_str();
     let name = ServerName::try_from(server_name.to_owned())
         .with_context(|| format!("'{server_name}' is not a server name"))?;
     let handshake = async {
@@ -127,6 +129,20 @@ pub async fn served_chain(
     tokio::time::timeout(PROBE_TIMEOUT, handshake)
         .await
         .with_context(|| format!("no TLS handshake with {endpoint} (SNI {server_name}) within {PROBE_TIMEOUT:?}"))?
+}
+
+/// The SNI a handshake for `name` sends. `*` is no label a client sends: for a wildcard, a random label under its base
+/// stands in, one that no other certificate is likely to name, so that only the wildcard can answer for it.
+fn sni_for(name: &str) -> String {
+    match name.strip_prefix("*.") {
+        Some(base) => {
+            let mut bytes = [0u8; 6];
+            aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG works");
+            let label: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("probe-{label}.{base}")
+        }
+        None => name.to_owned(),
+    }
 }
 
 /// Accepts whatever the server presents, so that a wrong or expired certificate is reported as "served X" rather than
@@ -168,5 +184,20 @@ impl ServerCertVerifier for Observer {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_is_probed_with_a_fresh_random_label_under_its_base() {
+        assert_eq!(sni_for("www.example.com"), "www.example.com");
+        let first = sni_for("*.example.com");
+        let (label, base) = first.split_once('.').unwrap();
+        assert_eq!(base, "example.com");
+        assert!(label.starts_with("probe-") && label.len() == 18, "{label}");
+        assert_ne!(first, sni_for("*.example.com"));
     }
 }

@@ -216,22 +216,43 @@ impl ChallengePublisher for ChallengeSide {
     }
 }
 
-/// `hapcert preflight`: a test token fetched through the public path for every name of the named certificates (all,
-/// with none), as the CA will; `false` when a route is broken.
+/// `hapcert preflight`: for every name of the named certificates (all, with none), a test token fetched through the
+/// public path as the CA will (HTTP-01), or a probe TXT record added, seen on every authoritative server, and removed
+/// (DNS-01); `false` when one fails.
 pub async fn preflight_command(config: &Config, names: &[String], lock_timeout: Duration) -> anyhow::Result<bool> {
     crate::edge::host::host_check(config)?;
     let state = StateDir::create(&config.state.dir.value)?;
     let _lock = state.lock(lock_timeout)?;
-    crate::fleet::account::use_fleets(config, &state).await?;
-    let acme = Acme::connect(&config.acme, &state).await?;
-    let side = ChallengeSide::start(config, acme.thumbprint(), None).await?;
+    let specs: Vec<&CertificateSpec> = config.select(names).collect();
+    let http = match specs.iter().any(|s| s.challenge == ChallengeKind::Http01) {
+        false => None,
+        true => {
+            crate::fleet::account::use_fleets(config, &state).await?;
+            let acme = Acme::connect(&config.acme, &state).await?;
+            Some(ChallengeSide::start(config, acme.thumbprint(), None).await?)
+        }
+    };
+    let dns_specs = specs.iter().copied().filter(|s| s.challenge == ChallengeKind::Dns01);
+    let dns = match dns_specs.clone().next() {
+        None => None,
+        Some(_) => Some(super::dns::DnsSide::open(config, &state, dns_specs).await?),
+    };
     let mut all_ok = true;
-    for spec in config.select(names) {
-        match side.preflight(config, spec).await {
+    for spec in specs {
+        let checked = match (&http, &dns) {
+            (Some(side), _) if spec.challenge == ChallengeKind::Http01 => side.preflight(config, spec).await,
+            (_, Some(dns)) => match dns.answers(config, spec) {
+                Ok(answers) => answers.preflight(spec).await,
+                Err(err) => Err(err),
+            },
+            _ => unreachable!("a side is open for every selected certificate's challenge"),
+        };
+        match checked {
             Ok(()) => outln!(
-                "ok        {}: {}",
+                "ok        {}: {} ({})",
                 spec.name,
-                spec.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+                spec.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "),
+                spec.challenge.name()
             ),
             Err(err) => {
                 all_ok = false;
@@ -239,7 +260,9 @@ pub async fn preflight_command(config: &Config, names: &[String], lock_timeout: 
             }
         }
     }
-    side.stop().await;
+    if let Some(side) = http {
+        side.stop().await;
+    }
     Ok(all_ok)
 }
 

@@ -10,8 +10,10 @@ use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
 use super::challenge::ChallengeSide;
+use super::dns::DnsSide;
 use super::progress::Progress;
 use crate::core::ari;
+use crate::core::challenge::{ChallengeKind, ChallengePublisher};
 use crate::core::config::{CertificateSpec, Config};
 use crate::core::keys::{csr_der, generate_key};
 use crate::core::pem::Bundle;
@@ -159,18 +161,33 @@ pub(super) async fn issue_all(
         Ok(acme) => acme,
         Err(err) => return shared_failure(err),
     };
+    let wants = |kind: ChallengeKind| orders.iter().any(|(spec, ..)| spec.challenge == kind);
     let side = match standing {
-        Some(tokens) => ChallengeSide::over(tokens, acme.thumbprint(), fleet),
+        _ if !wants(ChallengeKind::Http01) => None,
+        Some(tokens) => Some(ChallengeSide::over(tokens, acme.thumbprint(), fleet)),
         None => match ChallengeSide::start(config, acme.thumbprint(), fleet).await {
-            Ok(side) => side,
+            Ok(side) => Some(side),
             Err(err) => return shared_failure(err),
         },
     };
-    let side = Arc::new(side);
+    let side = side.map(Arc::new);
+    let dns = match wants(ChallengeKind::Dns01) {
+        false => None,
+        true => match DnsSide::open(config, ca.store, orders.iter().map(|(spec, ..)| spec)).await {
+            Ok(dns) => Some(Arc::new(dns)),
+            Err(err) => return shared_failure(err.context("nothing was ordered")),
+        },
+    };
 
     let progress = Progress::start(orders.len(), show_progress);
     let results = fanout::bounded(MAX_CONCURRENT_ORDERS, "issuance", orders, |(spec, replaces, locked)| {
-        let (acme, side, config, progress) = (acme.clone(), side.clone(), config.clone(), progress.clone());
+        let (acme, side, dns, config, progress) = (
+            acme.clone(),
+            side.clone(),
+            dns.clone(),
+            config.clone(),
+            progress.clone(),
+        );
         let roots = roots.clone();
         async move {
             let order = Order {
@@ -178,7 +195,7 @@ pub(super) async fn issue_all(
                 replaces: replaces.as_deref(),
                 locked: locked.as_ref(),
             };
-            let issued = issue_one(&config, &acme, order, &side, &roots).await;
+            let issued = answered_by(&config, &acme, order, side.as_deref(), dns.as_deref(), &roots).await;
             progress.finished(&spec.name);
             issued
         }
@@ -186,7 +203,7 @@ pub(super) async fn issue_all(
     .await;
     progress.clear();
 
-    if let Ok(side) = Arc::try_unwrap(side) {
+    if let Some(side) = side.and_then(|side| Arc::try_unwrap(side).ok()) {
         side.stop().await;
     }
     results
@@ -202,22 +219,46 @@ struct Order<'a> {
     locked: Option<&'a LockedOrder>,
 }
 
-async fn issue_one(
+/// Checks the profile, runs the preflight of the certificate's challenge, and issues it with that challenge.
+async fn answered_by(
     config: &Config,
     acme: &Acme,
     order: Order<'_>,
-    side: &ChallengeSide,
+    http: Option<&ChallengeSide>,
+    dns: Option<&DnsSide>,
     roots: &TrustRoots,
 ) -> anyhow::Result<Verified> {
     let spec = order.spec;
     if let Some(profile) = &spec.profile {
         acme.check_profile(profile).context("nothing was ordered")?;
     }
-    if config.challenge.preflight {
-        side.preflight(config, spec)
-            .await
-            .context("preflight failed, nothing was ordered")?;
+    let preflight_failed = "preflight failed, nothing was ordered";
+    match (spec.challenge, http, dns) {
+        (ChallengeKind::Http01, Some(side), _) => {
+            if config.challenge.preflight {
+                side.preflight(config, spec).await.context(preflight_failed)?;
+            }
+            issue_one(config, acme, order, side, roots).await
+        }
+        (ChallengeKind::Dns01, _, Some(dns)) => {
+            let answers = dns.answers(config, spec)?;
+            if config.challenge.preflight {
+                answers.preflight(spec).await.context(preflight_failed)?;
+            }
+            issue_one(config, acme, order, &answers, roots).await
+        }
+        (kind, ..) => anyhow::bail!("no {} side was opened for certificate {}", kind.name(), spec.name),
     }
+}
+
+async fn issue_one<P: ChallengePublisher>(
+    config: &Config,
+    acme: &Acme,
+    order: Order<'_>,
+    publisher: &P,
+    roots: &TrustRoots,
+) -> anyhow::Result<Verified> {
+    let spec = order.spec;
     // An order a previous lock holder journaled is resumed, with its key, rather than placed again.
     let mut journaled = match order.locked {
         Some(locked) => locked.journaled().await?,
@@ -255,7 +296,7 @@ async fn issue_one(
             key_der: &key_der,
         };
         let deadline = config.acme.order_deadline;
-        let issued = tokio::time::timeout(deadline, acme.issue(&spec.domains, &csr, side, &journal, options))
+        let issued = tokio::time::timeout(deadline, acme.issue(&spec.domains, &csr, publisher, &journal, options))
             .await
             .map_err(|_| {
                 anyhow::anyhow!(

@@ -10,6 +10,7 @@
 pub mod challenge;
 pub mod converge;
 pub mod deploy;
+pub mod dns;
 mod events;
 mod fleet_run;
 pub mod hooks;

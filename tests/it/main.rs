@@ -9,6 +9,7 @@ mod check;
 mod closed_stdout;
 mod crash_points;
 mod daemon;
+mod dns01;
 mod dns_lab;
 mod etcd_edge;
 mod fleet;

@@ -8,10 +8,14 @@ use anyhow::bail;
 use tokio::time::Instant;
 
 use super::lookup;
-use super::provider::Placement;
+use hickory_proto::rr::Name;
+
+use super::provider::{Placement, Server};
 
 /// The first pause between two rounds: NOTIFY and a zone transfer usually take a fraction of a second.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// How long servers may lag before the wait is logged at INFO.
+const WORTH_REPORTING: Duration = Duration::from_secs(1);
 
 /// Waits until every server of every placement serves its value. While waiting it logs which servers lag, when that
 /// changes; after `timeout` it fails naming them.
@@ -42,11 +46,15 @@ pub async fn wait_until_served(
                 lagging.join("; ")
             );
         }
-        if lagging != reported {
+        // NOTIFY and a transfer take a fraction of a second: a server is worth an operator's attention only when it
+        // lags longer than that.
+        if lagging != reported && started.elapsed() >= WORTH_REPORTING {
             for line in &lagging {
                 tracing::info!("waiting for DNS propagation: {line}");
             }
             reported = lagging;
+        } else if lagging != reported {
+            tracing::debug!("waiting for DNS propagation: {}", lagging.join("; "));
         }
         tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
         pause = next_pause(pause, interval);
@@ -58,29 +66,45 @@ fn next_pause(pause: Duration, interval: Duration) -> Duration {
     (pause * 2).min(interval.max(FIRST_PAUSE))
 }
 
-/// One line per server that does not serve its value yet: which server, which record, and what it said.
+/// One line per server and name that lacks values yet: which server, which name, and what it said.
 async fn lagging(records: &[(&Placement, &str)]) -> Vec<String> {
-    let mut out = Vec::new();
+    // Apex and wildcard put two values at one name: one question per server and name answers for both.
+    let mut wanted: Vec<(&Server, &Name, &Name, Vec<&str>)> = Vec::new();
     for (placement, value) in records {
-        let record = placement.record();
         for server in &placement.servers {
-            let problem = match lookup::txt(server.address, record).await {
-                Ok(answer) if !answer.authoritative => Some(format!(
-                    "answers {} without authority ({}): is it a server of the zone {}?",
-                    record, answer.code, placement.zone
-                )),
-                Ok(answer) if answer.values.iter().any(|v| v == value) => None,
-                Ok(answer) => Some(format!(
-                    "does not serve the value at {record} yet ({}, {} other value{})",
-                    answer.code,
-                    answer.values.len(),
-                    if answer.values.len() == 1 { "" } else { "s" }
-                )),
-                Err(err) => Some(format!("does not answer: {err:#}")),
-            };
-            if let Some(problem) = problem {
-                out.push(format!("{} {problem}", server.label));
+            match wanted
+                .iter_mut()
+                .find(|(s, name, ..)| *s == server && *name == placement.record())
+            {
+                Some((.., values)) => values.push(value),
+                None => wanted.push((server, placement.record(), &placement.zone, vec![value])),
             }
+        }
+    }
+    let mut out = Vec::new();
+    for (server, record, zone, values) in wanted {
+        let shown = record.to_string();
+        let shown = shown.trim_end_matches('.');
+        let problem = match lookup::txt(server.address, record).await {
+            Ok(answer) if !answer.authoritative => Some(format!(
+                "answers for {shown} without authority ({}): is it a server of the zone {zone}?",
+                answer.code
+            )),
+            Ok(answer) => {
+                let missing = values.iter().filter(|v| !answer.values.iter().any(|a| a == *v)).count();
+                (missing > 0).then(|| {
+                    format!(
+                        "does not serve {missing} of the {} new values at {shown} yet ({}, {} values there)",
+                        values.len(),
+                        answer.code,
+                        answer.values.len()
+                    )
+                })
+            }
+            Err(err) => Some(format!("does not answer: {err:#}")),
+        };
+        if let Some(problem) = problem {
+            out.push(format!("{} {problem}", server.label));
         }
     }
     out

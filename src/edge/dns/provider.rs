@@ -40,6 +40,23 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// The placement of a record as the journal names it, enough to remove it: no servers to check.
+    pub fn journaled(challenge: &str, record: &str, zone: &str, primary: &str) -> anyhow::Result<Placement> {
+        let mut chain = vec![fqdn(challenge)?];
+        let record = fqdn(record)?;
+        if record != chain[0] {
+            chain.push(record);
+        }
+        Ok(Placement {
+            chain,
+            zone: fqdn(zone)?,
+            primary: primary
+                .parse()
+                .map_err(|_| anyhow::anyhow!("'{primary}' in the journal of added records is not ip:port"))?,
+            servers: Vec::new(),
+        })
+    }
+
     pub fn record(&self) -> &Name {
         self.chain.last().expect("a chain holds at least the challenge name")
     }

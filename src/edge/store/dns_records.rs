@@ -23,6 +23,8 @@ pub struct AddedRecord {
     /// The name the value went to, after following CNAMEs.
     pub record: String,
     pub zone: String,
+    /// The server the update went to (`ip:port`), which the removal goes to as well.
+    pub primary: String,
     pub value: String,
 }
 
@@ -96,6 +98,7 @@ mod tests {
             challenge: "_acme-challenge.example.com".into(),
             record: "_acme-challenge.example.com".into(),
             zone: "example.com".into(),
+            primary: "192.0.2.1:53".into(),
             value: value.into(),
         }
     }

@@ -1,0 +1,240 @@
+//! The DNS-01 side of a run: the providers its certificates use, opened once; the records a killed run left behind,
+//! removed first; each certificate's answers published through its provider, settled on every authoritative server,
+//! and removed when the CA has decided; and the preflight that adds and removes a probe record the same way before
+//! anything is ordered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::core::challenge::{Challenge, ChallengeKind, ChallengePublisher};
+use crate::core::config::{CertificateSpec, Config};
+use crate::edge::dns::{Placement, Provider, wait_until_served};
+use crate::edge::store::StateDir;
+use crate::edge::store::dns_records::{AddedRecord, DnsJournal};
+
+/// The providers of a run, by name, and the journal of what they added.
+pub struct DnsSide {
+    providers: HashMap<String, Arc<Provider>>,
+    journal: Arc<DnsJournal>,
+}
+
+impl DnsSide {
+    /// Opens the providers that `specs` use (reading their keys), after removing what an interrupted run left.
+    pub async fn open<'a>(
+        config: &Config,
+        store: &StateDir,
+        specs: impl IntoIterator<Item = &'a CertificateSpec>,
+    ) -> anyhow::Result<DnsSide> {
+        let mut side = DnsSide {
+            providers: HashMap::new(),
+            journal: Arc::new(DnsJournal::open(store)),
+        };
+        for spec in specs {
+            side.provider(config, spec).await?;
+        }
+        side.remove_leftovers(config).await;
+        Ok(side)
+    }
+
+    async fn provider(&mut self, config: &Config, spec: &CertificateSpec) -> anyhow::Result<Arc<Provider>> {
+        let provider = config
+            .dns_provider(spec)
+            .with_context(|| format!("certificate {} uses DNS-01 but names no [[dns_provider]]", spec.name))?;
+        if let Some(open) = self.providers.get(&provider.name) {
+            return Ok(open.clone());
+        }
+        let open = Arc::new(
+            Provider::open(provider)
+                .await
+                .with_context(|| format!("cannot use the DNS provider '{}'", provider.name))?,
+        );
+        self.providers.insert(provider.name.clone(), open.clone());
+        Ok(open)
+    }
+
+    /// Removes the records the journal names: a run killed between adding a record and removing it left them.
+    async fn remove_leftovers(&mut self, config: &Config) {
+        let leftovers = match self.journal.list() {
+            Ok(leftovers) => leftovers,
+            Err(err) => {
+                tracing::warn!("{err:#}");
+                return;
+            }
+        };
+        for leftover in leftovers {
+            let provider = match self.providers.get(&leftover.provider) {
+                Some(open) => open.clone(),
+                None => match config.dns_providers.iter().find(|p| p.name == leftover.provider) {
+                    Some(provider) => match Provider::open(provider).await {
+                        Ok(open) => Arc::new(open),
+                        Err(err) => {
+                            tracing::warn!(
+                                record = leftover.record,
+                                "cannot remove a TXT record a previous run left: {err:#}; the next run tries again"
+                            );
+                            continue;
+                        }
+                    },
+                    None => {
+                        tracing::warn!(
+                            record = leftover.record,
+                            value = leftover.value,
+                            "a previous run left this TXT record, and its [[dns_provider]] '{}' is gone from the config; remove the record by hand, then delete {}",
+                            leftover.provider,
+                            "dns-records.json in the state dir"
+                        );
+                        continue;
+                    }
+                },
+            };
+            let removed =
+                match Placement::journaled(&leftover.challenge, &leftover.record, &leftover.zone, &leftover.primary) {
+                    Ok(placement) => withdraw_one(&provider, &self.journal, &placement, &leftover).await,
+                    Err(err) => Err(err),
+                };
+            match removed {
+                Ok(()) => tracing::info!(
+                    record = leftover.record,
+                    "removed a TXT record that an interrupted run left behind"
+                ),
+                Err(err) => tracing::warn!(
+                    record = leftover.record,
+                    "cannot remove a TXT record a previous run left: {err:#}; the next run tries again"
+                ),
+            }
+        }
+    }
+
+    /// The publisher of `spec`'s answers.
+    pub fn answers(&self, config: &Config, spec: &CertificateSpec) -> anyhow::Result<DnsAnswers> {
+        let name = &config
+            .dns_provider(spec)
+            .with_context(|| format!("certificate {} names no [[dns_provider]]", spec.name))?
+            .name;
+        Ok(DnsAnswers {
+            provider: self
+                .providers
+                .get(name)
+                .cloned()
+                .with_context(|| format!("the DNS provider '{name}' was not opened"))?,
+            journal: self.journal.clone(),
+        })
+    }
+}
+
+/// A certificate's DNS-01 answers: TXT records through its provider.
+pub struct DnsAnswers {
+    provider: Arc<Provider>,
+    journal: Arc<DnsJournal>,
+}
+
+/// One TXT value in place, and where.
+pub struct PublishedRecord {
+    placement: Placement,
+    added: AddedRecord,
+}
+
+impl DnsAnswers {
+    /// Adds `value` for `base` (a name without its wildcard label): noted in the journal first, so that a crash right
+    /// after the update leaves a trace.
+    async fn add(&self, base: &str, value: &str) -> anyhow::Result<PublishedRecord> {
+        let placement = self.provider.locate(base).await?;
+        let added = AddedRecord {
+            provider: self.provider.config.name.clone(),
+            challenge: placement.chain[0].to_string(),
+            record: placement.record().to_string(),
+            zone: placement.zone.to_string(),
+            primary: placement.primary.to_string(),
+            value: value.to_owned(),
+        };
+        self.journal.add(&added)?;
+        if let Err(err) = self.provider.add(&placement, value).await {
+            // The update may have reached the primary even though its answer did not come back.
+            if let Err(cleanup) = withdraw_one(&self.provider, &self.journal, &placement, &added).await {
+                tracing::debug!("after a failed update, removing the value failed too: {cleanup:#}");
+            }
+            return Err(err);
+        }
+        tracing::debug!(record = added.record, zone = added.zone, "TXT record added");
+        Ok(PublishedRecord { placement, added })
+    }
+
+    /// The DNS preflight: a probe value added at each name's challenge record with the same key, seen on every
+    /// authoritative server, and removed. Nothing is ordered when it fails.
+    pub async fn preflight(&self, spec: &CertificateSpec) -> anyhow::Result<()> {
+        let mut bases: Vec<&str> = spec.domains.iter().map(|d| d.base()).collect();
+        bases.dedup();
+        let mut probes = Vec::new();
+        let mut outcome = Ok(());
+        for base in bases {
+            let value = format!("hapcert-preflight-{}", crate::edge::http01::preflight::random_token());
+            match self.add(base, &value).await {
+                Ok(probe) => probes.push(probe),
+                Err(err) => {
+                    outcome = Err(err.context(format!("cannot publish a TXT record for {base}")));
+                    break;
+                }
+            }
+        }
+        if outcome.is_ok() {
+            outcome = self.settle(&probes).await;
+        }
+        self.withdraw(probes).await;
+        outcome
+    }
+}
+
+impl ChallengePublisher for DnsAnswers {
+    type Published = PublishedRecord;
+
+    fn kind(&self) -> ChallengeKind {
+        ChallengeKind::Dns01
+    }
+
+    async fn publish(&self, challenge: Challenge<'_>) -> anyhow::Result<PublishedRecord> {
+        self.add(challenge.identifier, challenge.dns_value)
+            .await
+            .with_context(|| format!("cannot publish the DNS-01 answer for {}", shown(&challenge)))
+    }
+
+    async fn settle(&self, published: &[PublishedRecord]) -> anyhow::Result<()> {
+        let records: Vec<(&Placement, &str)> = published
+            .iter()
+            .map(|p| (&p.placement, p.added.value.as_str()))
+            .collect();
+        let config = &self.provider.config;
+        wait_until_served(&records, config.propagation_timeout, config.propagation_interval).await
+    }
+
+    async fn withdraw(&self, published: Vec<PublishedRecord>) {
+        for record in published {
+            if let Err(err) = withdraw_one(&self.provider, &self.journal, &record.placement, &record.added).await {
+                tracing::warn!(
+                    record = record.added.record,
+                    "cannot remove the challenge's TXT record: {err:#}; the next run tries again"
+                );
+            }
+        }
+    }
+}
+
+/// Removes one journaled value, then forgets it.
+async fn withdraw_one(
+    provider: &Provider,
+    journal: &DnsJournal,
+    placement: &Placement,
+    added: &AddedRecord,
+) -> anyhow::Result<()> {
+    provider.remove(placement, &added.value).await?;
+    tracing::debug!(record = added.record, "TXT record removed");
+    journal.remove(added)
+}
+
+fn shown(challenge: &Challenge<'_>) -> String {
+    match challenge.wildcard {
+        true => format!("*.{}", challenge.identifier),
+        false => challenge.identifier.to_owned(),
+    }
+}
