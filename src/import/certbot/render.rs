@@ -84,8 +84,14 @@ pub(super) fn render_config(
 
     out += "\n[challenge]\n";
     out += &comment(&wrap(&format!("{}.", listen.why), COMMENT_WIDTH));
-    out += "# REVIEW: HAProxy's port 80 must forward /.well-known/acme-challenge/ here, before any https redirect\n";
-    out += "# (`hapcert haproxy-config` prints the lines).\n";
+    if lineages.iter().all(|l| l.dns_provider.is_some()) {
+        // Nothing here validates over HTTP-01, so asking for HAProxy's forwarding would send the operator on an errand.
+        out += "# Every certificate below uses DNS-01; this side port serves HTTP-01 certificates added later.\n";
+    } else {
+        out +=
+            "# REVIEW: HAProxy's port 80 must forward /.well-known/acme-challenge/ here, before any https redirect\n";
+        out += "# (`hapcert haproxy-config` prints the lines).\n";
+    }
     out += &format!("listen = {}\n", toml_string(&listen.addr.to_string()));
 
     out += "\n[haproxy]\n";

@@ -646,6 +646,10 @@ fn rfc2136_lineages_become_dns01_certificates_sharing_one_provider_per_ini() {
             .all(|l| !l.file.file_name().unwrap().to_string_lossy().starts_with('*'))
     );
     assert!(text.contains("dns_rfc2136_propagation_seconds = 1"), "{text}");
+    assert!(
+        text.contains("REVIEW: HAProxy's port 80"),
+        "one lineage uses HTTP-01: {text}"
+    );
 
     let report = render_report_with_secrets(
         &tree,
@@ -878,6 +882,11 @@ fn an_existing_secret_file_is_kept_when_it_holds_the_secret_and_replaced_only_wi
         &tree(vec![lineage("a", &rfc2136_conf("a", "/le/r.ini"), &pem)]),
         &options(),
         &dns_inputs(vec![("/le/r.ini", ini(0o600, &ini_text(Some("HMAC-SHA256"))))]),
+    );
+    let text = plan.config_toml.as_deref().unwrap();
+    assert!(
+        !text.contains("REVIEW: HAProxy's port 80") && text.contains("Every certificate below uses DNS-01"),
+        "{text}"
     );
     let provider = &plan.providers[0];
     assert_eq!(judge_secret(None, provider, false), None);
