@@ -360,7 +360,7 @@ fn require_certbot_dns_rfc2136() {
     assert!(
         found,
         "certbot's RFC 2136 plugin (python3-certbot-dns-rfc2136) is missing: run `scripts/lib/tools.sh \
-         ensure_bench_tools`, or apt-get install python3-certbot-dns-rfc2136"
+         ensure_certbot`, or apt-get install python3-certbot-dns-rfc2136"
     );
 }
 
