@@ -97,9 +97,13 @@ impl DnsSide {
                     Err(err) => Err(err),
                 };
             match removed {
-                Ok(()) => tracing::info!(
+                Ok(Withdrawn::Removed) => tracing::info!(
                     record = leftover.record,
                     "removed a TXT record that an interrupted run left behind"
+                ),
+                Ok(Withdrawn::NotThere) => tracing::debug!(
+                    record = leftover.record,
+                    "a journaled TXT record is not in the zone (its update never took effect); forgotten"
                 ),
                 Err(err) => tracing::warn!(
                     record = leftover.record,
@@ -223,16 +227,33 @@ impl ChallengePublisher for DnsAnswers {
     }
 }
 
-/// Removes one journaled value, then forgets it.
+/// What became of a journaled value.
+enum Withdrawn {
+    Removed,
+    /// The primary does not serve it: the update that was to add it never took effect (refused, or signed with a
+    /// wrong key), or someone removed it.
+    NotThere,
+}
+
+/// Removes one journaled value, then forgets it. A value the primary does not serve is only forgotten: a refused
+/// update would otherwise stay in the journal, and be "removed" again at every run.
 async fn withdraw_one(
     provider: &Provider,
     journal: &DnsJournal,
     placement: &Placement,
     added: &AddedRecord,
-) -> anyhow::Result<()> {
-    provider.remove(placement, &added.value).await?;
-    tracing::debug!(record = added.record, "TXT record removed");
-    journal.remove(added)
+) -> anyhow::Result<Withdrawn> {
+    let withdrawn = match provider.serves(placement, &added.value).await {
+        Ok(false) => Withdrawn::NotThere,
+        // Present, or the primary could not say: remove it.
+        Ok(true) | Err(_) => {
+            provider.remove(placement, &added.value).await?;
+            tracing::debug!(record = added.record, "TXT record removed");
+            Withdrawn::Removed
+        }
+    };
+    journal.remove(added)?;
+    Ok(withdrawn)
 }
 
 fn shown(challenge: &Challenge<'_>) -> String {

@@ -205,6 +205,9 @@ fn dns01_a_wrong_tsig_secret_or_a_refusing_policy_fails_the_preflight_and_the_ca
         sandbox.dns().challenge_leftovers()
     );
     assert!(!sandbox.cert_dir().join("example.test.pem").exists());
+    // A refused update added nothing, so nothing is left in the journal for the next run to "remove".
+    assert!(!sandbox.state_dir().join("dns-records.json").exists());
+    assert!(!show(&out).contains("interrupted run"), "{}", show(&out));
 }
 
 #[test]

@@ -235,6 +235,12 @@ impl Provider {
         }
     }
 
+    /// Whether the placement's primary serves `value` at its record now.
+    pub async fn serves(&self, placement: &Placement, value: &str) -> anyhow::Result<bool> {
+        let answer = lookup::txt(placement.primary, placement.record()).await?;
+        Ok(answer.values.iter().any(|v| v == value))
+    }
+
     /// Takes exactly `value` away from the placement's record; other values at the name stay.
     pub async fn remove(&self, placement: &Placement, value: &str) -> anyhow::Result<()> {
         match &self.how {
