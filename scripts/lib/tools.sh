@@ -112,18 +112,13 @@ ensure_pebble_latest() {
   fetch_debian_pebble sid "$TOOLS_DIR/pebble-latest"
 }
 
-# certbot, for the tests of `hapcert import certbot`: they make a real /etc/letsencrypt-style tree with it. Debian
-# bookworm's package is certbot 2.1.
-ensure_certbot() {
-  apt_install_missing certbot=certbot
-}
 
-# Installs each `module=package` whose Python 3 module does not import, from the distribution: for plugins, which
-# bring no command of their own to look for.
-apt_install_missing_python() {
-  local missing=() pair
-  for pair in "$@"; do
-    python3 -c "import ${pair%%=*}" 2>/dev/null || missing+=("${pair#*=}")
+# Installs each package that dpkg does not list as installed: for what brings no command of its own to look for, like
+# a certbot plugin (a Python module, which only Debian's /usr/bin/python3 sees, whatever python3 is first on PATH).
+apt_install_missing_packages() {
+  local missing=() package
+  for package in "$@"; do
+    [ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" = "install ok installed" ] || missing+=("$package")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "== installing ${missing[*]} from the distribution" >&2
@@ -131,13 +126,19 @@ apt_install_missing_python() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# certbot, for the tests of `hapcert import certbot`: they make a real /etc/letsencrypt-style tree with it, one lineage
+# through its RFC 2136 plugin (a DNS-01 wildcard). Debian bookworm's packages are certbot 2.1 and the plugin 2.1.
+ensure_certbot() {
+  apt_install_missing certbot=certbot
+  apt_install_missing_packages python3-certbot-dns-rfc2136
+}
+
 # The peers, the load generator and the peak-RSS meter of scripts/bench: Debian's lego (4.9.1 on bookworm), wrk and
-# GNU time, and certbot's RFC 2136 plugin for the DNS-01 runs. certbot comes from ensure_certbot.
+# GNU time. certbot and its RFC 2136 plugin come from ensure_certbot.
 ensure_bench_tools() {
   apt_install_missing lego=lego wrk=wrk
   # `time` is also a shell keyword, so `command -v time` would find it: look for the program itself.
   apt_install_missing /usr/bin/time=time
-  apt_install_missing_python certbot_dns_rfc2136=python3-certbot-dns-rfc2136
 }
 
 # BIND 9 for the DNS lab of the DNS-01 tests (tests/harness/bind.rs): named (primary, secondary, resolver), rndc and

@@ -12,8 +12,11 @@ use std::path::Path;
 
 use std::sync::Arc;
 
+use base64::Engine;
+
 use crate::core::config::{
-    Config, ConfigError, ConfigErrors, EAB_KEY_FORM, ExternalAccountBinding, Located, is_eab_key, validate_node,
+    Config, ConfigError, ConfigErrors, DnsProviderKind, EAB_KEY_FORM, ExternalAccountBinding, Located, is_eab_key,
+    validate_node,
 };
 use crate::core::seal::FleetKey;
 
@@ -21,16 +24,30 @@ use crate::core::seal::FleetKey;
 /// world-readable. Part of the host check (check-config, run, renew, the daemon); `check` and `status`, which a
 /// monitoring user may run without access to the key, never read it.
 pub fn check(config: &Config) -> Result<(), ConfigErrors> {
-    if let Some(eab) = &config.acme.eab
-        && let Some(file) = &eab.hmac_key_file
-        && let Err(message) = read_key_file(&file.value)
-    {
-        return Err(ConfigErrors(vec![ConfigError {
+    let mut problems = Vec::new();
+    let mut fail = |file: &Located<std::path::PathBuf>, message: String| {
+        problems.push(ConfigError {
             file: config.path.clone(),
             at: Some(file.at),
             key: file.key.clone(),
             message,
-        }]));
+        })
+    };
+    if let Some(eab) = &config.acme.eab
+        && let Some(file) = &eab.hmac_key_file
+        && let Err(message) = read_key_file(&file.value)
+    {
+        fail(file, message);
+    }
+    for provider in &config.dns_providers {
+        if let DnsProviderKind::Rfc2136(rfc) = &provider.kind
+            && let Err(message) = tsig_secret(&rfc.secret_file.value)
+        {
+            fail(&rfc.secret_file, message);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigErrors(problems));
     }
     if let Some(eab) = &config.acme.eab
         && eab.hmac_key_file.is_none()
@@ -111,7 +128,7 @@ pub fn load(config: &mut Config) -> Result<(), ConfigErrors> {
 }
 
 /// The text of a file that holds a secret, refused when other users can read it.
-pub(crate) fn read_secret_file(path: &Path) -> Result<String, String> {
+fn read_secret_file(path: &Path) -> Result<String, String> {
     let shown = path.display();
     let metadata = std::fs::metadata(path).map_err(|err| format!("cannot read {shown}: {err}"))?;
     let mode = metadata.permissions().mode() & 0o7777;
@@ -122,6 +139,20 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<String, String> {
         ));
     }
     std::fs::read_to_string(path).map_err(|err| format!("cannot read {shown}: {err}"))
+}
+
+/// A TSIG key's secret: the base64 text alone in its file, which other users must not be able to read.
+pub fn tsig_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let text = read_secret_file(path)?;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|err| {
+            format!(
+                "{} does not hold a base64 TSIG secret ({err}); put the `secret` of the key's tsig-keygen output in \
+                 it, alone, without the quotes",
+                path.display()
+            )
+        })
 }
 
 /// The HMAC key, from the config or read from `acme.eab_hmac_key_file` now: only when an account is registered.
@@ -317,6 +348,26 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("fleet.key_file: cannot read")
+        );
+    }
+
+    #[test]
+    fn a_tsig_secret_is_base64_alone_in_a_file_others_cannot_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tsig.secret");
+        write_mode(&path, "c2VjcmV0\n", 0o600);
+        assert_eq!(tsig_secret(&path).unwrap(), b"secret");
+        write_mode(&path, "c2VjcmV0\n", 0o644);
+        assert!(
+            tsig_secret(&path)
+                .unwrap_err()
+                .contains("other users can read it (mode 0644): chmod 600")
+        );
+        write_mode(&path, "secret \"c2VjcmV0\";\n", 0o600);
+        let err = tsig_secret(&path).unwrap_err();
+        assert!(
+            err.contains("does not hold a base64 TSIG secret") && !err.contains("c2VjcmV0"),
+            "{err}"
         );
     }
 

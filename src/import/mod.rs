@@ -5,6 +5,7 @@
 pub mod certbot;
 pub mod configobj;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -17,7 +18,10 @@ use crate::core::config::FileOwner;
 use crate::edge::store;
 use crate::error::UsageError;
 use crate::output::out;
-use certbot::{Account, Adoption, CertbotTree, Existing, HookScript, LineageFiles, LineagePlan, PlanOptions, ReadFile};
+use certbot::{
+    Account, Adoption, CertbotTree, CredentialsFile, DnsInputs, Existing, HookScript, LineageFiles, LineagePlan,
+    PlanOptions, ProviderPlan, ReadFile, SecretWrite,
+};
 
 /// The options of `hapcert import certbot`.
 #[derive(Debug, clap::Args)]
@@ -65,6 +69,7 @@ pub fn certbot_command(args: &CertbotImport) -> anyhow::Result<bool> {
     }
 
     let tree = read_tree(&config_dir)?;
+    let credentials = read_credentials_files(&tree);
     if tree.lineages.is_empty() {
         return Err(UsageError(format!(
             "{} holds no *.conf: certbot manages no certificate here",
@@ -72,19 +77,31 @@ pub fn certbot_command(args: &CertbotImport) -> anyhow::Result<bool> {
         ))
         .into());
     }
-    let plan = certbot::plan(
+    let named = std::path::absolute(
+        args.write_config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("hapcert.toml")),
+    )?;
+    // A TSIG secret goes next to the config that names it, so the two are moved and backed up together.
+    let secret_dir = named.parent().map_or_else(|| PathBuf::from("/"), Path::to_owned);
+    let plan = certbot::plan_with_dns(
         &tree,
         &PlanOptions {
             cert_dir,
             now: OffsetDateTime::now_utc(),
         },
+        &DnsInputs {
+            credentials,
+            secret_dir,
+        },
     );
-    let named = args
-        .write_config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("hapcert.toml"));
-    certbot::validate_generated(&plan, &std::path::absolute(&named)?).map_err(anyhow::Error::msg)?;
+    certbot::validate_generated(&plan, &named).map_err(anyhow::Error::msg)?;
 
+    let secrets: Vec<SecretWrite> = plan
+        .providers
+        .iter()
+        .map(|p| write_secret(p, args.dry_run, args.force))
+        .collect();
     let adoptions: Vec<Adoption> = plan.lineages.iter().map(|l| adopt(l, args.dry_run)).collect();
     let config_target = match (&plan.config_toml, &args.write_config) {
         (None, _) => String::new(),
@@ -99,8 +116,14 @@ pub fn certbot_command(args: &CertbotImport) -> anyhow::Result<bool> {
             "printed on stdout (--write-config PATH writes it to a file)".to_owned()
         }
     };
-    eprint!("{}", certbot::render_report(&tree, &plan, &adoptions, &config_target));
-    Ok(plan.config_toml.is_some() && plan.skipped.is_empty() && adoptions.iter().all(Adoption::ok))
+    eprint!(
+        "{}",
+        certbot::render_report_with_secrets(&tree, &plan, &adoptions, &secrets, &config_target)
+    );
+    Ok(plan.config_toml.is_some()
+        && plan.skipped.is_empty()
+        && adoptions.iter().all(Adoption::ok)
+        && secrets.iter().all(SecretWrite::ok))
 }
 
 /// Refuses to replace a config without --force, and finds a missing directory before any certificate is adopted.
@@ -152,6 +175,28 @@ fn adopt(lineage: &LineagePlan, dry_run: bool) -> Adoption {
     }
 }
 
+/// Writes a provider's TSIG secret file (0600, atomically, like the PEMs), unless it already holds that secret.
+fn write_secret(provider: &ProviderPlan, dry_run: bool, force: bool) -> SecretWrite {
+    let file = &provider.secret_file;
+    let existing = match fs::read(file) {
+        Ok(bytes) => Some(bytes),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+        Err(err) => return SecretWrite::NotWritten(format!("cannot read {}: {err}", file.display())),
+    };
+    if let Some(judged) = certbot::judge_secret(existing.as_deref(), provider, force) {
+        return judged;
+    }
+    if dry_run {
+        return SecretWrite::WouldWrite;
+    }
+    let text = certbot::secret_file_text(provider);
+    match store::write_atomic(file, text.as_bytes(), 0o600, FileOwner::default()) {
+        Ok(()) => SecretWrite::Written,
+        // The error names the file and the cause; it never holds the bytes written.
+        Err(err) => SecretWrite::NotWritten(format!("cannot write {}: {err}", file.display())),
+    }
+}
+
 /// Reads certbot's tree into data. Problems with one lineage's files are kept with that lineage (it is skipped and
 /// reported); only an unreadable `renewal/` directory stops the import.
 pub fn read_tree(config_dir: &Path) -> anyhow::Result<CertbotTree> {
@@ -163,7 +208,7 @@ pub fn read_tree(config_dir: &Path) -> anyhow::Result<CertbotTree> {
         .collect();
     confs.sort();
     let canonical_dir = config_dir.canonicalize().unwrap_or_else(|_| config_dir.to_owned());
-    let lineages = confs
+    let lineages: Vec<LineageFiles> = confs
         .into_iter()
         .map(|conf_path| {
             let name = conf_path
@@ -186,6 +231,28 @@ pub fn read_tree(config_dir: &Path) -> anyhow::Result<CertbotTree> {
         lineages,
         hook_scripts: hook_scripts(config_dir),
         accounts: accounts(config_dir),
+    })
+}
+
+/// Each credentials INI the renewal confs name, read once however many lineages share it.
+pub fn read_credentials_files(tree: &CertbotTree) -> BTreeMap<PathBuf, Result<CredentialsFile, String>> {
+    let mut credentials = BTreeMap::new();
+    for lineage in &tree.lineages {
+        let Ok(text) = &lineage.conf_text else { continue };
+        if let Some(ini) = certbot::credentials_path(text, &lineage.conf_path) {
+            credentials.entry(ini.clone()).or_insert_with(|| read_credentials(&ini));
+        }
+    }
+    credentials
+}
+
+/// A credentials INI and its mode. Its text is a secret: errors name the file, never the content.
+fn read_credentials(path: &Path) -> Result<CredentialsFile, String> {
+    let metadata = fs::metadata(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let text = fs::read_to_string(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    Ok(CredentialsFile {
+        mode: metadata.permissions().mode() & 0o7777,
+        text,
     })
 }
 

@@ -235,7 +235,7 @@ pub async fn preflight_command(config: &Config, names: &[String], lock_timeout: 
     let dns_specs = specs.iter().copied().filter(|s| s.challenge == ChallengeKind::Dns01);
     let dns = match dns_specs.clone().next() {
         None => None,
-        Some(_) => Some(super::dns::DnsSide::open(config, &state, dns_specs).await?),
+        Some(_) => Some(super::dns::DnsSide::open(config, &state, dns_specs).await),
     };
     let mut all_ok = true;
     for spec in specs {

@@ -14,44 +14,39 @@ use crate::edge::dns::{Placement, Provider, wait_until_served};
 use crate::edge::store::StateDir;
 use crate::edge::store::dns_records::{AddedRecord, DnsJournal};
 
-/// The providers of a run, by name, and the journal of what they added.
+/// The providers of a run, by name (or why one cannot be used), and the journal of what they added.
 pub struct DnsSide {
-    providers: HashMap<String, Arc<Provider>>,
+    providers: HashMap<String, Result<Arc<Provider>, String>>,
     journal: Arc<DnsJournal>,
 }
 
 impl DnsSide {
-    /// Opens the providers that `specs` use (reading their keys), after removing what an interrupted run left.
+    /// Opens the providers that the DNS-01 certificates among `specs` use (reading their keys), after removing what
+    /// an interrupted run left. A provider that cannot be opened fails only its own certificates.
     pub async fn open<'a>(
         config: &Config,
         store: &StateDir,
         specs: impl IntoIterator<Item = &'a CertificateSpec>,
-    ) -> anyhow::Result<DnsSide> {
+    ) -> DnsSide {
         let mut side = DnsSide {
             providers: HashMap::new(),
             journal: Arc::new(DnsJournal::open(store)),
         };
-        for spec in specs {
-            side.provider(config, spec).await?;
+        let used = specs
+            .into_iter()
+            .filter(|s| s.challenge == ChallengeKind::Dns01)
+            .filter_map(|s| config.dns_provider(s));
+        for provider in used {
+            if !side.providers.contains_key(&provider.name) {
+                let open = Provider::open(provider)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|err| format!("cannot use the DNS provider '{}': {err:#}", provider.name));
+                side.providers.insert(provider.name.clone(), open);
+            }
         }
         side.remove_leftovers(config).await;
-        Ok(side)
-    }
-
-    async fn provider(&mut self, config: &Config, spec: &CertificateSpec) -> anyhow::Result<Arc<Provider>> {
-        let provider = config
-            .dns_provider(spec)
-            .with_context(|| format!("certificate {} uses DNS-01 but names no [[dns_provider]]", spec.name))?;
-        if let Some(open) = self.providers.get(&provider.name) {
-            return Ok(open.clone());
-        }
-        let open = Arc::new(
-            Provider::open(provider)
-                .await
-                .with_context(|| format!("cannot use the DNS provider '{}'", provider.name))?,
-        );
-        self.providers.insert(provider.name.clone(), open.clone());
-        Ok(open)
+        side
     }
 
     /// Removes the records the journal names: a run killed between adding a record and removing it left them.
@@ -65,7 +60,14 @@ impl DnsSide {
         };
         for leftover in leftovers {
             let provider = match self.providers.get(&leftover.provider) {
-                Some(open) => open.clone(),
+                Some(Ok(open)) => open.clone(),
+                Some(Err(why)) => {
+                    tracing::warn!(
+                        record = leftover.record,
+                        "cannot remove a TXT record a previous run left: {why}; the next run tries again"
+                    );
+                    continue;
+                }
                 None => match config.dns_providers.iter().find(|p| p.name == leftover.provider) {
                     Some(provider) => match Provider::open(provider).await {
                         Ok(open) => Arc::new(open),
@@ -95,9 +97,13 @@ impl DnsSide {
                     Err(err) => Err(err),
                 };
             match removed {
-                Ok(()) => tracing::info!(
+                Ok(Withdrawn::Removed) => tracing::info!(
                     record = leftover.record,
                     "removed a TXT record that an interrupted run left behind"
+                ),
+                Ok(Withdrawn::NotThere) => tracing::debug!(
+                    record = leftover.record,
+                    "a journaled TXT record is not in the zone (its update never took effect); forgotten"
                 ),
                 Err(err) => tracing::warn!(
                     record = leftover.record,
@@ -113,12 +119,13 @@ impl DnsSide {
             .dns_provider(spec)
             .with_context(|| format!("certificate {} names no [[dns_provider]]", spec.name))?
             .name;
+        let provider = match self.providers.get(name) {
+            Some(Ok(open)) => open.clone(),
+            Some(Err(why)) => anyhow::bail!("{why}"),
+            None => anyhow::bail!("the DNS provider '{name}' was not opened"),
+        };
         Ok(DnsAnswers {
-            provider: self
-                .providers
-                .get(name)
-                .cloned()
-                .with_context(|| format!("the DNS provider '{name}' was not opened"))?,
+            provider,
             journal: self.journal.clone(),
         })
     }
@@ -220,16 +227,33 @@ impl ChallengePublisher for DnsAnswers {
     }
 }
 
-/// Removes one journaled value, then forgets it.
+/// What became of a journaled value.
+enum Withdrawn {
+    Removed,
+    /// The primary does not serve it: the update that was to add it never took effect (refused, or signed with a
+    /// wrong key), or someone removed it.
+    NotThere,
+}
+
+/// Removes one journaled value, then forgets it. A value the primary does not serve is only forgotten: a refused
+/// update would otherwise stay in the journal, and be "removed" again at every run.
 async fn withdraw_one(
     provider: &Provider,
     journal: &DnsJournal,
     placement: &Placement,
     added: &AddedRecord,
-) -> anyhow::Result<()> {
-    provider.remove(placement, &added.value).await?;
-    tracing::debug!(record = added.record, "TXT record removed");
-    journal.remove(added)
+) -> anyhow::Result<Withdrawn> {
+    let withdrawn = match provider.serves(placement, &added.value).await {
+        Ok(false) => Withdrawn::NotThere,
+        // Present, or the primary could not say: remove it.
+        Ok(true) | Err(_) => {
+            provider.remove(placement, &added.value).await?;
+            tracing::debug!(record = added.record, "TXT record removed");
+            Withdrawn::Removed
+        }
+    };
+    journal.remove(added)?;
+    Ok(withdrawn)
 }
 
 fn shown(challenge: &Challenge<'_>) -> String {

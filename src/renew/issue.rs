@@ -173,10 +173,9 @@ pub(super) async fn issue_all(
     let side = side.map(Arc::new);
     let dns = match wants(ChallengeKind::Dns01) {
         false => None,
-        true => match DnsSide::open(config, ca.store, orders.iter().map(|(spec, ..)| spec)).await {
-            Ok(dns) => Some(Arc::new(dns)),
-            Err(err) => return shared_failure(err.context("nothing was ordered")),
-        },
+        true => Some(Arc::new(
+            DnsSide::open(config, ca.store, orders.iter().map(|(spec, ..)| spec)).await,
+        )),
     };
 
     let progress = Progress::start(orders.len(), show_progress);
@@ -241,7 +240,7 @@ async fn answered_by(
             issue_one(config, acme, order, side, roots).await
         }
         (ChallengeKind::Dns01, _, Some(dns)) => {
-            let answers = dns.answers(config, spec)?;
+            let answers = dns.answers(config, spec).context("nothing was ordered")?;
             if config.challenge.preflight {
                 answers.preflight(spec).await.context(preflight_failed)?;
             }

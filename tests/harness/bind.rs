@@ -83,7 +83,9 @@ const ZONES: &[Zone] = &[
     Zone {
         name: "shop.test",
         a: &["@", "ns1"],
-        extra: "_acme-challenge IN CNAME shop.acme.delegate.test.\n",
+        // `blocked.shop.test` delegates into a zone whose policy does not grant that name: an update there is refused.
+        extra: "_acme-challenge IN CNAME shop.acme.delegate.test.\n\
+                _acme-challenge.blocked IN CNAME _acme-challenge.locked.test.\n",
         // Explicit, although it is named's default: the point of this zone is that it cannot be updated.
         updates: "allow-update { none; };",
     },

@@ -77,7 +77,7 @@ pub use output::{assert_exit, show, stderr, stdout};
 #[allow(unused_imports)]
 pub use ports::free_port;
 #[allow(unused_imports)]
-pub use process::{raise_own_open_files, run_echoed};
+pub use process::{poll_until, raise_own_open_files, run_echoed};
 #[allow(unused_imports)]
 pub use second::SecondHaproxy;
 #[allow(unused_imports)]

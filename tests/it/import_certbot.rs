@@ -349,3 +349,163 @@ fn with_short_lived_certificates_the_first_run_renews_every_imported_lineage_and
         }
     }
 }
+
+/// Fails the test with the way to install certbot's RFC 2136 plugin when it is missing.
+fn require_certbot_dns_rfc2136() {
+    // Debian's certbot runs under the system's interpreter, whatever python3 comes first on PATH (pyenv, a venv).
+    let found = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import certbot_dns_rfc2136"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "certbot's RFC 2136 plugin (python3-certbot-dns-rfc2136) is missing: run `scripts/lib/tools.sh \
+         ensure_certbot`, or apt-get install python3-certbot-dns-rfc2136"
+    );
+}
+
+#[test]
+fn import_certbot_maps_a_dns_rfc2136_wildcard_lineage_to_dns01_and_hapcert_renews_it_leaving_no_record() {
+    require_certbot_dns_rfc2136();
+    let sandbox = Sandbox::start_with(SandboxOptions {
+        dns: Some(Default::default()),
+        ..Default::default()
+    });
+    let lab = sandbox.dns();
+    let (host, port) = lab
+        .primary()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.to_owned()))
+        .unwrap();
+    let ini = sandbox.dir().join("rfc2136.ini");
+    fs::write(
+        &ini,
+        format!(
+            "dns_rfc2136_server = {host}\ndns_rfc2136_port = {port}\ndns_rfc2136_name = {}\n\
+             dns_rfc2136_secret = {}\ndns_rfc2136_algorithm = HMAC-SHA256\n",
+            lab.key_name(),
+            lab.secret_base64()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&ini, fs::Permissions::from_mode(0o600)).unwrap();
+
+    let directory = sandbox.acme_directory();
+    let ini_arg = ini.display().to_string();
+    let out = sandbox.certbot(&[
+        "certonly",
+        "--dns-rfc2136",
+        "--dns-rfc2136-credentials",
+        &ini_arg,
+        "--dns-rfc2136-propagation-seconds",
+        "1",
+        "--server",
+        &directory,
+        "--non-interactive",
+        "--agree-tos",
+        "--register-unsafely-without-email",
+        "--key-type",
+        "ecdsa",
+        "--cert-name",
+        "example.test",
+        "-d",
+        "example.test",
+        "-d",
+        "*.example.test",
+    ]);
+    assert_exit(&out, 0);
+    assert!(
+        lab.challenge_leftovers().is_empty(),
+        "certbot left {:?}",
+        lab.challenge_leftovers()
+    );
+
+    let written = sandbox.dir().join("imported.toml");
+    let target = written.display().to_string();
+    let out = import(&sandbox, &["--write-config", &target]);
+    assert_exit(&out, 0);
+    let imported = fs::read_to_string(&written).unwrap();
+    eprintln!("--- imported config ---\n{imported}");
+    assert!(
+        !imported.contains(lab.secret_base64()),
+        "the secret is not in the config"
+    );
+    assert!(!stderr(&out).contains(lab.secret_base64()), "nor in the report");
+    let report = stderr(&out).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(report.contains(", 1 imported, 0 skipped"), "{}", show(&out));
+    assert!(
+        report.contains("dns_rfc2136_propagation_seconds is not carried over"),
+        "{}",
+        show(&out)
+    );
+
+    let config: toml::Table = toml::from_str(&imported).unwrap();
+    let certificate = &config["certificate"].as_array().unwrap()[0];
+    assert_eq!(certificate["name"].as_str(), Some("example.test"));
+    assert_eq!(certificate["challenge"].as_str(), Some("dns-01"));
+    let domains: Vec<&str> = certificate["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(domains, ["example.test", "*.example.test"]);
+    let providers = config["dns_provider"].as_array().unwrap();
+    assert_eq!(providers.len(), 1);
+    let provider = &providers[0];
+    assert_eq!(certificate["dns_provider"].as_str(), provider["name"].as_str());
+    assert_eq!(provider["name"].as_str(), Some("rfc2136"), "named after rfc2136.ini");
+    assert_eq!(provider["kind"].as_str(), Some("rfc2136"));
+    assert_eq!(provider["server"].as_str(), Some(lab.primary().as_str()));
+    assert_eq!(provider["tsig_key_name"].as_str(), Some(lab.key_name()));
+    assert_eq!(provider["tsig_algorithm"].as_str(), Some("hmac-sha256"));
+    let secret_file = PathBuf::from(provider["tsig_secret_file"].as_str().unwrap());
+    assert_eq!(
+        secret_file,
+        sandbox.dir().join("tsig-rfc2136.secret"),
+        "next to the config"
+    );
+    assert_eq!(file_mode(&secret_file), 0o600);
+    assert_eq!(fs::read_to_string(&secret_file).unwrap().trim(), lab.secret_base64());
+    let pem = adopted(&sandbox, "example.test");
+    assert_eq!(file_mode(&pem), 0o600);
+    assert_eq!(
+        serial_hex(&leaf_der_from_pem_file(&pem)),
+        certbot_serial(&sandbox, "example.test")
+    );
+    let cert_files: Vec<String> = fs::read_dir(sandbox.cert_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(cert_files.iter().all(|f| !f.starts_with('*')), "{cert_files:?}");
+
+    // A dry run writes no secret.
+    fs::remove_file(&secret_file).unwrap();
+    let dry = import(&sandbox, &["--dry-run", "--write-config", &target]);
+    assert_exit(&dry, 0);
+    assert!(!secret_file.exists(), "{}", show(&dry));
+    assert!(stderr(&dry).contains("secret would be written to"), "{}", show(&dry));
+    let out = import(&sandbox, &["--write-config", &target, "--force"]);
+    assert_exit(&out, 0);
+    assert_eq!(file_mode(&secret_file), 0o600);
+
+    // Pointed at the sandbox, hapcert accepts it. The lab's NS records name port-53 servers that do not exist here, so
+    // the propagation check is given the primary, as the REVIEW comment in the config asks on such a host.
+    let mut config: toml::Table = toml::from_str(&sandbox_config(&sandbox, &imported)).unwrap();
+    let provider = config["dns_provider"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap();
+    provider.insert("nameservers".into(), toml::Value::Array(vec![lab.primary().into()]));
+    provider.insert("propagation_timeout".into(), "20s".into());
+    sandbox.write_config_text(&toml::to_string(&config).unwrap());
+    let check = sandbox.hapcert(&["check-config"]);
+    assert_exit(&check, 0);
+
+    // And renews it over DNS-01 through the imported provider, leaving no challenge record behind.
+    let renew = sandbox.hapcert(&["renew", "--force", "example.test"]);
+    assert_exit(&renew, 0);
+    let new = serial_hex(&leaf_der_from_pem_file(&pem));
+    assert_ne!(new, certbot_serial(&sandbox, "example.test"), "{}", show(&renew));
+    assert_eq!(serial_hex(&sandbox.served_leaf("k3x9q.example.test")), new);
+    assert!(lab.challenge_leftovers().is_empty(), "{:?}", lab.challenge_leftovers());
+}

@@ -1,5 +1,6 @@
 //! The architecture, checked from the source: the pure core imports nothing from the edges, a run or a command, and
-//! no module imports, through any chain, the module it is imported by. Read from the `use` paths and the
+//! no module imports, through any chain, the module it is imported by, and the crates that speak to an outside party
+//! (the CA, name servers) are named only by that party's edge. Read from the `use` paths and the
 //! `crate::...` paths of every file under src/ (inline test modules left out: a test may reach anywhere).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -298,4 +299,26 @@ fn results_reach_stdout_only_through_the_output_module() {
         "use output::{{out, outln}} instead:\n{}",
         offences.join("\n")
     );
+}
+
+#[test]
+fn each_outside_partys_crate_is_named_by_its_edge_alone() {
+    // (crate, the module that owns the party). Log filters name a crate as a string, which is no use of it.
+    let owners = [("instant_acme", "edge/acme/"), ("hickory_proto", "edge/dns/")];
+    let mut strays = Vec::new();
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    for file in files {
+        let Some(code) = code_of(&file) else { continue };
+        let relative = file.strip_prefix(src()).unwrap().to_string_lossy().into_owned();
+        for (krate, owner) in owners {
+            let named = code
+                .lines()
+                .any(|line| line.contains(&format!("{krate}::")) && !line.contains('"'));
+            if named && !relative.starts_with(owner) {
+                strays.push(format!("{relative} names {krate}, which only {owner} may"));
+            }
+        }
+    }
+    assert!(strays.is_empty(), "{strays:#?}");
 }

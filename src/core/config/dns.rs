@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::errors::Errors;
-use super::fields::{command, duration_or, located_path};
+use super::fields::{command, duration_or, located_path, refuse_other_kinds_keys};
 use super::{ChallengeKind, Located};
 
 /// `propagation_timeout` when not set: how long every authoritative server is given to serve a new TXT record.
@@ -188,13 +188,7 @@ pub(super) fn validate_providers(
                 continue;
             }
         };
-        for (field, _) in present.iter().filter(|(f, set)| *set && !allowed.contains(f)) {
-            errors.push(
-                Some(span.clone()),
-                &key(field),
-                format!("does not apply to kind = \"{kind_name}\"; remove it"),
-            );
-        }
+        refuse_other_kinds_keys(errors, &span, &key, kind_name, &present, allowed);
         let missing = |errors: &mut Errors, field: &str, what: &str| {
             errors.push(Some(span.clone()), &key(field), format!("is missing; {what}"));
         };

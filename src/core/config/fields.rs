@@ -98,3 +98,22 @@ pub(super) fn duration_or(
         .and_then(|t| duration(errors, t, key, allow_zero))
         .unwrap_or(default)
 }
+
+/// A table whose keys depend on its `kind`: a key set for another kind is refused, so a misplaced key is not silently
+/// ignored. `present` pairs each kind-specific key with whether the table sets it.
+pub(super) fn refuse_other_kinds_keys(
+    errors: &mut Errors,
+    table: &std::ops::Range<usize>,
+    key: &dyn Fn(&str) -> String,
+    kind: &str,
+    present: &[(&str, bool)],
+    allowed: &[&str],
+) {
+    for (field, _) in present.iter().filter(|(f, set)| *set && !allowed.contains(f)) {
+        errors.push(
+            Some(table.clone()),
+            &key(field),
+            format!("does not apply to kind = \"{kind}\"; remove it"),
+        );
+    }
+}

@@ -11,7 +11,9 @@ use toml::Spanned;
 
 use super::Located;
 use super::errors::Errors;
-use super::fields::{LONGEST_LIFETIME, command, contact_uri, duration_or, endpoints, located_path};
+use super::fields::{
+    LONGEST_LIFETIME, command, contact_uri, duration_or, endpoints, located_path, refuse_other_kinds_keys,
+};
 use super::raw::{RawCheck, RawDaemon, RawHooks, RawMetrics, RawNotify};
 
 #[derive(Debug, Clone)]
@@ -430,13 +432,7 @@ pub(super) fn validate_notify(raw: Vec<Spanned<RawNotify>>, base: &Path, errors:
                 continue;
             }
         };
-        for (field, _) in present.iter().filter(|(f, set)| *set && !allowed.contains(f)) {
-            errors.push(
-                Some(span.clone()),
-                &key(field),
-                format!("does not apply to kind = \"{kind_name}\"; remove it"),
-            );
-        }
+        refuse_other_kinds_keys(errors, &span, &key, kind_name, &present, allowed);
         let missing = |errors: &mut Errors, field: &str, what: &str| {
             errors.push(Some(span.clone()), &key(field), format!("is missing; {what}"));
         };

@@ -8,7 +8,7 @@ use crate::core::time::format_duration;
 pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
     let id = |v: Option<u32>| v.map_or("unchanged".to_owned(), |n| n.to_string());
     let mut out = format!(
-        "{path}: OK\n  CA:          {dir}\n  account:     {account}\n  contact:     {contact}\n  challenge:   HTTP-01 on {listen}\n  cert dir:    {cert_dir} (mode {mode:04o}, uid {uid}, gid {gid})\n  check:       {check}\n  reload:      {reload}\n  state:       {state}\n",
+        "{path}: OK\n  CA:          {dir}\n  account:     {account}\n  contact:     {contact}\n  challenge:   HTTP-01 on {listen}{default}\n  cert dir:    {cert_dir} (mode {mode:04o}, uid {uid}, gid {gid})\n  check:       {check}\n  reload:      {reload}\n  state:       {state}\n",
         path = config.path.display(),
         dir = config.acme.directory,
         contact = if config.acme.contact.is_empty() {
@@ -17,6 +17,10 @@ pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
             config.acme.contact.join(", ")
         },
         listen = config.challenge.listen,
+        default = match config.challenge.kind {
+            super::ChallengeKind::Dns01 => " (the default is DNS-01)",
+            super::ChallengeKind::Http01 => "",
+        },
         cert_dir = config.haproxy.cert_dir.value.display(),
         mode = config.haproxy.mode,
         uid = id(owner.uid),
@@ -39,14 +43,38 @@ pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
             advertise = fleet.advertise.map(|a| format!(", advertises {a}")).unwrap_or_default(),
         ));
     }
+    for provider in &config.dns_providers {
+        let how = match &provider.kind {
+            super::DnsProviderKind::Rfc2136(rfc) => format!(
+                "RFC 2136 to {} with key {} ({})",
+                rfc.server.as_deref().unwrap_or("the zone's primary (SOA)"),
+                rfc.key_name,
+                rfc.algorithm.name()
+            ),
+            super::DnsProviderKind::Exec { command, .. } => format!("exec {command}"),
+        };
+        let checked = match provider.nameservers.is_empty() {
+            true => "every NS of the zone".to_owned(),
+            false => provider.nameservers.join(", "),
+        };
+        out.push_str(&format!(
+            "  dns-01:      {} via {how}; checked on {checked} within {}\n",
+            provider.name,
+            format_duration(provider.propagation_timeout)
+        ));
+    }
     out.push_str(&format!("  certificates ({}):\n", config.certificates.len()));
     for cert in &config.certificates {
         let names: Vec<&str> = cert.domains.iter().map(|d| d.as_str()).collect();
         let rule = cert.renew_before.map_or("1/3 of lifetime left".to_owned(), |d| {
             format!("{} before expiry", format_duration(d))
         });
+        let challenge = match &cert.dns_provider {
+            Some(provider) => format!("dns-01 via {provider}"),
+            None => cert.challenge.name().to_owned(),
+        };
         out.push_str(&format!(
-            "    {:<16} {:<11} {} -> {} (renew at {rule})\n",
+            "    {:<16} {:<11} {} -> {} ({challenge}, renew at {rule})\n",
             cert.name,
             cert.key_type.name(),
             names.join(", "),

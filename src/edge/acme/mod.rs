@@ -631,14 +631,47 @@ fn acme_type(kind: ChallengeKind) -> ChallengeType {
     }
 }
 
-/// The challenges of `kind` that `order`'s pending authorizations ask for. A bad nonce or a transient failure while
-/// fetching resumes where it stopped: the stream keeps what it fetched.
+/// What a walk over an order's authorizations does.
+enum Pass<'p> {
+    /// Reads the challenges of the pending authorizations.
+    Read,
+    /// Tells the CA to validate each of these that is not started yet.
+    Start(&'p [PendingChallenge]),
+}
+
+/// The challenges of `kind` that `order`'s pending authorizations ask for.
 async fn pending_challenges(
     order: &mut instant_acme::Order,
     kind: ChallengeKind,
 ) -> anyhow::Result<Vec<PendingChallenge>> {
-    let mut pending = Vec::new();
-    let mut handled: HashSet<String> = HashSet::new();
+    walk_authorizations(order, kind, Pass::Read).await
+}
+
+/// Tells the CA to validate each of `pending` that is not started yet.
+async fn start_validations(
+    order: &mut instant_acme::Order,
+    kind: ChallengeKind,
+    pending: &[PendingChallenge],
+) -> anyhow::Result<()> {
+    walk_authorizations(order, kind, Pass::Start(pending)).await.map(drop)
+}
+
+/// One walk over `order`'s authorizations, for either pass. A bad nonce or a transient failure while fetching resumes
+/// where it stopped: the stream keeps what it fetched, and each authorization is handled once.
+async fn walk_authorizations(
+    order: &mut instant_acme::Order,
+    kind: ChallengeKind,
+    pass: Pass<'_>,
+) -> anyhow::Result<Vec<PendingChallenge>> {
+    let mut read = Vec::new();
+    let mut done: HashSet<String> = match pass {
+        Pass::Read => HashSet::new(),
+        Pass::Start(pending) => pending
+            .iter()
+            .filter(|p| p.started)
+            .map(|p| p.authorization.clone())
+            .collect(),
+    };
     let mut attempts = 0;
     'restart: loop {
         let mut authorizations = order.authorizations();
@@ -651,16 +684,32 @@ async fn pending_challenges(
                 }
                 Err(err) => return Err(describe(err)).context("cannot fetch an authorization"),
             };
-            if !handled.insert(authz.url().to_owned()) {
+            let url = authz.url().to_owned();
+            let answer = match pass {
+                Pass::Read => None,
+                Pass::Start(pending) => match pending.iter().find(|p| p.authorization == url) {
+                    Some(answer) => Some(answer),
+                    None => continue,
+                },
+            };
+            if !done.insert(url.clone()) {
                 continue;
             }
             let name = authz.identifier().to_string();
+            if let Some(answer) = answer {
+                let mut challenge = authz
+                    .challenge(acme_type(kind))
+                    .with_context(|| format!("the CA offers no {} challenge for {}", kind.name(), answer.shown()))?;
+                retry_transient!(challenge.set_ready().await)
+                    .map_err(describe)
+                    .with_context(|| format!("the CA refused to start validating {}", answer.shown()))?;
+                continue;
+            }
             match authz.status {
                 AuthorizationStatus::Valid => continue,
                 AuthorizationStatus::Pending => {}
                 other => bail!("the CA's authorization for {name} is {other:?}; it cannot be completed"),
             }
-            let url = authz.url().to_owned();
             let (identifier, wildcard) = match authz.identifier() {
                 AuthorizedIdentifier {
                     identifier: Identifier::Dns(base),
@@ -673,7 +722,7 @@ async fn pending_challenges(
                 .challenge(acme_type(kind))
                 .with_context(|| format!("the CA offers no {} challenge for {name}", kind.name()))?;
             let key_authorization = challenge.key_authorization();
-            pending.push(PendingChallenge {
+            read.push(PendingChallenge {
                 authorization: url,
                 identifier,
                 wildcard,
@@ -683,47 +732,7 @@ async fn pending_challenges(
                 started: challenge.status != instant_acme::ChallengeStatus::Pending,
             });
         }
-        return Ok(pending);
-    }
-}
-
-/// Tells the CA to validate each of `pending` that is not started yet.
-async fn start_validations(
-    order: &mut instant_acme::Order,
-    kind: ChallengeKind,
-    pending: &[PendingChallenge],
-) -> anyhow::Result<()> {
-    let mut started: HashSet<&str> = pending
-        .iter()
-        .filter(|p| p.started)
-        .map(|p| p.authorization.as_str())
-        .collect();
-    let mut attempts = 0;
-    'restart: loop {
-        let mut authorizations = order.authorizations();
-        while let Some(next) = authorizations.next().await {
-            let mut authz = match next {
-                Ok(authz) => authz,
-                Err(err) if (is_bad_nonce(&err) || is_transient(&err)) && attempts < NONCE_RETRIES => {
-                    attempts += 1;
-                    continue 'restart;
-                }
-                Err(err) => return Err(describe(err)).context("cannot fetch an authorization"),
-            };
-            let Some(answer) = pending.iter().find(|p| p.authorization == authz.url()) else {
-                continue;
-            };
-            if !started.insert(answer.authorization.as_str()) {
-                continue;
-            }
-            let mut challenge = authz
-                .challenge(acme_type(kind))
-                .with_context(|| format!("the CA offers no {} challenge for {}", kind.name(), answer.shown()))?;
-            retry_transient!(challenge.set_ready().await)
-                .map_err(describe)
-                .with_context(|| format!("the CA refused to start validating {}", answer.shown()))?;
-        }
-        return Ok(());
+        return Ok(read);
     }
 }
 

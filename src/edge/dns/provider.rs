@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use base64::Engine;
 use hickory_proto::op::{ResponseCode, update_message};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm as WireAlgorithm;
@@ -106,18 +105,8 @@ impl Provider {
             },
             DnsProviderKind::Rfc2136(rfc) => {
                 let file = &rfc.secret_file;
-                let text = crate::edge::config_secrets::read_secret_file(&file.value)
+                let secret = crate::edge::config_secrets::tsig_secret(&file.value)
                     .map_err(|why| anyhow::anyhow!("{}: {why}", file.key))?;
-                let secret = base64::engine::general_purpose::STANDARD
-                    .decode(text.trim())
-                    .map_err(|err| {
-                        anyhow::anyhow!(
-                            "{}: {} does not hold a base64 secret ({err}); put the `secret` of the key's \
-                             tsig-keygen output in it, alone",
-                            file.key,
-                            file.value.display()
-                        )
-                    })?;
                 let key_name = Name::from_ascii(format!("{}.", rfc.key_name))
                     .map_err(|err| anyhow::anyhow!("tsig_key_name '{}' is not a DNS name: {err}", rfc.key_name))?;
                 let signer = TSigner::new(secret, wire_algorithm(rfc.algorithm), key_name, TSIG_FUDGE)
@@ -244,6 +233,12 @@ impl Provider {
             }
             How::Exec { .. } => self.exec("present", placement, value).await,
         }
+    }
+
+    /// Whether the placement's primary serves `value` at its record now.
+    pub async fn serves(&self, placement: &Placement, value: &str) -> anyhow::Result<bool> {
+        let answer = lookup::txt(placement.primary, placement.record()).await?;
+        Ok(answer.values.iter().any(|v| v == value))
     }
 
     /// Takes exactly `value` away from the placement's record; other values at the name stay.

@@ -6,23 +6,44 @@
 //! This file holds certbot's tree as read, renewal confs included; `plan` maps its lineages to certificates and judges
 //! the files already in the cert dir, and `render` writes the config and the report from that plan.
 
+mod dns;
 mod plan;
 mod render;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::configobj::{self, Entry, Section};
 use crate::core::config::KeyType;
 
+pub use dns::{ProviderPlan, SecretWrite, judge_secret, secret_file_text};
 pub use plan::{Adoption, Existing, LineagePlan, Plan, PlanOptions, judge_existing};
-pub use render::{render_report, validate_generated};
+#[cfg(any(test, fuzzing))]
+pub use render::render_report;
+pub use render::{render_report_with_secrets, validate_generated};
 
-/// Decides everything: which lineages become certificates, with which settings, and the config text.
+/// Decides everything: which lineages become certificates, with which settings, and the config text. A tree whose
+/// lineages name credentials INI files needs [`plan_with_dns`], which is given those files; the import itself always
+/// calls that, so this is kept for the fuzz target and the tests.
+#[cfg(any(test, fuzzing))]
 pub fn plan(tree: &CertbotTree, options: &PlanOptions) -> Plan {
-    let mut plan = plan::decide(tree, options);
-    plan.config_toml = (!plan.lineages.is_empty())
-        .then(|| render::render_config(tree, &plan.lineages, &plan.directory, &plan.listen, options));
+    plan_with_dns(tree, options, &DnsInputs::default())
+}
+
+/// [`plan()`], with the credentials INI files the dns-rfc2136 lineages name, and where their secrets will go.
+pub fn plan_with_dns(tree: &CertbotTree, options: &PlanOptions, dns: &DnsInputs) -> Plan {
+    let mut plan = plan::decide(tree, options, dns);
+    plan.config_toml = (!plan.lineages.is_empty()).then(|| {
+        render::render_config(
+            tree,
+            &plan.lineages,
+            &plan.providers,
+            &plan.directory,
+            &plan.listen,
+            options,
+        )
+    });
     plan
 }
 
@@ -35,6 +56,41 @@ pub struct CertbotTree {
     /// Scripts in `renewal-hooks/{pre,deploy,post}/`, which certbot runs for every lineage.
     pub hook_scripts: Vec<HookScript>,
     pub accounts: Vec<Account>,
+}
+
+/// What the dns-rfc2136 lineages need besides the tree: kept apart from it because only those lineages need it.
+#[derive(Debug)]
+pub struct DnsInputs {
+    /// The credentials INI files the renewal confs name (`dns_rfc2136_credentials`), by the path a conf gives, or why
+    /// one could not be read.
+    pub credentials: BTreeMap<PathBuf, Result<CredentialsFile, String>>,
+    /// An absolute path: the directory of the config the import writes, where each provider's TSIG secret goes.
+    pub secret_dir: PathBuf,
+}
+
+impl Default for DnsInputs {
+    fn default() -> Self {
+        DnsInputs {
+            credentials: BTreeMap::new(),
+            secret_dir: PathBuf::from("/etc/hapcert"),
+        }
+    }
+}
+
+/// A credentials INI as read: it holds a TSIG secret, so `Debug` shows only its mode.
+pub struct CredentialsFile {
+    /// The permission bits: certbot warns when other users can read the file, and the import refuses it.
+    pub mode: u32,
+    pub text: String,
+}
+
+impl fmt::Debug for CredentialsFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsFile")
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("text", &format_args!("<{} bytes>", self.text.len()))
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -100,6 +156,10 @@ pub struct RenewalConf {
     pub webroot: Vec<String>,
     /// `manual_auth_hook`, `manual_cleanup_hook`.
     pub manual_hooks: Vec<(String, String)>,
+    /// `dns_rfc2136_credentials`: the INI with the TSIG key the dns-rfc2136 authenticator signed its updates with.
+    pub dns_credentials: Option<PathBuf>,
+    /// `dns_<plugin>_propagation_seconds`: certbot's fixed wait before asking the CA, which hapcert does not keep.
+    pub propagation_seconds: Option<String>,
 }
 
 /// The key type a conf asks for.
@@ -180,6 +240,11 @@ fn parse_renewal_conf(text: &str, file: &Path) -> Result<RenewalConf, configobj:
     }
     webroot.sort();
     webroot.dedup();
+    let propagation_seconds = params
+        .entries
+        .iter()
+        .find(|e| e.key.starts_with("dns_") && e.key.ends_with("_propagation_seconds"))
+        .map(|e| e.value.joined());
 
     Ok(RenewalConf {
         file: file.to_owned(),
@@ -192,7 +257,15 @@ fn parse_renewal_conf(text: &str, file: &Path) -> Result<RenewalConf, configobj:
         hooks,
         webroot,
         manual_hooks,
+        dns_credentials: text_of("dns_rfc2136_credentials").map(PathBuf::from),
+        propagation_seconds,
     })
+}
+
+/// The credentials INI a renewal conf names, for the edge to read; `None` when the conf names none or does not parse
+/// (the plan reports the parse error).
+pub fn credentials_path(conf_text: &str, conf_path: &Path) -> Option<PathBuf> {
+    parse_renewal_conf(conf_text, conf_path).ok()?.dns_credentials
 }
 
 /// certbot's `key_type`, `rsa_key_size` and `elliptic_curve` (with certbot's defaults: 2048 bits, secp256r1) as one of

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 use x509_parser::prelude::GeneralName;
 
-use super::{CertbotTree, LineageFiles, RenewalConf, parse_renewal_conf};
+use super::dns::{self, ProviderPlan};
+use super::{CertbotTree, DnsInputs, LineageFiles, RenewalConf, parse_renewal_conf};
 use crate::core::config::{DomainName, KeyType, LETSENCRYPT, validate_name};
 use crate::core::pem::{Bundle, CertFacts};
 use crate::core::time::format_time;
@@ -31,6 +32,8 @@ pub struct Plan {
     pub config_toml: Option<String>,
     pub lineages: Vec<LineagePlan>,
     pub skipped: Vec<Skipped>,
+    /// The `[[dns_provider]]` tables, one per credentials INI the imported lineages use.
+    pub providers: Vec<ProviderPlan>,
     /// The CA and side port chosen, for the report.
     pub directory: String,
     pub listen: ListenChoice,
@@ -59,6 +62,8 @@ pub struct LineagePlan {
     /// The archive file the current certificate came from.
     pub source: PathBuf,
     pub conf: RenewalConf,
+    /// `Some(provider)`: validated with DNS-01 through that `[[dns_provider]]`; `None`: HTTP-01.
+    pub dns_provider: Option<String>,
     /// Where hapcert will not keep what certbot did, e.g. "the first run reissues it as ecdsa-p384".
     pub changes: Vec<String>,
 }
@@ -80,11 +85,12 @@ pub struct ListenChoice {
 }
 
 /// Decides which lineages become certificates, with which settings; the config text is left to `render`.
-pub(super) fn decide(tree: &CertbotTree, options: &PlanOptions) -> Plan {
+pub(super) fn decide(tree: &CertbotTree, options: &PlanOptions, dns: &DnsInputs) -> Plan {
     let mut lineages = Vec::new();
     let mut skipped = Vec::new();
+    let mut providers = Vec::new();
     for files in &tree.lineages {
-        match plan_lineage(files, options) {
+        match plan_lineage(files, options, dns, &mut providers) {
             Ok(lineage) => lineages.push(lineage),
             Err(reason) => skipped.push(Skipped {
                 name: files.name.clone(),
@@ -108,18 +114,43 @@ pub(super) fn decide(tree: &CertbotTree, options: &PlanOptions) -> Plan {
         config_toml: None,
         lineages,
         skipped,
+        providers,
         directory,
         listen,
     }
 }
 
-fn plan_lineage(files: &LineageFiles, options: &PlanOptions) -> Result<LineagePlan, String> {
+fn plan_lineage(
+    files: &LineageFiles,
+    options: &PlanOptions,
+    dns: &DnsInputs,
+    providers: &mut Vec<ProviderPlan>,
+) -> Result<LineagePlan, String> {
     let name = &files.name;
     validate_name(name).map_err(|problem| {
         format!("the lineage name {problem}, and hapcert names files after it; keep this one on certbot")
     })?;
     let text = files.conf_text.as_ref().map_err(Clone::clone)?;
     let conf = parse_renewal_conf(text, &files.conf_path).map_err(|e| e.to_string())?;
+    // The credentials are checked before the certificate: a key hapcert cannot sign with is the first thing to fix.
+    let credentials = match conf.authenticator.as_deref() {
+        Some("dns-rfc2136") => {
+            let Some(ini) = &conf.dns_credentials else {
+                return Err(format!(
+                    "{} uses the dns-rfc2136 authenticator but names no dns_rfc2136_credentials file",
+                    files.conf_path.display()
+                ));
+            };
+            let file = match dns.credentials.get(ini) {
+                Some(Ok(file)) => file,
+                Some(Err(why)) => return Err(format!("its credentials file cannot be read: {why}")),
+                None => return Err(format!("its credentials file {} was not read", ini.display())),
+            };
+            Some((ini.clone(), dns::read_credentials(ini, file)?))
+        }
+        Some(plugin) if dns::is_dns_plugin(plugin) => return Err(dns::exec_advice(plugin)),
+        _ => None,
+    };
     let fullchain = files.fullchain.as_ref().map_err(Clone::clone)?;
     let privkey = files.privkey.as_ref().map_err(Clone::clone)?;
 
@@ -155,9 +186,10 @@ fn plan_lineage(files: &LineageFiles, options: &PlanOptions) -> Result<LineagePl
     for domain in &domains {
         let name =
             DomainName::parse(domain).map_err(|problem| format!("its certificate names '{domain}': {problem}"))?;
-        if name.is_wildcard() {
+        if name.is_wildcard() && credentials.is_none() {
             return Err(format!(
-                "its certificate names '{domain}', a wildcard, which needs DNS-01; this import maps HTTP-01 lineages only"
+                "its certificate names '{domain}', a wildcard, which needs DNS-01, and certbot validated it with {},                  which the import does not map; add a [[dns_provider]] and this certificate by hand",
+                conf.authenticator.as_deref().unwrap_or("no recorded authenticator")
             ));
         }
     }
@@ -204,6 +236,22 @@ fn plan_lineage(files: &LineageFiles, options: &PlanOptions) -> Result<LineagePl
         ));
     }
 
+    let dns_provider = credentials.map(|(ini, credentials)| {
+        if let Some(known) = providers.iter_mut().find(|p| p.ini == ini) {
+            known.lineages.push(name.clone());
+            return known.name.clone();
+        }
+        let provider_name = dns::provider_name(&ini, providers);
+        providers.push(ProviderPlan {
+            secret_file: dns.secret_dir.join(format!("tsig-{provider_name}.secret")),
+            name: provider_name.clone(),
+            ini,
+            credentials,
+            lineages: vec![name.clone()],
+        });
+        provider_name
+    });
+
     Ok(LineagePlan {
         name: name.clone(),
         domains,
@@ -215,6 +263,7 @@ fn plan_lineage(files: &LineageFiles, options: &PlanOptions) -> Result<LineagePl
         facts,
         source: fullchain.source.clone(),
         conf,
+        dns_provider,
         changes,
     })
 }

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::CertbotTree;
+use super::dns::{ProviderPlan, SecretWrite};
 use super::plan::{Adoption, Existing, LineagePlan, ListenChoice, Plan, PlanOptions};
 use crate::core::config::{Config, LETSENCRYPT, LETSENCRYPT_STAGING};
 use crate::core::time::format_time;
@@ -41,6 +42,7 @@ fn printable(line: &str) -> String {
 pub(super) fn render_config(
     tree: &CertbotTree,
     lineages: &[LineagePlan],
+    providers: &[ProviderPlan],
     directory: &str,
     listen: &ListenChoice,
     options: &PlanOptions,
@@ -82,8 +84,14 @@ pub(super) fn render_config(
 
     out += "\n[challenge]\n";
     out += &comment(&wrap(&format!("{}.", listen.why), COMMENT_WIDTH));
-    out += "# REVIEW: HAProxy's port 80 must forward /.well-known/acme-challenge/ here, before any https redirect\n";
-    out += "# (`hapcert haproxy-config` prints the lines).\n";
+    if lineages.iter().all(|l| l.dns_provider.is_some()) {
+        // Nothing here validates over HTTP-01, so asking for HAProxy's forwarding would send the operator on an errand.
+        out += "# Every certificate below uses DNS-01; this side port serves HTTP-01 certificates added later.\n";
+    } else {
+        out +=
+            "# REVIEW: HAProxy's port 80 must forward /.well-known/acme-challenge/ here, before any https redirect\n";
+        out += "# (`hapcert haproxy-config` prints the lines).\n";
+    }
     out += &format!("listen = {}\n", toml_string(&listen.addr.to_string()));
 
     out += "\n[haproxy]\n";
@@ -99,6 +107,11 @@ pub(super) fn render_config(
     out += "\n[state]\n";
     out += "# hapcert's account key, backups and last results.\n";
     out += "dir = \"/var/lib/hapcert\"\n";
+
+    for provider in providers {
+        out += "\n";
+        out += &provider_table(provider, lineages);
+    }
 
     for lineage in lineages {
         out += "\n";
@@ -131,7 +144,52 @@ pub(super) fn render_config(
         let domains: Vec<String> = lineage.domains.iter().map(|d| toml_string(d)).collect();
         out += &format!("domains = [{}]\n", domains.join(", "));
         out += &format!("key_type = {}\n", toml_string(lineage.key_type.name()));
+        if let Some(provider) = &lineage.dns_provider {
+            out += "challenge = \"dns-01\"\n";
+            out += &format!("dns_provider = {}\n", toml_string(provider));
+        }
     }
+    out
+}
+
+/// One `[[dns_provider]]` made from a certbot credentials INI. The secret itself stays out of the config.
+fn provider_table(provider: &ProviderPlan, lineages: &[LineagePlan]) -> String {
+    let credentials = &provider.credentials;
+    let mut out = comment(&wrap(
+        &format!(
+            "certbot's dns-rfc2136 credentials {} (used by {}). Its secret was copied to tsig_secret_file (mode \
+             0600); the config only names that file.",
+            provider.ini.display(),
+            provider.lineages.join(", ")
+        ),
+        COMMENT_WIDTH,
+    ));
+    let waits: Vec<&str> = lineages
+        .iter()
+        .filter(|l| l.dns_provider.as_deref() == Some(provider.name.as_str()))
+        .filter_map(|l| l.conf.propagation_seconds.as_deref())
+        .collect();
+    if let Some(seconds) = waits.first() {
+        out += &comment(&wrap(
+            &format!(
+                "certbot slept dns_rfc2136_propagation_seconds = {seconds} before asking the CA; hapcert waits instead \
+                 until every authoritative server of the zone answers the record."
+            ),
+            COMMENT_WIDTH,
+        ));
+    }
+    out += "# REVIEW: those servers are the zone's NS records, asked on port 53 from this host; if they answer elsewhere\n";
+    out += "# (another port, or another view than the CA sees), list them: nameservers = [\"192.0.2.1:53\"]\n";
+    out += "[[dns_provider]]\n";
+    out += &format!("name = {}\n", toml_string(&provider.name));
+    out += "kind = \"rfc2136\"\n";
+    out += &format!("server = {}\n", toml_string(&credentials.server));
+    out += &format!("tsig_key_name = {}\n", toml_string(&credentials.key_name));
+    out += &format!("tsig_algorithm = {}\n", toml_string(credentials.algorithm.name()));
+    out += &format!(
+        "tsig_secret_file = {}\n",
+        toml_string(&provider.secret_file.display().to_string())
+    );
     out
 }
 
@@ -181,9 +239,21 @@ pub fn validate_generated(plan: &Plan, config_path: &Path) -> Result<(), String>
     Ok(())
 }
 
-/// The human-readable report for stderr: what was imported, what was skipped, and everything certbot did that hapcert
-/// will not do.
+/// The report of a plan without DNS providers: for the fuzz target and the tests.
+#[cfg(any(test, fuzzing))]
 pub fn render_report(tree: &CertbotTree, plan: &Plan, adoptions: &[Adoption], config_target: &str) -> String {
+    render_report_with_secrets(tree, plan, adoptions, &[], config_target)
+}
+
+/// The human-readable report for stderr: what was imported, what was skipped, and everything certbot did that hapcert
+/// will not do. `secrets` says what became of each DNS provider's secret file, in the order of `plan.providers`.
+pub fn render_report_with_secrets(
+    tree: &CertbotTree,
+    plan: &Plan,
+    adoptions: &[Adoption],
+    secrets: &[SecretWrite],
+    config_target: &str,
+) -> String {
     let mut out = format!(
         "hapcert import certbot: {} lineage{} in {}, {} imported, {} skipped\n",
         tree.lineages.len(),
@@ -217,9 +287,44 @@ pub fn render_report(tree: &CertbotTree, plan: &Plan, adoptions: &[Adoption], co
             Adoption::NotAdopted(why) => why.clone(),
         };
         out += &format!("            {what}\n");
+        if let Some(provider) = &lineage.dns_provider {
+            out += &format!("            DNS-01 through [[dns_provider]] {provider}\n");
+        }
         for change in &lineage.changes {
             out += &format!("            note: {change}\n");
         }
+    }
+    for (provider, secret) in plan.providers.iter().zip(secrets) {
+        let credentials = &provider.credentials;
+        out += &format!(
+            "  provider  {}: rfc2136 from {}: server {}, key {} ({})\n",
+            provider.name,
+            provider.ini.display(),
+            credentials.server,
+            credentials.key_name,
+            credentials.algorithm.name()
+        );
+        let what = match secret {
+            SecretWrite::Written => format!("secret written to {} (0600)", provider.secret_file.display()),
+            SecretWrite::WouldWrite => format!(
+                "secret would be written to {} (dry run)",
+                provider.secret_file.display()
+            ),
+            SecretWrite::AlreadyThere => format!(
+                "{} already holds this secret; left as it is",
+                provider.secret_file.display()
+            ),
+            SecretWrite::NotWritten(why) => format!("SECRET NOT WRITTEN: {why}"),
+        };
+        out += &format!("            {what}\n");
+    }
+    if plan
+        .lineages
+        .iter()
+        .any(|l| l.dns_provider.is_some() && l.conf.propagation_seconds.is_some())
+    {
+        out += "  certbot's dns_rfc2136_propagation_seconds is not carried over: hapcert waits until every authoritative \
+                server answers.\n";
     }
     for skipped in &plan.skipped {
         out += &format!("  SKIPPED   {}: {}\n", skipped.name, skipped.reason);
@@ -309,9 +414,8 @@ pub fn render_report(tree: &CertbotTree, plan: &Plan, adoptions: &[Adoption], co
                     }
                 ));
             }
-            Some(dns) if dns.starts_with("dns") => authenticators.push(format!(
-                "{name}: {dns} (DNS-01): hapcert validates over HTTP-01, so every name must reach this host's port 80"
-            )),
+            // Carried over as a DNS provider, listed above.
+            Some("dns-rfc2136") if lineage.dns_provider.is_some() => {}
             Some(other) => authenticators.push(format!("{name}: {other}")),
             None => authenticators.push(format!("{name}: no authenticator recorded")),
         }
@@ -321,9 +425,12 @@ pub fn render_report(tree: &CertbotTree, plan: &Plan, adoptions: &[Adoption], co
             ));
         }
     }
-    if authenticators.is_empty() {
+    let all_dns = !plan.lineages.is_empty() && plan.lineages.iter().all(|l| l.dns_provider.is_some());
+    if authenticators.is_empty() && all_dns {
+        out += &paragraph("authenticators: every lineage is validated with DNS-01 through the providers above.");
+    } else if authenticators.is_empty() {
         out += &paragraph(
-            "authenticators: every lineage used certbot's standalone server on a side port, as hapcert does.",
+            "authenticators: every HTTP-01 lineage used certbot's standalone server on a side port, as hapcert does.",
         );
     } else {
         out += &paragraph(&format!(

@@ -553,3 +553,351 @@ fn toml_strings_round_trip() {
         assert_eq!(parsed["v"].as_str(), Some(text));
     }
 }
+
+const SECRET: &str = "ee+JGR1CNiX5zco+me3kMyY+qzYBJ2N9eeCIFPBRLdQ=";
+
+/// A conf as certbot 2.1 writes it for `certonly --dns-rfc2136 --dns-rfc2136-credentials <ini>
+/// --dns-rfc2136-propagation-seconds 1`.
+fn rfc2136_conf(name: &str, ini: &str) -> String {
+    standalone_conf(name, "key_type = ecdsa\n", "")
+        .replace("authenticator = standalone", "authenticator = dns-rfc2136")
+        .replace(
+            "http01_port = 54321\n",
+            &format!("dns_rfc2136_credentials = {ini}\ndns_rfc2136_propagation_seconds = 1\n"),
+        )
+}
+
+fn ini_text(algorithm: Option<&str>) -> String {
+    let mut text = format!(
+        "# Target DNS server\ndns_rfc2136_server = 127.0.0.1\ndns_rfc2136_port = 5300\n\
+         dns_rfc2136_name = acme-key\ndns_rfc2136_secret = {SECRET}\n"
+    );
+    if let Some(algorithm) = algorithm {
+        text += &format!("dns_rfc2136_algorithm = {algorithm}\n");
+    }
+    text
+}
+
+fn ini(mode: u32, text: &str) -> Result<CredentialsFile, String> {
+    Ok(CredentialsFile {
+        mode,
+        text: text.to_owned(),
+    })
+}
+
+fn dns_inputs(files: Vec<(&str, Result<CredentialsFile, String>)>) -> DnsInputs {
+    DnsInputs {
+        credentials: files.into_iter().map(|(p, f)| (PathBuf::from(p), f)).collect(),
+        secret_dir: PathBuf::from("/etc/hapcert"),
+    }
+}
+
+#[test]
+fn rfc2136_lineages_become_dns01_certificates_sharing_one_provider_per_ini() {
+    let ca = TestCa::new();
+    let wildcard = ca.issue(&["example.com", "*.example.com"], KeyType::EcdsaP256, 90);
+    let other = ca.issue(&["shop.example.com"], KeyType::EcdsaP256, 90);
+    let plain = ca.issue(&["www.example.org"], KeyType::EcdsaP256, 90);
+    let shared = "/etc/letsencrypt/rfc2136.ini";
+    let tree = tree(vec![
+        lineage("example.com", &rfc2136_conf("example.com", shared), &wildcard),
+        lineage("plain", &standalone_conf("plain", "key_type = ecdsa\n", ""), &plain),
+        lineage("shop", &rfc2136_conf("shop", shared), &other),
+    ]);
+    let dns = dns_inputs(vec![(shared, ini(0o600, &ini_text(Some("HMAC-SHA256"))))]);
+    let plan = plan_with_dns(&tree, &options(), &dns);
+    assert_eq!(plan.skipped, []);
+    assert_eq!(plan.providers.len(), 1, "one INI, one provider");
+    let provider = &plan.providers[0];
+    assert_eq!(provider.name, "rfc2136");
+    assert_eq!(provider.lineages, ["example.com", "shop"]);
+    assert_eq!(provider.secret_file, Path::new("/etc/hapcert/tsig-rfc2136.secret"));
+    assert_eq!(secret_file_text(provider), format!("{SECRET}\n"));
+
+    validate_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+    let text = plan.config_toml.as_deref().unwrap();
+    assert!(!text.contains(SECRET), "the secret stays out of the config:\n{text}");
+    assert!(!format!("{plan:?}").contains(SECRET), "Debug shows no secret");
+    let config = Config::parse(text, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+    assert_eq!(config.dns_providers.len(), 1);
+    match &config.dns_providers[0].kind {
+        crate::core::config::DnsProviderKind::Rfc2136(rfc) => {
+            assert_eq!(rfc.server.as_deref(), Some("127.0.0.1:5300"));
+            assert_eq!(rfc.key_name, "acme-key");
+            assert_eq!(rfc.algorithm, crate::core::config::TsigAlgorithm::HmacSha256);
+            assert_eq!(rfc.secret_file.value, Path::new("/etc/hapcert/tsig-rfc2136.secret"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let by_name = |name: &str| config.certificates.iter().find(|c| c.name == name).unwrap();
+    let wild = by_name("example.com");
+    assert_eq!(wild.challenge, crate::core::config::ChallengeKind::Dns01);
+    assert_eq!(wild.dns_provider.as_deref(), Some("rfc2136"));
+    assert_eq!(
+        wild.domains.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        ["example.com", "*.example.com"]
+    );
+    assert_eq!(wild.file.value, Path::new("/etc/haproxy/certs/example.com.pem"));
+    assert_eq!(by_name("shop").dns_provider.as_deref(), Some("rfc2136"));
+    assert_eq!(by_name("plain").challenge, crate::core::config::ChallengeKind::Http01);
+    assert!(
+        plan.lineages
+            .iter()
+            .all(|l| !l.file.file_name().unwrap().to_string_lossy().starts_with('*'))
+    );
+    assert!(text.contains("dns_rfc2136_propagation_seconds = 1"), "{text}");
+    assert!(
+        text.contains("REVIEW: HAProxy's port 80"),
+        "one lineage uses HTTP-01: {text}"
+    );
+
+    let report = render_report_with_secrets(
+        &tree,
+        &plan,
+        &[Adoption::Written, Adoption::Written, Adoption::Written],
+        &[SecretWrite::Written],
+        "written to /etc/hapcert/hapcert.toml",
+    );
+    assert!(!report.contains(SECRET));
+    for expected in [
+        "  provider  rfc2136: rfc2136 from /etc/letsencrypt/rfc2136.ini: server 127.0.0.1:5300, key acme-key \
+         (hmac-sha256)\n            secret written to /etc/hapcert/tsig-rfc2136.secret (0600)\n",
+        "            DNS-01 through [[dns_provider]] rfc2136\n",
+        "dns_rfc2136_propagation_seconds is not carried over: hapcert waits until every authoritative server answers",
+    ] {
+        assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+    }
+    assert!(!report.contains("validates over HTTP-01"), "{report}");
+}
+
+#[test]
+fn weak_or_missing_algorithms_skip_the_lineage_with_how_to_make_an_hmac_sha256_key() {
+    let ca = TestCa::new();
+    let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+    let cases = [
+        ("md5", Some("HMAC-MD5"), "sets dns_rfc2136_algorithm = HMAC-MD5"),
+        ("sha1", Some("HMAC-SHA1"), "sets dns_rfc2136_algorithm = HMAC-SHA1"),
+        (
+            "none",
+            None,
+            "sets no dns_rfc2136_algorithm, so certbot signs with HMAC-MD5",
+        ),
+        ("lower", Some("hmac-sha256"), "which certbot reads as HMAC-MD5"),
+    ];
+    let mut lineages = vec![lineage("good", &rfc2136_conf("good", "/le/good.ini"), &pem)];
+    let mut files = vec![("/le/good.ini", ini(0o600, &ini_text(Some("HMAC-SHA512"))))];
+    for (name, algorithm, _) in cases {
+        let path: &'static str = Box::leak(format!("/le/{name}.ini").into_boxed_str());
+        lineages.push(lineage(name, &rfc2136_conf(name, path), &pem));
+        files.push((path, ini(0o600, &ini_text(algorithm))));
+    }
+    let plan = plan_with_dns(&tree(lineages), &options(), &dns_inputs(files));
+    assert_eq!(plan.lineages.len(), 1, "{:?}", plan.skipped);
+    assert_eq!(
+        plan.providers[0].credentials.algorithm,
+        crate::core::config::TsigAlgorithm::HmacSha512
+    );
+    assert_eq!(plan.providers[0].name, "good");
+    for (skipped, (name, _, why)) in plan.skipped.iter().zip(cases) {
+        assert_eq!(skipped.name, name);
+        assert!(skipped.reason.contains(why), "{name}: {}", skipped.reason);
+        assert!(
+            skipped.reason.contains(&format!("/le/{name}.ini")),
+            "names the file: {}",
+            skipped.reason
+        );
+        assert!(
+            skipped.reason.contains("`tsig-keygen -a hmac-sha256 acme-key`") && skipped.reason.contains("named.conf"),
+            "{name}: {}",
+            skipped.reason
+        );
+        assert!(!skipped.reason.contains(SECRET));
+    }
+    assert!(
+        plan.skipped[3]
+            .reason
+            .contains("write dns_rfc2136_algorithm = HMAC-SHA256"),
+        "{}",
+        plan.skipped[3].reason
+    );
+    validate_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+}
+
+#[test]
+fn unreadable_incomplete_or_world_readable_credentials_skip_the_lineage_naming_the_file() {
+    let ca = TestCa::new();
+    let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+    let full = ini_text(Some("HMAC-SHA256"));
+    let without = |key: &str| {
+        full.lines()
+            .filter(|l| !l.starts_with(key))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    };
+    let cases: Vec<(&str, Result<CredentialsFile, String>, String)> = vec![
+        (
+            "unreadable",
+            Err("cannot read /le/unreadable.ini: Permission denied (os error 13)".into()),
+            "its credentials file cannot be read: cannot read /le/unreadable.ini: Permission denied".into(),
+        ),
+        (
+            "noserver",
+            ini(0o600, &without("dns_rfc2136_server")),
+            "the credentials file /le/noserver.ini has no dns_rfc2136_server".into(),
+        ),
+        (
+            "noname",
+            ini(0o600, &without("dns_rfc2136_name")),
+            "the credentials file /le/noname.ini has no dns_rfc2136_name".into(),
+        ),
+        (
+            "nosecret",
+            ini(0o600, &without("dns_rfc2136_secret")),
+            "the credentials file /le/nosecret.ini has no dns_rfc2136_secret".into(),
+        ),
+        (
+            "open",
+            ini(0o644, &full),
+            "the credentials file /le/open.ini holds a TSIG secret and other users can read it (mode 0644".into(),
+        ),
+        (
+            "badport",
+            ini(0o600, &full.replace("5300", "53000000")),
+            "/le/badport.ini: dns_rfc2136_port '53000000' is not a port number".into(),
+        ),
+        (
+            "notbase64",
+            ini(0o600, &full.replace(SECRET, "not base64!")),
+            "/le/notbase64.ini: dns_rfc2136_secret is not base64".into(),
+        ),
+    ];
+    let mut lineages = Vec::new();
+    let mut files = Vec::new();
+    let mut expected = Vec::new();
+    for (name, file, why) in cases {
+        let path: &'static str = Box::leak(format!("/le/{name}.ini").into_boxed_str());
+        lineages.push(lineage(name, &rfc2136_conf(name, path), &pem));
+        files.push((path, file));
+        expected.push((name, why));
+    }
+    let mut no_ini = rfc2136_conf("noini", "x");
+    no_ini = no_ini.replace("dns_rfc2136_credentials = x\n", "");
+    lineages.push(lineage("noini", &no_ini, &pem));
+    lineages.push(lineage("good", &rfc2136_conf("good", "/le/good.ini"), &pem));
+    files.push(("/le/good.ini", ini(0o640, &full)));
+    let plan = plan_with_dns(&tree(lineages), &options(), &dns_inputs(files));
+    assert_eq!(
+        plan.lineages.len(),
+        1,
+        "group-readable is what certbot accepts too: {:?}",
+        plan.skipped
+    );
+    for (name, why) in &expected {
+        let skipped = plan.skipped.iter().find(|s| s.name == *name).unwrap();
+        assert!(skipped.reason.contains(why.as_str()), "{name}: {}", skipped.reason);
+        assert!(!skipped.reason.contains(SECRET));
+    }
+    let noini = plan.skipped.iter().find(|s| s.name == "noini").unwrap();
+    assert!(
+        noini.reason.contains("names no dns_rfc2136_credentials"),
+        "{}",
+        noini.reason
+    );
+}
+
+#[test]
+fn other_dns_plugins_are_skipped_with_what_an_exec_provider_needs_and_not_imported_as_http01() {
+    let ca = TestCa::new();
+    let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+    let conf = |name: &str, plugin: &str| {
+        standalone_conf(name, "key_type = ecdsa\n", "")
+            .replace("authenticator = standalone", &format!("authenticator = {plugin}"))
+            .replace("http01_port = 54321\n", "dns_cloudflare_credentials = /root/cf.ini\n")
+    };
+    let plan = plan(
+        &tree(vec![
+            lineage("cf", &conf("cf", "dns-cloudflare"), &pem),
+            lineage("r53", &conf("r53", "dns-route53"), &pem),
+            lineage("third", &conf("third", "certbot-dns-foo:dns-foo"), &pem),
+        ]),
+        &options(),
+    );
+    assert!(plan.lineages.is_empty());
+    assert_eq!(plan.config_toml, None);
+    for (skipped, plugin) in plan
+        .skipped
+        .iter()
+        .zip(["dns-cloudflare", "dns-route53", "certbot-dns-foo:dns-foo"])
+    {
+        for part in [
+            format!("the {plugin} plugin"),
+            "kind = \"exec\"".to_owned(),
+            "command = ".to_owned(),
+            "<command> present <fqdn> <value>".to_owned(),
+            "<command> cleanup <fqdn> <value>".to_owned(),
+            "challenge = \"dns-01\"".to_owned(),
+        ] {
+            assert!(skipped.reason.contains(&part), "{part:?} in {}", skipped.reason);
+        }
+    }
+}
+
+#[test]
+fn provider_names_come_from_the_ini_file_and_stay_unique() {
+    let ca = TestCa::new();
+    let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+    let paths = ["/a/bind.ini", "/b/bind.ini", "/c/My Zone!.ini", "/d/!!!.ini"];
+    let mut lineages = Vec::new();
+    let mut files = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let name = format!("l{i}");
+        lineages.push(lineage(&name, &rfc2136_conf(&name, path), &pem));
+        files.push((*path, ini(0o600, &ini_text(Some("HMAC-SHA384")))));
+    }
+    let plan = plan_with_dns(&tree(lineages), &options(), &dns_inputs(files));
+    let names: Vec<&str> = plan.providers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["bind", "bind-2", "my-zone", "rfc2136"]);
+    validate_generated(&plan, Path::new("/etc/hapcert/hapcert.toml")).unwrap();
+}
+
+#[test]
+fn an_ipv6_server_is_bracketed_and_the_default_port_is_53() {
+    let text = "dns_rfc2136_server = 2001:db8::53\ndns_rfc2136_name = k.\n\
+                dns_rfc2136_secret = ee+JGR1CNiX5zco+me3kMyY+qzYBJ2N9eeCIFPBRLdQ=\ndns_rfc2136_algorithm = HMAC-SHA256\n";
+    let file = CredentialsFile {
+        mode: 0o600,
+        text: text.into(),
+    };
+    let credentials = dns::read_credentials(Path::new("/x.ini"), &file).unwrap();
+    assert_eq!(credentials.server, "[2001:db8::53]:53");
+    assert_eq!(credentials.key_name, "k");
+    assert!(!format!("{credentials:?} {file:?}").contains(SECRET));
+}
+
+#[test]
+fn an_existing_secret_file_is_kept_when_it_holds_the_secret_and_replaced_only_with_force() {
+    let ca = TestCa::new();
+    let pem = ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90);
+    let plan = plan_with_dns(
+        &tree(vec![lineage("a", &rfc2136_conf("a", "/le/r.ini"), &pem)]),
+        &options(),
+        &dns_inputs(vec![("/le/r.ini", ini(0o600, &ini_text(Some("HMAC-SHA256"))))]),
+    );
+    let text = plan.config_toml.as_deref().unwrap();
+    assert!(
+        !text.contains("REVIEW: HAProxy's port 80") && text.contains("Every certificate below uses DNS-01"),
+        "{text}"
+    );
+    let provider = &plan.providers[0];
+    assert_eq!(judge_secret(None, provider, false), None);
+    assert_eq!(
+        judge_secret(Some(format!("{SECRET}\n").as_bytes()), provider, false),
+        Some(SecretWrite::AlreadyThere)
+    );
+    let other = judge_secret(Some(b"b3RoZXI=\n"), provider, false).unwrap();
+    assert!(
+        matches!(&other, SecretWrite::NotWritten(why) if why.contains("--force") && !why.contains("b3RoZXI")),
+        "{other:?}"
+    );
+    assert_eq!(judge_secret(Some(b"b3RoZXI=\n"), provider, true), None);
+}
