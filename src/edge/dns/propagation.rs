@@ -12,8 +12,11 @@ use hickory_proto::rr::Name;
 
 use super::provider::{Placement, Server};
 
-/// The first pause between two rounds: NOTIFY and a zone transfer usually take a fraction of a second.
+/// The pause between two rounds in the first second: NOTIFY and a zone transfer usually take a fraction of a second,
+/// and a check that comes too late is time lost for every certificate of the run.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// How long rounds come every [`FIRST_PAUSE`] before the pauses double up to the interval.
+const EAGER: Duration = Duration::from_secs(1);
 /// How long servers may lag before the wait is logged at INFO.
 const WORTH_REPORTING: Duration = Duration::from_secs(1);
 
@@ -57,13 +60,17 @@ pub async fn wait_until_served(
             tracing::debug!("waiting for DNS propagation: {}", lagging.join("; "));
         }
         tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
-        pause = next_pause(pause, interval);
+        pause = next_pause(pause, started.elapsed(), interval);
     }
 }
 
-/// The pause after `pause`: doubling from [`FIRST_PAUSE`] up to the configured interval.
-fn next_pause(pause: Duration, interval: Duration) -> Duration {
-    (pause * 2).min(interval.max(FIRST_PAUSE))
+/// The pause after `pause`, `elapsed` into the wait: [`FIRST_PAUSE`] for the first second, then doubling up to the
+/// configured interval.
+fn next_pause(pause: Duration, elapsed: Duration, interval: Duration) -> Duration {
+    match elapsed < EAGER {
+        true => FIRST_PAUSE,
+        false => (pause * 2).min(interval.max(FIRST_PAUSE)),
+    }
 }
 
 /// One line per server and name that lacks values yet: which server, which name, and what it said.
@@ -115,18 +122,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pauses_double_up_to_the_interval() {
+    fn pauses_are_short_for_a_second_then_double_up_to_the_interval() {
         let interval = Duration::from_secs(2);
-        let mut pause = FIRST_PAUSE;
-        let mut seen = vec![pause];
-        for _ in 0..8 {
-            pause = next_pause(pause, interval);
+        let (mut pause, mut elapsed) = (FIRST_PAUSE, Duration::ZERO);
+        let mut seen = Vec::new();
+        while elapsed < Duration::from_secs(10) {
+            pause = next_pause(pause, elapsed, interval);
+            elapsed += pause;
             seen.push(pause);
         }
-        assert_eq!(seen[1], Duration::from_millis(100));
+        assert!(seen.iter().take(19).all(|p| *p == FIRST_PAUSE), "{seen:?}");
+        assert_eq!(seen[20], Duration::from_millis(100), "{seen:?}");
         assert_eq!(*seen.last().unwrap(), interval);
         assert!(seen.windows(2).all(|w| w[0] <= w[1]));
         // An interval shorter than the first pause does not make the loop spin.
-        assert_eq!(next_pause(FIRST_PAUSE, Duration::ZERO), FIRST_PAUSE);
+        assert_eq!(next_pause(FIRST_PAUSE, EAGER, Duration::ZERO), FIRST_PAUSE);
     }
 }
