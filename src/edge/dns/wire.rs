@@ -57,9 +57,14 @@ pub async fn exchange(server: SocketAddr, mut message: Message, signer: Option<&
             signer.algorithm()
         );
     }
-    if let Some(verifier) = verifier.as_mut()
-        && answer.signature().is_some()
-    {
+    if signer.is_some() && answer.signature().is_none() {
+        // A spoofed answer would be unsigned: what it says about the update cannot be trusted.
+        bail!(
+            "{server} answered {} without the TSIG signature it owes a signed request",
+            answer.response_code
+        );
+    }
+    if let Some(verifier) = verifier.as_mut() {
         verifier.verify(&bytes).map_err(|err| {
             anyhow::anyhow!("{server}'s answer carries a TSIG signature that does not check out: {err}")
         })?;
