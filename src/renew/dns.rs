@@ -171,7 +171,9 @@ impl DnsAnswers {
     /// The DNS preflight: a probe value added at each name's challenge record with the same key, seen on every
     /// authoritative server, and removed. Nothing is ordered when it fails.
     pub async fn preflight(&self, spec: &CertificateSpec) -> anyhow::Result<()> {
+        // The apex and its wildcard share one challenge name: one probe for both.
         let mut bases: Vec<&str> = spec.domains.iter().map(|d| d.base()).collect();
+        bases.sort_unstable();
         bases.dedup();
         let mut probes = Vec::new();
         let mut outcome = Ok(());

@@ -1,6 +1,7 @@
 //! The CA's side of a run: one session, made on first need; the renewal windows (ARI) that are stale; and the orders,
 //! at most [`MAX_CONCURRENT_ORDERS`] at a time, each with a fresh key, its challenges answered by the run's HTTP-01
-//! side, and what the CA sent verified before anything is deployed.
+//! side or, for a DNS-01 certificate, its DNS provider (after that challenge's preflight), and what the CA sent
+//! verified before anything is deployed.
 
 use std::sync::Arc;
 

@@ -592,6 +592,7 @@ fn parse_cert_id(id: &str) -> anyhow::Result<CertificateIdentifier<'static>> {
         serial: serial.to_owned().into(),
     })
 }
+
 /// One challenge of an order still to answer, as read from its authorization.
 struct PendingChallenge {
     authorization: String,
