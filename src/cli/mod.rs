@@ -144,6 +144,24 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 Err(err) => format!("unreadable: {err:#}"),
             };
             out!("{}", config::summary(&config, owner, &account));
+            // What a run's preflight checks before ordering: reported, not failed on, since HAProxy may not run yet.
+            let mut endpoints: Vec<(&str, &str)> = Vec::new();
+            for cert in &config.certificates {
+                for endpoint in &cert.verify {
+                    if !endpoints.iter().any(|(e, _)| *e == endpoint.as_str()) {
+                        endpoints.push((endpoint, cert.domains[0].as_str()));
+                    }
+                }
+            }
+            for (endpoint, name) in endpoints {
+                match crate::edge::probe::answers_tls(endpoint, name).await {
+                    Ok(()) => outln!("  verify:      {endpoint} answers TLS"),
+                    Err(why) => outln!(
+                        "  verify:      WARNING: nothing answers TLS on {endpoint} ({why}); a run orders nothing until it \
+                         does: set `verify` (or [haproxy] verify) to an address HAProxy's TLS frontend binds"
+                    ),
+                }
+            }
             true
         }
         // Needs no config: the key is made before there is a [fleet] to name it.

@@ -131,6 +131,25 @@ pub async fn served_chain(
         .with_context(|| format!("no TLS handshake with {endpoint} (SNI {server_name}) within {PROBE_TIMEOUT:?}"))?
 }
 
+/// Whether something speaks TLS on `endpoint`: a handshake that gets as far as the server's first answer. A server that
+/// turns this name away with an alert (HAProxy's `strict-sni`, for a name it has no certificate for yet) still answers;
+/// only no connection, no answer in time, or an answer that is not TLS is an error, with its cause.
+pub async fn answers_tls(endpoint: &str, server_name: &str) -> Result<(), String> {
+    match served_chain(endpoint, server_name, ClientKind::Any).await {
+        Ok(_) => Ok(()),
+        Err(err) if alert_received(&err) => Ok(()),
+        Err(err) => Err(format!("{err:#}")),
+    }
+}
+
+/// Whether a failed handshake ended with the server's TLS alert.
+fn alert_received(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .filter_map(|io| io.get_ref()?.downcast_ref::<rustls::Error>())
+        .any(|tls| matches!(tls, rustls::Error::AlertReceived(_)))
+}
+
 /// The SNI a handshake for `name` sends. `*` is no label a client sends: for a wildcard, a random label under its base
 /// stands in, one that no other certificate is likely to name, so that only the wildcard can answer for it.
 fn sni_for(name: &str) -> String {

@@ -3,6 +3,7 @@
 //! side or, for a DNS-01 certificate, its DNS provider (after that challenge's preflight), and what the CA sent
 //! verified before anything is deployed.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -179,6 +180,11 @@ pub(super) async fn issue_all(
         )),
     };
 
+    let unanswered = Arc::new(match config.challenge.preflight {
+        true => unanswered_endpoints(&orders).await,
+        false => HashMap::new(),
+    });
+
     let progress = Progress::start(orders.len(), show_progress);
     let results = fanout::bounded(MAX_CONCURRENT_ORDERS, "issuance", orders, |(spec, replaces, locked)| {
         let (acme, side, dns, config, progress) = (
@@ -188,14 +194,19 @@ pub(super) async fn issue_all(
             config.clone(),
             progress.clone(),
         );
-        let roots = roots.clone();
+        let (roots, unanswered) = (roots.clone(), unanswered.clone());
         async move {
             let order = Order {
                 spec: &spec,
                 replaces: replaces.as_deref(),
                 locked: locked.as_ref(),
             };
-            let issued = answered_by(&config, &acme, order, side.as_deref(), dns.as_deref(), &roots).await;
+            let sides = Sides {
+                http: side.as_deref(),
+                dns: dns.as_deref(),
+                unanswered: &unanswered,
+            };
+            let issued = answered_by(&config, &acme, order, sides, &roots).await;
             progress.finished(&spec.name);
             issued
         }
@@ -219,13 +230,42 @@ struct Order<'a> {
     locked: Option<&'a LockedOrder>,
 }
 
-/// Checks the profile, runs the preflight of the certificate's challenge, and issues it with that challenge.
+/// What a run's orders are answered and checked with.
+struct Sides<'a> {
+    http: Option<&'a ChallengeSide>,
+    dns: Option<&'a DnsSide>,
+    /// The `verify` endpoints nothing answers TLS on, with the cause.
+    unanswered: &'a HashMap<String, String>,
+}
+
+/// The `verify` endpoints of the due certificates that nothing answers TLS on, with the cause: checked once per run,
+/// before any order, so that a certificate that could never be proven served is not issued only to be rolled back (and
+/// issued again at every retry, against the CA's duplicate-certificate limit).
+async fn unanswered_endpoints(
+    orders: &[(CertificateSpec, Option<String>, Option<LockedOrder>)],
+) -> HashMap<String, String> {
+    let mut checked = HashSet::new();
+    let mut unanswered = HashMap::new();
+    for (spec, ..) in orders {
+        let Some(first) = spec.domains.first() else { continue };
+        for endpoint in &spec.verify {
+            if checked.insert(endpoint.clone())
+                && let Err(why) = crate::edge::probe::answers_tls(endpoint, first.as_str()).await
+            {
+                unanswered.insert(endpoint.clone(), why);
+            }
+        }
+    }
+    unanswered
+}
+
+/// Checks the profile and that the `verify` endpoints answer, runs the preflight of the certificate's challenge, and
+/// issues it with that challenge.
 async fn answered_by(
     config: &Config,
     acme: &Acme,
     order: Order<'_>,
-    http: Option<&ChallengeSide>,
-    dns: Option<&DnsSide>,
+    sides: Sides<'_>,
     roots: &TrustRoots,
 ) -> anyhow::Result<Verified> {
     let spec = order.spec;
@@ -233,7 +273,14 @@ async fn answered_by(
         acme.check_profile(profile).context("nothing was ordered")?;
     }
     let preflight_failed = "preflight failed, nothing was ordered";
-    match (spec.challenge, http, dns) {
+    if let Some((endpoint, why)) = spec.verify.iter().find_map(|e| Some((e, sides.unanswered.get(e)?))) {
+        return Err(anyhow::anyhow!(
+            "nothing answers TLS on {endpoint}, where a new certificate must be proven served ({why}); set `verify` (or \
+             [haproxy] verify) to an address HAProxy's TLS frontend binds, like its public address:443"
+        )
+        .context(preflight_failed));
+    }
+    match (spec.challenge, sides.http, sides.dns) {
         (ChallengeKind::Http01, Some(side), _) => {
             if config.challenge.preflight {
                 side.preflight(config, spec).await.context(preflight_failed)?;

@@ -25,6 +25,7 @@ mod issuance;
 mod layers;
 mod lifecycle;
 mod metrics;
+mod no_waste;
 mod notify;
 mod pebbles;
 mod runtime_api;
