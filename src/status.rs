@@ -38,6 +38,9 @@ pub struct StatusRow {
     pub served_matches_disk: Option<bool>,
     /// When that check ran (RFC 3339).
     pub last_check: Option<String>,
+    /// A certificate issued and verified, kept after its deploy failed: its serial, which the next run deploys
+    /// without ordering again.
+    pub issued_waiting: Option<String>,
 }
 
 /// Where the renewal moment comes from.
@@ -105,9 +108,16 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
                 .as_ref()
                 .and_then(|c| c.certificates.get(&spec.name)?.served_matches_disk),
             last_check: last_check.as_ref().map(|c| format_rfc3339(c.at)),
+            issued_waiting: kept_serial(&store, &spec.name),
         }
     })
     .collect())
+}
+
+/// The serial of the certificate kept for `name` after its deploy failed, if there is one.
+fn kept_serial(store: &StateDir, name: &str) -> Option<String> {
+    let bytes = std::fs::read(store.kept_issued_path(name)).ok()?;
+    Some(crate::core::pem::Bundle::parse(&bytes).ok()?.facts().ok()?.serial)
 }
 
 fn schedule(facts: Option<&CertFacts>, remembered: &CertState, window: Option<&AriWindow>) -> Schedule {
@@ -204,9 +214,10 @@ pub fn render_table(rows: &[StatusRow], colour: bool) -> String {
             0 => Cell::plain("0".into()),
             n => Cell::marked(n.to_string(), Mark::Bad),
         };
-        let why = match &row.waiting {
-            Some(w) => format!("{}; held back: {}", row.reason, w.why),
-            None => row.reason.clone(),
+        let why = match (&row.issued_waiting, &row.waiting) {
+            (Some(serial), _) => format!("issued, waiting to deploy: serial {serial}{}", last_failure(row)),
+            (None, Some(w)) => format!("{}; held back: {}", row.reason, w.why),
+            (None, None) => row.reason.clone(),
         };
         table.push(vec![
             Cell::plain(row.name.clone()),
@@ -300,6 +311,11 @@ pub fn render_long(rows: &[StatusRow]) -> String {
             _ => "-".into(),
         };
         let next = match (&row.waiting, row.due) {
+            _ if row.issued_waiting.is_some() => format!(
+                "issued, waiting to deploy: serial {} (the next run deploys it without ordering){}",
+                row.issued_waiting.as_deref().unwrap_or_default(),
+                last_failure(row)
+            ),
             (Some(w), _) => format!("due, held back until {}: {}", w.until, w.why),
             (None, true) => "RENEW at the next run".to_owned(),
             (None, false) => format!("renew from {}", row.renew_at.as_deref().unwrap_or("-")),
@@ -341,6 +357,16 @@ pub fn render_long(rows: &[StatusRow]) -> String {
     out
 }
 
+/// `; its deploy failed: <why>`, from the last run, when that is what it says.
+fn last_failure(row: &StatusRow) -> String {
+    match &row.last_result {
+        Some(last) if last.outcome == crate::core::state::Outcome::Failed => {
+            format!("; its deploy failed: {}", last.message)
+        }
+        _ => String::new(),
+    }
+}
+
 fn served_line(row: &StatusRow) -> String {
     let verified = row
         .last_result
@@ -377,6 +403,7 @@ mod tests {
             last_result: None,
             served_matches_disk: None,
             last_check: None,
+            issued_waiting: None,
         }
     }
 

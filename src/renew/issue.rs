@@ -194,7 +194,7 @@ pub(super) async fn issue_all(
             config.clone(),
             progress.clone(),
         );
-        let (roots, unanswered) = (roots.clone(), unanswered.clone());
+        let (roots, unanswered, store) = (roots.clone(), unanswered.clone(), ca.store.clone());
         async move {
             let order = Order {
                 spec: &spec,
@@ -202,6 +202,7 @@ pub(super) async fn issue_all(
                 locked: locked.as_ref(),
             };
             let sides = Sides {
+                store: &store,
                 http: side.as_deref(),
                 dns: dns.as_deref(),
                 unanswered: &unanswered,
@@ -230,8 +231,37 @@ struct Order<'a> {
     locked: Option<&'a LockedOrder>,
 }
 
+/// The certificate issued for `spec` by an earlier run whose deploy failed, when it can still be deployed: the
+/// config's names and key type, valid now, leading to a trusted root. An issued certificate is a resource (the CA
+/// counts duplicates); one that no longer fits is removed and a new one ordered.
+fn kept_issued(store: &StateDir, spec: &CertificateSpec, roots: &TrustRoots) -> Option<Verified> {
+    let path = store.kept_issued_path(&spec.name);
+    let bytes = std::fs::read(&path).ok()?;
+    let usable = Bundle::parse(&bytes)
+        .map_err(|err| err.to_string())
+        .and_then(|bundle| {
+            verify_issued(&bundle, &spec.domain_set(), roots, OffsetDateTime::now_utc()).map_err(|err| err.to_string())
+        })
+        .and_then(|verified| match verified.facts().key_type == Some(spec.key_type) {
+            true => Ok(verified),
+            false => Err(format!("its key is not {}", spec.key_type)),
+        });
+    match usable {
+        Ok(verified) => {
+            tracing::info!(certificate = %spec.name, serial = %verified.facts().serial, "deploying the certificate an earlier run issued and could not deploy; nothing is ordered");
+            Some(verified)
+        }
+        Err(why) => {
+            tracing::info!(certificate = %spec.name, "the certificate kept from an earlier run no longer fits ({why}); ordering a new one");
+            crate::edge::store::remove_durably(&path).ok();
+            None
+        }
+    }
+}
+
 /// What a run's orders are answered and checked with.
 struct Sides<'a> {
+    store: &'a StateDir,
     http: Option<&'a ChallengeSide>,
     dns: Option<&'a DnsSide>,
     /// The `verify` endpoints nothing answers TLS on, with the cause.
@@ -271,6 +301,9 @@ async fn answered_by(
     let spec = order.spec;
     if let Some(profile) = &spec.profile {
         acme.check_profile(profile).context("nothing was ordered")?;
+    }
+    if let Some(kept) = kept_issued(sides.store, spec, roots) {
+        return Ok(kept);
     }
     let preflight_failed = "preflight failed, nothing was ordered";
     if let Some((endpoint, why)) = spec.verify.iter().find_map(|e| Some((e, sides.unanswered.get(e)?))) {

@@ -456,7 +456,12 @@ impl Pass<'_> {
                         };
                         continue;
                     }
-                    change_items.push((d.index, d.spec.clone(), new.facts().serial.clone()));
+                    change_items.push((
+                        d.index,
+                        d.spec.clone(),
+                        new.facts().serial.clone(),
+                        new.pem().to_owned(),
+                    ));
                     changes.push(Change {
                         spec: d.spec,
                         previous: d.previous,
@@ -470,7 +475,7 @@ impl Pass<'_> {
             return renewed;
         }
         if let Err(err) = record_deploys_under_way(store, state, &changes) {
-            for (index, _, serial) in change_items {
+            for (index, _, serial, _) in change_items {
                 let why = format!(
                     "cannot record the deploy in the state before writing the file ({err:#}), so a crash could not be \
                      recovered from; nothing was written. Make the state dir writable"
@@ -488,9 +493,15 @@ impl Pass<'_> {
             return renewed;
         }
         let outcomes = deploy::deploy(config, owner, store, changes).await;
-        for (outcome, (index, spec, serial)) in outcomes.into_iter().zip(change_items) {
+        for (outcome, (index, spec, serial, pem)) in outcomes.into_iter().zip(change_items) {
+            let kept = store.kept_issued_path(&spec.name);
             items[index].result = match outcome {
                 Deployed::Verified { facts, how } => {
+                    if kept.exists()
+                        && let Err(err) = crate::edge::store::remove_durably(&kept)
+                    {
+                        tracing::warn!(certificate = %spec.name, "cannot remove {}: {err}", kept.display());
+                    }
                     if let Some(order) = self.locked.get(&spec.name) {
                         converge::acknowledge(&order.session, &spec.name, &facts.serial, OffsetDateTime::now_utc())
                             .await;
@@ -498,7 +509,19 @@ impl Pass<'_> {
                     renewed.push((spec, facts.clone()));
                     ItemResult::Renewed(facts, how)
                 }
-                Deployed::Failed(failure) => ItemResult::Failed(Failure::of_deploy(failure, serial)),
+                Deployed::Failed(failure) => {
+                    // Issued and verified, but not served: kept, so that the next run deploys it without ordering
+                    // again (the CA counts duplicate certificates).
+                    match store.write_secret(&kept, pem.as_bytes()) {
+                        Ok(()) => {
+                            tracing::info!(certificate = %spec.name, %serial, "the issued certificate is kept in the state dir; the next run deploys it without ordering again")
+                        }
+                        Err(err) => {
+                            tracing::warn!(certificate = %spec.name, %serial, "cannot keep the issued certificate for the next run: {err:#}")
+                        }
+                    }
+                    ItemResult::Failed(Failure::of_deploy(failure, serial))
+                }
             };
         }
         renewed

@@ -46,3 +46,55 @@ fn with_a_verify_endpoint_nothing_answers_on_no_order_is_sent_and_check_config_s
     assert_exit(&out, 0);
     assert!(sandbox.pebble_log().contains("Added order"));
 }
+
+#[test]
+fn a_certificate_whose_deploy_failed_is_kept_and_deployed_by_the_next_run_without_a_new_order() {
+    let sandbox = Sandbox::start();
+    let good = sandbox.base_config() + "\n[[certificate]]\nname = \"www\"\ndomains = [\"www.example.com\"]\n";
+    let reload = toml_string(&sandbox.reload_command());
+    assert!(
+        good.contains(&reload),
+        "the base config names the sandbox's reload command"
+    );
+    sandbox.write_config_text(&good.replace(&reload, &toml_string("echo 'reload refused' >&2; exit 3")));
+    let finalized = || sandbox.pebble_log().matches("POST /finalize-order/").count();
+
+    let out = sandbox.hapcert(&["run"]);
+    assert_exit(&out, 1);
+    assert_eq!(finalized(), 1, "{}", show(&out));
+    let kept = sandbox.state_dir().join("issued/www.pem");
+    assert_eq!(crate::harness::file_mode(&kept), 0o600);
+    assert!(
+        !sandbox.cert_dir().join("www.pem").exists(),
+        "a failed first deploy leaves no file"
+    );
+    let kept_serial = crate::harness::serial_hex(&crate::harness::leaf_der_from_pem_file(&kept));
+    let status = sandbox.hapcert(&["status", "--long"]);
+    assert!(
+        stdout(&status).contains(&format!("issued, waiting to deploy: serial {kept_serial}"))
+            && stdout(&status).contains("its deploy failed"),
+        "{}",
+        show(&status)
+    );
+
+    // The reload works again: the kept certificate is deployed, and the CA is not asked for another.
+    sandbox.write_config_text(&good);
+    let out = sandbox.hapcert(&["renew", "--force"]);
+    assert_exit(&out, 0);
+    assert!(show(&out).contains("nothing is ordered"), "{}", show(&out));
+    assert_eq!(
+        finalized(),
+        1,
+        "a second certificate was ordered:\n{}",
+        sandbox.pebble_log()
+    );
+    assert_eq!(
+        crate::harness::serial_hex(&sandbox.served_leaf("www.example.com")),
+        kept_serial
+    );
+    assert!(!kept.exists(), "the kept certificate is removed once deployed");
+}
+
+fn toml_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}

@@ -66,7 +66,8 @@ fn remove_in(dir: &Path, names: &BTreeSet<&str>) -> io::Result<()> {
 
 impl StateDir {
     /// The leftovers in the state dir: of `state.json`, the facts cache, the account file of `directory` and its pending
-    /// rollover (the caller holds the run lock, which every writer of those holds), of each certificate's backup, and
+    /// rollover (the caller holds the run lock, which every writer of those holds), of each certificate's backup and kept
+    /// issued certificate, and
     /// of `monitor.json`, under `monitor.lock`, which a check holds while it writes one.
     pub fn remove_leftovers<'a>(&self, certificates: impl IntoIterator<Item = &'a str>, directory: &str) {
         let mut targets: Vec<PathBuf> = vec![
@@ -75,7 +76,10 @@ impl StateDir {
             self.pending_account_path(directory),
             self.root().join(super::facts_cache::FILE_NAME),
         ];
-        targets.extend(certificates.into_iter().map(|name| self.backup_path(name)));
+        for name in certificates {
+            targets.push(self.backup_path(name));
+            targets.push(self.kept_issued_path(name));
+        }
         remove_leftovers(targets.iter().map(PathBuf::as_path));
         match self.monitor_lock() {
             Ok(_lock) => remove_leftovers([self.monitor_path().as_path()]),

@@ -188,6 +188,12 @@ impl StateDir {
         self.account_path(directory).with_extension("json.rollover-pending")
     }
 
+    /// Where a certificate that was issued and verified, but not deployed (its deploy failed or could not be proven),
+    /// is kept for the next run to deploy without ordering again. Never in HAProxy's cert directory.
+    pub fn kept_issued_path(&self, name: &str) -> PathBuf {
+        self.root.join("issued").join(format!("{name}.pem"))
+    }
+
     /// Where the PEM a deploy replaced is kept. Never in HAProxy's cert directory, which HAProxy may load whole.
     pub fn backup_path(&self, name: &str) -> PathBuf {
         self.root.join("backup").join(format!("{name}.pem"))
