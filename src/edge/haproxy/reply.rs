@@ -245,6 +245,40 @@ pub fn crt_list_add_succeeded(reply: &str, path: &str, list: &str) -> bool {
     progress_then_success(reply, &format!("Inserting certificate '{path}' in crt-list '{list}'"))
 }
 
+/// What the master's `reload` answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReloadReply {
+    /// `Success=1` (3.0 and later, once the new worker has loaded), or 2.6's empty reply.
+    Done,
+    /// 3.1 and later: another reload is still loading its configuration, and this one was not started. Asking again a
+    /// little later is right.
+    Busy,
+    /// `Success=0` and the new worker's startup log, its `[ALERT]` lines first: they hold the cause, and come after
+    /// many `[NOTICE]` lines in the log, where a one-line summary would cut them off.
+    Failed(String),
+}
+
+/// The master's answer to `reload`.
+pub fn reload_reply(reply: &str) -> ReloadReply {
+    let text = reply.trim();
+    if text.is_empty() || text.starts_with("Success=1") {
+        return ReloadReply::Done;
+    }
+    let log: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|line| !line.is_empty() && *line != "--" && !line.starts_with("Success="))
+        .collect();
+    if log
+        .iter()
+        .any(|line| line.contains("Another reload is still in progress"))
+    {
+        return ReloadReply::Busy;
+    }
+    let (alerts, rest): (Vec<&str>, Vec<&str>) = log.into_iter().partition(|line| line.contains("[ALERT]"));
+    ReloadReply::Failed(alerts.into_iter().chain(rest).collect::<Vec<_>>().join("\n"))
+}
+
 /// `<start>` and any number of progress dots on the first line, then `Success!`.
 fn progress_then_success(reply: &str, start: &str) -> bool {
     match lines(reply).as_deref() {
@@ -399,6 +433,35 @@ mod tests {
             # programs\n\n";
         let info = proc_info(reply).unwrap();
         assert_eq!((info.reloads, info.failed, info.workers), (1, 0, vec![27305]));
+    }
+
+    #[test]
+    fn a_reload_reply_is_done_busy_or_failed_with_its_alerts_first() {
+        // 2.6 answers nothing; 3.0 and later `Success=1` and the startup log.
+        assert_eq!(reload_reply(""), ReloadReply::Done);
+        assert_eq!(
+            reload_reply("Success=1\n--\n[NOTICE]   (1) : Loading success.\n"),
+            ReloadReply::Done
+        );
+        // Made up after the shape 3.2 and 3.4 answer with (shared/notes/haproxy-versions.md).
+        assert_eq!(
+            reload_reply("Success=0\n--\nAnother reload is still in progress.\n"),
+            ReloadReply::Busy
+        );
+        let failed = "Success=0\n--\n\
+            [NOTICE]   (1) : haproxy version is 3.2.26-1\n\
+            [NOTICE]   (1) : path to executable is /usr/sbin/haproxy\n\
+            [NOTICE]   (1) : New worker (42) forked\n\
+            [ALERT]    (1) : config : parsing [/etc/haproxy/haproxy.cfg:12] : unknown keyword 'bnd' in 'frontend' section\n\
+            [ALERT]    (1) : config : Fatal errors found in configuration.\n";
+        let ReloadReply::Failed(log) = reload_reply(failed) else {
+            panic!("a failed reload")
+        };
+        let lines: Vec<&str> = log.lines().collect();
+        assert!(lines[0].contains("unknown keyword 'bnd'"), "{log}");
+        assert!(lines[1].contains("Fatal errors found"), "{log}");
+        assert!(lines[2].contains("haproxy version is"), "{log}");
+        assert_eq!(lines.len(), 5);
     }
 
     #[test]

@@ -24,6 +24,12 @@ use super::reply;
 pub use super::reply::{CertInfo, CertList, CertStatus, ProcInfo};
 pub use crate::core::config::Endpoint;
 
+/// How long a reload that HAProxy turns away because another is still loading (3.1+) is asked again: a reload of a
+/// configuration with thousands of certificates takes seconds (3-4 s with 5,000 on 3.x, shared/notes/haproxy-versions.md).
+const RELOAD_BUSY_WINDOW: Duration = Duration::from_secs(30);
+/// The pause between two such attempts.
+const RELOAD_BUSY_PAUSE: Duration = Duration::from_millis(500);
+
 /// Default for connecting, including every retry on the master socket after a reload.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default for writing one command and reading its whole reply. A `commit` does one step per bind line that uses the
@@ -266,20 +272,44 @@ impl RuntimeApi {
     /// reload count is one higher, `failed` is 0 and a new worker is listed. HAProxy 2.6 answers with nothing and drops the
     /// connection, and for a moment afterwards the master socket refuses connections. Every master command retries
     /// connecting for up to a second to get past that.
+    /// A reload that 3.1+ turns away because another is still loading is asked again, for up to [`RELOAD_BUSY_WINDOW`].
     pub async fn reload(&self) -> Result<(), RuntimeError> {
         self.require_master()?;
-        let reply = self
-            .send(Request {
-                line: "reload".to_owned(),
-                wire: "reload\n".to_owned(),
-                reset_ends_reply: true,
-            })
-            .await?;
-        // Newer versions report `Success=1` (or `Success=0` and the startup log); 2.6 says nothing.
-        if reply.trim().is_empty() || reply.starts_with("Success=1") {
-            Ok(())
-        } else {
-            Err(refused("reload".to_owned(), reply, false))
+        let started = tokio::time::Instant::now();
+        loop {
+            let reply = self
+                .send(Request {
+                    line: "reload".to_owned(),
+                    wire: "reload\n".to_owned(),
+                    reset_ends_reply: true,
+                })
+                .await?;
+            match reply::reload_reply(&reply) {
+                reply::ReloadReply::Done => {
+                    if started.elapsed() >= RELOAD_BUSY_PAUSE {
+                        tracing::info!(
+                            waited_ms = started.elapsed().as_millis() as u64,
+                            "HAProxy reloaded after another reload in progress had finished"
+                        );
+                    }
+                    return Ok(());
+                }
+                reply::ReloadReply::Busy if started.elapsed() < RELOAD_BUSY_WINDOW => {
+                    tracing::debug!("HAProxy is still loading another reload; asking again");
+                    tokio::time::sleep(RELOAD_BUSY_PAUSE).await;
+                }
+                reply::ReloadReply::Busy => {
+                    return Err(refused(
+                        "reload".to_owned(),
+                        format!(
+                            "another reload was still in progress after {}s of asking again",
+                            RELOAD_BUSY_WINDOW.as_secs()
+                        ),
+                        false,
+                    ));
+                }
+                reply::ReloadReply::Failed(log) => return Err(refused("reload".to_owned(), log, false)),
+            }
         }
     }
 
