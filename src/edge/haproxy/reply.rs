@@ -23,6 +23,8 @@ pub enum CertStatus {
     Unused,
     /// Created by `new ssl cert`, and nothing committed into it yet.
     Empty,
+    /// 3.2 and later, for a transaction (`*<path>`): set, not committed.
+    Uncommitted,
 }
 
 /// What `show ssl cert <path>` says about one certificate.
@@ -125,6 +127,7 @@ pub fn cert_info(reply: &str) -> Option<CertInfo> {
                     "Used" => CertStatus::Used,
                     "Unused" => CertStatus::Unused,
                     "Empty" => CertStatus::Empty,
+                    "Uncommitted" => CertStatus::Uncommitted,
                     _ => return None,
                 })
             }
@@ -140,7 +143,8 @@ pub fn cert_info(reply: &str) -> Option<CertInfo> {
                     .map(str::to_owned)
                     .collect()
             }
-            // notBefore, Subject, Issuer, Chain Subject, Chain Issuer, OCSP Response Key: not needed.
+            // notBefore, Subject, Issuer, Chain Subject, Chain Issuer, OCSP Response Key: not needed; nor what 3.2 and
+            // 3.4 add (`Crt filename`, `Key filename`, `OCSP filename`, `SCTL filename`, `Option: ...`).
             _ => {}
         }
     }
@@ -382,6 +386,22 @@ mod tests {
         let info = cert_info(reply).unwrap();
         assert_eq!(info.serial.as_deref(), Some("05"));
         assert_eq!(info.algorithm.as_deref(), Some("RSA2048"));
+    }
+
+    #[test]
+    fn cert_info_reads_what_3_2_and_3_4_add_and_their_uncommitted_status() {
+        // Made up after the lines 3.2 and 3.4 add (shared/notes/haproxy-versions.md); the rest as 2.6 writes it.
+        let reply = "Filename: */tmp/hx/certs/a.example.pem\nStatus: Uncommitted\n\
+                     Crt filename: /tmp/hx/certs/a.example.pem\nKey filename: /tmp/hx/certs/a.example.pem\n\
+                     Serial: 0A1B\nnotAfter: Mar  1 00:00:00 2031 GMT\n\
+                     Subject Alternative Name: DNS:a.example, \nAlgorithm: EC256\n\
+                     SHA1 FingerPrint: ABCDEF\nOCSP filename: \nSCTL filename: \n\
+                     Option: ocsp-update off\nOption: jwt off\n\n";
+        let info = cert_info(reply).unwrap();
+        assert_eq!(info.status, CertStatus::Uncommitted);
+        assert_eq!(info.serial.as_deref(), Some("0a1b"));
+        assert_eq!(info.sans, ["a.example"]);
+        assert_eq!(info.sha1_fingerprint.as_deref(), Some("abcdef"));
     }
 
     #[test]
