@@ -171,7 +171,16 @@ pub struct HaproxyConfig {
     pub crt_list: String,
     /// Default TLS endpoints that must serve a new certificate before a deploy counts as done.
     pub verify: Vec<String>,
+    /// How long a reload may take: the master's answer to `reload` (3.0 and later answer once the new worker has
+    /// loaded) and `show proc` showing it, or the reload command.
+    pub reload_timeout: Duration,
 }
+
+/// `[haproxy] reload_timeout` when not set. HAProxy 2.6 took 18 s to show a reload of 5,000 certificates in `show proc`,
+/// 3.x 3-4 s to answer it (shared/notes/haproxy-versions.md); a config several times larger still fits.
+pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// The shortest `reload_timeout`: a worker takes that long to start even with a few certificates.
+pub const MIN_RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct StateConfig {

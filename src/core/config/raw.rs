@@ -72,6 +72,7 @@ pub struct RawHaproxy {
     pub master_socket: Option<Spanned<String>>,
     pub crt_list: Option<Spanned<String>>,
     pub verify: Option<Spanned<Vec<Spanned<String>>>>,
+    pub reload_timeout: Option<Spanned<String>>,
 }
 
 /// A file mode may be written as the string `"0600"` or as the TOML octal integer `0o600`.

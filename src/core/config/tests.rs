@@ -1064,3 +1064,20 @@ fn dns_provider_mistakes_are_named_with_the_fix() {
     let all = errors(&text).join("\n");
     assert!(all.contains("certificate[0].file: begins with '*', which HAProxy 3.2 and later read on their CLI as a transaction marker"), "{all}");
 }
+
+#[test]
+fn reload_timeout_defaults_to_two_minutes_and_is_bounded() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.haproxy.reload_timeout, DEFAULT_RELOAD_TIMEOUT);
+    let text = format!("{MINIMAL}\n[haproxy]\nreload_timeout = \"10m\"\n");
+    assert_eq!(
+        parse(&text).unwrap().haproxy.reload_timeout,
+        std::time::Duration::from_secs(600)
+    );
+    let text = format!("{MINIMAL}\n[haproxy]\nreload_timeout = \"1s\"\n");
+    let all = errors(&text).join("\n");
+    assert!(
+        all.contains("haproxy.reload_timeout: must be between 5s and 1h"),
+        "{all}"
+    );
+}

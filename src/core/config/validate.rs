@@ -14,8 +14,9 @@ use super::fields::{LONGEST_LIFETIME, contact_uri, duration, endpoints, located_
 use super::raw::{self, RawCertificate, RawConfig, RawMode};
 use super::{
     AcmeConfig, CertificateSpec, ChallengeConfig, ChallengeKind, ChallengeMode, Config, DEFAULT_ORDER_DEADLINE,
-    DEFAULT_REQUEST_TIMEOUT, DnsProvider, DomainName, Endpoint, ExternalAccountBinding, HaproxyConfig, Hooks, KeyType,
-    LETSENCRYPT, LETSENCRYPT_STAGING, Located, MAX_ORDER_DEADLINE, MAX_REQUEST_TIMEOUT, Position, StateConfig, monitor,
+    DEFAULT_RELOAD_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DnsProvider, DomainName, Endpoint, ExternalAccountBinding,
+    HaproxyConfig, Hooks, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING, Located, MAX_ORDER_DEADLINE, MAX_REQUEST_TIMEOUT,
+    MIN_RELOAD_TIMEOUT, Position, StateConfig, monitor,
 };
 
 pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Config {
@@ -312,6 +313,21 @@ fn validate_haproxy(raw: raw::RawHaproxy, base: &Path, errors: &mut Errors) -> H
         Some(list) => endpoints(errors, &list, "haproxy.verify"),
         None => vec!["127.0.0.1:443".to_owned()],
     };
+    let reload_timeout = match &raw.reload_timeout {
+        None => DEFAULT_RELOAD_TIMEOUT,
+        Some(text) => match duration(errors, text, "haproxy.reload_timeout", false) {
+            Some(d) if d < MIN_RELOAD_TIMEOUT || d > Duration::from_secs(3600) => {
+                errors.at(
+                    text,
+                    "haproxy.reload_timeout",
+                    "must be between 5s and 1h; a reload takes seconds per few thousand certificates",
+                );
+                DEFAULT_RELOAD_TIMEOUT
+            }
+            Some(d) => d,
+            None => DEFAULT_RELOAD_TIMEOUT,
+        },
+    };
     HaproxyConfig {
         cert_dir,
         check_command,
@@ -323,6 +339,7 @@ fn validate_haproxy(raw: raw::RawHaproxy, base: &Path, errors: &mut Errors) -> H
         master_socket,
         crt_list,
         verify,
+        reload_timeout,
     }
 }
 

@@ -20,12 +20,11 @@ use crate::edge::shell::run_shell;
 /// Long enough for `haproxy -c` on a config with thousands of certificates, short enough that a hung `systemctl` is noticed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How long a reload through the master socket may take before `show proc` must show it.
-const RELOAD_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub struct Haproxy {
     check_command: String,
     reload_command: String,
+    /// `[haproxy] reload_timeout`.
+    reload_timeout: Duration,
     /// For hot updates and `show ssl cert`: the admin socket, or the master socket routing to the worker.
     api: Option<RuntimeApi>,
     /// For `reload` and `show proc`.
@@ -119,6 +118,7 @@ impl Haproxy {
         Haproxy {
             check_command: config.check_command.clone(),
             reload_command: config.reload_command.clone(),
+            reload_timeout: config.reload_timeout,
             api,
             master,
             crt_list: config.crt_list.clone(),
@@ -219,8 +219,8 @@ impl Haproxy {
                 outcome,
             })?;
         match &self.master {
-            Some(master) => reload_through_master(master).await?,
-            None => run_shell(&self.reload_command, &[], COMMAND_TIMEOUT)
+            Some(master) => reload_through_master(master, self.reload_timeout).await?,
+            None => run_shell(&self.reload_command, &[], self.reload_timeout)
                 .await
                 .map_err(|outcome| HaproxyError::ReloadFailed(format!("`{}` {outcome}", self.reload_command)))?,
         }
@@ -251,11 +251,21 @@ impl Haproxy {
     }
 }
 
-async fn reload_through_master(master: &RuntimeApi) -> Result<(), HaproxyError> {
+/// `reload` on the master, then `show proc` until it shows the reload, all within `timeout` ([haproxy] reload_timeout):
+/// 3.0 and later answer `reload` only once the new worker has loaded its configuration.
+async fn reload_through_master(master: &RuntimeApi, timeout: Duration) -> Result<(), HaproxyError> {
     let failed = |e: RuntimeError| HaproxyError::ReloadFailed(e.to_string());
     let before = master.show_proc().await.map_err(failed)?;
-    master.reload().await.map_err(failed)?;
-    let deadline = tokio::time::Instant::now() + RELOAD_CONFIRM_TIMEOUT;
+    let started = tokio::time::Instant::now();
+    let reloading = master.clone().with_timeouts(runtime::CONNECT_TIMEOUT, timeout);
+    reloading.reload().await.map_err(|err| match err {
+        RuntimeError::Timeout { .. } => HaproxyError::ReloadFailed(format!(
+            "{err} ([haproxy] reload_timeout is {}s; raise it for a configuration that takes longer to load)",
+            timeout.as_secs()
+        )),
+        err => failed(err),
+    })?;
+    let deadline = started + timeout;
     loop {
         tokio::time::sleep(Duration::from_millis(150)).await;
         if let Ok(now) = master.show_proc().await
@@ -271,9 +281,9 @@ async fn reload_through_master(master: &RuntimeApi) -> Result<(), HaproxyError> 
         }
         if tokio::time::Instant::now() > deadline {
             return Err(HaproxyError::ReloadFailed(format!(
-                "`show proc` on {} did not show the reload within {}s",
+                "`show proc` on {} did not show the reload within {}s ([haproxy] reload_timeout)",
                 master.endpoint(),
-                RELOAD_CONFIRM_TIMEOUT.as_secs()
+                timeout.as_secs()
             )));
         }
     }
