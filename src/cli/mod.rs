@@ -144,6 +144,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 Err(err) => format!("unreadable: {err:#}"),
             };
             out!("{}", config::summary(&config, owner, &account));
+            if let Some(loaded) = haproxy::service::loaded_by_service()
+                && let Some(warning) = haproxy::service::check_command_mismatch(&config.haproxy.check_command, &loaded)
+            {
+                outln!("  check:       WARNING: {warning}");
+            }
             // What a run's preflight checks before ordering: reported, not failed on, since HAProxy may not run yet.
             let mut endpoints: Vec<(&str, &str)> = Vec::new();
             for cert in &config.certificates {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 pub(crate) mod reply;
 pub mod runtime;
+pub mod service;
 mod snippet;
 
 pub use snippet::challenge_snippet;
