@@ -259,8 +259,8 @@ retry done_reloading || {{ echo "reload: no new HAProxy worker after 10 s" >&2; 
 
 #[cfg(test)]
 mod tests {
-    use super::parse_workers;
-
+    // Named by path rather than imported: benches/e2e builds this module too, where #[test] functions are dropped and
+    // an import would be unused.
     const HEAD: &str = "#<PID>          <type>          <reloads>       <uptime>        <version>      \n";
 
     #[test]
@@ -272,7 +272,7 @@ mod tests {
              29734           worker          1               0d00h00m03s     3.0.11-1+deb13u4\n\
              # programs\n\n"
         );
-        assert_eq!(parse_workers(&reply), [29734]);
+        assert_eq!(super::parse_workers(&reply), [29734]);
         let reply = format!(
             "{HEAD}6918            master          1 [failed: 0]   0d00h00m04s     2.6.12-1+deb12u4\n\
              # workers\n\
@@ -281,7 +281,7 @@ mod tests {
              6930            worker          1               0d00h00m04s     2.6.12-1+deb12u4\n\
              # programs\n\n"
         );
-        assert_eq!(parse_workers(&reply), [6974]);
+        assert_eq!(super::parse_workers(&reply), [6974]);
     }
 
     #[test]
@@ -293,7 +293,7 @@ mod tests {
              # old workers\n\
              29125           worker          1               0d00h00m02s     3.2.26-1       \n\n"
         );
-        assert_eq!(parse_workers(&reply), [29125]);
+        assert_eq!(super::parse_workers(&reply), [29125]);
         // With a worker of an earlier successful reload still finishing its connections.
         let reply = format!(
             "{HEAD}29089           master          3 [failed: 1]   0d00h00m09s     3.2.26-1       \n\
@@ -302,13 +302,13 @@ mod tests {
              29400           worker          1               0d00h00m02s     3.2.26-1       \n\
              29125           worker          3               0d00h00m09s     3.2.26-1       \n\n"
         );
-        assert_eq!(parse_workers(&reply), [29400]);
+        assert_eq!(super::parse_workers(&reply), [29400]);
     }
 
     #[test]
     fn none_before_the_first_worker_is_up() {
         let reply =
             format!("{HEAD}29089           master          0 [failed: 0]   0d00h00m00s     3.2.26-1\n# workers\n\n");
-        assert!(parse_workers(&reply).is_empty());
+        assert!(super::parse_workers(&reply).is_empty());
     }
 }
