@@ -1,6 +1,6 @@
 # Shared by scripts/test, scripts/demo and scripts/bench: finds or installs the real parts the project runs against.
-# Sets HAPROXY_BIN, PEBBLE_BIN, CHALLTESTSRV_BIN, PEBBLE_2_4_BIN, PEBBLE_LATEST_BIN, ETCD_BIN and ETCDCTL_BIN;
-# certbot goes on PATH.
+# Sets HAPROXY_BIN, PEBBLE_BIN, CHALLTESTSRV_BIN, PEBBLE_2_4_BIN, PEBBLE_LATEST_BIN, ETCD_BIN and ETCDCTL_BIN, and with
+# ensure_haproxy_versions HAPROXY_3_0_BIN, HAPROXY_3_2_BIN and HAPROXY_3_4_BIN; certbot goes on PATH.
 
 TOOLS_DIR="${TOOLS_DIR:-$(pwd)/target/tools}"
 
