@@ -1,6 +1,6 @@
 # Shared by scripts/test, scripts/demo and scripts/bench: finds or installs the real parts the project runs against.
-# Sets HAPROXY_BIN, PEBBLE_BIN, CHALLTESTSRV_BIN, PEBBLE_2_4_BIN, PEBBLE_LATEST_BIN, ETCD_BIN and ETCDCTL_BIN;
-# certbot goes on PATH.
+# Sets HAPROXY_BIN, PEBBLE_BIN, CHALLTESTSRV_BIN, PEBBLE_2_4_BIN, PEBBLE_LATEST_BIN, ETCD_BIN and ETCDCTL_BIN, and with
+# ensure_haproxy_versions HAPROXY_3_0_BIN, HAPROXY_3_2_BIN and HAPROXY_3_4_BIN; certbot goes on PATH.
 
 TOOLS_DIR="${TOOLS_DIR:-$(pwd)/target/tools}"
 
@@ -112,6 +112,79 @@ ensure_pebble_latest() {
   fetch_debian_pebble sid "$TOOLS_DIR/pebble-latest"
 }
 
+
+# HAProxy 3.0 (trixie), 3.2 (sid) and 3.4 (experimental) for `scripts/test --all-haproxy`. Their builds need a newer
+# glibc than bookworm's, and installing them would replace the host's 2.6, so each lives in its own debootstrap tree
+# under $TOOLS_DIR/haproxy-<version>/root (ignored with target/, built once and reused; about 360 MB each). Next to the
+# tree, `haproxy` is a wrapper that runs the tree's binary and can stand in for HAPROXY_BIN (see write_haproxy_wrapper).
+# Sets HAPROXY_3_0_BIN, HAPROXY_3_2_BIN and HAPROXY_3_4_BIN to those wrappers. Needs root (debootstrap, chroot, mounts).
+ensure_haproxy_versions() {
+  apt_install_missing debootstrap=debootstrap unshare=util-linux
+  ensure_haproxy_tree 3.0 trixie
+  ensure_haproxy_tree 3.2 sid
+  ensure_haproxy_tree 3.4 sid experimental
+  HAPROXY_3_0_BIN="$TOOLS_DIR/haproxy-3.0/haproxy"
+  HAPROXY_3_2_BIN="$TOOLS_DIR/haproxy-3.2/haproxy"
+  HAPROXY_3_4_BIN="$TOOLS_DIR/haproxy-3.4/haproxy"
+  export HAPROXY_3_0_BIN HAPROXY_3_2_BIN HAPROXY_3_4_BIN
+}
+
+# ensure_haproxy_tree <version> <suite> [experimental]: the tree for one HAProxy version. VERSION (the installed
+# `haproxy -v` first line) is written last, so a build cut off halfway has none and is thrown away and made again.
+ensure_haproxy_tree() {
+  local want=$1 suite=$2 extra=${3:-}
+  local dir="$TOOLS_DIR/haproxy-$want"
+  local root="$dir/root"
+  if [ -s "$dir/VERSION" ] && [ -x "$dir/haproxy" ]; then return 0; fi
+  echo "== building a $suite${extra:+ + $extra} tree with HAProxy $want in $root (once; a few minutes)" >&2
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  local mirror
+  mirror=$(debian_mirror)
+  as_root debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$dir/debootstrap.log" 2>&1 ||
+    { echo "debootstrap $suite failed; see $dir/debootstrap.log" >&2; return 1; }
+  # The package's postinst would start the service inside the tree; 101 tells invoke-rc.d not to.
+  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod 755 "$root/usr/sbin/policy-rc.d"
+  local apt_opts="" target=""
+  # sid's Release file on a mirror can carry a Valid-Until already past; the tree is for tests, not for updates.
+  [ "$suite" = sid ] && apt_opts="-o Acquire::Check-Valid-Until=false"
+  if [ -n "$extra" ]; then
+    echo "deb $mirror $extra main" >"$root/etc/apt/sources.list.d/$extra.list"
+    target="-t $extra"
+  fi
+  # proc is mounted in a mount namespace of its own, so nothing is left mounted in the tree once apt is done.
+  as_root unshare --mount --propagation private -- sh -c "mount -t proc proc '$root/proc' && chroot '$root' sh -c '
+    apt-get $apt_opts update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get $apt_opts install -y -qq --no-install-recommends $target haproxy'" \
+    >"$dir/install.log" 2>&1 || { echo "installing haproxy in $root failed; see $dir/install.log" >&2; return 1; }
+  write_haproxy_wrapper "$root" "$dir/haproxy"
+  local line
+  line=$("$dir/haproxy" -v 2>&1 | head -n 1)
+  case "$line" in
+    "HAProxy version $want."*) ;;
+    *) echo "the $suite tree's haproxy says \"$line\", not HAProxy $want" >&2; return 1 ;;
+  esac
+  echo "$line" >"$dir/VERSION"
+}
+
+# write_haproxy_wrapper <tree> <path>: a script that runs <tree>'s /usr/sbin/haproxy with the caller's arguments and
+# working directory. The tests put configs, sockets and certificates under /tmp by absolute path, so the host's /tmp
+# is bound over the tree's, with /proc and /sys. The mounts are made in a private mount namespace and vanish with it.
+# Every step execs, so the PID the caller started (and signals, and whose master socket reloads) is HAProxy's master,
+# and a reload re-executes the tree's own binary.
+write_haproxy_wrapper() {
+  local root=$1 path=$2
+  cat >"$path" <<WRAPPER
+#!/bin/sh
+exec unshare --mount --propagation private -- /bin/sh -c '
+r=\$1; shift
+mount --bind /tmp "\$r/tmp" && mount -t proc proc "\$r/proc" && mount --bind /sys "\$r/sys" || exit 70
+exec chroot "\$r" /bin/sh -c "cd \\"\\\$1\\" 2>/dev/null || cd /; shift; exec /usr/sbin/haproxy \\"\\\$@\\"" sh "\$PWD" "\$@"
+' sh '$root' "\$@"
+WRAPPER
+  chmod 755 "$path"
+}
 
 # Installs each package that dpkg does not list as installed: for what brings no command of its own to look for, like
 # a certbot plugin (a Python module, which only Debian's /usr/bin/python3 sees, whatever python3 is first on PATH).

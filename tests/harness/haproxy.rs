@@ -1,4 +1,4 @@
-//! HAProxy 2.6 in master-worker mode, in the foreground as our child, with its config (text in
+//! HAProxy (2.6 by default, 3.x with `scripts/test --all-haproxy`) in master-worker mode, in the foreground as our child, with its config (text in
 //! haproxy_cfg.rs), default certificate and the default reload script.
 
 use std::fs;
@@ -168,7 +168,7 @@ pub fn master_cli(sock: &Path, command: &str) -> io::Result<String> {
     Ok(reply)
 }
 
-/// PIDs of the `# workers` section of `show proc`. In 2.6 the reply looks like:
+/// PIDs of the workers that serve now, from `show proc`. In 2.6 the reply looks like:
 /// ```text
 /// #<PID>          <type>          <reloads>       <uptime>        <version>
 /// 6918            master          1 [failed: 0]   0d00h00m04s     2.6.12-1+deb12u4
@@ -177,13 +177,35 @@ pub fn master_cli(sock: &Path, command: &str) -> io::Result<String> {
 /// # old workers
 /// ...
 /// ```
+/// Those are the `# workers` section. After a failed reload, though, 3.2+ counts the reload against the worker that
+/// goes on serving: it moves to `# old workers` (`<reloads>` 1) and `# workers` stays empty. So when that section is
+/// empty, the serving workers are the old ones started the fewest reloads ago; any older ones are still finishing.
 fn parse_workers(show_proc: &str) -> Vec<u32> {
+    let current = workers_in(show_proc, "# workers");
+    if !current.is_empty() {
+        return current.into_iter().map(|(pid, _)| pid).collect();
+    }
+    let old = workers_in(show_proc, "# old workers");
+    let newest = old.iter().map(|&(_, reloads)| reloads).min();
+    old.into_iter()
+        .filter(|&(_, reloads)| Some(reloads) == newest)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// `(pid, reloads)` of each worker line in the `show proc` section headed `heading`.
+fn workers_in(show_proc: &str, heading: &str) -> Vec<(u32, u32)> {
     show_proc
         .lines()
-        .skip_while(|line| line.trim() != "# workers")
+        .skip_while(|line| line.trim() != heading)
         .skip(1)
         .take_while(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let pid = fields.next()?.parse().ok()?;
+            (fields.next()? == "worker").then_some(())?;
+            Some((pid, fields.next()?.parse().ok()?))
+        })
         .collect()
 }
 
@@ -204,7 +226,15 @@ set -u
 cli() {{ echo "$1" | '{socat}' -t 5 - 'UNIX-CONNECT:{sock}' 2>/dev/null; }}
 # "<reloads> <failed>" from the master line of show proc: "<pid> master <reloads> [failed: <n>] ...".
 counts() {{ cli 'show proc' | awk '$2 == "master" {{ sub(/\]/, "", $5); print $3, $5 }}'; }}
-workers() {{ cli 'show proc' | awk '/^# workers/ {{ w = 1; next }} /^#/ {{ w = 0 }} w && $2 == "worker" {{ print $1 }}'; }}
+# The serving workers: the workers section, or when it is empty (3.2+ after a failed reload, see parse_workers)
+# the old workers started the fewest reloads ago.
+workers() {{ cli 'show proc' | awk '
+    /^# workers/ {{ s = "cur"; next }} /^# old workers/ {{ s = "old"; next }} /^#/ {{ s = ""; next }}
+    $2 != "worker" {{ next }}
+    s == "cur" {{ cur = cur " " $1 }}
+    s == "old" && (min == "" || $3 + 0 < min) {{ min = $3 + 0; old = "" }}
+    s == "old" && $3 + 0 == min {{ old = old " " $1 }}
+    END {{ print (cur != "" ? cur : old) }}'; }}
 # The socket refuses connections for ~0.1 s after a reload, so every step retries (100 x 0.1 s).
 retry() {{ i=0; until "$@"; do i=$((i + 1)); [ $i -lt 100 ] || return 1; sleep 0.1; done; }}
 got_counts() {{ c=$(counts); [ -n "$c" ]; }}
@@ -225,4 +255,60 @@ done_reloading() {{
 retry done_reloading || {{ echo "reload: no new HAProxy worker after 10 s" >&2; exit 1; }}
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    // Named by path rather than imported: benches/e2e builds this module too, where #[test] functions are dropped and
+    // an import would be unused.
+    const HEAD: &str = "#<PID>          <type>          <reloads>       <uptime>        <version>      \n";
+
+    #[test]
+    fn the_workers_section_when_it_lists_any() {
+        // 2.6 and 3.0 keep the serving worker there after a failed reload (3.0's reply, with its `# programs`).
+        let reply = format!(
+            "{HEAD}29728           master          1 [failed: 1]   0d00h00m03s     3.0.11-1+deb13u4\n\
+             # workers\n\
+             29734           worker          1               0d00h00m03s     3.0.11-1+deb13u4\n\
+             # programs\n\n"
+        );
+        assert_eq!(super::parse_workers(&reply), [29734]);
+        let reply = format!(
+            "{HEAD}6918            master          1 [failed: 0]   0d00h00m04s     2.6.12-1+deb12u4\n\
+             # workers\n\
+             6974            worker          0               0d00h00m01s     2.6.12-1+deb12u4\n\
+             # old workers\n\
+             6930            worker          1               0d00h00m04s     2.6.12-1+deb12u4\n\
+             # programs\n\n"
+        );
+        assert_eq!(super::parse_workers(&reply), [6974]);
+    }
+
+    #[test]
+    fn after_a_failed_reload_on_3_2_the_newest_old_workers() {
+        // 3.2.26's reply after one failed reload.
+        let reply = format!(
+            "{HEAD}29089           master          1 [failed: 1]   0d00h00m02s     3.2.26-1       \n\
+             # workers\n\
+             # old workers\n\
+             29125           worker          1               0d00h00m02s     3.2.26-1       \n\n"
+        );
+        assert_eq!(super::parse_workers(&reply), [29125]);
+        // With a worker of an earlier successful reload still finishing its connections.
+        let reply = format!(
+            "{HEAD}29089           master          3 [failed: 1]   0d00h00m09s     3.2.26-1       \n\
+             # workers\n\
+             # old workers\n\
+             29400           worker          1               0d00h00m02s     3.2.26-1       \n\
+             29125           worker          3               0d00h00m09s     3.2.26-1       \n\n"
+        );
+        assert_eq!(super::parse_workers(&reply), [29400]);
+    }
+
+    #[test]
+    fn none_before_the_first_worker_is_up() {
+        let reply =
+            format!("{HEAD}29089           master          0 [failed: 0]   0d00h00m00s     3.2.26-1\n# workers\n\n");
+        assert!(super::parse_workers(&reply).is_empty());
+    }
 }

@@ -2,8 +2,10 @@
 //! suite that silently skips its integration tests proves nothing.
 
 use std::env;
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use super::pebble::PebbleVersion;
@@ -23,6 +25,29 @@ pub struct Tools {
 pub fn tools() -> &'static Tools {
     static TOOLS: OnceLock<Tools> = OnceLock::new();
     TOOLS.get_or_init(|| {
+        let tools = look_up_tools();
+        log_haproxy_version(&tools.haproxy);
+        tools
+    })
+}
+
+/// Says once per test binary which HAProxy the tests run against (`scripts/test --all-haproxy` runs them against
+/// several). Written to stderr directly, not through `eprintln!`, which the test runner would capture and show only
+/// for a failed test.
+fn log_haproxy_version(haproxy: &Path) {
+    let version = match Command::new(haproxy).arg("-v").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        Err(e) => format!("`-v` failed: {e}"),
+    };
+    let _ = writeln!(io::stderr(), "harness: HAProxy {}: {version}", haproxy.display());
+}
+
+fn look_up_tools() -> Tools {
+    {
         let pebble_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/pebble-2.6/usr/bin");
         Tools {
             pebble: find(
@@ -55,7 +80,7 @@ pub fn tools() -> &'static Tools {
                 "install it with `apt-get install socat`",
             ),
         }
-    })
+    }
 }
 
 /// The `pebble` binary of `version`. 2.6 is the one every test used before there was a choice; 2.4 and the latest come
