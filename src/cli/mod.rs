@@ -150,16 +150,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 outln!("  check:       WARNING: {warning}");
             }
             // What a run's preflight checks before ordering: reported, not failed on, since HAProxy may not run yet.
-            let mut endpoints: Vec<(&str, &str)> = Vec::new();
-            for cert in &config.certificates {
-                for endpoint in &cert.verify {
-                    if !endpoints.iter().any(|(e, _)| *e == endpoint.as_str()) {
-                        endpoints.push((endpoint, cert.domains[0].as_str()));
-                    }
-                }
-            }
-            for (endpoint, name) in endpoints {
-                match crate::edge::probe::answers_tls(endpoint, name).await {
+            for (endpoint, answered) in crate::edge::probe::verify_endpoints(&config.certificates).await {
+                match answered {
                     Ok(()) => outln!("  verify:      {endpoint} answers TLS"),
                     Err(why) => outln!(
                         "  verify:      WARNING: nothing answers TLS on {endpoint} ({why}); a run orders nothing until it \

@@ -131,6 +131,28 @@ pub async fn served_chain(
         .with_context(|| format!("no TLS handshake with {endpoint} (SNI {server_name}) within {PROBE_TIMEOUT:?}"))?
 }
 
+/// Each distinct `verify` endpoint of `specs`, once, and whether something speaks TLS there ([`answers_tls`]), with the
+/// first name of the first certificate that lists it as SNI. What a run checks before it orders, and `check-config`
+/// reports.
+pub async fn verify_endpoints<'a>(
+    specs: impl IntoIterator<Item = &'a CertificateSpec>,
+) -> Vec<(String, Result<(), String>)> {
+    let mut targets: Vec<(&str, &str)> = Vec::new();
+    for spec in specs {
+        let Some(first) = spec.domains.first() else { continue };
+        for endpoint in &spec.verify {
+            if !targets.iter().any(|(e, _)| e == endpoint) {
+                targets.push((endpoint, first.as_str()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (endpoint, name) in targets {
+        out.push((endpoint.to_owned(), answers_tls(endpoint, name).await));
+    }
+    out
+}
+
 /// Whether something speaks TLS on `endpoint`: a handshake that gets as far as the server's first answer. A server that
 /// turns this name away with an alert (HAProxy's `strict-sni`, for a name it has no certificate for yet) still answers;
 /// only no connection, no answer in time, or an answer that is not TLS is an error, with its cause.

@@ -3,7 +3,7 @@
 //! side or, for a DNS-01 certificate, its DNS provider (after that challenge's preflight), and what the CA sent
 //! verified before anything is deployed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -274,19 +274,11 @@ struct Sides<'a> {
 async fn unanswered_endpoints(
     orders: &[(CertificateSpec, Option<String>, Option<LockedOrder>)],
 ) -> HashMap<String, String> {
-    let mut checked = HashSet::new();
-    let mut unanswered = HashMap::new();
-    for (spec, ..) in orders {
-        let Some(first) = spec.domains.first() else { continue };
-        for endpoint in &spec.verify {
-            if checked.insert(endpoint.clone())
-                && let Err(why) = crate::edge::probe::answers_tls(endpoint, first.as_str()).await
-            {
-                unanswered.insert(endpoint.clone(), why);
-            }
-        }
-    }
-    unanswered
+    crate::edge::probe::verify_endpoints(orders.iter().map(|(spec, ..)| spec))
+        .await
+        .into_iter()
+        .filter_map(|(endpoint, answered)| Some((endpoint, answered.err()?)))
+        .collect()
 }
 
 /// Checks the profile and that the `verify` endpoints answer, runs the preflight of the certificate's challenge, and
