@@ -127,6 +127,7 @@ impl DnsSide {
         Ok(DnsAnswers {
             provider,
             journal: self.journal.clone(),
+            placements: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 }
@@ -135,6 +136,9 @@ impl DnsSide {
 pub struct DnsAnswers {
     provider: Arc<Provider>,
     journal: Arc<DnsJournal>,
+    /// Where each name's record goes, found once: an apex and its wildcard share one challenge name, and the preflight
+    /// and the order use the same.
+    placements: tokio::sync::Mutex<HashMap<String, Placement>>,
 }
 
 /// One TXT value in place, and where.
@@ -147,7 +151,7 @@ impl DnsAnswers {
     /// Adds `value` for `base` (a name without its wildcard label): noted in the journal first, so that a crash right
     /// after the update leaves a trace.
     async fn add(&self, base: &str, value: &str) -> anyhow::Result<PublishedRecord> {
-        let placement = self.provider.locate(base).await?;
+        let placement = self.placement(base).await?;
         let added = AddedRecord {
             provider: self.provider.config.name.clone(),
             challenge: placement.chain[0].to_string(),
@@ -166,6 +170,17 @@ impl DnsAnswers {
         }
         tracing::debug!(record = added.record, zone = added.zone, "TXT record added");
         Ok(PublishedRecord { placement, added })
+    }
+
+    /// Where the challenge record of `base` goes, asked of the name servers only the first time.
+    async fn placement(&self, base: &str) -> anyhow::Result<Placement> {
+        let mut known = self.placements.lock().await;
+        if let Some(placement) = known.get(base) {
+            return Ok(placement.clone());
+        }
+        let placement = self.provider.locate(base).await?;
+        known.insert(base.to_owned(), placement.clone());
+        Ok(placement)
     }
 
     /// The DNS preflight: a probe value added at each name's challenge record with the same key, seen on every
