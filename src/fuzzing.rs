@@ -68,6 +68,7 @@ pub fn haproxy_reply(data: &[u8]) {
         reply::cert_list(&text).is_some(),
         reply::cert_info(&text).is_some(),
         reply::crt_lists(&text).is_some(),
+        reply::crt_list_files(&text).is_some(),
         reply::proc_info(&text).is_some(),
         reply::set_accepted(&text, path),
         reply::commit_succeeded(&text, path),
