@@ -113,7 +113,13 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
 
     let updates: Vec<Update> = written
         .iter()
-        .map(|&i| Update::verified(changes[i].spec.file.value.clone(), &changes[i].new))
+        .map(|&i| {
+            let update = Update::verified(changes[i].spec.file.value.clone(), &changes[i].new);
+            match &changes[i].previous {
+                Some(previous) => update.replacing(&sha1_hex(&leaf_of(&previous.bytes))),
+                None => update,
+            }
+        })
         .collect();
     let managed: Vec<&Path> = config.certificates.iter().map(|c| c.file.value.as_path()).collect();
     haproxy.abort_interrupted_transaction(&managed).await;
@@ -485,7 +491,7 @@ async fn roll_back(
         let what = restore_file(change);
         if let Some(previous) = &change.previous {
             let pem = String::from_utf8_lossy(&previous.bytes).into_owned();
-            back.push(Update::checked(change.spec.file.value.clone(), pem));
+            back.push(Update::checked(change.spec.file.value.clone(), pem).map(|u| u.replacing(change.new.sha1())));
         }
         tracing::warn!(certificate = %change.spec.name, "rolling back: {what}");
     }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod names;
 pub(crate) mod reply;
 pub mod runtime;
 pub mod service;
@@ -11,10 +12,11 @@ mod snippet;
 
 pub use snippet::challenge_snippet;
 
+use names::Loaded;
 use runtime::{Endpoint, RuntimeApi, RuntimeError};
 
 use crate::core::config::HaproxyConfig;
-use crate::core::pem::Bundle;
+use crate::core::pem::{Bundle, sha1_hex};
 use crate::core::verify::Verified;
 use crate::edge::shell::run_shell;
 
@@ -38,6 +40,9 @@ pub struct Haproxy {
 pub struct Update {
     path: PathBuf,
     pem: String,
+    /// SHA-1s of the leaves HAProxy may be serving from this file now: the new one (in case it already is), and what the
+    /// file held before. HAProxy 3.0 names a crt-store alias without its file, and this is how the alias is known.
+    held: Vec<String>,
 }
 
 impl Update {
@@ -46,7 +51,14 @@ impl Update {
         Update {
             path,
             pem: certificate.pem().to_owned(),
+            held: vec![certificate.sha1().to_owned()],
         }
+    }
+
+    /// The leaf (by its SHA-1) that HAProxy served from this file before: see `held`.
+    pub fn replacing(mut self, sha1: &str) -> Update {
+        self.held.push(sha1.to_owned());
+        self
     }
 
     /// Any other PEM (a previous file put back): parsed and checked here, so nothing broken is ever sent.
@@ -61,7 +73,12 @@ impl Update {
         if !facts.key_matches {
             return Err(invalid("the private key does not belong to the certificate".into()));
         }
-        Ok(Update { path, pem })
+        let leaf = Bundle::parse(pem.as_bytes()).map(|b| sha1_hex(&b.certs[0]));
+        Ok(Update {
+            path,
+            pem,
+            held: leaf.into_iter().collect(),
+        })
     }
 }
 
@@ -92,13 +109,22 @@ pub enum HaproxyError {
     )]
     OtherTransaction { open: String },
     #[error(
-        "HAProxy has not loaded {path}, and it is not in the crt-list directory {crt_list}; point the certificate's `file` at the path haproxy.cfg uses (HAProxy has: {loaded})"
+        "HAProxy has not loaded {path}, and no crt-list it has holds a file of that directory ({crt_list} is not one); point the certificate's `file` at the path haproxy.cfg uses (HAProxy has: {loaded})"
     )]
     NotLoaded {
         path: String,
         crt_list: String,
         loaded: String,
     },
+    #[error(
+        "{path} is new to HAProxy, and more than one crt-list holds files of its directory ({}); set `[haproxy] crt_list` to the one it belongs in", .lists.join(", ")
+    )]
+    WhichCrtList { path: String, lists: Vec<String> },
+    /// HAProxy 3.0 has crt-store aliases that do not say which file they hold: only a reload can be sure to serve it.
+    #[error(
+        "HAProxy does not serve {path} under its own name, and its crt-store aliases ({}) do not say which file they hold (HAProxy 3.0)", .aliases.join(", ")
+    )]
+    UnsureAlias { path: String, aliases: Vec<String> },
     #[error("the HAProxy config check failed: `{command}` {outcome}")]
     CheckFailed { command: String, outcome: String },
     #[error("the HAProxy reload failed: {0}")]
@@ -133,7 +159,11 @@ impl Haproxy {
         if let Some(api) = &self.api {
             match self.hot_update(api, updates).await {
                 Ok(()) => return Ok(Applied::HotUpdated),
-                Err(err @ (HaproxyError::OtherTransaction { .. } | HaproxyError::NotLoaded { .. })) => return Err(err),
+                Err(
+                    err @ (HaproxyError::OtherTransaction { .. }
+                    | HaproxyError::NotLoaded { .. }
+                    | HaproxyError::WhichCrtList { .. }),
+                ) => return Err(err),
                 Err(err) => tracing::warn!(
                     "the Runtime API at {} failed: {err}; falling back to a checked reload",
                     api.endpoint()
@@ -173,41 +203,108 @@ impl Haproxy {
         }
     }
 
+    /// Each file under every name HAProxy knows it by (see `names`), read once for the batch; a file it has never
+    /// loaded is added to the crt-list its directory belongs to.
     async fn hot_update(&self, api: &RuntimeApi, updates: &[Update]) -> Result<(), HaproxyError> {
+        let failed = |err: RuntimeError| HaproxyError::ReloadFailed(err.to_string());
+        let loaded = api.loaded_certs().await.map_err(failed)?;
+        let aliases = api.aliases(&loaded).await.map_err(failed)?;
+        let mut lists = None;
         for update in updates {
             let path = update.path.to_string_lossy();
-            // A store that exists but serves nowhere was left by an add that a crash cut short (after `new ssl cert`,
-            // or after its commit and before `add ssl crt-list`): replacing it would commit into a store no bind uses.
-            // The add is finished instead, reusing it.
-            let in_crt_list = in_dir(&update.path, &self.crt_list);
-            let left_by_an_add = in_crt_list
-                && matches!(api.cert_info(&path).await, Ok(info) if info.status != runtime::CertStatus::Used);
-            let result = if left_by_an_add {
-                api.add_cert(&path, &update.pem, &self.crt_list).await
-            } else {
-                match api.replace_cert(&path, &update.pem).await {
-                    Err(RuntimeError::NotLoaded { .. }) if in_crt_list => {
-                        api.add_cert(&path, &update.pem, &self.crt_list).await
-                    }
-                    other => other,
-                }
-            };
-            match result {
-                Ok(()) => tracing::info!(file = %path, endpoint = %api.endpoint(), "hot update committed"),
-                Err(RuntimeError::OtherTransaction { open, .. }) => {
-                    return Err(HaproxyError::OtherTransaction { open });
-                }
-                Err(RuntimeError::NotLoaded { path, loaded }) => {
-                    return Err(HaproxyError::NotLoaded {
-                        path,
-                        crt_list: self.crt_list.clone(),
-                        loaded: loaded.join(", "),
+            let names = match names::loaded_as(&update.path, &loaded.files, &aliases, &update.held) {
+                Loaded::As(names) => names,
+                Loaded::Unsure { aliases } => {
+                    return Err(HaproxyError::UnsureAlias {
+                        path: path.into_owned(),
+                        aliases,
                     });
                 }
-                Err(err) => return Err(HaproxyError::ReloadFailed(err.to_string())),
+                Loaded::Not => Vec::new(),
+            };
+            for name in &names {
+                // A store that exists but serves nowhere was left by an add that a crash cut short (after `new ssl
+                // cert`, or after its commit and before `add ssl crt-list`): replacing it would commit into a store no
+                // bind uses. The add is finished instead, reusing it.
+                let unused = *name == path
+                    && matches!(api.cert_info(name).await, Ok(info) if info.status != runtime::CertStatus::Used);
+                let list = match unused {
+                    true => self.crt_list_for(api, &mut lists, update).await?,
+                    false => None,
+                };
+                let result = match &list {
+                    Some(list) => api.add_cert(name, &update.pem, list).await,
+                    None => api.replace_cert(name, &update.pem).await,
+                };
+                self.committed(api, name, result)?;
+            }
+            if names.is_empty() {
+                let Some(list) = self.crt_list_for(api, &mut lists, update).await? else {
+                    return Err(HaproxyError::NotLoaded {
+                        path: path.into_owned(),
+                        crt_list: self.crt_list.clone(),
+                        loaded: loaded.files.join(", "),
+                    });
+                };
+                let result = api.add_cert(&path, &update.pem, &list).await;
+                self.committed(api, &path, result)?;
+                if !names::survives_reload(&list, &update.path) {
+                    tracing::warn!(
+                        file = %path,
+                        crt_list = %list,
+                        "added to HAProxy's crt-list {list}, which is not a directory: HAProxy serves it now, but the \
+                         next reload drops it unless haproxy.cfg names the file (e.g. `ssl-f-use crt {path}` in the \
+                         frontend)"
+                    );
+                }
             }
         }
         Ok(())
+    }
+
+    /// The crt-list a new file goes into (`names::crt_list_for`). HAProxy's crt-lists are read once per batch, and their
+    /// files only when the configured one is not among them.
+    async fn crt_list_for(
+        &self,
+        api: &RuntimeApi,
+        lists: &mut Option<Vec<(String, Vec<String>)>>,
+        update: &Update,
+    ) -> Result<Option<String>, HaproxyError> {
+        let failed = |err: RuntimeError| HaproxyError::ReloadFailed(err.to_string());
+        if lists.is_none() {
+            let names = api.crt_lists().await.map_err(failed)?;
+            let mut read = Vec::new();
+            let configured = self.crt_list.trim_end_matches('/');
+            for name in names {
+                let files = match name == configured {
+                    true => Vec::new(),
+                    false => api.crt_list_files(&name).await.map_err(failed)?,
+                };
+                read.push((name, files));
+            }
+            *lists = Some(read);
+        }
+        let lists = lists.as_deref().unwrap_or_default();
+        names::crt_list_for(&update.path, &self.crt_list, lists).map_err(|lists| HaproxyError::WhichCrtList {
+            path: update.path.display().to_string(),
+            lists,
+        })
+    }
+
+    fn committed(&self, api: &RuntimeApi, name: &str, result: Result<(), RuntimeError>) -> Result<(), HaproxyError> {
+        match result {
+            Ok(()) => {
+                tracing::info!(file = %name, endpoint = %api.endpoint(), "hot update committed");
+                Ok(())
+            }
+            Err(RuntimeError::OtherTransaction { open, .. }) => Err(HaproxyError::OtherTransaction { open }),
+            Err(RuntimeError::NotLoaded { path, loaded }) => Err(HaproxyError::NotLoaded {
+                path,
+                crt_list: self.crt_list.clone(),
+                loaded: loaded.join(", "),
+            }),
+            Err(err) => Err(HaproxyError::ReloadFailed(err.to_string())),
+        }
     }
 
     /// The config check, then a reload: through the master socket, confirmed by `show proc`, when one is configured;
@@ -229,20 +326,12 @@ impl Haproxy {
         Ok(())
     }
 
-    /// Whether HAProxy has `path` in use with the leaf whose SHA-1 is `sha1`. `None` when there is no Runtime API to ask,
-    /// or it cannot be reached (then only the handshakes can tell).
+    /// Whether HAProxy has `path` in use with the leaf whose SHA-1 is `sha1`, under its own name or a crt-store alias.
+    /// `None` when there is no Runtime API to ask, or it cannot be reached (then only the handshakes can tell).
     pub async fn confirm_loaded(&self, path: &Path, sha1: &str) -> Option<Result<(), String>> {
         let api = self.api.as_ref()?;
-        let path = path.to_string_lossy();
-        match api.cert_info(&path).await {
-            Ok(info) if info.status != runtime::CertStatus::Used => {
-                Some(Err(format!("`show ssl cert {path}` says {:?}, not Used", info.status)))
-            }
-            Ok(info) if info.sha1_fingerprint.as_deref() == Some(sha1) => Some(Ok(())),
-            Ok(info) => Some(Err(format!(
-                "`show ssl cert {path}` has SHA-1 {}, the new leaf is {sha1}",
-                info.sha1_fingerprint.as_deref().unwrap_or("none")
-            ))),
+        match loaded_with(api, path, sha1).await {
+            Ok(verdict) => Some(verdict),
             Err(err @ (RuntimeError::Connect { .. } | RuntimeError::Timeout { .. })) => {
                 tracing::warn!("cannot ask the Runtime API what is loaded: {err}");
                 None
@@ -250,6 +339,44 @@ impl Haproxy {
             Err(err) => Some(Err(err.to_string())),
         }
     }
+}
+
+/// Whether HAProxy serves the leaf whose SHA-1 is `sha1` from `path`: under the path itself, or else under each
+/// crt-store alias that holds it.
+async fn loaded_with(api: &RuntimeApi, path: &Path, sha1: &str) -> Result<Result<(), String>, RuntimeError> {
+    let shown = path.to_string_lossy();
+    match api.cert_info(&shown).await {
+        Ok(info) => return Ok(judge_loaded(&shown, &info, sha1)),
+        Err(RuntimeError::NotLoaded { .. }) => {}
+        Err(err) => return Err(err),
+    }
+    let loaded = api.loaded_certs().await?;
+    let aliases = api.aliases(&loaded).await?;
+    Ok(
+        match names::loaded_as(path, &loaded.files, &aliases, &[sha1.to_owned()]) {
+            Loaded::As(names) => aliases
+                .iter()
+                .filter(|alias| names.contains(&alias.filename))
+                .try_for_each(|alias| judge_loaded(&alias.filename, alias, sha1)),
+            Loaded::Unsure { .. } | Loaded::Not => {
+                Err(format!("HAProxy serves {shown} under no name with SHA-1 {sha1}"))
+            }
+        },
+    )
+}
+
+/// Whether `show ssl cert <name>` shows the leaf whose SHA-1 is `sha1`, in use.
+fn judge_loaded(name: &str, info: &runtime::CertInfo, sha1: &str) -> Result<(), String> {
+    if info.status != runtime::CertStatus::Used {
+        return Err(format!("`show ssl cert {name}` says {:?}, not Used", info.status));
+    }
+    if info.sha1_fingerprint.as_deref() == Some(sha1) {
+        return Ok(());
+    }
+    Err(format!(
+        "`show ssl cert {name}` has SHA-1 {}, the new leaf is {sha1}",
+        info.sha1_fingerprint.as_deref().unwrap_or("none")
+    ))
 }
 
 /// `reload` on the master, then `show proc` until it shows the reload, all within `timeout` ([haproxy] reload_timeout):
@@ -290,11 +417,6 @@ async fn reload_through_master(master: &RuntimeApi, timeout: Duration) -> Result
     }
 }
 
-fn in_dir(path: &Path, dir: &str) -> bool {
-    path.parent()
-        .is_some_and(|parent| parent == Path::new(dir.trim_end_matches('/')))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,12 +442,5 @@ mod tests {
         let swapped = Update::checked("/x/a.pem".into(), format!("{leaf}{chain}{key}"));
         assert!(swapped.err().unwrap().to_string().contains("does not belong"));
         assert!(Update::checked("/x/a.pem".into(), one).is_ok());
-    }
-
-    #[test]
-    fn new_files_in_the_crt_list_directory_can_be_added() {
-        assert!(in_dir(Path::new("/etc/haproxy/certs/new.pem"), "/etc/haproxy/certs"));
-        assert!(in_dir(Path::new("/etc/haproxy/certs/new.pem"), "/etc/haproxy/certs/"));
-        assert!(!in_dir(Path::new("/srv/new.pem"), "/etc/haproxy/certs"));
     }
 }

@@ -190,6 +190,23 @@ impl RuntimeApi {
         reply::crt_lists(&reply).ok_or_else(|| unexpected("show ssl crt-list", reply))
     }
 
+    /// `show ssl crt-list <list>`: the certificate files of one crt-list.
+    pub async fn crt_list_files(&self, list: &str) -> Result<Vec<String>, RuntimeError> {
+        let line = format!("show ssl crt-list {}", arg(list)?);
+        let reply = self.run(&line).await?;
+        reply::crt_list_files(&reply).ok_or_else(|| unexpected(&line, reply))
+    }
+
+    /// `show ssl cert <alias>` for each crt-store alias (`@store/alias`) in `loaded`: what each one holds. None asked
+    /// when there is none, as on every HAProxy before 3.0.
+    pub async fn aliases(&self, loaded: &CertList) -> Result<Vec<CertInfo>, RuntimeError> {
+        let mut infos = Vec::new();
+        for alias in loaded.files.iter().filter(|name| name.starts_with('@')) {
+            infos.push(self.cert_info(alias).await?);
+        }
+        Ok(infos)
+    }
+
     /// `show ssl cert <path>`: the committed certificate (not an open transaction for it).
     pub async fn cert_info(&self, path: &str) -> Result<CertInfo, RuntimeError> {
         let line = format!("show ssl cert {}", arg(path)?);
@@ -276,6 +293,7 @@ impl RuntimeApi {
     pub async fn reload(&self) -> Result<(), RuntimeError> {
         self.require_master()?;
         let started = tokio::time::Instant::now();
+        let mut busy = false;
         loop {
             let reply = self
                 .send(Request {
@@ -286,7 +304,7 @@ impl RuntimeApi {
                 .await?;
             match reply::reload_reply(&reply) {
                 reply::ReloadReply::Done => {
-                    if started.elapsed() >= RELOAD_BUSY_PAUSE {
+                    if busy {
                         tracing::info!(
                             waited_ms = started.elapsed().as_millis() as u64,
                             "HAProxy reloaded after another reload in progress had finished"
@@ -295,7 +313,14 @@ impl RuntimeApi {
                     return Ok(());
                 }
                 reply::ReloadReply::Busy if started.elapsed() < RELOAD_BUSY_WINDOW => {
-                    tracing::debug!("HAProxy is still loading another reload; asking again");
+                    if !busy {
+                        tracing::info!(
+                            "HAProxy says another reload is still in progress; asking again every {} s for up to {} s",
+                            RELOAD_BUSY_PAUSE.as_secs_f32(),
+                            RELOAD_BUSY_WINDOW.as_secs()
+                        );
+                    }
+                    busy = true;
                     tokio::time::sleep(RELOAD_BUSY_PAUSE).await;
                 }
                 reply::ReloadReply::Busy => {
