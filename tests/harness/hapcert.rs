@@ -86,6 +86,16 @@ impl Sandbox {
         })
     }
 
+    /// The base config with the Runtime API (the admin socket) and the master socket configured, plus `certs`.
+    pub fn runtime_config(&self, certs: &str) -> String {
+        let sockets = format!(
+            "[haproxy]\nruntime_api = \"{}\"\nmaster_socket = \"{}\"\n",
+            self.haproxy_admin_sock().display(),
+            self.haproxy_master_sock().display()
+        );
+        format!("{}\n{certs}", self.base_config().replacen("[haproxy]\n", &sockets, 1))
+    }
+
     /// Writes hapcert.toml: the base config plus one `[[certificate]]` per (name, domains).
     pub fn write_config(&self, certs: &[(&str, &[&str])]) -> PathBuf {
         let mut text = self.base_config();

@@ -35,15 +35,38 @@ pub fn tools() -> &'static Tools {
 /// several). Written to stderr directly, not through `eprintln!`, which the test runner would capture and show only
 /// for a failed test.
 fn log_haproxy_version(haproxy: &Path) {
-    let version = match Command::new(haproxy).arg("-v").output() {
+    let _ = writeln!(
+        io::stderr(),
+        "harness: HAProxy {}: {}",
+        haproxy.display(),
+        version_line(haproxy)
+    );
+}
+
+fn version_line(haproxy: &Path) -> String {
+    match Command::new(haproxy).arg("-v").output() {
         Ok(out) => String::from_utf8_lossy(&out.stdout)
             .lines()
             .next()
             .unwrap_or("")
             .to_owned(),
         Err(e) => format!("`-v` failed: {e}"),
-    };
-    let _ = writeln!(io::stderr(), "harness: HAProxy {}: {version}", haproxy.display());
+    }
+}
+
+/// The (major, minor) version of the HAProxy the tests run against, from `haproxy -v`'s first line ("HAProxy version
+/// 3.2.26-1 2025/...").
+pub fn haproxy_version() -> (u32, u32) {
+    static VERSION: OnceLock<(u32, u32)> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let line = version_line(&tools().haproxy);
+        let number = line.strip_prefix("HAProxy version ").unwrap_or_default();
+        let mut parts = number.split(['.', '-', ' ']).map(str::parse::<u32>);
+        match (parts.next(), parts.next()) {
+            (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+            _ => panic!("cannot read HAProxy's version from `haproxy -v`: {line:?}"),
+        }
+    })
 }
 
 fn look_up_tools() -> Tools {

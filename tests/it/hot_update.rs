@@ -17,19 +17,6 @@ fn disk_serial(sandbox: &Sandbox, file: &str) -> String {
     serial_hex(&leaf_der_from_pem_file(&sandbox.cert_dir().join(file)))
 }
 
-/// The sandbox's base config with the Runtime API (admin socket) and master socket configured, plus `certs`.
-fn runtime_config(sandbox: &Sandbox, certs: &str) -> String {
-    let sockets = format!(
-        "[haproxy]\nruntime_api = \"{}\"\nmaster_socket = \"{}\"\n",
-        sandbox.haproxy_admin_sock().display(),
-        sandbox.haproxy_master_sock().display()
-    );
-    format!(
-        "{}\n{certs}",
-        sandbox.base_config().replacen("[haproxy]\n", &sockets, 1)
-    )
-}
-
 /// `haproxy -c` on the sandbox's current haproxy.cfg, as an operator would run it after pasting the lines.
 fn assert_haproxy_check_passes(sandbox: &Sandbox) {
     let out = std::process::Command::new("/bin/sh")
@@ -45,7 +32,7 @@ const SITE: &str = "[[certificate]]\nname = \"site\"\ndomains = [\"a.example.com
 #[test]
 fn a_new_certificate_and_its_forced_renewal_are_hot_updated_with_the_worker_unchanged() {
     let sandbox = Sandbox::start();
-    sandbox.write_config_text(&runtime_config(&sandbox, SITE));
+    sandbox.write_config_text(&sandbox.runtime_config(SITE));
     let workers = sandbox.haproxy_worker_pids();
 
     // Never loaded before: new ssl cert + add ssl crt-list, no reload.
@@ -104,7 +91,7 @@ fn load_during_forced_renewals(sandbox: &Sandbox, renewals: usize) -> (LoadRepor
 #[test]
 fn twenty_hot_updates_under_load_fail_no_request_and_close_no_connection() {
     let sandbox = Sandbox::start();
-    sandbox.write_config_text(&runtime_config(&sandbox, SITE));
+    sandbox.write_config_text(&sandbox.runtime_config(SITE));
     assert_exit(&sandbox.hapcert(&["run"]), 0);
     let workers = sandbox.haproxy_worker_pids();
 
@@ -169,7 +156,7 @@ fn without_an_admin_socket_hapcert_falls_back_to_a_checked_reload_and_verifies()
 #[test]
 fn a_commit_that_is_not_seen_on_the_wire_fails_with_exit_1_and_is_rolled_back() {
     let sandbox = Sandbox::start();
-    sandbox.write_config_text(&runtime_config(&sandbox, SITE));
+    sandbox.write_config_text(&sandbox.runtime_config(SITE));
     assert_exit(&sandbox.hapcert(&["run"]), 0);
     let before = fs::read(sandbox.cert_dir().join("site.pem")).unwrap();
     let old = disk_serial(&sandbox, "site.pem");
@@ -181,7 +168,7 @@ fn a_commit_that_is_not_seen_on_the_wire_fails_with_exit_1_and_is_rolled_back() 
         "[[certificate]]\nname = \"site\"\ndomains = [\"a.example.com\", \"www.a.example.com\"]\nverify = [\"127.0.0.1:{}\"]\n",
         stale.https_port
     );
-    sandbox.write_config_text(&runtime_config(&sandbox, &elsewhere));
+    sandbox.write_config_text(&sandbox.runtime_config(&elsewhere));
     let out = sandbox.hapcert(&["renew", "--force"]);
     assert_exit(&out, 1);
     let text = stdout(&out);
@@ -233,7 +220,7 @@ fn apply(
 #[test]
 fn a_corrupt_or_mismatched_pem_is_refused_before_anything_is_sent() {
     let sandbox = Sandbox::start();
-    sandbox.write_config_text(&runtime_config(&sandbox, SITE));
+    sandbox.write_config_text(&sandbox.runtime_config(SITE));
     assert_exit(&sandbox.hapcert(&["run"]), 0);
     let served = serial_hex(&sandbox.served_leaf("a.example.com"));
     let good = fs::read_to_string(sandbox.cert_dir().join("site.pem")).unwrap();
@@ -311,7 +298,7 @@ fn dual_certificates_are_served_by_key_type() {
     let sandbox = Sandbox::start();
     let dual =
         "[[certificate]]\nname = \"dual\"\ndomains = [\"d.example.com\"]\nkey_types = [\"ecdsa-p256\", \"rsa-2048\"]\n";
-    sandbox.write_config_text(&runtime_config(&sandbox, dual));
+    sandbox.write_config_text(&sandbox.runtime_config(dual));
     let out = sandbox.hapcert(&["run"]);
     assert_exit(&out, 0);
 

@@ -16,6 +16,7 @@ mod fleet;
 mod fleet_config;
 mod fleet_harness;
 mod flood;
+mod haproxy3;
 mod harness_extras;
 mod hooks;
 mod hostile_ca;
