@@ -6,7 +6,7 @@ use std::fs;
 use rustls_pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::harness::{Sandbox, SandboxOptions, assert_exit, leaf_der_from_pem_file, show, stderr};
+use crate::harness::{Sandbox, SandboxOptions, assert_exit, leaf_der_from_pem_file, show, stderr, stdout};
 
 const NAME: &str = "chain.example.com";
 
@@ -122,6 +122,77 @@ fn preferred_chain_serves_the_alternate_chain_to_that_root_on_the_wire() {
         )),
         "{logs}"
     );
+
+    served_chain_flaws_are_reported_by_check(&sandbox, &roots[2], &cns[2]);
+}
+
+/// `check` on the chain hapcert deployed: nothing to say. Then with the root in the file, then out of order: a
+/// WARNING each, with the fix, seen through a real handshake with HAProxy.
+fn served_chain_flaws_are_reported_by_check(sandbox: &Sandbox, root_pem: &str, root_cn: &str) {
+    let https = format!("127.0.0.1:{}", sandbox.https_port());
+    let roots = sandbox.pebble_roots_file().display().to_string();
+    sandbox.write_config_text(&sandbox.check_config(std::slice::from_ref(&https), &roots, "", &[("site", NAME)]));
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 0);
+
+    let path = sandbox.cert_dir().join("site.pem");
+    let deployed = fs::read_to_string(&path).unwrap();
+    let blocks = pem::parse_many(&deployed).unwrap();
+    assert_eq!(blocks.len(), 3, "leaf, intermediate, key");
+    let encode = |block: &pem::Pem| pem::encode(block);
+    let (leaf, intermediate, key) = (encode(&blocks[0]), encode(&blocks[1]), encode(&blocks[2]));
+
+    fs::write(&path, format!("{leaf}{intermediate}{root_pem}{key}")).unwrap();
+    sandbox.reload_haproxy();
+    assert_eq!(
+        sandbox.served_chain_unverified(NAME).len(),
+        3,
+        "HAProxy sends the root too"
+    );
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 1);
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!(
+            "WARNING: {https} (SNI {NAME}): the served chain includes its root (certificate 3, CN={root_cn}, \
+             self-signed)"
+        )) && said.contains("remove the root from the certificate file"),
+        "{}",
+        show(&out)
+    );
+
+    fs::write(&path, format!("{leaf}{root_pem}{intermediate}{key}")).unwrap();
+    sandbox.reload_haproxy();
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 1);
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!(
+            "WARNING: {https} (SNI {NAME}): the served chain is out of order: certificate 1"
+        )) && said.contains("put the certificates in the file leaf first, then each one's issuer in turn")
+            && said.contains("chain verifies"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn the_chosen_chain_is_the_one_verified_before_the_deploy() {
+    let (sandbox, roots) = three_roots();
+    let cns: Vec<String> = roots.iter().map(|pem| subject_cn(&root_der(pem))).collect();
+    // Only the default chain's root is trusted: the chain to root 2, chosen, must not reach HAProxy.
+    fs::write(sandbox.pebble_roots_file(), &roots[0]).unwrap();
+    write_config(&sandbox, &cns[2]);
+    let out = sandbox.hapcert(&["run"]);
+    assert_exit(&out, 1);
+    let said = show(&out);
+    assert!(
+        said.contains("serving the CA's alternate chain to the preferred root")
+            && said.contains("failed verification, so it was not deployed")
+            && said.contains(&format!("CN={}", cns[2])),
+        "{said}"
+    );
+    assert!(!sandbox.cert_dir().join("site.pem").exists(), "nothing deployed");
 }
 
 #[test]
