@@ -1,6 +1,7 @@
 //! The ACME CA. The only module that uses instant-acme: the account (made on first use, stored in the state directory,
 //! reused afterwards), the order flow for one certificate over HTTP-01, renewal information (ARI, RFC 9773),
-//! revocation, and the account's own life cycle (in `account`).
+//! revocation, the account's own life cycle (in `account`), and the choice among the chains the CA offers for a
+//! certificate (`preferred_chain`, in `alternates`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
