@@ -424,6 +424,13 @@ preferred_chain = "ISRG Root X2"
         .map(|c| c.preferred_chain.as_deref())
         .collect();
     assert_eq!(chains, [Some("ISRG Root X1"), Some("ISRG Root X2")]);
+    // check-config shows each certificate's.
+    let shown = super::summary(&config, super::FileOwner { uid: None, gid: None }, "none yet");
+    assert!(
+        shown.contains("renew at 1/3 of lifetime left, preferred chain to \"ISRG Root X1\")")
+            && shown.contains("preferred chain to \"ISRG Root X2\")"),
+        "{shown}"
+    );
     assert_eq!(parse(MINIMAL).unwrap().certificates[0].preferred_chain, None);
 
     for (value, expected) in [
