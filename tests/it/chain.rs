@@ -6,7 +6,9 @@ use std::fs;
 use rustls_pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::harness::{Sandbox, SandboxOptions, assert_exit, leaf_der_from_pem_file, show, stderr, stdout};
+use crate::harness::{
+    CaMode, HostileCa, Sandbox, SandboxOptions, assert_exit, leaf_der_from_pem_file, show, stderr, stdout,
+};
 
 const NAME: &str = "chain.example.com";
 
@@ -233,6 +235,60 @@ fn an_unknown_preferred_chain_keeps_the_default_chain_and_warns_with_the_offered
         downloads(&sandbox),
         4,
         "only the default chain, which matches, was downloaded"
+    );
+    let served = sandbox.served_chain_unverified(NAME);
+    assert_eq!(issuer_cn(served.last().unwrap()), cns[0]);
+}
+
+#[test]
+fn a_bad_nonce_on_an_alternate_is_sent_again_and_alternates_that_fail_fall_back_to_the_default_chain() {
+    let (sandbox, roots) = three_roots();
+    let cns: Vec<String> = roots.iter().map(|pem| subject_cn(&root_der(pem))).collect();
+    let ca = HostileCa::start(&sandbox);
+    sandbox.write_config_text(&format!(
+        "{}\n[[certificate]]\nname = \"site\"\ndomains = [\"{NAME}\"]\npreferred_chain = {:?}\n",
+        ca.config(&sandbox, &[]),
+        cns[2]
+    ));
+    let alternates_seen = || -> Vec<String> {
+        ca.seen()
+            .into_iter()
+            .filter(|r| r.starts_with("POST ") && r.contains("/alternate/"))
+            .collect()
+    };
+
+    // Each alternate's first POST-as-GET is refused with badNonce: each goes once more, with the nonce that came back.
+    ca.set(CaMode::BadNonceOnAlternates);
+    let out = sandbox.hapcert(&["run"]);
+    assert_exit(&out, 0);
+    let seen = alternates_seen();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert!(
+        seen[0] == seen[1] && seen[2] == seen[3] && seen[1].ends_with("/alternate/1"),
+        "{seen:?}"
+    );
+    let served = sandbox.served_chain_unverified(NAME);
+    assert_eq!(issuer_cn(served.last().unwrap()), cns[2], "{}", show(&out));
+
+    // The alternates cannot be downloaded: the run still deploys, with the default chain, and says why.
+    ca.set(CaMode::AlternatesFail);
+    let out = sandbox.hapcert(&["renew", "--force"]);
+    assert_exit(&out, 0);
+    let logs = stderr(&out);
+    assert_eq!(
+        logs.matches("cannot download the CA's alternate chain, skipped: the CA answered 500")
+            .count(),
+        2,
+        "{}",
+        show(&out)
+    );
+    assert!(
+        logs.contains(&format!(
+            "no chain the CA offers leads to \"{}\" (offered: \"{}\"); serving the default chain",
+            cns[2], cns[0]
+        )),
+        "{}",
+        show(&out)
     );
     let served = sandbox.served_chain_unverified(NAME);
     assert_eq!(issuer_cn(served.last().unwrap()), cns[0]);
