@@ -66,7 +66,8 @@ impl Acme {
         let Some(preferred) = preferred else {
             return default;
         };
-        let default_issuer = Downloaded::parse(default.clone()).ok().and_then(|d| d.issuer());
+        let parsed = Downloaded::parse(default.clone()).ok();
+        let default_issuer = parsed.as_ref().and_then(Downloaded::issuer);
         if matches(preferred, default_issuer.as_deref()) {
             tracing::debug!(
                 preferred_chain = preferred,
@@ -83,7 +84,8 @@ impl Acme {
             );
             links.truncate(MAX_ALTERNATES);
         }
-        let leaf = Downloaded::parse(default.clone()).ok().map(|d| d.certs[0].clone());
+        // An alternate is the same certificate with another chain: its leaf must be the default chain's.
+        let leaf = parsed.map(|d| d.certs[0].clone());
         let mut issuers = Vec::new();
         let mut chains = Vec::new();
         for link in &links {
