@@ -13,6 +13,8 @@ use instant_acme::{BodyWrapper, HttpClient};
 use super::describe;
 use super::http::CaHttp;
 
+/// One request through `http` (so it is counted, traced and timed out like instant-acme's); the answer's head and
+/// whole body, whatever its status, for the caller to judge.
 pub(super) async fn send(
     http: &CaHttp,
     method: Method,
@@ -37,6 +39,7 @@ pub(super) async fn send(
     Ok((response.parts, bytes))
 }
 
+/// The answer's `Replay-Nonce`: what the next signed request must carry.
 pub(super) fn nonce_of(parts: &http::response::Parts) -> anyhow::Result<String> {
     parts
         .headers
