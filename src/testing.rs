@@ -116,6 +116,7 @@ pub fn www_spec() -> crate::core::config::CertificateSpec {
         renew_before: None,
         verify: vec!["127.0.0.1:443".into()],
         profile: None,
+        preferred_chain: None,
         hooks: Default::default(),
         challenge: crate::core::config::ChallengeKind::Http01,
         dns_provider: None,

@@ -178,6 +178,7 @@ async fn probe_one(
         not_before: leaf.validity().not_before.to_datetime(),
         not_after,
         chain: roots.verify(&chain, not_after, now),
+        flaws: crate::core::chain::flaws(&chain),
     })
 }
 

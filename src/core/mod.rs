@@ -2,6 +2,7 @@
 //! numbers are parameters). Nothing here imports from `edge`, `renew` or a command; `tests/it/layers.rs` checks it.
 
 pub mod ari;
+pub mod chain;
 pub mod challenge;
 pub mod config;
 pub mod decision;

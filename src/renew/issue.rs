@@ -362,6 +362,7 @@ async fn issue_one<P: ChallengePublisher>(
             replaces: order.replaces,
             profile: spec.profile.as_deref(),
             resume: resume.as_deref(),
+            preferred_chain: spec.preferred_chain.as_deref(),
         };
         let journal = Journaling {
             order: order.locked,

@@ -45,6 +45,11 @@ pub enum CaMode {
     ServerError,
     /// The accounts known so far are forgotten: a request signed by one gets `accountDoesNotExist`. New accounts work.
     ForgetAccounts,
+    /// The first POST to each alternate chain (`.../alternate/N`) is refused with `badNonce`, with Pebble's fresh
+    /// nonce; the next one goes through.
+    BadNonceOnAlternates,
+    /// Every POST to an alternate chain is answered `500 Internal Server Error`.
+    AlternatesFail,
 }
 
 struct Shared {
@@ -55,6 +60,8 @@ struct Shared {
     paths: Mutex<Paths>,
     /// "GET /dir", "POST /order-plz", ...: what reached the proxy.
     seen: Mutex<Vec<String>>,
+    /// The alternate chains' paths refused once under `BadNonceOnAlternates`.
+    refused_alternates: Mutex<Vec<String>>,
     stop: AtomicBool,
     pebble_port: u16,
     pebble_ca: String,
@@ -94,6 +101,7 @@ impl HostileCa {
             accounts: Mutex::default(),
             paths: Mutex::default(),
             seen: Mutex::default(),
+            refused_alternates: Mutex::default(),
             stop: AtomicBool::new(false),
             pebble_port: sandbox.pebble_port(),
             pebble_ca: std::fs::read_to_string(sandbox.pebble_listener_ca()).expect("Pebble's listener CA"),
@@ -306,6 +314,22 @@ fn misbehave(shared: &Shared, mode: &CaMode, request: &Request, kid: Option<&str
             }
         }
         CaMode::ServerError => answer.replaced(500, "text/plain", "internal error (hostile CA)\n"),
+        CaMode::BadNonceOnAlternates | CaMode::AlternatesFail if is_alternate(request) => {
+            let mut refused = lock(&shared.refused_alternates);
+            if *mode == CaMode::AlternatesFail {
+                answer.replaced(500, "text/plain", "internal error (hostile CA)\n")
+            } else if refused.contains(&request.path) {
+                answer
+            } else {
+                refused.push(request.path.clone());
+                answer.replaced(
+                    400,
+                    "application/problem+json",
+                    r#"{"type":"urn:ietf:params:acme:error:badNonce","detail":"stale nonce (hostile CA)","status":400}"#,
+                )
+            }
+        }
+        CaMode::BadNonceOnAlternates | CaMode::AlternatesFail => answer,
         CaMode::ForgetAccounts => {
             let forgotten = kid.is_some_and(|kid| lock(&shared.accounts).1.iter().any(|k| k == kid));
             if forgotten {
@@ -319,6 +343,11 @@ fn misbehave(shared: &Shared, mode: &CaMode, request: &Request, kid: Option<&str
             }
         }
     }
+}
+
+/// A download of one of Pebble's alternate chains (`/certZ/<serial>/alternate/<n>`).
+fn is_alternate(request: &Request) -> bool {
+    request.method == "POST" && request.path.contains("/alternate/")
 }
 
 fn is_chain(answer: &Answer) -> bool {

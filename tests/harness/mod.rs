@@ -109,6 +109,10 @@ pub struct SandboxOptions {
     /// Some: a BIND 9 lab (primary taking TSIG-signed updates, resolver, maybe a secondary) runs in the sandbox, and
     /// Pebble asks the lab's resolver instead of pebble-challtestsrv, which is then not started. See [`Sandbox::dns`].
     pub dns: Option<DnsLabOptions>,
+    /// Roots beyond the first (PEBBLE_ALTERNATE_ROOTS): each issued certificate is then also offered with a chain to
+    /// each of them, as `Link: rel="alternate"` of its download. Their PEMs: [`Sandbox::pebble_management_text`] of
+    /// `/roots/N`.
+    pub alternate_roots: u8,
 }
 
 pub struct Sandbox {
@@ -339,6 +343,20 @@ impl Sandbox {
     /// Pebble's issuing root as a file: the base config's `[acme] trust_roots`.
     pub fn pebble_roots_file(&self) -> PathBuf {
         self.dir().join("pebble-roots.pem")
+    }
+
+    /// A GET on Pebble's management port (`/roots/1`, `/intermediates/0`, ...): its body, which must come with 200.
+    pub fn pebble_management_text(&self, path: &str) -> String {
+        let url = self.pebble.management_url(path);
+        let response = https_get(&url, &self.pebble_listener_ca());
+        assert_eq!(response.status, 200, "GET {url}: {}", response.text());
+        response.text()
+    }
+
+    /// The whole chain HAProxy sends for `sni` (leaf first), without any verification.
+    pub fn served_chain_unverified(&self, sni: &str) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+        tls::handshake(self.https_port(), tls::server_name(sni), tls::unverified_config())
+            .unwrap_or_else(|e| panic!("TLS handshake with HAProxy for SNI {sni:?}: {e}"))
     }
 
     pub fn pebble_root_pem(&self) -> String {

@@ -132,6 +132,9 @@ impl Pebble {
         cmd.env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", opts.nonce_reject.to_string())
             .env("PEBBLE_AUTHZREUSE", "0");
+        if opts.alternate_roots > 0 {
+            cmd.env("PEBBLE_ALTERNATE_ROOTS", opts.alternate_roots.to_string());
+        }
         let pebble = Daemon::spawn("pebble", cmd, logs);
 
         Pebble {

@@ -5,6 +5,7 @@
 mod harness;
 
 mod alerts;
+mod chain;
 mod check;
 mod closed_stdout;
 mod crash_points;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::chain::Chain;
+use crate::core::chain::Flaw;
 use crate::core::config::CheckConfig;
 use crate::core::pem::CertFacts;
 use crate::core::time::{days_left, format_rfc3339, format_time};
@@ -119,6 +120,8 @@ pub struct Served {
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub chain: Chain,
+    /// How the server orders its chain, beyond whether it verifies (`core::chain::flaws`).
+    pub flaws: Vec<Flaw>,
 }
 
 /// One handshake: an endpoint, a name sent as SNI, the kind of client; what came back, or the error.
@@ -189,6 +192,8 @@ pub struct EndpointReport {
     pub chain_verifies: Option<bool>,
     /// Why the chain does not verify, or why it could not be verified.
     pub chain_error: Option<String>,
+    /// What is wrong with how the chain is sent (a root included, out of order), one sentence each.
+    pub chain_flaws: Vec<String>,
     pub name_covered: Option<bool>,
 }
 
@@ -344,6 +349,7 @@ fn judge_probe(
         days_left: None,
         chain_verifies: None,
         chain_error: None,
+        chain_flaws: Vec::new(),
         name_covered: None,
     };
     let served = match &probe.outcome {
@@ -410,6 +416,15 @@ fn judge_probe(
         }
     }
 
+    for flaw in &served.flaws {
+        let what = flaw_message(flaw);
+        report.chain_flaws.push(what.clone());
+        problems.push(Problem {
+            status: Status::Warning,
+            message: format!("{at}: {what}"),
+        });
+    }
+
     // The same certificate as on disk has had its expiry judged already; another one is judged here.
     if matches != Some(true) {
         let limits = thresholds(check, served.not_before, served.not_after);
@@ -420,6 +435,28 @@ fn judge_probe(
     }
     report.status = problems.iter().fold(Status::Ok, |worst, p| worst.worst(p.status));
     (report, problems)
+}
+
+/// One flaw of a served chain, in words, with the fix. Positions are counted from 1, the leaf.
+fn flaw_message(flaw: &Flaw) -> String {
+    match flaw {
+        Flaw::IncludesRoot { position, subject } => format!(
+            "the served chain includes its root (certificate {}, {subject}, self-signed): clients must have the root \
+             already, so sending it only adds bytes to every handshake, and some clients refuse a chain that carries \
+             one; remove the root from the certificate file",
+            position + 1
+        ),
+        Flaw::OutOfOrder {
+            position,
+            issuer,
+            next_subject,
+        } => format!(
+            "the served chain is out of order: certificate {} (issued by {issuer}) is followed by {next_subject}, \
+             which did not issue it; strict clients fail the handshake: put the certificates in the file leaf first, \
+             then each one's issuer in turn",
+            position + 1
+        ),
+    }
 }
 
 /// `prefix` names what expires ("" for the file on disk); the message starts with "expires" or "expired" after it.

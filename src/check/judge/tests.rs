@@ -44,6 +44,7 @@ fn served(leaf: &[u8], serial: &str, left: f64) -> Served {
         not_before: f.not_before,
         not_after: f.not_after,
         chain: Chain::Verifies,
+        flaws: Vec::new(),
     }
 }
 
@@ -480,5 +481,46 @@ fn many_good_certificates_are_counted_not_named() {
             .starts_with("HAPCERT OK - 8 certificates OK (fewest days left: c7, 73.0) | "),
         "{}",
         whole.summary
+    );
+}
+
+#[test]
+fn a_served_root_or_a_chain_out_of_order_warns_with_the_fix() {
+    let mut sent = served(&[1], "0b", 80.0);
+    sent.flaws = vec![
+        Flaw::OutOfOrder {
+            position: 0,
+            issuer: "CN=R3".into(),
+            next_subject: "CN=ISRG Root X1".into(),
+        },
+        Flaw::IncludesRoot {
+            position: 1,
+            subject: "CN=ISRG Root X1".into(),
+        },
+    ];
+    let cert = judged(80.0, Ok(sent));
+    assert_eq!(cert.status, Status::Warning, "{cert:#?}");
+    let endpoint = &cert.endpoints[0];
+    assert_eq!(endpoint.status, Status::Warning);
+    assert_eq!(endpoint.chain_verifies, Some(true), "a flaw is not a chain that fails");
+    assert_eq!(endpoint.chain_flaws.len(), 2);
+    let messages: Vec<&str> = cert.problems.iter().map(|p| p.message.as_str()).collect();
+    assert!(
+        messages.contains(
+            &"127.0.0.1:443 (SNI www.example.com): the served chain is out of order: certificate 1 (issued by CN=R3) is \
+              followed by CN=ISRG Root X1, which did not issue it; strict clients fail the handshake: put the \
+              certificates in the file leaf first, then each one's issuer in turn"
+        ) && messages.iter().any(|m| m.contains(
+            "the served chain includes its root (certificate 2, CN=ISRG Root X1, self-signed)"
+        ) && m.ends_with("remove the root from the certificate file")),
+        "{messages:#?}"
+    );
+    assert!(cert.problems.iter().all(|p| p.status == Status::Warning));
+
+    // In order, root left out: nothing to say.
+    let clean = judged(80.0, Ok(served(&[1], "0b", 80.0)));
+    assert!(
+        clean.endpoints[0].chain_flaws.is_empty() && clean.problems.is_empty(),
+        "{clean:#?}"
     );
 }

@@ -96,6 +96,8 @@ pub struct AcmeConfig {
     pub eab: Option<ExternalAccountBinding>,
     /// The default ACME profile (draft-ietf-acme-profiles) for every certificate.
     pub profile: Option<String>,
+    /// The issuer common name of the chain to serve, among those the CA offers (see `core::chain`).
+    pub preferred_chain: Option<String>,
     /// Root certificates the CA's chains lead to, trusted in addition to the system's: for a private or test CA.
     pub trust_roots: Option<Located<PathBuf>>,
     /// How long one request to the CA may take, answer included, before it counts as failed.
@@ -204,6 +206,8 @@ pub struct CertificateSpec {
     pub verify: Vec<String>,
     /// The ACME profile to order under: the certificate's own, else `[acme] profile`.
     pub profile: Option<String>,
+    /// The chain to serve: the certificate's own `preferred_chain`, else `[acme] preferred_chain`.
+    pub preferred_chain: Option<String>,
     /// Its own hooks, each falling back to the `[hooks]` one.
     pub hooks: Hooks,
     /// How the CA validates its names: its own `challenge`, else `[challenge] type`.

@@ -73,8 +73,13 @@ pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
             Some(provider) => format!("dns-01 via {provider}"),
             None => cert.challenge.name().to_owned(),
         };
+        let chain = cert
+            .preferred_chain
+            .as_deref()
+            .map(|cn| format!(", preferred chain to \"{cn}\""))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "    {:<16} {:<11} {} -> {} ({challenge}, renew at {rule})\n",
+            "    {:<16} {:<11} {} -> {} ({challenge}, renew at {rule}{chain})\n",
             cert.name,
             cert.key_type.name(),
             names.join(", "),

@@ -98,7 +98,7 @@ fn unknown_keys_and_syntax_errors_name_the_line() {
     assert_eq!(
         errors("[acme]\ndirectory = \"letsencrypt\"\ncontacts = []\n"),
         [format!(
-            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`, `eab_hmac_key_file`, `profile`, `trust_roots`, `request_timeout`, `order_deadline`; remove it or check its spelling"
+            "{FILE}:3:1: unknown field `contacts`, expected one of `directory`, `contact`, `ca_bundle`, `eab_kid`, `eab_hmac_key`, `eab_hmac_key_file`, `profile`, `preferred_chain`, `trust_roots`, `request_timeout`, `order_deadline`; remove it or check its spelling"
         )]
     );
     assert_eq!(
@@ -396,6 +396,72 @@ domains = [{}]
     ));
     assert!(
         errs[0].contains("acme.profile: 'two words' is not a profile name"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn preferred_chain_defaults_from_acme_and_must_be_one_line_of_a_common_name() {
+    let text = r#"
+[acme]
+directory = "letsencrypt"
+preferred_chain = "ISRG Root X1"
+
+[[certificate]]
+name = "www"
+domains = ["example.com"]
+
+[[certificate]]
+name = "other"
+domains = ["other.example.com"]
+preferred_chain = "ISRG Root X2"
+"#;
+    let config = parse(text).unwrap();
+    assert_eq!(config.acme.preferred_chain.as_deref(), Some("ISRG Root X1"));
+    let chains: Vec<_> = config
+        .certificates
+        .iter()
+        .map(|c| c.preferred_chain.as_deref())
+        .collect();
+    assert_eq!(chains, [Some("ISRG Root X1"), Some("ISRG Root X2")]);
+    // check-config shows each certificate's.
+    let shown = super::summary(&config, super::FileOwner { uid: None, gid: None }, "none yet");
+    assert!(
+        shown.contains("renew at 1/3 of lifetime left, preferred chain to \"ISRG Root X1\")")
+            && shown.contains("preferred chain to \"ISRG Root X2\")"),
+        "{shown}"
+    );
+    assert_eq!(parse(MINIMAL).unwrap().certificates[0].preferred_chain, None);
+
+    for (value, expected) in [
+        (
+            r#""""#,
+            "acme.preferred_chain: is empty; write the common name of the root",
+        ),
+        (
+            r#""ISRG\nRoot""#,
+            "acme.preferred_chain: must be one line without control characters",
+        ),
+        (
+            r#"" ISRG Root X1""#,
+            "acme.preferred_chain: starts or ends with a space",
+        ),
+        (
+            &format!("\"{}\"", "x".repeat(65)),
+            "acme.preferred_chain: is 65 characters, more than a common name",
+        ),
+    ] {
+        let errs = errors(&MINIMAL.replace(
+            "directory = \"letsencrypt-staging\"",
+            &format!("directory = \"letsencrypt-staging\"\npreferred_chain = {value}"),
+        ));
+        assert!(errs.len() == 1 && errs[0].contains(expected), "{value}: {errs:?}");
+    }
+    let errs = errors(&text.replace("\"ISRG Root X2\"", "\"\""));
+    assert!(
+        errs.len() == 1
+            && errs[0].contains("hapcert.toml:13:19:")
+            && errs[0].contains("certificate[1].preferred_chain: is empty"),
         "{errs:?}"
     );
 }

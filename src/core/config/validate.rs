@@ -158,6 +158,9 @@ fn validate_acme(raw: raw::RawAcme, base: &Path, errors: &mut Errors) -> AcmeCon
     let ca_bundle = raw.ca_bundle.map(|p| located_path(errors, base, p, "acme.ca_bundle"));
     let eab = eab(errors, base, raw.eab_kid, raw.eab_hmac_key, raw.eab_hmac_key_file);
     let profile = raw.profile.and_then(|p| validate_profile(errors, p, "acme.profile"));
+    let preferred_chain = raw
+        .preferred_chain
+        .and_then(|p| validate_preferred_chain(errors, p, "acme.preferred_chain"));
     let trust_roots = raw
         .trust_roots
         .map(|p| located_path(errors, base, p, "acme.trust_roots"));
@@ -181,6 +184,7 @@ fn validate_acme(raw: raw::RawAcme, base: &Path, errors: &mut Errors) -> AcmeCon
         ca_bundle,
         eab,
         profile,
+        preferred_chain,
         trust_roots,
         request_timeout,
         order_deadline,
@@ -235,6 +239,38 @@ fn validate_profile(errors: &mut Errors, name: Spanned<String>, key: &str) -> Op
         return None;
     }
     Some(name.into_inner())
+}
+
+/// The longest common name X.509 allows (RFC 5280's ub-common-name).
+const MAX_COMMON_NAME: usize = 64;
+
+/// An issuer common name: one line of at most 64 characters, compared exactly with what the CA's chains name.
+fn validate_preferred_chain(errors: &mut Errors, name: Spanned<String>, key: &str) -> Option<String> {
+    let text = name.get_ref();
+    let problem = if text.trim().is_empty() {
+        Some("is empty; write the common name of the root the chain should lead to, such as \"ISRG Root X1\", or remove the key".to_owned())
+    } else if text.chars().any(char::is_control) {
+        Some(
+            "must be one line without control characters: the issuer's common name, such as \"ISRG Root X1\""
+                .to_owned(),
+        )
+    } else if text.chars().count() > MAX_COMMON_NAME {
+        Some(format!(
+            "is {} characters, more than a common name may have ({MAX_COMMON_NAME}); write the issuer's common name, such as \"ISRG Root X1\"",
+            text.chars().count()
+        ))
+    } else if text.trim() != text {
+        Some("starts or ends with a space, which no issuer name does; remove it (the comparison is exact)".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => {
+            errors.at(&name, key, problem);
+            None
+        }
+        None => Some(name.into_inner()),
+    }
 }
 
 /// The most names the profiles that Let's Encrypt publishes allow (its `classic` profile allows 100).
@@ -501,6 +537,10 @@ fn validate_certificates(
             Some(name) => validate_profile(errors, name, &key("profile")),
             None => acme.profile.clone(),
         };
+        let preferred_chain = match table.preferred_chain {
+            Some(name) => validate_preferred_chain(errors, name, &key("preferred_chain")),
+            None => acme.preferred_chain.clone(),
+        };
         let hooks = monitor::certificate_hooks(
             table.pre_hook,
             table.post_hook,
@@ -559,6 +599,7 @@ fn validate_certificates(
                 renew_before,
                 verify: verify.clone(),
                 profile: profile.clone(),
+                preferred_chain: preferred_chain.clone(),
                 hooks: hooks.clone(),
                 challenge,
                 dns_provider: dns_provider.clone(),

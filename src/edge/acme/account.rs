@@ -4,15 +4,16 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
-use instant_acme::{Account, AccountCredentials, BodyWrapper, HttpClient, Key};
+use instant_acme::{Account, AccountCredentials, Key};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 
 use super::http::CaHttp;
+use super::jws::{jwk, jws, nonce_of, send};
 use super::{Acme, ca_builder, describe};
 use crate::core::config::AcmeConfig;
 use crate::edge::store::StateDir;
@@ -148,7 +149,7 @@ impl Acme {
         state: &StateDir,
         account: &str,
         stored: PrivatePkcs8KeyDer<'static>,
-    ) -> anyhow::Result<Option<Account>> {
+    ) -> anyhow::Result<Option<(Account, PrivatePkcs8KeyDer<'static>)>> {
         let (path, pending) = (
             state.account_path(&self.directory),
             state.pending_account_path(&self.directory),
@@ -171,13 +172,13 @@ impl Acme {
                 crate::edge::store::rename_durably(&pending, &path)
                     .with_context(|| format!("cannot move {} to {}", pending.display(), path.display()))?;
                 tracing::warn!(account = %url, file = %path.display(), "finished an interrupted key rollover: the CA had taken the pending key, which now replaces the old one in the account file");
-                let builder = ca_builder(self.ca_bundle.as_deref(), self.request_timeout, self.observed.clone())?;
-                let account = builder
+                let key = new.credentials.private_key().clone_key();
+                let account = Account::builder_with_http(Box::new(self.http.clone()))
                     .from_credentials(new.credentials)
                     .await
                     .map_err(describe)
                     .context("cannot reach the ACME directory")?;
-                Ok(Some(account))
+                Ok(Some((account, key)))
             }
             by_pending => {
                 let said = |answer: anyhow::Result<String>| match answer {
@@ -343,66 +344,4 @@ async fn key_change_request(
     let inner = serde_json::to_vec(&inner)?;
     let nonce = nonce_of(&send(http, Method::HEAD, new_nonce, None).await?.0)?;
     Ok((url.to_owned(), inner, nonce, old))
-}
-
-async fn send(
-    http: &CaHttp,
-    method: Method,
-    url: &str,
-    body: Option<Vec<u8>>,
-) -> anyhow::Result<(http::response::Parts, bytes::Bytes)> {
-    let mut request = http::Request::builder().method(method.clone()).uri(url);
-    if body.is_some() {
-        request = request.header(http::header::CONTENT_TYPE, "application/jose+json");
-    }
-    let request = request.body(BodyWrapper::from(body.unwrap_or_default()))?;
-    let mut response = http
-        .request(request)
-        .await
-        .map_err(describe)
-        .with_context(|| format!("{method} {url}"))?;
-    let bytes = response
-        .body
-        .into_bytes()
-        .await
-        .map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
-    Ok((response.parts, bytes))
-}
-
-fn nonce_of(parts: &http::response::Parts) -> anyhow::Result<String> {
-    parts
-        .headers
-        .get("replay-nonce")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .context("the CA sent no Replay-Nonce")
-}
-
-fn jwk(key: &EcdsaKeyPair) -> serde_json::Value {
-    // Uncompressed point: 0x04, x, y.
-    let point = key.public_key().as_ref();
-    serde_json::json!({
-        "crv": "P-256",
-        "kty": "EC",
-        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-    })
-}
-
-fn jws(
-    key: &EcdsaKeyPair,
-    rng: &aws_lc_rs::rand::SystemRandom,
-    protected: &serde_json::Value,
-    payload: &[u8],
-) -> anyhow::Result<serde_json::Value> {
-    let protected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(protected)?);
-    let payload = URL_SAFE_NO_PAD.encode(payload);
-    let signature = key
-        .sign(rng, format!("{protected}.{payload}").as_bytes())
-        .map_err(|_| anyhow::anyhow!("signing the keyChange request failed"))?;
-    Ok(serde_json::json!({
-        "protected": protected,
-        "payload": payload,
-        "signature": URL_SAFE_NO_PAD.encode(signature.as_ref()),
-    }))
 }

@@ -9,6 +9,10 @@
 //! §7.2 lets a client use the nonce of any answer. A nonce the CA has since forgotten is answered with `badNonce`,
 //! which carries a fresh nonce, and the request goes out again: no worse than asking `newNonce`.
 //!
+//! It also records the `Link: <url>;rel="alternate"` headers of each certificate download (RFC 8555 §7.4.2): the other
+//! chains the CA offers for the same certificate. instant-acme hands back only the body of that download, so this is
+//! the one place that sees them; `alternates` downloads them when `preferred_chain` asks for another chain.
+//!
 //! Plain GETs and HEADs (directory, nonce, ARI) are retried here on network errors and 5xx, with backoff. POSTs are
 //! not: a JWS carries a one-time nonce, so they are signed anew and retried one level up (see `retry_transient!`).
 //!
@@ -52,6 +56,8 @@ pub struct Observed {
     /// The latest answer, when it was a server error: what the CA said, for a message better than the decoding error
     /// that follows when its body is not what instant-acme expects.
     server_error: Mutex<Option<String>>,
+    /// The alternate chains' URLs of each recent certificate download, by the download's URL, in the CA's order.
+    alternates: Mutex<Vec<(String, Vec<String>)>>,
 }
 
 impl Observed {
@@ -69,6 +75,26 @@ impl Observed {
         *self.server_error.lock().expect("not poisoned") = answer;
     }
 
+    /// The alternate chains the CA listed with the certificate downloaded from `certificate_url`, in its order; empty
+    /// when it listed none. Taken: asked twice, the second answer is empty.
+    pub fn take_alternates(&self, certificate_url: &str) -> Vec<String> {
+        let mut recorded = self.alternates.lock().expect("not poisoned");
+        match recorded.iter().position(|(url, _)| url == certificate_url) {
+            Some(at) => recorded.remove(at).1,
+            None => Vec::new(),
+        }
+    }
+
+    fn record_alternates(&self, certificate_url: String, links: Vec<String>) {
+        let mut recorded = self.alternates.lock().expect("not poisoned");
+        recorded.retain(|(url, _)| *url != certificate_url);
+        // Orders run a few at a time and take theirs at once; a download nobody took is dropped, oldest first.
+        if recorded.len() >= RECORDED_DOWNLOADS {
+            recorded.remove(0);
+        }
+        recorded.push((certificate_url, links));
+    }
+
     /// The Retry-After of the latest `rateLimited` answer, if any.
     pub fn rate_limited_until(&self) -> Option<SystemTime> {
         *self.rate_limited_until.lock().expect("not poisoned")
@@ -79,6 +105,9 @@ type Hyper = Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Byt
 
 /// At most this many unused nonces are kept: one per order that may start next is plenty.
 const SPARE_NONCES: usize = 16;
+
+/// Certificate downloads whose alternate links are kept until their order takes them.
+const RECORDED_DOWNLOADS: usize = 64;
 
 /// The RFC 8555 media type of a certificate download, the last answer of every order.
 const PEM_CHAIN: &str = "application/pem-certificate-chain";
@@ -96,6 +125,8 @@ pub struct CaTimeout {
     pub timeout: Duration,
 }
 
+/// Cheap to clone: a clone shares the connection pool, the spare nonces and what is observed.
+#[derive(Clone)]
 pub struct CaHttp {
     client: Hyper,
     timeout: Duration,
@@ -148,6 +179,14 @@ impl CaHttp {
     }
 }
 
+impl CaHttp {
+    /// A nonce kept from a certificate download, if one is left (see `keep_download_nonce`).
+    pub fn take_spare_nonce(&self) -> Option<String> {
+        let nonce = self.spare_nonces.lock().expect("not poisoned").pop()?;
+        nonce.to_str().ok().map(str::to_owned)
+    }
+}
+
 impl HttpClient for CaHttp {
     fn request(
         &self,
@@ -193,6 +232,9 @@ impl HttpClient for CaHttp {
                 let mut response = outcome.inspect_err(|_| observed.record_server_error(None))?;
                 tame_retry_after(response.headers_mut());
                 keep_download_nonce(&response, &spare_nonces);
+                if is_download(&response) {
+                    observed.record_alternates(parts.uri.to_string(), alternate_links(response.headers()));
+                }
                 observed.record_server_error(
                     response
                         .status()
@@ -237,17 +279,59 @@ async fn whole_answer(
 /// then gets `badNonce`, whose answer carries a fresh nonce for the retry: a round trip, as the HEAD would have cost.
 /// The spares live as long as the run's CA session, so they are minutes old at most.
 fn keep_download_nonce<B>(response: &http::Response<B>, spare: &Mutex<Vec<http::HeaderValue>>) {
-    let headers = response.headers();
-    let is_download = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PEM_CHAIN));
-    if let Some(nonce) = headers.get("replay-nonce").filter(|_| is_download) {
+    if let Some(nonce) = response.headers().get("replay-nonce").filter(|_| is_download(response)) {
         let mut spare = spare.lock().expect("not poisoned");
         if spare.len() < SPARE_NONCES {
             spare.push(nonce.clone());
         }
     }
+}
+
+/// Whether `response` is a certificate download: a PEM chain.
+fn is_download<B>(response: &http::Response<B>) -> bool {
+    response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PEM_CHAIN))
+}
+
+/// The targets of the `Link` headers whose relation is `alternate` (RFC 8288: `<url>; rel="alternate"`, several
+/// links in one header separated by commas, `rel` quoted or not, and possibly holding several space-separated
+/// relations), in the order sent. Relative targets are not resolved: RFC 8555 CAs send absolute URLs, and a link that
+/// is not one is dropped with the rest of what cannot be read.
+pub(crate) fn alternate_links(headers: &http::HeaderMap) -> Vec<String> {
+    let mut links = Vec::new();
+    for value in headers.get_all(http::header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        let mut rest = value;
+        while let Some(open) = rest.find('<') {
+            let Some(close) = rest[open..].find('>').map(|c| open + c) else {
+                break;
+            };
+            let target = &rest[open + 1..close];
+            // The parameters run to the next link; a URL holds no '<', so the next one starts there.
+            let params_end = rest[close..].find('<').map_or(rest.len(), |n| close + n);
+            let is_alternate = rest[close + 1..params_end].split(';').any(|param| {
+                let Some((name, value)) = param.split_once('=') else {
+                    return false;
+                };
+                name.trim().eq_ignore_ascii_case("rel")
+                    && value
+                        .trim()
+                        .trim_end_matches(',')
+                        .trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|rel| rel.eq_ignore_ascii_case("alternate"))
+            });
+            if is_alternate && (target.starts_with("https://") || target.starts_with("http://")) {
+                links.push(target.to_owned());
+            }
+            rest = &rest[params_end..];
+        }
+    }
+    links
 }
 
 /// What `newNonce` would have answered: 200 with the nonce in `Replay-Nonce`.
@@ -398,6 +482,45 @@ mod tests {
         let reused = nonce_answer(http::HeaderValue::from_static("spare-1"));
         assert_eq!(reused.parts.status, http::StatusCode::OK);
         assert_eq!(reused.parts.headers["replay-nonce"], "spare-1");
+    }
+
+    #[test]
+    fn alternate_links_are_read_in_the_cas_order_whatever_the_headers_shape() {
+        let mut headers = http::HeaderMap::new();
+        for value in [
+            r#"<https://ca.test/dir>;rel="index""#,
+            r#"<https://ca.test/cert/1/1>;rel="alternate", <https://ca.test/cert/1/2> ; rel=alternate"#,
+            r#"<https://ca.test/cert/1/3>; title="x;y"; rel="up alternate""#,
+            r#"<relative/4>;rel="alternate""#,
+            r#"<https://ca.test/cert/1/5>;rel="alternates""#,
+        ] {
+            headers.append(http::header::LINK, value.parse().unwrap());
+        }
+        assert_eq!(
+            alternate_links(&headers),
+            [
+                "https://ca.test/cert/1/1",
+                "https://ca.test/cert/1/2",
+                "https://ca.test/cert/1/3"
+            ]
+        );
+        assert!(alternate_links(&http::HeaderMap::new()).is_empty());
+    }
+
+    #[test]
+    fn a_downloads_alternates_are_taken_once_and_few_are_kept() {
+        let observed = Observed::default();
+        observed.record_alternates("https://ca.test/cert/1".into(), vec!["https://ca.test/cert/1/1".into()]);
+        assert_eq!(observed.take_alternates("https://ca.test/cert/2"), Vec::<String>::new());
+        assert_eq!(
+            observed.take_alternates("https://ca.test/cert/1"),
+            ["https://ca.test/cert/1/1"]
+        );
+        assert!(observed.take_alternates("https://ca.test/cert/1").is_empty());
+        for i in 0..2 * RECORDED_DOWNLOADS {
+            observed.record_alternates(format!("https://ca.test/cert/{i}"), Vec::new());
+        }
+        assert_eq!(observed.alternates.lock().unwrap().len(), RECORDED_DOWNLOADS);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The ACME CA. The only module that uses instant-acme: the account (made on first use, stored in the state directory,
 //! reused afterwards), the order flow for one certificate over HTTP-01, renewal information (ARI, RFC 9773),
-//! revocation, and the account's own life cycle (in `account`).
+//! revocation, the account's own life cycle (in `account`), and the choice among the chains the CA offers for a
+//! certificate (`preferred_chain`, in `alternates`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use instant_acme::{
     ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy, RevocationReason,
     RevocationRequest,
 };
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 
 use crate::core::ari::Suggested;
@@ -61,7 +62,9 @@ macro_rules! retry_transient {
 }
 
 mod account;
+mod alternates;
 pub mod http;
+mod jws;
 
 use account::AccountFile;
 pub use account::{AccountStanding, AccountSummary, account_summary};
@@ -226,6 +229,8 @@ pub struct OrderOptions<'a> {
     /// An order placed before (by this account, journaled by a fleet node that stopped): taken up where it is instead
     /// of placing a new one. One the CA no longer lets finish fails with [`OrderGone`].
     pub resume: Option<&'a str>,
+    /// The issuer common name of the chain to deploy, among those the CA offers (see `alternates`).
+    pub preferred_chain: Option<&'a str>,
 }
 
 /// The order to resume is invalid or unknown to the CA: a new one must be placed.
@@ -243,6 +248,10 @@ pub struct Acme {
     ca_bundle: Option<PathBuf>,
     request_timeout: Duration,
     observed: Arc<Observed>,
+    /// The client under `account`, shared with it: what hapcert sends itself goes through it too.
+    http: CaHttp,
+    /// The account key, for the requests hapcert signs itself; `None` in a session without an account.
+    key: Option<PrivatePkcs8KeyDer<'static>>,
 }
 
 impl Acme {
@@ -250,13 +259,16 @@ impl Acme {
     pub async fn connect(config: &AcmeConfig, state: &StateDir) -> anyhow::Result<Acme> {
         let observed = Arc::new(Observed::default());
         let ca_bundle = config.ca_bundle.as_ref().map(|b| b.value.clone());
-        let builder = || ca_builder(ca_bundle.as_deref(), config.request_timeout, observed.clone());
-        let session = |account| Acme {
+        let http = CaHttp::new(ca_bundle.as_deref(), config.request_timeout, observed.clone())?;
+        let builder = || anyhow::Ok(Account::builder_with_http(Box::new(http.clone())));
+        let session = |account, key| Acme {
             account,
             directory: config.directory.clone(),
             ca_bundle: ca_bundle.clone(),
             request_timeout: config.request_timeout,
             observed: observed.clone(),
+            http: http.clone(),
+            key: Some(key),
         };
         let path = state.account_path(&config.directory);
         if let Some(file) = AccountFile::load(&path)? {
@@ -267,10 +279,10 @@ impl Acme {
                 .map_err(|err| describe_with(err, Some(&observed)))
                 .with_context(|| format!("cannot reach the ACME directory {}", config.directory))?;
             tracing::debug!(account = account.id(), "using the stored ACME account");
-            let acme = session(account);
+            let acme = session(account, stored_key.clone_key());
             // A pending key means a rollover was interrupted: the CA says which key the account has now.
-            if let Some(account) = acme.finish_interrupted_rollover(state, &url, stored_key).await? {
-                return Ok(session(account));
+            if let Some((account, key)) = acme.finish_interrupted_rollover(state, &url, stored_key).await? {
+                return Ok(session(account, key));
             }
             return Ok(acme);
         }
@@ -300,6 +312,7 @@ impl Acme {
             None => describe(err),
         })
         .with_context(|| format!("cannot create an ACME account at {}", config.directory))?;
+        let key = credentials.private_key().clone_key();
         let file = AccountFile {
             directory: config.directory.clone(),
             url: account.id().to_owned(),
@@ -309,7 +322,7 @@ impl Acme {
         };
         state.write_secret(&path, &serde_json::to_vec_pretty(&file)?)?;
         tracing::info!(account = account.id(), directory = %config.directory, "created an ACME account");
-        Ok(session(account))
+        Ok(session(account, key))
     }
 
     /// A session for what needs no account: renewal information is a plain GET. Used when no account is stored yet,
@@ -318,7 +331,8 @@ impl Acme {
         let observed = Arc::new(Observed::default());
         let ca_bundle = config.ca_bundle.as_ref().map(|b| b.value.clone());
         let (_, throwaway_key) = instant_acme::Key::generate_pkcs8().map_err(describe)?;
-        let account = ca_builder(ca_bundle.as_deref(), config.request_timeout, observed.clone())?
+        let http = CaHttp::new(ca_bundle.as_deref(), config.request_timeout, observed.clone())?;
+        let account = Account::builder_with_http(Box::new(http.clone()))
             .from_parts("urn:hapcert:no-account".into(), throwaway_key, config.directory.clone())
             .await
             .map_err(describe)
@@ -329,6 +343,8 @@ impl Acme {
             ca_bundle,
             request_timeout: config.request_timeout,
             observed,
+            http,
+            key: None,
         })
     }
 
@@ -398,20 +414,33 @@ impl Acme {
         match order.state().status {
             OrderStatus::Valid | OrderStatus::Processing => {
                 tracing::info!(order = order.url(), "resuming an order the CA has already finalized");
-                return retry_transient!(order.poll_certificate(&polling()).await)
-                    .map_err(describe)
-                    .context("waiting for the CA to issue the certificate");
             }
-            OrderStatus::Ready => {}
-            _ => self.authorize(&mut order, publisher).await?,
+            OrderStatus::Ready => self.finalize(&mut order, csr_der, journal).await?,
+            _ => {
+                self.authorize(&mut order, publisher).await?;
+                self.finalize(&mut order, csr_der, journal).await?;
+            }
         }
+        let chain = retry_transient!(order.poll_certificate(&polling()).await)
+            .map_err(describe)
+            .context("waiting for the CA to issue the certificate")?;
+        let certificate_url = order.state().certificate.clone();
+        Ok(self
+            .pick_chain(chain, certificate_url.as_deref(), options.preferred_chain)
+            .await)
+    }
+
+    /// Marks the order finalizing in the journal, then sends the CSR.
+    async fn finalize<J: OrderJournal>(
+        &self,
+        order: &mut instant_acme::Order,
+        csr_der: &[u8],
+        journal: &J,
+    ) -> anyhow::Result<()> {
         journal.finalizing(order.url()).await?;
         retry_transient!(order.finalize_csr(csr_der).await)
             .map_err(describe)
-            .context("the CA refused to finalize the order")?;
-        retry_transient!(order.poll_certificate(&polling()).await)
-            .map_err(describe)
-            .context("waiting for the CA to issue the certificate")
+            .context("the CA refused to finalize the order")
     }
 
     /// A journaled order, as the CA has it now.
