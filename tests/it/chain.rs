@@ -4,7 +4,7 @@
 use std::fs;
 
 use rustls_pki_types::CertificateDer;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::harness::{
     CaMode, HostileCa, Sandbox, SandboxOptions, assert_exit, leaf_der_from_pem_file, show, stderr, stdout,
@@ -28,19 +28,17 @@ fn three_roots() -> (Sandbox, Vec<String>) {
 }
 
 fn subject_cn(der: &[u8]) -> String {
-    let (_, cert) = X509Certificate::from_der(der).unwrap();
-    cert.subject()
-        .iter_common_name()
-        .next()
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_owned()
+    cn(der, |cert| cert.subject())
 }
 
 fn issuer_cn(der: &[u8]) -> String {
+    cn(der, |cert| cert.issuer())
+}
+
+/// The common name of the subject or issuer `which` picks.
+fn cn(der: &[u8], which: impl for<'a> Fn(&'a X509Certificate<'a>) -> &'a X509Name<'a>) -> String {
     let (_, cert) = X509Certificate::from_der(der).unwrap();
-    cert.issuer()
+    which(&cert)
         .iter_common_name()
         .next()
         .unwrap()
