@@ -124,11 +124,21 @@ fn words(line: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    /// Debian bookworm's haproxy.service (2.6), as installed here; 3.4's adds `-f /etc/haproxy/conf.d`.
+    /// Debian bookworm's haproxy.service (2.6), as installed here.
     const BOOKWORM: &str = "[Service]\nEnvironmentFile=-/etc/default/haproxy\nEnvironmentFile=-/etc/sysconfig/haproxy\n\
         Environment=\"CONFIG=/etc/haproxy/haproxy.cfg\" \"PIDFILE=/run/haproxy.pid\" \"EXTRAOPTS=-S /run/haproxy-master.sock\"\n\
         ExecStart=/usr/sbin/haproxy -Ws -f $CONFIG -p $PIDFILE $EXTRAOPTS\n\
         ExecReload=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS\n";
+
+    /// Debian experimental's haproxy.service (3.4.7-1), from the test tree (scripts/lib/tools.sh): its lines that
+    /// matter here.
+    const EXPERIMENTAL_3_4: &str = "[Service]\nEnvironmentFile=-/etc/default/haproxy\n\
+        EnvironmentFile=-/etc/sysconfig/haproxy\n\
+        Environment=\"CONFIG=/etc/haproxy/haproxy.cfg\" \"PIDFILE=/run/haproxy.pid\" \"CFGDIR=/etc/haproxy/conf.d\" \
+        \"EXTRAOPTS=-S /run/haproxy-master.sock\"\n\
+        ExecStart=/usr/sbin/haproxy -Ws -f $CONFIG -f $CFGDIR -p $PIDFILE $EXTRAOPTS\n\
+        ExecReload=/usr/sbin/haproxy -Ws -f $CONFIG -f $CFGDIR -c $EXTRAOPTS\n\
+        ExecReload=/bin/kill -USR2 $MAINPID\n";
 
     #[test]
     fn the_service_loads_its_config_and_what_3_4_adds() {
@@ -137,9 +147,8 @@ mod tests {
             ["/etc/default/haproxy", "/etc/sysconfig/haproxy"]
         );
         assert_eq!(service_config_files(BOOKWORM, &[]), ["/etc/haproxy/haproxy.cfg"]);
-        let trixie_34 = BOOKWORM.replace("-f $CONFIG -p", "-f $CONFIG -f /etc/haproxy/conf.d -p");
         assert_eq!(
-            service_config_files(&trixie_34, &[]),
+            service_config_files(EXPERIMENTAL_3_4, &[]),
             ["/etc/haproxy/haproxy.cfg", "/etc/haproxy/conf.d"]
         );
         // /etc/default/haproxy may point CONFIG elsewhere; it overrides the unit's Environment=.
