@@ -97,6 +97,7 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
     let haproxy = Haproxy::new(&config.haproxy);
     let mut outcomes: Vec<Option<Deployed>> = changes.iter().map(|_| None).collect();
 
+    tracing::info!(certificates = changes.len(), "writing the new certificate files");
     let mut written = Vec::new();
     for (index, change) in changes.iter().enumerate() {
         match write(config, owner, state, change) {
@@ -111,6 +112,9 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
         }
     }
 
+    // This line and the one before the writes come once per batch: their timestamps split a large deploy into its
+    // writes, HAProxy's part and the handshakes that prove it.
+    tracing::info!(files = written.len(), "certificate files written; handing them to HAProxy");
     let updates: Vec<Update> = written
         .iter()
         .map(|&i| Update::verified(changes[i].spec.file.value.clone(), &changes[i].new))
