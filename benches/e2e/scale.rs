@@ -90,7 +90,7 @@ const STEPS: [(&str, &str); 7] = [
     ),
     (
         "write",
-        "writing the PEMs (backup, temp file, fsync, rename, fsync dir)",
+        "writing the backups and the new PEMs (temp files synced, renamed, each directory synced once)",
     ),
     (
         "set_commit",
@@ -103,10 +103,11 @@ const STEPS: [(&str, &str); 7] = [
         "the verify handshakes (and `show ssl cert` per certificate on the Runtime API)",
     ),
 ];
-/// What the command does after the last verify: the state, the new certificates' ARI windows, the metrics.
+/// The rest of the command's wall time: before its first log line, and after the last verify.
 const AFTER: (&str, &str) = (
     "after",
-    "after the last verify: state, ARI windows of the new certificates, metrics",
+    "the rest: reading the config, state and files before the first log line; after the last verify, the state, the \
+     new certificates' ARI windows, the metrics",
 );
 
 pub fn run(plan: &ScalePlan) -> ScaleResults {
