@@ -3,9 +3,10 @@
 //! from the test harness). `scripts/bench` installs the tools and runs it; this file only measures and reports.
 //!
 //! The fleet scenarios of issue 13 ((f), (g), and the idle load (i)) are hapcert's alone: see [`fleet`]. DNS-01 (h), of
-//! issue 14, runs the three tools against a BIND 9 lab instead of Pebble's DNS helper: see [`dns`].
+//! issue 14, runs the three tools against a BIND 9 lab instead of Pebble's DNS helper: see [`dns`]. (j), 1,000
+//! certificates due at once (issue 15), is hapcert's alone too: see [`scale`].
 //!
-//! `cargo bench --bench e2e -- [--quick] [--only a,b,c,d,e,f,g,h,i]`. Under `cargo test` it does nothing: it is a benchmark,
+//! `cargo bench --bench e2e -- [--quick] [--only a,b,c,d,e,f,g,h,i,j]`. Under `cargo test` it does nothing: it is a benchmark,
 //! and the test suite holds no timing.
 
 mod dns;
@@ -16,6 +17,7 @@ mod harness;
 mod measure;
 mod report;
 mod responder_load;
+mod scale;
 mod tools;
 
 use std::path::PathBuf;
@@ -46,6 +48,7 @@ struct Plan {
     runs_h: usize,
     wrk_duration: Duration,
     fleet: fleet::FleetPlan,
+    scale: scale::ScalePlan,
 }
 
 fn main() {
@@ -71,6 +74,10 @@ fn main() {
                 runs_g: 5,
                 idle_window: Duration::from_secs(60),
             },
+            scale: scale::ScalePlan {
+                certs: scale_certs(100),
+                runs: 1,
+            },
         }
     } else {
         Plan {
@@ -89,6 +96,11 @@ fn main() {
                 runs_f: 3,
                 runs_g: 7,
                 idle_window: Duration::from_secs(330),
+            },
+            // Three: each run issues the 1,000 twice (untimed) and renews them twice, about 5 minutes in all.
+            scale: scale::ScalePlan {
+                certs: scale_certs(1000),
+                runs: 3,
             },
         }
     };
@@ -124,6 +136,7 @@ fn main() {
     };
 
     let fleet = (wanted("f") || wanted("g") || wanted("i")).then(|| fleet::run(&plan.fleet, wanted));
+    let scale = wanted("j").then(|| scale::run(&plan.scale));
 
     let mut results = Results {
         summary: Vec::new(),
@@ -134,6 +147,7 @@ fn main() {
         measured,
         responder,
         fleet,
+        scale,
     };
     results.summarize();
     let markdown = results.markdown();
@@ -178,11 +192,19 @@ fn parse(args: &[String]) -> Options {
             }
             "--out" => options.out = PathBuf::from(rest.next().expect("--out needs a directory")),
             other => panic!(
-                "unknown argument {other:?}; use --quick, --only a,b,c,d,e,f,g,h,i, --tools hapcert,certbot,lego, --out DIR"
+                "unknown argument {other:?}; use --quick, --only a,b,c,d,e,f,g,h,i,j, --tools hapcert,certbot,lego, --out DIR"
             ),
         }
     }
     options
+}
+
+/// (j)'s count: `default`, or `HAPCERT_BENCH_SCALE_CERTS` (for working on it with fewer; not for published figures).
+fn scale_certs(default: usize) -> usize {
+    std::env::var("HAPCERT_BENCH_SCALE_CERTS")
+        .ok()
+        .map(|n| n.parse().expect("HAPCERT_BENCH_SCALE_CERTS is a count of certificates"))
+        .unwrap_or(default)
 }
 
 fn fs_create(dir: &std::path::Path) {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::fleet::FleetResults;
 use crate::responder_load::LoadResult;
+use crate::scale::ScaleResults;
 use crate::tools::{Sample, Tool};
 
 /// The targets of issue 6, for the full run's sizes. A quick run has smaller sizes, so they are not judged there.
@@ -87,10 +88,11 @@ pub struct Results {
     pub measured: Vec<Measured>,
     pub responder: Vec<LoadResult>,
     pub fleet: Option<FleetResults>,
+    pub scale: Option<ScaleResults>,
 }
 
 /// The middle value; the mean of the two middle ones for an even count.
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(|a, b| a.total_cmp(b));
     let n = values.len();
     match n {
@@ -155,7 +157,7 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub fn verdict(ok: bool) -> &'static str {
     if ok { "yes" } else { "**NO**" }
 }
 
@@ -374,6 +376,9 @@ impl Results {
         if let Some(fleet) = &self.fleet {
             fleet_markdown(&mut md, fleet);
         }
+        if let Some(scale) = &self.scale {
+            crate::scale::markdown(&mut md, scale);
+        }
 
         let binary_ok = self.binary_bytes <= TARGET_BINARY_BYTES;
         let _ = writeln!(
@@ -395,7 +400,7 @@ fn wall_cell(m: &Measured) -> String {
     }
 }
 
-fn seconds_cell(values: &[f64]) -> (String, String) {
+pub fn seconds_cell(values: &[f64]) -> (String, String) {
     let Some(mid) = median(values.to_vec()) else {
         return ("–".to_owned(), "–".to_owned());
     };

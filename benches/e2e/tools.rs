@@ -422,6 +422,11 @@ impl<'a> Bench<'a> {
         Sample { cost, requests: None }
     }
 
+    /// The log stem of the last command: its output is in `<stem>.stdout` and `<stem>.stderr`.
+    pub fn last_log(&self) -> PathBuf {
+        self.last.borrow().clone()
+    }
+
     /// The last command said `words` (stdout or stderr): a peer's no-op must really have done nothing.
     fn assert_said(&self, words: &str) {
         let stem = self.last.borrow();

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -97,9 +97,14 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
     let haproxy = Haproxy::new(&config.haproxy);
     let mut outcomes: Vec<Option<Deployed>> = changes.iter().map(|_| None).collect();
 
+    tracing::info!(certificates = changes.len(), "writing the new certificate files");
     let mut written = Vec::new();
-    for (index, change) in changes.iter().enumerate() {
-        match write(config, owner, state, change) {
+    for (index, (change, result)) in changes
+        .iter()
+        .zip(write_all(config, owner, state, &changes))
+        .enumerate()
+    {
+        match result {
             Ok(()) => written.push(index),
             Err(err) => {
                 tracing::error!(certificate = %change.spec.name, "{err:#}; the served certificate is untouched");
@@ -111,6 +116,12 @@ pub async fn deploy(config: &Config, owner: FileOwner, state: &StateDir, changes
         }
     }
 
+    // This line and the one before the writes come once per batch: their timestamps split a large deploy into its
+    // writes, HAProxy's part and the handshakes that prove it.
+    tracing::info!(
+        files = written.len(),
+        "certificate files written; handing them to HAProxy"
+    );
     let updates: Vec<Update> = written
         .iter()
         .map(|&i| {
@@ -169,13 +180,44 @@ fn collect(outcomes: Vec<Option<Deployed>>) -> Vec<Deployed> {
         .collect()
 }
 
-fn write(config: &Config, owner: FileOwner, state: &StateDir, change: &Change) -> anyhow::Result<()> {
-    if let Some(previous) = &change.previous {
-        state.write_secret(&state.backup_path(&change.spec.name), &previous.bytes)?;
+/// Writes the batch's files, one result per change: first the backups of every file about to be replaced, all durable
+/// before any PEM is replaced (so that a crash can always put one back), then the new PEMs. A change whose backup failed
+/// gets no new PEM. Each step is one `write_atomic_all`, which syncs each directory once for the whole batch.
+fn write_all(config: &Config, owner: FileOwner, state: &StateDir, changes: &[Change]) -> Vec<anyhow::Result<()>> {
+    let mut results: Vec<anyhow::Result<()>> = changes.iter().map(|_| Ok(())).collect();
+    let backups: Vec<(usize, PathBuf, &[u8])> = changes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            Some((
+                i,
+                state.backup_path(&c.spec.name),
+                c.previous.as_ref()?.bytes.as_slice(),
+            ))
+        })
+        .collect();
+    let secrets: Vec<(&Path, &[u8])> = backups
+        .iter()
+        .map(|(_, path, bytes)| (path.as_path(), *bytes))
+        .collect();
+    for ((index, ..), result) in backups.iter().zip(state.write_secrets(&secrets)) {
+        results[*index] = result;
     }
-    let file = &change.spec.file.value;
-    store::write_atomic(file, change.new.pem().as_bytes(), config.haproxy.mode, owner)
-        .with_context(|| format!("cannot write {}", file.display()))
+    let pems: Vec<usize> = (0..changes.len()).filter(|&i| results[i].is_ok()).collect();
+    let wholes: Vec<store::Whole<'_>> = pems
+        .iter()
+        .map(|&i| store::Whole {
+            path: &changes[i].spec.file.value,
+            bytes: changes[i].new.pem().as_bytes(),
+            mode: config.haproxy.mode,
+            owner,
+        })
+        .collect();
+    for (&index, result) in pems.iter().zip(store::write_atomic_all(&wholes)) {
+        let file = &changes[index].spec.file.value;
+        results[index] = result.with_context(|| format!("cannot write {}", file.display()));
+    }
+    results
 }
 
 /// Puts the previous file back, bytes, mode and owner (or removes a new one), and says what was done.

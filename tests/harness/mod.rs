@@ -334,6 +334,14 @@ impl Sandbox {
         }
     }
 
+    /// The serial (as [`serial_hex`] gives it) of the leaf HAProxy serves for `sni`, if a handshake that verifies it
+    /// against Pebble's issuing root completes; None otherwise. Never panics: for polling until a certificate is in.
+    pub fn served_serial(&self, sni: &str) -> Option<String> {
+        let config = tls::verifying_config(&self.pebble.root_pem);
+        let chain = tls::handshake(self.https_port(), tls::server_name(sni), config).ok()?;
+        chain.first().map(|leaf| certs::serial_hex(leaf))
+    }
+
     /// Leaf certificate HAProxy serves for `sni`, without any verification.
     pub fn served_leaf_unverified(&self, sni: &str) -> Vec<u8> {
         tls::leaf_unverified(self.https_port(), sni)

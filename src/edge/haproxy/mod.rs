@@ -316,6 +316,7 @@ impl Haproxy {
                 command: self.check_command.clone(),
                 outcome,
             })?;
+        tracing::info!("HAProxy config check passed; reloading");
         match &self.master {
             Some(master) => reload_through_master(master, self.reload_timeout).await?,
             None => run_shell(&self.reload_command, &[], self.reload_timeout)
