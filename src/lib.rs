@@ -34,6 +34,7 @@ pub mod renew;
 pub(crate) mod account;
 pub(crate) mod check;
 pub(crate) mod daemon;
+pub(crate) mod doctor;
 mod fanout;
 pub(crate) mod fleet;
 pub(crate) mod import;
