@@ -337,7 +337,8 @@ impl Acme {
     }
 
     /// A session for what needs no account: renewal information is a plain GET. Used when no account is stored yet,
-    /// so that checking windows never registers one; it must not be used to order.
+    /// so that checking windows never registers one, and by `doctor` to read the directory; it must not be used to
+    /// order.
     pub async fn without_account(config: &AcmeConfig) -> anyhow::Result<Acme> {
         let observed = Arc::new(Observed::default());
         let ca_bundle = config.ca_bundle.as_ref().map(|b| b.value.clone());
