@@ -325,3 +325,26 @@ fn a_runtime_api_socket_haproxy_does_not_open_is_named_with_its_fix() {
         show(&out)
     );
 }
+
+#[test]
+fn beside_a_running_daemon_the_held_side_port_is_a_warning_not_a_failure() {
+    let sandbox = Sandbox::start();
+    sandbox.write_config_text(&(sandbox.base_config() + &certificate("www", "www.example.com")));
+    let mut daemon = sandbox.start_daemon(&[]);
+    daemon.wait_for_log("next renewal pass", std::time::Duration::from_secs(60));
+
+    let out = sandbox.hapcert(&["doctor"]);
+    assert_exit(&out, 0);
+    assert_line(
+        &out,
+        "challenge",
+        &format!(
+            "WARN  challenge   the side port 127.0.0.1:{} is held (by the daemon, or a run); the route was not tried",
+            sandbox.side_port()
+        ),
+        &["fix: the daemon's runs check it before every order"],
+    );
+    assert_line(&out, "account", "OK    account     https://127.0.0.1:", &["(created "]);
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit(std::time::Duration::from_secs(30));
+}
