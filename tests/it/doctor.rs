@@ -348,3 +348,40 @@ fn beside_a_running_daemon_the_held_side_port_is_a_warning_not_a_failure() {
     daemon.signal(libc::SIGTERM);
     daemon.wait_exit(std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn in_stateless_mode_the_route_is_checked_with_the_accounts_thumbprint_once_there_is_one() {
+    let sandbox = Sandbox::start();
+    let stateless = sandbox
+        .base_config()
+        .replacen("[challenge]\n", "[challenge]\nmode = \"stateless\"\n", 1)
+        + &certificate("www", "www.example.com");
+    sandbox.write_config_text(&stateless);
+
+    let out = sandbox.hapcert(&["doctor"]);
+    assert_exit(&out, 0);
+    assert_line(
+        &out,
+        "challenge",
+        "WARN  challenge   stateless mode and no account yet: HAProxy has no thumbprint to answer with",
+        &["fix: `hapcert haproxy-config` makes the account and prints the lines haproxy.cfg needs"],
+    );
+
+    let snippet = sandbox.hapcert(&[
+        "haproxy-config",
+        "--bind",
+        &format!("127.0.0.1:{}", sandbox.http_port()),
+    ]);
+    assert_exit(&snippet, 0);
+    sandbox.set_http_frontend(&stdout(&snippet));
+    // HAProxy answers the token itself: nothing of hapcert's needs the side port.
+    let _occupied = std::net::TcpListener::bind(("127.0.0.1", sandbox.side_port())).unwrap();
+    let out = sandbox.hapcert(&["doctor"]);
+    assert_exit(&out, 0);
+    assert_line(
+        &out,
+        "challenge",
+        "OK    challenge   www: www.example.com (http-01) answered through the public path",
+        &[],
+    );
+}
