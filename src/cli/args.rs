@@ -80,6 +80,19 @@ pub enum Command {
     },
     /// Validate the config file (and the directories, users and files it names), then print a summary.
     CheckConfig,
+    /// Is this host ready? Checks, in the order to fix them: the config and the files it names, HAProxy (version,
+    /// Runtime API, master socket, verify endpoints), the challenge route for each name, the CA (directory, ARI,
+    /// profiles, clock), the account, the timer or daemon, the metrics file and the notification channels. One line per
+    /// finding, OK, WARN or FAIL, with the fix. Exit 0 when nothing FAILed (WARNs too: they do not stop a run), 1
+    /// otherwise.
+    Doctor {
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Send a test notification through every [[notify]] channel (nothing is sent without it).
+        #[arg(long)]
+        notify_test: bool,
+    },
     /// Monitor: the files on disk and what every endpoint serves, for Nagios, Icinga or Zabbix. One summary line
     /// first; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Check {

@@ -39,6 +39,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 Err(err) => crate::check::unknown(&err),
             });
         }
+        // The config is the first thing it checks, so it reads the file itself.
+        Command::Doctor { json, notify_test } => {
+            let options = crate::doctor::Options {
+                json,
+                notify_test,
+                staging,
+            };
+            return crate::doctor::command(&path, options).await;
+        }
         Command::Daemon => return crate::daemon::run(&path, lock_timeout).await.map(|()| EXIT_OK),
         // The import writes a config rather than reading one.
         Command::Import {
@@ -155,7 +164,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                     Ok(()) => outln!("  verify:      {endpoint} answers TLS"),
                     Err(why) => outln!(
                         "  verify:      WARNING: nothing answers TLS on {endpoint} ({why}); a run orders nothing until it \
-                         does: set `verify` (or [haproxy] verify) to an address HAProxy's TLS frontend binds"
+                         does: {}",
+                        crate::edge::probe::VERIFY_FIX
                     ),
                 }
             }

@@ -212,21 +212,21 @@ fn check_certificates_file(
 }
 
 fn check_writable_dir(dir: &Located<std::path::PathBuf>, fail: &mut impl FnMut(&dyn Locatable, String)) {
-    let path = &dir.value;
+    if let Err(problem) = writable_dir(&dir.value) {
+        fail(dir, problem);
+    }
+}
+
+/// Whether this user can make files in `path`; the problem, with what to do, when not.
+pub fn writable_dir(path: &Path) -> Result<(), String> {
     match std::fs::metadata(path) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            fail(dir, format!("directory {} does not exist; create it", path.display()));
+            Err(format!("directory {} does not exist; create it", path.display()))
         }
-        Err(err) => fail(dir, format!("cannot inspect {}: {err}", path.display())),
-        Ok(meta) if !meta.is_dir() => fail(dir, format!("{} is not a directory", path.display())),
-        Ok(_) => {
-            if let Err(err) = access(path.as_path(), AccessFlags::W_OK | AccessFlags::X_OK) {
-                fail(
-                    dir,
-                    format!("directory {} cannot be written by this user: {err}", path.display()),
-                );
-            }
-        }
+        Err(err) => Err(format!("cannot inspect {}: {err}", path.display())),
+        Ok(meta) if !meta.is_dir() => Err(format!("{} is not a directory", path.display())),
+        Ok(_) => access(path, AccessFlags::W_OK | AccessFlags::X_OK)
+            .map_err(|err| format!("directory {} cannot be written by this user: {err}", path.display())),
     }
 }
 

@@ -14,3 +14,4 @@ pub mod roots;
 pub mod shell;
 pub mod store;
 pub mod tally;
+pub mod units;

@@ -153,6 +153,10 @@ pub async fn verify_endpoints<'a>(
     out
 }
 
+/// What to do when nothing answers TLS on a verify endpoint: `check-config` and `doctor` say it alike.
+pub const VERIFY_FIX: &str =
+    "set `verify` (or [haproxy] verify) to an address HAProxy's TLS frontend binds, or start HAProxy";
+
 /// Whether something speaks TLS on `endpoint`: a handshake that gets as far as the server's first answer. A server that
 /// turns this name away with an alert (HAProxy's `strict-sni`, for a name it has no certificate for yet) still answers;
 /// only no connection, no answer in time, or an answer that is not TLS is an error, with its cause.

@@ -240,6 +240,22 @@ pub async fn send_test(config: &Config) -> bool {
         );
         return false;
     }
+    let mut all_ok = true;
+    for (channel, outcome) in test_each(config, "`hapcert notify test`").await {
+        match outcome {
+            Ok(()) => outln!("ok     {channel}"),
+            Err(err) => {
+                outln!("FAILED {channel}: {err}");
+                all_ok = false;
+            }
+        }
+    }
+    all_ok
+}
+
+/// A `test` event through every configured channel, each described, with what its delivery gave: for `notify test`
+/// and `doctor --notify-test` (the command, `from`, is named in the message).
+pub async fn test_each(config: &Config, from: &str) -> Vec<(String, Result<(), String>)> {
     let event = Event {
         kind: EventKind::Test,
         certificate: None,
@@ -247,21 +263,16 @@ pub async fn send_test(config: &Config) -> bool {
         served_serial: None,
         expected_serial: None,
         days_left: None,
-        message: "a test notification from `hapcert notify test`; this channel works".to_owned(),
+        message: format!("a test notification from {from}; this channel works"),
     };
     let notice = Notice::new(event, Phase::Firing, OffsetDateTime::now_utc());
     let outcomes = deliver_all(config.notify.iter().map(|channel| (channel, &notice))).await;
-    let mut all_ok = true;
-    for (channel, outcome) in config.notify.iter().zip(outcomes) {
-        match outcome {
-            Ok(()) => outln!("ok     {}", describe(channel)),
-            Err(err) => {
-                outln!("FAILED {}: {err}", describe(channel));
-                all_ok = false;
-            }
-        }
-    }
-    all_ok
+    config
+        .notify
+        .iter()
+        .zip(outcomes)
+        .map(|(channel, outcome)| (describe(channel), outcome))
+        .collect()
 }
 
 #[cfg(test)]

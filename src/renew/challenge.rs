@@ -165,7 +165,7 @@ async fn fleet_routes(session: &Session, own: Option<SocketAddr>) -> anyhow::Res
 }
 
 /// Whether binding failed because something already listens there.
-fn in_use(err: &anyhow::Error) -> bool {
+pub fn in_use(err: &anyhow::Error) -> bool {
     err.downcast_ref::<std::io::Error>()
         .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
 }
@@ -224,29 +224,15 @@ pub async fn preflight_command(config: &Config, names: &[String], lock_timeout: 
     let state = StateDir::create(&config.state.dir.value)?;
     let _lock = state.lock(lock_timeout)?;
     let specs: Vec<&CertificateSpec> = config.select(names).collect();
-    let http = match specs.iter().any(|s| s.challenge == ChallengeKind::Http01) {
-        false => None,
+    let thumbprint = match specs.iter().any(|s| s.challenge == ChallengeKind::Http01) {
+        false => String::new(),
         true => {
             crate::fleet::account::use_fleets(config, &state).await?;
-            let acme = Acme::connect(&config.acme, &state).await?;
-            Some(ChallengeSide::start(config, acme.thumbprint(), None).await?)
+            Acme::connect(&config.acme, &state).await?.thumbprint().to_owned()
         }
     };
-    let dns_specs = specs.iter().copied().filter(|s| s.challenge == ChallengeKind::Dns01);
-    let dns = match dns_specs.clone().next() {
-        None => None,
-        Some(_) => Some(super::dns::DnsSide::open(config, &state, dns_specs).await),
-    };
     let mut all_ok = true;
-    for spec in specs {
-        let checked = match (&http, &dns) {
-            (Some(side), _) if spec.challenge == ChallengeKind::Http01 => side.preflight(config, spec).await,
-            (_, Some(dns)) => match dns.answers(config, spec) {
-                Ok(answers) => answers.preflight(spec).await,
-                Err(err) => Err(err),
-            },
-            _ => unreachable!("a side is open for every selected certificate's challenge"),
-        };
+    for (spec, checked) in preflight_each(config, &state, &specs, &thumbprint).await? {
         match checked {
             Ok(()) => outln!(
                 "ok        {}: {} ({})",
@@ -260,10 +246,44 @@ pub async fn preflight_command(config: &Config, names: &[String], lock_timeout: 
             }
         }
     }
+    Ok(all_ok)
+}
+
+/// The preflight of each of `specs`, in order, with its outcome: what `hapcert preflight` prints and `doctor` judges.
+/// `thumbprint` ends the HTTP-01 test answers: in stateless mode HAProxy answers with the account's, so it must be that
+/// one; in side-port mode hapcert answers itself, and any will do. The error is one that stops every HTTP-01 check
+/// (the side port cannot be opened: [`in_use`] tells when something holds it).
+pub async fn preflight_each<'a>(
+    config: &Config,
+    state: &StateDir,
+    specs: &[&'a CertificateSpec],
+    thumbprint: &str,
+) -> anyhow::Result<Vec<(&'a CertificateSpec, anyhow::Result<()>)>> {
+    let http = match specs.iter().any(|s| s.challenge == ChallengeKind::Http01) {
+        false => None,
+        true => Some(ChallengeSide::start(config, thumbprint, None).await?),
+    };
+    let dns_specs = specs.iter().copied().filter(|s| s.challenge == ChallengeKind::Dns01);
+    let dns = match dns_specs.clone().next() {
+        None => None,
+        Some(_) => Some(super::dns::DnsSide::open(config, state, dns_specs).await),
+    };
+    let mut outcomes = Vec::new();
+    for spec in specs {
+        let checked = match (&http, &dns) {
+            (Some(side), _) if spec.challenge == ChallengeKind::Http01 => side.preflight(config, spec).await,
+            (_, Some(dns)) => match dns.answers(config, spec) {
+                Ok(answers) => answers.preflight(spec).await,
+                Err(err) => Err(err),
+            },
+            _ => unreachable!("a side is open for every selected certificate's challenge"),
+        };
+        outcomes.push((*spec, checked));
+    }
     if let Some(side) = http {
         side.stop().await;
     }
-    Ok(all_ok)
+    Ok(outcomes)
 }
 
 /// The daemon's side port: open from start to shutdown, answering only the tokens its runs publish.

@@ -12,6 +12,7 @@ mod crash_points;
 mod daemon;
 mod dns01;
 mod dns_lab;
+mod doctor;
 mod etcd_edge;
 mod fleet;
 mod fleet_config;

@@ -393,11 +393,15 @@ pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<SystemTime> {
         let secs = value.parse::<u64>().unwrap_or(u64::MAX);
         return Some(now + Duration::from_secs(secs).min(MAX_CA_RETRY_AFTER));
     }
+    Some(SystemTime::from(http_date(value)?).min(latest))
+}
+
+/// An HTTP date (RFC 9110's IMF-fixdate, the only form a CA sends): `Retry-After` and `Date`.
+pub(crate) fn http_date(value: &str) -> Option<time::OffsetDateTime> {
     let format = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
-    let at = time::PrimitiveDateTime::parse(value, &format).ok()?.assume_utc();
-    Some(SystemTime::from(at).min(latest))
+    Some(time::PrimitiveDateTime::parse(value.trim(), &format).ok()?.assume_utc())
 }
 
 #[cfg(test)]

@@ -241,6 +241,17 @@ pub struct OrderGone {
     pub why: String,
 }
 
+/// What a CA's directory offers, for `doctor`.
+#[derive(Debug, Clone)]
+pub struct DirectoryFacts {
+    /// Whether the CA suggests renewal windows (ARI, RFC 9773).
+    pub renewal_info: bool,
+    /// The profiles it offers, sorted; empty when it offers none.
+    pub profiles: Vec<String>,
+    /// Its clock, from the answer's `Date` header.
+    pub date: Option<OffsetDateTime>,
+}
+
 /// A CA session with a ready account.
 pub struct Acme {
     account: Account,
@@ -326,7 +337,8 @@ impl Acme {
     }
 
     /// A session for what needs no account: renewal information is a plain GET. Used when no account is stored yet,
-    /// so that checking windows never registers one; it must not be used to order.
+    /// so that checking windows never registers one, and by `doctor` to read the directory; it must not be used to
+    /// order.
     pub async fn without_account(config: &AcmeConfig) -> anyhow::Result<Acme> {
         let observed = Arc::new(Observed::default());
         let ca_bundle = config.ca_bundle.as_ref().map(|b| b.value.clone());
@@ -380,6 +392,28 @@ impl Acme {
             self.directory,
             offered.join(", ")
         )
+    }
+
+    /// What the CA's directory offers, read from the directory itself (one GET through the session's client): whether
+    /// it has `renewalInfo` (ARI), the profiles it names, and its `Date`, the CA's clock.
+    pub async fn directory_facts(&self) -> anyhow::Result<DirectoryFacts> {
+        let (parts, body) = jws::send(&self.http, ::http::Method::GET, &self.directory, None).await?;
+        if !parts.status.is_success() {
+            bail!("GET {} answered {}", self.directory, parts.status);
+        }
+        let directory: serde_json::Value = serde_json::from_slice(&body)
+            .with_context(|| format!("{} is not an ACME directory (not JSON)", self.directory))?;
+        let mut profiles: Vec<String> = self.account.profiles().map(|p| p.name.to_owned()).collect();
+        profiles.sort_unstable();
+        Ok(DirectoryFacts {
+            renewal_info: directory.get("renewalInfo").is_some_and(serde_json::Value::is_string),
+            profiles,
+            date: parts
+                .headers
+                .get(::http::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(self::http::http_date),
+        })
     }
 
     /// The CA's suggested renewal window for the certificate with ARI id `cert_id`, or `None` when the CA's directory

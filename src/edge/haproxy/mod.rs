@@ -9,6 +9,7 @@ pub(crate) mod reply;
 pub mod runtime;
 pub mod service;
 mod snippet;
+pub mod version;
 
 pub use snippet::challenge_snippet;
 
