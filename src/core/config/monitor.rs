@@ -293,12 +293,11 @@ pub(super) fn validate_metrics(raw: RawMetrics, base: &Path, errors: &mut Errors
 
 pub(super) fn validate_daemon(raw: RawDaemon, base: &Path, errors: &mut Errors) -> DaemonConfig {
     let control = raw.control.map(|text| {
-        let too_long = text.get_ref().len() > MAX_SOCKET_PATH;
-        let span_text = text.clone();
-        let located = located_path(errors, base, text, "daemon.control");
-        if too_long || located.value.as_os_str().len() > MAX_SOCKET_PATH {
+        let located = located_path(errors, base, text.clone(), "daemon.control");
+        // Made absolute first: a relative path is as long as the config's directory makes it.
+        if located.value.as_os_str().len() > MAX_SOCKET_PATH {
             errors.at(
-                &span_text,
+                &text,
                 "daemon.control",
                 format!(
                     "is longer than the {MAX_SOCKET_PATH} bytes a Unix socket's path may have; choose a shorter one"
