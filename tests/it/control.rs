@@ -235,3 +235,28 @@ fn a_socket_left_by_a_killed_daemon_is_ignored_and_replaced() {
         second.log()
     );
 }
+
+#[test]
+fn a_client_that_goes_away_does_not_stop_the_renewal_it_asked_for() {
+    let sandbox = Sandbox::start();
+    let mut daemon = daemon_serving(&sandbox);
+    let first = disk_serial(&sandbox).unwrap();
+    let mut client = sandbox.hapcert_cmd(&["renew", "--force", "site"]);
+    client
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut client = client.spawn().expect("spawn hapcert renew");
+    daemon.wait_for_log("control socket: renew site --force asked", Duration::from_secs(30));
+    client.kill().expect("kill the client");
+    client.wait().unwrap();
+
+    daemon.wait_for_log(
+        "control socket: renew site --force done uid=0 exit_code=0",
+        Duration::from_secs(60),
+    );
+    let log = daemon.log();
+    assert!(log.contains("the client went away"), "{log}");
+    let renewed = disk_serial(&sandbox).unwrap();
+    assert_ne!(renewed, first, "the renewal went on without its client");
+    assert_eq!(served_serial(&sandbox), renewed);
+}
