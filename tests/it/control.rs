@@ -102,6 +102,12 @@ fn a_forced_renewal_by_hand_is_run_by_the_daemon_and_haproxy_serves_it() {
     let rows: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(rows[0]["last_result"]["outcome"], "renewed", "{rows:#}");
 
+    // A usage error ends the same way through the daemon as without it: exit 2, the message on stderr.
+    let unknown = sandbox.hapcert(&["renew", "--force", "nosuch"]);
+    assert_exit(&unknown, 2);
+    let refusal = "hapcert: no certificate named 'nosuch'";
+    assert!(stderr(&unknown).contains(refusal), "{}", stderr(&unknown));
+
     daemon.signal(libc::SIGTERM);
     assert_eq!(
         daemon.wait_exit(Duration::from_secs(30)).code(),
@@ -133,6 +139,9 @@ fn a_forced_renewal_by_hand_is_run_by_the_daemon_and_haproxy_serves_it() {
         );
     }
     assert_eq!(served_serial(&sandbox), disk_serial(&sandbox).unwrap());
+    let unknown_here = sandbox.hapcert(&["renew", "--force", "nosuch"]);
+    assert_exit(&unknown_here, 2);
+    assert!(stderr(&unknown_here).contains(refusal), "{}", stderr(&unknown_here));
 }
 
 /// `hapcert renew --force site` as `nobody`, with the daemon's socket named.
