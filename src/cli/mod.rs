@@ -175,13 +175,12 @@ async fn by_daemon_or_here(
     lock_timeout: Duration,
     command: wire::Command,
 ) -> anyhow::Result<u8> {
-    // A config that cannot be read finds no socket; the command here reports it as it always did.
-    if let Ok(config) = load_config(path) {
-        let socket = config.daemon.control_socket().to_owned();
-        if let client::Asked::Done(code) = client::ask(&socket, path, staging, lock_timeout, command.clone()).await? {
-            return Ok(code);
-        }
+    // A config that cannot be read names no socket, and fails here the same way it would anyway.
+    let config = load_config(path)?;
+    let socket = config.daemon.control_socket().to_owned();
+    if let client::Asked::Done(code) = client::ask(&socket, path, staging, lock_timeout, command.clone()).await? {
+        return Ok(code);
     }
-    let done = commands::execute(load_config(path)?, &command, staging, lock_timeout, None).await?;
+    let done = commands::execute(config, &command, staging, lock_timeout, None).await?;
     Ok(if done { EXIT_OK } else { EXIT_FAILED })
 }
