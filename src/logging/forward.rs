@@ -136,6 +136,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_events_inside_a_routes_span_reach_its_sink_nested_spans_included() {
+        use tracing_subscriber::layer::SubscriberExt;
+
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Forward);
+        tracing::subscriber::with_default(subscriber, || {
+            let caught = lines.clone();
+            let route = Route::open(move |line| caught.lock().unwrap().push(line));
+            tracing::info!("before the request");
+            route.span().in_scope(|| {
+                tracing::info!(certificate = "site", "renewal forced");
+                tracing::info_span!("order").in_scope(|| tracing::warn!("slow CA"));
+            });
+            drop(route);
+            tracing::info!("after the request");
+        });
+        assert_eq!(
+            *lines.lock().unwrap(),
+            [" INFO renewal forced certificate=site", " WARN slow CA"]
+        );
+    }
+
+    #[test]
     fn a_line_has_the_level_the_message_and_the_fields_in_order() {
         let fields = [("name", "site".to_owned()), ("serial", "0a".to_owned())];
         assert_eq!(
