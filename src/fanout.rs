@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// Runs `work` on every item, at most `limit` at a time, each as a task of its own. Results come back in the order of
 /// `items`, whatever order they finished in; `None` marks a task that panicked (logged, with `what` it was).
@@ -22,10 +23,15 @@ where
     for (index, item) in items.into_iter().enumerate() {
         let permits = permits.clone();
         let job = work(item);
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
-            (index, job.await)
-        });
+        // In the caller's span: the log lines of a request to the daemon's control socket find their way back to its
+        // client through it (`logging::forward`).
+        tasks.spawn(
+            async move {
+                let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                (index, job.await)
+            }
+            .in_current_span(),
+        );
     }
     let mut results: Vec<Option<R>> = (0..count).map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {

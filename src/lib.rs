@@ -12,7 +12,8 @@
 //!   users and directories ([`edge::host`]), and the HTTP server loop both listeners share.
 //! - [`renew`]: one run, joining the two: survey, order, verify, deploy, prove, roll back, record.
 //! - The other commands, each a feature with its pure judge inside: [`check`] (monitor), [`notify`] (alerts and their
-//!   repeat ledger), [`daemon`] (the long-running loop), [`import`] (certbot's tree), [`doctor`] (is this host
+//!   repeat ledger), [`daemon`] (the long-running loop) and [`control`] (its socket, for
+//!   `renew`, `revoke` and `status` by hand beside it), [`import`] (certbot's tree), [`doctor`] (is this host
 //!   ready), and `status`, `metrics`, `account`.
 //! - [`cli`] reads the command line and dispatches; [`error`] maps an outcome to an exit code; [`logging`] sets up
 //!   stderr; [`output`] writes the results on stdout, quietly stopping when nobody reads them. `main.rs` only parses, runs and prints the error once.
@@ -33,6 +34,7 @@ pub mod renew;
 
 pub(crate) mod account;
 pub(crate) mod check;
+pub(crate) mod control;
 pub(crate) mod daemon;
 pub(crate) mod doctor;
 mod fanout;

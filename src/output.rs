@@ -29,9 +29,24 @@ pub(crate) use {out, outln};
 /// What became of stdout so far; one per process, behind a lock, as stdout itself is.
 static STDOUT: Mutex<Outcome> = Mutex::new(Outcome::new());
 
+tokio::task_local! {
+    /// Set while the daemon runs a command for a client of its control socket: that command's stdout is the
+    /// client's, not the daemon's.
+    static ELSEWHERE: Box<dyn Fn(String) + Send + Sync>;
+}
+
+/// Runs `work` with its results (what it writes through [`out!`]) handed to `sink` instead of stdout. Only the
+/// writes made by `work`'s own task are caught: the commands write their results there, after their tasks joined.
+pub async fn redirect<F: Future>(sink: impl Fn(String) + Send + Sync + 'static, work: F) -> F::Output {
+    ELSEWHERE.scope(Box::new(sink), work).await
+}
+
 /// Writes `text` to stdout and flushes it, so that an error shows at the write that caused it. After a broken pipe
 /// nothing more is written.
 pub fn write(text: fmt::Arguments<'_>) {
+    if ELSEWHERE.try_with(|sink| sink(text.to_string())).is_ok() {
+        return;
+    }
     let mut outcome = STDOUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     outcome.write(&mut io::stdout().lock(), text);
 }

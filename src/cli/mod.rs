@@ -5,21 +5,20 @@ pub mod args;
 
 use std::io::IsTerminal;
 use std::path::Path;
-
-use anyhow::Context;
-use time::OffsetDateTime;
+use std::time::Duration;
 
 pub use self::args::Cli;
 use self::args::{Command, FleetCommand, ImportSource, NotifyCommand};
+use crate::control::commands::{self, ensure_configured};
+use crate::control::{client, wire};
 use crate::core::config::{self, Config};
 use crate::edge::host::{check_certificate_files, host_check, load_config};
 use crate::edge::store::StateDir;
 use crate::edge::{acme, haproxy};
-use crate::error::{EXIT_FAILED, EXIT_OK, UsageError};
+use crate::error::{EXIT_FAILED, EXIT_OK};
 use crate::output::{out, outln};
+use crate::renew::RunOptions;
 use crate::renew::challenge::preflight_command;
-use crate::renew::{self, ItemResult, RunOptions, revoke};
-use crate::status;
 
 /// Runs the command; the result is the exit code (1: some certificate failed; for `check`, the plugin status).
 pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
@@ -59,7 +58,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 ..Default::default()
             };
             let config = configured(true)?;
-            renew_command(&config, options, false).await?
+            commands::renew(&config, options, false, None).await?
         }
         Command::Renew {
             names,
@@ -67,59 +66,26 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             ignore_retry_after,
             dry_run,
         } => {
-            let mut config = configured(!dry_run)?;
-            ensure_configured(&config, &names)?;
-            if dry_run && config.acme.directory == config::LETSENCRYPT {
-                config.acme.directory = config::LETSENCRYPT_STAGING.to_owned();
-                outln!(
-                    "dry run: using Let's Encrypt's staging directory ({}) instead of production; nothing is deployed",
-                    config.acme.directory
-                );
-            } else if dry_run {
-                outln!("dry run: using {}; nothing is deployed", config.acme.directory);
-            }
-            let options = RunOptions {
+            let command = wire::Command::Renew {
                 names,
                 force,
                 ignore_retry_after,
                 dry_run,
-                lock_timeout,
-                progress: true,
             };
-            renew_command(&config, options, true).await?
+            return by_daemon_or_here(&path, staging, lock_timeout, command).await;
         }
         Command::Revoke { names, reason } => {
-            let config = configured(false)?;
-            ensure_configured(&config, &names)?;
-            for revoked in revoke::revoke(&config, &names, reason, lock_timeout).await? {
-                outln!(
-                    "revoked   {}: serial {}; `hapcert run` (or `hapcert renew {} --force`) replaces it now",
-                    revoked.name,
-                    revoked.serial,
-                    revoked.name
-                );
-            }
-            true
+            let reason = clap::ValueEnum::to_possible_value(&reason).map(|v| v.get_name().to_owned());
+            let command = wire::Command::Revoke {
+                names,
+                reason: reason.unwrap_or_default(),
+            };
+            return by_daemon_or_here(&path, staging, lock_timeout, command).await;
         }
         Command::Status { json, long } => {
-            let config = configured(false)?;
-            let rows = status::collect(&config, OffsetDateTime::now_utc())?;
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&rows)?);
-            } else if long {
-                out!("{}", status::render_long(&rows));
-            } else {
-                let colour = crate::logging::colour_on(std::io::stdout().is_terminal());
-                out!("{}", status::render_table(&rows, colour));
-            }
-            // Which node ordered what, who serves it, who holds a lock: `fleet status --json` has it as JSON.
-            if config.fleet.is_some() && !json {
-                match crate::fleet::status::read(&config).await {
-                    Ok(fleet) => out!("\n{}", fleet.render()),
-                    Err(err) => outln!("\nfleet: {err:#}"),
-                }
-            }
-            true
+            let colour = crate::logging::colour_on(std::io::stdout().is_terminal());
+            let command = wire::Command::Status { json, long, colour };
+            return by_daemon_or_here(&path, staging, lock_timeout, command).await;
         }
         Command::Preflight { names } => {
             let config = configured(false)?;
@@ -198,97 +164,23 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
 /// The config a command works with: `--staging` swaps in Let's Encrypt's staging directory, and is refused for a
 /// command that `deploys`.
 fn configured(path: &Path, staging: bool, deploys: bool) -> anyhow::Result<Config> {
-    let mut config = load_config(path)?;
-    if staging {
-        if deploys {
-            return Err(UsageError(
-                "--staging would deploy untrusted staging certificates into HAProxy; add --dry-run (renew), or set \
-                 acme.directory = \"letsencrypt-staging\" in the config if that is what you want"
-                    .into(),
-            )
-            .into());
-        }
-        config.acme.directory = config::LETSENCRYPT_STAGING.to_owned();
-        tracing::info!(directory = %config.acme.directory, "--staging: using Let's Encrypt's staging directory");
-    }
-    Ok(config)
+    commands::staged(load_config(path)?, staging, deploys)
 }
 
-/// Every name on the command line must be a certificate (or a group) of the config.
-fn ensure_configured(config: &Config, names: &[String]) -> anyhow::Result<()> {
-    for name in names {
-        if config.select(std::slice::from_ref(name)).next().is_none() {
-            let known: Vec<&str> = config.certificates.iter().map(|c| c.group.as_str()).collect();
-            let message = format!(
-                "no certificate named '{name}' in {}; known: {}",
-                config.path.display(),
-                known.join(", ")
-            );
-            return Err(UsageError(message).into());
-        }
+/// `renew`, `revoke` and `status`: by a running daemon when its control socket answers, else here. Either way the
+/// same code runs, with the same stdout and exit code.
+async fn by_daemon_or_here(
+    path: &Path,
+    staging: bool,
+    lock_timeout: Duration,
+    command: wire::Command,
+) -> anyhow::Result<u8> {
+    // A config that cannot be read names no socket, and fails here the same way it would anyway.
+    let config = load_config(path)?;
+    let socket = config.daemon.control_socket().to_owned();
+    if let client::Asked::Done(code) = client::ask(&socket, path, staging, lock_timeout, command.clone()).await? {
+        return Ok(code);
     }
-    Ok(())
-}
-
-async fn renew_command(config: &Config, options: RunOptions, manual: bool) -> anyhow::Result<bool> {
-    let owner = host_check(config)?;
-    let fleet = crate::fleet::FleetMode::open(config, false).await?;
-    let context = renew::RunContext {
-        fleet: fleet.clone(),
-        ..Default::default()
-    };
-    let report = renew::run_with(config, owner, &options, &context).await;
-    if let Some(session) = fleet.as_ref().and_then(crate::fleet::FleetMode::session) {
-        session.close().await;
-    }
-    let report = report.context("the run stopped")?;
-    for adopted in &report.adopted {
-        outln!(
-            "adopted   {}: serial {} from the fleet (ordered by {}), served after verification",
-            adopted.name,
-            adopted.serial,
-            adopted.ordered_by
-        );
-    }
-    for item in &report.items {
-        match &item.result {
-            ItemResult::NotDue if manual => outln!("not due   {}: {}", item.name, item.decision.reason),
-            ItemResult::NotDue => {}
-            ItemResult::Renewed(facts, how) => outln!(
-                "renewed   {}: serial {}, expires {}, served after {how} ({}){}",
-                item.name,
-                facts.serial,
-                crate::core::time::format_time(facts.not_after),
-                item.decision.reason,
-                report
-                    .deploy_hook_failure(&item.name)
-                    .map(|failure| format!("; {failure}"))
-                    .unwrap_or_default()
-            ),
-            ItemResult::DryRun(facts) => outln!(
-                "dry run   {}: issued serial {}, expires {}; nothing deployed",
-                item.name,
-                facts.serial,
-                crate::core::time::format_time(facts.not_after)
-            ),
-            ItemResult::Failed(failure) => outln!("FAILED    {}: {}", item.name, failure.message),
-            ItemResult::Deferred { until, why } => outln!(
-                "waiting   {}: due, but not tried before {}: {why}",
-                item.name,
-                crate::core::time::format_time(*until)
-            ),
-            ItemResult::Elsewhere { holder, .. } => outln!(
-                "elsewhere {}: {holder} holds the fleet's lock on it and is renewing it; this node deploys what it \
-                 publishes",
-                item.name
-            ),
-        }
-    }
-    for failure in report.hook_failures.iter().filter(|f| f.certificate.is_none()) {
-        outln!("FAILED    {failure}");
-    }
-    for (name, what) in &report.interrupted {
-        outln!("FAILED    {name}: a deploy a crash interrupted: {what}");
-    }
-    Ok(!report.any_failed())
+    let done = commands::execute(config, &command, staging, lock_timeout, None).await?;
+    Ok(if done { EXIT_OK } else { EXIT_FAILED })
 }

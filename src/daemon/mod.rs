@@ -14,8 +14,12 @@
 //!   deploy that has started is finished (HAProxy is never left mid-update, nor a new PEM unverified), then the
 //!   servers stop and the daemon exits 0. Every file is written atomically anyway.
 //!
+//! The control socket (`[daemon] control`, [`control_link`]) takes `renew`, `revoke` and `status` by hand: each
+//! request runs in this loop like a pass, one at a time, with the daemon's responder and fleet session.
+//!
 //! With `$NOTIFY_SOCKET` set (`Type=notify`), systemd hears READY, RELOADING, STOPPING and a one-line STATUS.
 
+mod control_link;
 mod fleet_link;
 mod health;
 mod server;
@@ -56,6 +60,8 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
     let started = OffsetDateTime::now_utc();
     let shared = Arc::new(Shared::new(Arc::new(config), started));
     let mut listeners = Listeners::default();
+    // First: another daemon on this socket is the clearest reason not to start, before its ports say the same.
+    let mut control = control_link::Control::start(shared.config().daemon.control_socket()).await?;
     listeners.apply(&shared.config(), &shared).await?;
     let mut fleet = FleetLink::new(shared.fleet.clone());
     fleet.connect(&shared.config(), listeners.tokens()).await?;
@@ -138,6 +144,19 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
                 (pass_due, probe_due) = (false, false);
                 fleet.alert_laggards(&config).await;
             }
+            job = control.next() => {
+                (pass_due, probe_due) = (false, false);
+                fleet.connect(&config, listeners.tokens()).await?;
+                let context = RunContext {
+                    responder: listeners.tokens(),
+                    fleet: fleet.mode.clone(),
+                    ..Default::default()
+                };
+                let flow = control_link::run_job(job, &config, config_path, lock_timeout, context, &mut signals).await;
+                if flow == Flow::Stop {
+                    break;
+                }
+            }
             Some(changed) = fleet.next_change() => {
                 (pass_due, probe_due) = (false, false);
                 fleet.converge(&config, owner, lock_timeout, changed).await;
@@ -150,6 +169,12 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
                 (pass_due, probe_due) = (false, false);
                 if let Some(new_owner) = reload(config_path, &shared, &mut listeners).await {
                     owner = new_owner;
+                    if shared.config().daemon.control_socket() != control.path() {
+                        tracing::warn!(
+                            socket = %control.path().display(),
+                            "[daemon] control changed; the daemon listens where it started until it is restarted"
+                        );
+                    }
                     pass_due = true;
                     // The fleet is joined again with what the new config says (its table, its certificates, the
                     // responder its watch feeds); the pass that follows converges first.
@@ -164,6 +189,7 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
 
     systemd::notify("STOPPING=1");
     fleet.close().await;
+    control.stop().await;
     listeners.stop().await;
     tracing::info!("hapcert daemon stopped");
     Ok(())

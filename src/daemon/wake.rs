@@ -137,6 +137,7 @@ mod tests {
             probe_interval: 5 * MINUTE,
             recheck_interval: 12 * HOUR,
             jitter,
+            control: None,
         }
     }
 

@@ -9,6 +9,9 @@ use crate::core::config::{Config, ConfigError, ConfigErrors, FileOwner, Located,
 use crate::core::pem::{Bundle, PemError};
 use crate::error::UsageError;
 
+/// The environment variable that names the control socket when `[daemon] control` is not written.
+pub const CONTROL_ENV: &str = "HAPCERT_CONTROL";
+
 /// Reads and validates the config file; shared by every command and the daemon's SIGHUP.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|err| {
@@ -19,6 +22,17 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     })?;
     let mut config = Config::parse(&text, path)?;
     crate::edge::config_secrets::load(&mut config)?;
+    // Several daemons on one host (each with its own config) need a socket each; the environment can move the default
+    // without a line in every config. What the config says wins.
+    if config.daemon.control.is_none()
+        && let Some(socket) = std::env::var_os(CONTROL_ENV).filter(|v| !v.is_empty())
+    {
+        config.daemon.control = Some(Located {
+            value: socket.into(),
+            at: Position::default(),
+            key: format!("daemon.control (from ${CONTROL_ENV})"),
+        });
+    }
     Ok(config)
 }
 

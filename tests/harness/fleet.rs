@@ -457,6 +457,8 @@ impl FleetSandbox {
             .arg(self.config_path(i))
             .args(args)
             .env_remove("HAPCERT_CONFIG")
+            // Each node's daemon and commands meet on a socket of their own, never on the host's default.
+            .env("HAPCERT_CONTROL", self.node_dir(i).join("control.sock"))
             .current_dir(self.node_dir(i))
             .stdin(Stdio::null());
         cmd

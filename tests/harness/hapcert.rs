@@ -146,6 +146,11 @@ impl Sandbox {
         (status, stderr)
     }
 
+    /// Where this sandbox's daemon listens for commands by hand (`$HAPCERT_CONTROL`).
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir().join("control.sock")
+    }
+
     /// The same command, not started (stdin is null; stdout/stderr are inherited unless you set them).
     pub fn hapcert_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hapcert"));
@@ -153,6 +158,8 @@ impl Sandbox {
             .arg(self.config_path())
             .args(args)
             .env_remove("HAPCERT_CONFIG")
+            // Each sandbox's daemon and commands meet on a socket of their own, never on the host's default.
+            .env("HAPCERT_CONTROL", self.control_socket())
             .current_dir(self.dir())
             .stdin(Stdio::null());
         cmd

@@ -8,6 +8,7 @@ mod alerts;
 mod chain;
 mod check;
 mod closed_stdout;
+mod control;
 mod crash_points;
 mod daemon;
 mod dns01;

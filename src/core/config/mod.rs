@@ -48,8 +48,8 @@ use errors::{Errors, LineStarts, clean_toml_message};
 pub use fields::contact_uri;
 pub use fleet::{ClientIdentity, DEFAULT_PREFIX, EtcdAuth, EtcdEndpoint, FleetConfig, validate_node};
 pub use monitor::{
-    CheckConfig, DaemonConfig, EmailConfig, EmailTransport, EventKind, Hooks, HooksConfig, MetricsConfig,
-    NotifyChannel, NotifyKind,
+    CheckConfig, DEFAULT_CONTROL_SOCKET, DaemonConfig, EmailConfig, EmailTransport, EventKind, Hooks, HooksConfig,
+    MetricsConfig, NotifyChannel, NotifyKind,
 };
 use raw::RawConfig;
 pub use socket::Endpoint;

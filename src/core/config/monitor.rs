@@ -46,6 +46,23 @@ pub struct DaemonConfig {
     pub recheck_interval: Duration,
     /// Up to this much is added to each due time, so a fleet does not renew in the same second.
     pub jitter: Duration,
+    /// The daemon's control socket, where `renew`, `revoke` and `status` by hand find it; none written: the default
+    /// ([`DaemonConfig::control_socket`]).
+    pub control: Option<Located<PathBuf>>,
+}
+
+/// Where the daemon's control socket is when `[daemon] control` is not written: systemd's `RuntimeDirectory=hapcert`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hapcert/control.sock";
+
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes on Linux, its last one a NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+impl DaemonConfig {
+    pub fn control_socket(&self) -> &Path {
+        self.control
+            .as_ref()
+            .map_or(Path::new(DEFAULT_CONTROL_SOCKET), |c| c.value.as_path())
+    }
 }
 
 /// certbot-compatible hook commands, run with `sh -c`.
@@ -274,7 +291,21 @@ pub(super) fn validate_metrics(raw: RawMetrics, base: &Path, errors: &mut Errors
     }
 }
 
-pub(super) fn validate_daemon(raw: RawDaemon, errors: &mut Errors) -> DaemonConfig {
+pub(super) fn validate_daemon(raw: RawDaemon, base: &Path, errors: &mut Errors) -> DaemonConfig {
+    let control = raw.control.map(|text| {
+        let located = located_path(errors, base, text.clone(), "daemon.control");
+        // Made absolute first: a relative path is as long as the config's directory makes it.
+        if located.value.as_os_str().len() > MAX_SOCKET_PATH {
+            errors.at(
+                &text,
+                "daemon.control",
+                format!(
+                    "is longer than the {MAX_SOCKET_PATH} bytes a Unix socket's path may have; choose a shorter one"
+                ),
+            );
+        }
+        located
+    });
     let listen: Option<SocketAddr> = raw.listen.as_ref().and_then(|text| match text.get_ref().parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
@@ -325,6 +356,7 @@ pub(super) fn validate_daemon(raw: RawDaemon, errors: &mut Errors) -> DaemonConf
         ),
         recheck_interval: recheck_interval.min(MAX_RECHECK),
         jitter: duration_or(errors, &raw.jitter, "daemon.jitter", Duration::from_secs(600), true),
+        control,
     }
 }
 

@@ -129,6 +129,7 @@ pub struct RawMetrics {
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {
     pub listen: Option<Spanned<String>>,
+    pub control: Option<Spanned<String>>,
     pub probe_interval: Option<Spanned<String>>,
     pub recheck_interval: Option<Spanned<String>>,
     pub jitter: Option<Spanned<String>>,

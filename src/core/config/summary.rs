@@ -8,7 +8,7 @@ use crate::core::time::format_duration;
 pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
     let id = |v: Option<u32>| v.map_or("unchanged".to_owned(), |n| n.to_string());
     let mut out = format!(
-        "{path}: OK\n  CA:          {dir}\n  account:     {account}\n  contact:     {contact}\n  challenge:   HTTP-01 on {listen}{default}\n  cert dir:    {cert_dir} (mode {mode:04o}, uid {uid}, gid {gid})\n  check:       {check}\n  reload:      {reload}\n  state:       {state}\n",
+        "{path}: OK\n  CA:          {dir}\n  account:     {account}\n  contact:     {contact}\n  challenge:   HTTP-01 on {listen}{default}\n  cert dir:    {cert_dir} (mode {mode:04o}, uid {uid}, gid {gid})\n  check:       {check}\n  reload:      {reload}\n  state:       {state}\n  control:     {control} (the daemon's socket for renew, revoke and status by hand)\n",
         path = config.path.display(),
         dir = config.acme.directory,
         contact = if config.acme.contact.is_empty() {
@@ -28,6 +28,7 @@ pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
         check = config.haproxy.check_command,
         reload = config.haproxy.reload_command,
         state = config.state.dir.value.display(),
+        control = config.daemon.control_socket().display(),
     );
     if let Some(fleet) = &config.fleet {
         let endpoints: Vec<&str> = fleet.etcd.iter().map(|e| e.url.as_str()).collect();

@@ -344,10 +344,34 @@ fn the_example_config_with_every_setting_uncommented_parses() {
         .collect();
     let config = Config::parse(&text, Path::new("/etc/hapcert/hapcert.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.notify.len(), 3);
-    assert!(config.metrics.textfile.is_some() && config.daemon.listen.is_some());
+    assert!(config.metrics.textfile.is_some() && config.daemon.listen.is_some() && config.daemon.control.is_some());
     assert!(config.hooks.global.deploy.is_some());
     let fleet = config.fleet.expect("the [fleet] example");
     assert!(fleet.client_identity.is_some() && fleet.auth.is_some() && fleet.etcd.len() == 3);
+}
+
+#[test]
+fn the_control_socket_defaults_to_run_hapcert_is_relative_to_the_config_and_fits_a_socket_address() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.daemon.control_socket(), Path::new("/run/hapcert/control.sock"));
+    let config = parse(&format!("{MINIMAL}\n[daemon]\ncontrol = \"run/control.sock\"\n")).unwrap();
+    assert_eq!(
+        config.daemon.control_socket(),
+        Path::new("/etc/hapcert/run/control.sock")
+    );
+    let long = format!("/run/{}/control.sock", "d".repeat(100));
+    let problems = errors(&format!("{MINIMAL}\n[daemon]\ncontrol = \"{long}\"\n"));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("daemon.control") && p.contains("107 bytes")),
+        "{problems:?}"
+    );
+    assert!(
+        errors(&format!("{MINIMAL}\n[daemon]\ncontrol = \"\"\n"))
+            .iter()
+            .any(|p| p.contains("daemon.control"))
+    );
 }
 
 #[test]

@@ -117,7 +117,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Conf
         certificates,
         check: monitor::validate_check(raw.check, base, errors),
         metrics: monitor::validate_metrics(raw.metrics, base, errors),
-        daemon: monitor::validate_daemon(raw.daemon, errors),
+        daemon: monitor::validate_daemon(raw.daemon, base, errors),
         hooks,
         notify: monitor::validate_notify(raw.notify, base, errors),
         fleet: raw.fleet.map(|fleet| super::fleet::validate_fleet(fleet, base, errors)),

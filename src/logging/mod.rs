@@ -1,8 +1,13 @@
 //! Logs go to stderr, for journald and cron mail; stdout carries only command output. Colour only on a terminal.
+//! A request to the daemon's control socket also gets its own lines back ([`forward`]).
+
+pub mod forward;
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -14,15 +19,17 @@ pub enum LogFormat {
 pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter =
         EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("--log-level {level:?} is not a valid filter: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| crate::renew::progress::LogWriter);
+    let layers = tracing_subscriber::registry().with(filter).with(forward::Forward);
+    let stderr = tracing_subscriber::fmt::layer().with_writer(|| crate::renew::progress::LogWriter);
     match format {
-        LogFormat::Text => builder
-            .with_ansi(colour_on(std::io::stderr().is_terminal()))
-            .with_target(false)
+        LogFormat::Text => layers
+            .with(
+                stderr
+                    .with_ansi(colour_on(std::io::stderr().is_terminal()))
+                    .with_target(false),
+            )
             .init(),
-        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Json => layers.with(stderr.json().with_current_span(false)).init(),
     }
     Ok(())
 }
