@@ -160,7 +160,7 @@ ensure_haproxy_tree() {
     >"$dir/install.log" 2>&1 || { echo "installing haproxy in $root failed; see $dir/install.log" >&2; return 1; }
   write_haproxy_wrapper "$root" "$dir/haproxy"
   local line
-  line=$("$dir/haproxy" -v 2>&1 | head -n 1)
+  line=$("$dir/haproxy" -v 2>&1 | sed -n 1p)
   case "$line" in
     "HAProxy version $want."*) ;;
     *) echo "the $suite tree's haproxy says \"$line\", not HAProxy $want" >&2; return 1 ;;
