@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use crate::harness::{Sandbox, SandboxOptions, leaf_der_from_pem_file, serial_hex};
+
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const HAPCERT: &str = env!("CARGO_BIN_EXE_hapcert");
 
@@ -364,6 +366,16 @@ impl Tree {
     /// Runs `script` with /bin/sh in the tree, as root, with a clean environment. The overlay and /proc are mounted in
     /// a mount namespace of the command's own, so they go away with it.
     fn sh(&self, script: &str) -> Output {
+        self.run(script, false)
+    }
+
+    /// `sh`, with the host's /tmp bound over the tree's: a test sandbox (its config, sockets and certificate
+    /// directory) lives there, and HAProxy, run from the HAProxy 3.0 tree's wrapper, sees the same /tmp.
+    fn sh_with_host_tmp(&self, script: &str) -> Output {
+        self.run(script, true)
+    }
+
+    fn run(&self, script: &str, host_tmp: bool) -> Output {
         let dir = |name: &str| self.scratch.path().join(name);
         output(
             Command::new("unshare")
@@ -371,6 +383,7 @@ impl Tree {
                 .arg(
                     r#"mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" &&
                        mount -t proc proc "$4/proc" &&
+                       { [ "$6" = no ] || mount --bind /tmp "$4/tmp"; } &&
                        exec chroot "$4" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
                          TERM=dumb /bin/sh -c "$5""#,
                 )
@@ -379,7 +392,8 @@ impl Tree {
                 .arg(dir("upper"))
                 .arg(dir("work"))
                 .arg(dir("merged"))
-                .arg(script),
+                .arg(script)
+                .arg(if host_tmp { "yes" } else { "no" }),
         )
     }
 
@@ -494,4 +508,60 @@ fn installs_and_purges_in_bookworm() {
 #[test]
 fn installs_and_purges_in_trixie() {
     install_use_and_purge("trixie");
+}
+
+/// The installed binary at work in the trixie tree: it issues a certificate from Pebble and deploys it into the
+/// tree's own HAProxy 3.0 (run through the tree's wrapper, with a hot update over the Runtime API), and HAProxy serves
+/// it. Then `dpkg --purge` leaves that PEM in HAProxy's directory, still served.
+#[test]
+fn issues_in_trixie_with_its_haproxy_and_purge_keeps_the_pem() {
+    let tree = Tree::new("trixie");
+    let sandbox = Sandbox::start_with(SandboxOptions {
+        haproxy: Some(Path::new(REPO).join("target/tools/haproxy-3.0/haproxy")),
+        ..Default::default()
+    });
+    assert!(
+        master_cli(&sandbox.haproxy_master_sock(), "show version").starts_with("3.0."),
+        "the sandbox runs another HAProxy than the trixie tree's 3.0"
+    );
+    tree.put(deb(), "/hapcert-test/hapcert.deb");
+    tree.ok("dpkg -i /hapcert-test/hapcert.deb");
+
+    // The sandbox's check command names the host's HAProxy; inside the tree, its own is the one.
+    let check = format!("/usr/sbin/haproxy -c -q -f {}", sandbox.haproxy_cfg().display());
+    let config = sandbox
+        .runtime_config("[[certificate]]\nname = \"www\"\ndomains = [\"www.example.com\"]\n")
+        .replace(&sandbox.check_command(), &check);
+    let path = sandbox.write_config_text(&config);
+    let out = tree.sh_with_host_tmp(&format!("hapcert --config {} run", path.display()));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "hapcert run in the trixie tree:\n{said}");
+    assert!(text(&out.stdout).contains("renewed   www"), "{said}");
+
+    let pem = sandbox.cert_dir().join("www.pem");
+    let deployed = leaf_der_from_pem_file(&pem);
+    // served_leaf verifies the chain to Pebble's root.
+    assert_eq!(
+        serial_hex(&sandbox.served_leaf("www.example.com")),
+        serial_hex(&deployed)
+    );
+
+    let before = fs::read(&pem).unwrap();
+    tree.ok("dpkg -P hapcert");
+    assert_eq!(fs::read(&pem).unwrap(), before, "purge changed {}", pem.display());
+    assert_eq!(
+        serial_hex(&sandbox.served_leaf("www.example.com")),
+        serial_hex(&deployed)
+    );
+}
+
+/// One command on HAProxy's master socket; the whole reply.
+fn master_cli(sock: &Path, command: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    stream.write_all(format!("{command}\n").as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
 }
