@@ -274,8 +274,15 @@ ensure_etcd() {
   export ETCD_BIN ETCDCTL_BIN
 }
 
+# What tests/it/package.rs needs besides its trees (ensure_package_tree): dpkg-shlibdeps for scripts/package,
+# lintian, strip, and debootstrap for the bookworm tree.
+ensure_package_tools() {
+  apt_install_missing dpkg-shlibdeps=dpkg-dev lintian=lintian strip=binutils debootstrap=debootstrap
+}
+
 ensure_test_tools() {
   ensure_haproxy
+  ensure_package_tools
   ensure_etcd
   ensure_strace
   ensure_pebble
