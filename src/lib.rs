@@ -19,6 +19,8 @@
 //!   stderr; [`output`] writes the results on stdout, quietly stopping when nobody reads them. `main.rs` only parses, runs and prints the error once.
 
 pub mod cli;
+/// What `hapcert --version` prints after the name: the crate's version and the git commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HAPCERT_GIT_COMMIT"), ")");
 pub mod core;
 pub mod edge;
 pub mod error;

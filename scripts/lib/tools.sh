@@ -168,6 +168,44 @@ ensure_haproxy_tree() {
   echo "$line" >"$dir/VERSION"
 }
 
+# ensure_package_tree <suite>: a Debian tree in which tests/it/package.rs installs the .deb, with man-db (for
+# `man -l`) and bash-completion (for completing `hapcert re<TAB>`) added. The tests never install into it: they mount
+# an overlay over it, so each run starts from the same tree. trixie's is a copy of the HAProxy 3.0 tree (its HAProxy is
+# what a certificate would be issued against), copied rather than installed into, since other tests use that tree as
+# it is; bookworm's is a minbase debootstrap of its own. READY is written last, so a half-built tree is made again.
+# Sets PACKAGE_TREE to the root.
+ensure_package_tree() {
+  local suite=$1
+  local dir="$TOOLS_DIR/pkgtest-$suite"
+  PACKAGE_TREE="$dir/root"
+  if [ -f "$dir/READY" ]; then return 0; fi
+  apt_install_missing debootstrap=debootstrap unshare=util-linux
+  echo "== building the $suite tree for the package tests in $PACKAGE_TREE (once; a few minutes)" >&2
+  as_root rm -rf "$dir"
+  mkdir -p "$dir"
+  local extras=man-db,bash-completion
+  case "$suite" in
+    trixie)
+      ensure_haproxy_tree 3.0 trixie
+      cp -a --reflink=auto "$TOOLS_DIR/haproxy-3.0/root" "$PACKAGE_TREE"
+      as_root unshare --mount --propagation private -- sh -c "mount -t proc proc '$PACKAGE_TREE/proc' &&
+        chroot '$PACKAGE_TREE' sh -c 'apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${extras//,/ }'" \
+        >"$dir/install.log" 2>&1 || { echo "installing $extras in $PACKAGE_TREE failed; see $dir/install.log" >&2; return 1; }
+      ;;
+    *)
+      local mirror
+      mirror=$(debian_mirror)
+      as_root debootstrap --variant=minbase --include="$extras" "$suite" "$PACKAGE_TREE" "$mirror" \
+        >"$dir/debootstrap.log" 2>&1 || { echo "debootstrap $suite failed; see $dir/debootstrap.log" >&2; return 1; }
+      # Nothing a package's scripts start may run inside the tree; 101 tells invoke-rc.d so.
+      printf '#!/bin/sh\nexit 101\n' >"$PACKAGE_TREE/usr/sbin/policy-rc.d"
+      chmod 755 "$PACKAGE_TREE/usr/sbin/policy-rc.d"
+      ;;
+  esac
+  touch "$dir/READY"
+}
+
 # write_haproxy_wrapper <tree> <path>: a script that runs <tree>'s /usr/sbin/haproxy with the caller's arguments and
 # working directory. The tests put configs, sockets and certificates under /tmp by absolute path, so the host's /tmp
 # is bound over the tree's, with /proc and /sys. The mounts are made in a private mount namespace and vanish with it.
@@ -236,8 +274,15 @@ ensure_etcd() {
   export ETCD_BIN ETCDCTL_BIN
 }
 
+# What tests/it/package.rs needs besides its trees (ensure_package_tree): dpkg-shlibdeps for scripts/package,
+# lintian, strip, and debootstrap for the bookworm tree.
+ensure_package_tools() {
+  apt_install_missing dpkg-shlibdeps=dpkg-dev lintian=lintian strip=binutils debootstrap=debootstrap
+}
+
 ensure_test_tools() {
   ensure_haproxy
+  ensure_package_tools
   ensure_etcd
   ensure_strace
   ensure_pebble

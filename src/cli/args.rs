@@ -20,7 +20,7 @@ Exit codes:
   0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN";
 
 #[derive(Debug, Parser)]
-#[command(name = "hapcert", version, about = "Certificate agent for HAProxy: ACME over HTTP-01 on a side port, atomic PEM deploy, checked reload", after_help = EXIT_CODES)]
+#[command(name = "hapcert", version = crate::VERSION, about = "Certificate agent for HAProxy: ACME over HTTP-01 on a side port, atomic PEM deploy, checked reload", after_help = EXIT_CODES)]
 pub struct Cli {
     /// The config file.
     #[arg(long, global = true, env = "HAPCERT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]

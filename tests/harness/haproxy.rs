@@ -60,18 +60,23 @@ pub struct Haproxy {
 impl Haproxy {
     /// Writes the config, default certificate, empty cert dir and reload script, then starts HAProxy.
     /// Call [`Haproxy::wait_ready`] before use.
-    pub fn spawn(layout: Layout, ports: &Ports, reload_marker: &Path, logs: &Path) -> Haproxy {
+    /// `bin` is the HAProxy to run.
+    pub fn spawn(layout: Layout, ports: &Ports, reload_marker: &Path, logs: &Path, bin: &Path) -> Haproxy {
         write_files(&layout, reload_marker);
         let config = config(&layout, ports, &layout.default_pem());
-        Haproxy::spawn_with_config(layout, &config, logs, "haproxy")
+        Haproxy::spawn_binary(layout, &config, logs, "haproxy", bin)
     }
 
     /// Writes `config` to `layout.cfg()` and starts HAProxy on it; its output goes to `<logs>/<name>.log`.
     /// Everything else the config refers to must exist already. Call [`Haproxy::wait_ready`] before use.
     pub fn spawn_with_config(layout: Layout, config: &str, logs: &Path, name: &'static str) -> Haproxy {
+        Haproxy::spawn_binary(layout, config, logs, name, &tools().haproxy)
+    }
+
+    fn spawn_binary(layout: Layout, config: &str, logs: &Path, name: &'static str, bin: &Path) -> Haproxy {
         fs::write(layout.cfg(), config).expect("write haproxy.cfg");
         // -W without -D: the master stays in the foreground as our child, so we can always stop it.
-        let mut cmd = Command::new(&tools().haproxy);
+        let mut cmd = Command::new(bin);
         cmd.arg("-W")
             .arg("-S")
             .arg(layout.master_sock())

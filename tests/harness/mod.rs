@@ -113,6 +113,9 @@ pub struct SandboxOptions {
     /// each of them, as `Link: rel="alternate"` of its download. Their PEMs: [`Sandbox::pebble_management_text`] of
     /// `/roots/N`.
     pub alternate_roots: u8,
+    /// Some: this HAProxy binary (a 3.x tree's wrapper, say) runs instead of the tools' one, for a test that needs one
+    /// version whatever the run's HAPCERT_HAPROXY is.
+    pub haproxy: Option<PathBuf>,
 }
 
 pub struct Sandbox {
@@ -165,7 +168,8 @@ impl Sandbox {
                 let (lab_dir, logs) = (dir.path().join("dns"), &logs);
                 scope.spawn(move || DnsLab::start_on(&lab_dir, logs, lab_opts, lab_ports))
             });
-            let haproxy = Haproxy::spawn(layout, &ports, &marker, &logs);
+            let bin = opts.haproxy.clone().unwrap_or_else(|| tools::tools().haproxy.clone());
+            let haproxy = Haproxy::spawn(layout, &ports, &marker, &logs, &bin);
             // A panic in the lab's start (named failed, say) goes on in this thread, with its message.
             let dns = lab.map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
             (haproxy, dns)

@@ -31,6 +31,7 @@ mod lifecycle;
 mod metrics;
 mod no_waste;
 mod notify;
+mod package;
 mod pebbles;
 mod runtime_api;
 mod smoke;
