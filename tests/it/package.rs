@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::harness::{Sandbox, SandboxOptions, leaf_der_from_pem_file, serial_hex};
 
@@ -338,6 +338,9 @@ impl Tree {
     fn new(suite: &'static str) -> Tree {
         need("unshare", "util-linux");
         need("debootstrap", "debootstrap");
+        // Tests run at once may ask for the same tree: two builds of one tree would each remove the other's half.
+        static BUILDING: Mutex<()> = Mutex::new(());
+        let _one_build_at_a_time = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
         let out = output(
             Command::new("bash")
                 .args(["scripts/lib/tools.sh", "ensure_package_tree", suite])
