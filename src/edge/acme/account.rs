@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use aws_lc_rs::signature::EcdsaKeyPair;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
@@ -13,7 +13,7 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 
 use super::http::CaHttp;
-use super::jws::{jwk, jws, nonce_of, send};
+use super::jws::{self, fresh_nonce, jwk, jws, nonce_of, send, signing_key};
 use super::{Acme, ca_builder, describe};
 use crate::core::config::AcmeConfig;
 use crate::edge::store::StateDir;
@@ -325,14 +325,9 @@ async fn key_change_request(
     new: &PrivatePkcs8KeyDer<'_>,
 ) -> anyhow::Result<(String, Vec<u8>, String, EcdsaKeyPair)> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let pair = |der: &PrivatePkcs8KeyDer<'_>| {
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
-            .map_err(|e| anyhow::anyhow!("the account key is not an ECDSA P-256 key: {e}"))
-    };
-    let (old, new) = (pair(old)?, pair(new)?);
-    let urls: serde_json::Value = serde_json::from_slice(&send(http, Method::GET, directory, None).await?.1)
-        .with_context(|| format!("the ACME directory {directory} is not JSON"))?;
-    let (Some(url), Some(new_nonce)) = (urls["keyChange"].as_str(), urls["newNonce"].as_str()) else {
+    let (old, new) = (signing_key(old)?, signing_key(new)?);
+    let urls = jws::directory(http, directory).await?;
+    let Some(url) = urls["keyChange"].as_str() else {
         bail!("the CA's directory {directory} offers no keyChange: it does not support key rollover");
     };
     let inner = jws(
@@ -342,6 +337,6 @@ async fn key_change_request(
         &serde_json::to_vec(&serde_json::json!({"account": account, "oldKey": jwk(&old)}))?,
     )?;
     let inner = serde_json::to_vec(&inner)?;
-    let nonce = nonce_of(&send(http, Method::HEAD, new_nonce, None).await?.0)?;
+    let nonce = fresh_nonce(http, &urls, directory).await?;
     Ok((url.to_owned(), inner, nonce, old))
 }

@@ -17,13 +17,12 @@
 //! fails here: the worst outcome is the default chain. Whatever is chosen then goes through `verify_issued`, like any
 //! chain, before it is deployed.
 
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use http::Method;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::Acme;
-use super::jws::{jws, nonce_of, send};
+use super::jws::{directory, fresh_nonce, jws, nonce_of, send, signing_key};
 use crate::core::chain::{Choice, choose, matches, topmost_issuer_cn};
 
 /// The most alternate chains followed for one certificate: Let's Encrypt offers one, a CA that lists dozens is not
@@ -145,8 +144,7 @@ impl Acme {
             .key
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("this session has no account key"))?;
-        let signer = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key.secret_pkcs8_der())
-            .map_err(|e| anyhow::anyhow!("the account key is not an ECDSA P-256 key: {e}"))?;
+        let signer = signing_key(key)?;
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let mut nonce = self.nonce().await?;
         for attempt in 1..=2 {
@@ -171,12 +169,11 @@ impl Acme {
         if let Some(nonce) = self.http.take_spare_nonce() {
             return Ok(nonce);
         }
-        let (_, directory) = send(&self.http, Method::GET, &self.directory, None).await?;
-        let directory: serde_json::Value = serde_json::from_slice(&directory)
-            .map_err(|_| anyhow::anyhow!("the ACME directory {} is not JSON", self.directory))?;
-        let new_nonce = directory["newNonce"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("the ACME directory {} names no newNonce", self.directory))?;
-        nonce_of(&send(&self.http, Method::HEAD, new_nonce, None).await?.0)
+        fresh_nonce(
+            &self.http,
+            &directory(&self.http, &self.directory).await?,
+            &self.directory,
+        )
+        .await
     }
 }

@@ -4,11 +4,12 @@
 //! fixed-size r||s form, which is what JWS wants for ES256 (RFC 7518 §3.4), not DER.
 
 use anyhow::Context;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use instant_acme::{BodyWrapper, HttpClient};
+use rustls_pki_types::PrivatePkcs8KeyDer;
 
 use super::describe;
 use super::http::CaHttp;
@@ -47,6 +48,26 @@ pub(super) fn nonce_of(parts: &http::response::Parts) -> anyhow::Result<String> 
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .context("the CA sent no Replay-Nonce")
+}
+
+/// An account key ready to sign: instant-acme makes every account key ECDSA P-256.
+pub(super) fn signing_key(der: &PrivatePkcs8KeyDer<'_>) -> anyhow::Result<EcdsaKeyPair> {
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
+        .map_err(|e| anyhow::anyhow!("the account key is not an ECDSA P-256 key: {e}"))
+}
+
+/// The CA's directory, as JSON: where keyChange and newNonce are.
+pub(super) async fn directory(http: &CaHttp, url: &str) -> anyhow::Result<serde_json::Value> {
+    serde_json::from_slice(&send(http, Method::GET, url, None).await?.1)
+        .with_context(|| format!("the ACME directory {url} is not JSON"))
+}
+
+/// A fresh nonce: a HEAD to the directory's `newNonce`.
+pub(super) async fn fresh_nonce(http: &CaHttp, directory: &serde_json::Value, url: &str) -> anyhow::Result<String> {
+    let new_nonce = directory["newNonce"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the ACME directory {url} names no newNonce"))?;
+    nonce_of(&send(http, Method::HEAD, new_nonce, None).await?.0)
 }
 
 pub(super) fn jwk(key: &EcdsaKeyPair) -> serde_json::Value {
