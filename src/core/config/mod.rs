@@ -15,6 +15,7 @@
 //!   `Located`) and `Config::parse`, the entry point;
 //! - `monitor.rs`: the monitoring sections (`[check]`, `[metrics]`, `[daemon]`, `[hooks]`, `[[notify]]`), model and
 //!   validation together;
+//! - `watch.rs`: `[check] unmanaged` and `ignore_paths`, and `[[watch]]`, what `check` watches beyond hapcert's own;
 //! - `fleet.rs`: `[fleet]`, the etcd cluster a fleet of load balancers shares its certificates through;
 //! - `summary.rs`: the config as `check-config` shows it;
 //! - `domain.rs` (`DomainName`) and `socket.rs` (`Endpoint`): values with a syntax of their own;
@@ -31,6 +32,7 @@ mod raw;
 mod socket;
 mod summary;
 mod validate;
+mod watch;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -55,6 +57,7 @@ use raw::RawConfig;
 pub use socket::Endpoint;
 pub use summary::summary;
 pub use validate::{EAB_KEY_FORM, is_base64url, is_eab_key, profile_name_limit, validate_name};
+pub use watch::{StartTls, UnmanagedPolicy, WatchSpec};
 
 /// The owner and group that written PEMs get; `None` keeps what the process creates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,6 +87,8 @@ pub struct Config {
     pub fleet: Option<FleetConfig>,
     /// `[[dns_provider]]`, in the order written: the first is the default.
     pub dns_providers: Vec<DnsProvider>,
+    /// `[[watch]]`: TLS endpoints `check` probes that hapcert neither issues nor deploys, in the order written.
+    pub watch: Vec<WatchSpec>,
 }
 
 #[derive(Debug, Clone)]

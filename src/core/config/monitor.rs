@@ -15,6 +15,7 @@ use super::fields::{
     LONGEST_LIFETIME, command, contact_uri, duration_or, endpoints, located_path, refuse_other_kinds_keys,
 };
 use super::raw::{RawCheck, RawDaemon, RawHooks, RawMetrics, RawNotify};
+use super::watch::{UnmanagedPolicy, ignore_paths, unmanaged_policy};
 
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
@@ -28,6 +29,10 @@ pub struct CheckConfig {
     pub max_run_age: Duration,
     /// Roots the served chain must verify against, instead of the system's.
     pub ca_bundle: Option<Located<PathBuf>>,
+    /// How what HAProxy loaded and hapcert does not manage counts.
+    pub unmanaged: UnmanagedPolicy,
+    /// Paths (globs) of HAProxy's inventory left out of the check.
+    pub ignore_paths: Vec<glob::Pattern>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -236,28 +241,30 @@ const MAX_RECHECK: Duration = Duration::from_secs(12 * 3600);
 /// The longest lifetime in days: a warning or critical threshold longer than any lifetime always fires.
 const LONGEST_DAYS: f64 = LONGEST_LIFETIME.as_secs() as f64 / 86_400.0;
 
+/// A days threshold (`warn_days`, `crit_days`): zero or more, and not beyond the longest lifetime.
+pub(super) fn days(errors: &mut Errors, value: &Option<Spanned<f64>>, key: &str) -> Option<f64> {
+    value.as_ref().and_then(|v| {
+        let days = *v.get_ref();
+        if days.is_finite() && days > LONGEST_DAYS {
+            errors.at(
+                v,
+                key,
+                format!("{days} days is more than 90, the longest lifetime Let's Encrypt issues (and lifetimes are shrinking), so every certificate would always be reported; use less, like 30"),
+            );
+            None
+        } else if days.is_finite() && days >= 0.0 {
+            Some(days)
+        } else {
+            errors.at(v, key, "must be a number of days, zero or more");
+            None
+        }
+    })
+}
+
 pub(super) fn validate_check(raw: RawCheck, base: &Path, errors: &mut Errors) -> CheckConfig {
     let endpoints = match raw.endpoints {
         Some(list) => endpoints(errors, &list, "check.endpoints"),
         None => vec!["127.0.0.1:443".to_owned()],
-    };
-    let days = |errors: &mut Errors, value: &Option<Spanned<f64>>, key: &str| {
-        value.as_ref().and_then(|v| {
-            let days = *v.get_ref();
-            if days.is_finite() && days > LONGEST_DAYS {
-                errors.at(
-                    v,
-                    key,
-                    format!("{days} days is more than 90, the longest lifetime Let's Encrypt issues (and lifetimes are shrinking), so every certificate would always be reported; use less, like 30"),
-                );
-                None
-            } else if days.is_finite() && days >= 0.0 {
-                Some(days)
-            } else {
-                errors.at(v, key, "must be a number of days, zero or more");
-                None
-            }
-        })
     };
     let warn_days = days(errors, &raw.warn_days, "check.warn_days");
     let crit_days = days(errors, &raw.crit_days, "check.crit_days").unwrap_or(7.0);
@@ -282,6 +289,8 @@ pub(super) fn validate_check(raw: RawCheck, base: &Path, errors: &mut Errors) ->
             false,
         ),
         ca_bundle: raw.ca_bundle.map(|p| located_path(errors, base, p, "check.ca_bundle")),
+        unmanaged: unmanaged_policy(errors, raw.unmanaged.as_ref()),
+        ignore_paths: ignore_paths(errors, raw.ignore_paths.as_ref()),
     }
 }
 

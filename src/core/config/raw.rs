@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub fleet: Option<Spanned<RawFleet>>,
     #[serde(default)]
     pub dns_provider: Vec<Spanned<super::dns::RawDnsProvider>>,
+    #[serde(default)]
+    pub watch: Vec<Spanned<super::watch::RawWatch>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +119,8 @@ pub struct RawCheck {
     pub crit_days: Option<Spanned<f64>>,
     pub max_run_age: Option<Spanned<String>>,
     pub ca_bundle: Option<Spanned<String>>,
+    pub unmanaged: Option<Spanned<String>>,
+    pub ignore_paths: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -122,6 +122,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Conf
         notify: monitor::validate_notify(raw.notify, base, errors),
         fleet: raw.fleet.map(|fleet| super::fleet::validate_fleet(fleet, base, errors)),
         dns_providers,
+        watch: super::watch::validate_watches(raw.watch, base, errors),
     };
     super::layout::validate_layout(&config, errors);
     config
