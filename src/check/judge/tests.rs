@@ -7,7 +7,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::check::render::{self, report};
-use crate::core::config::{CheckConfig, KeyType};
+use crate::core::config::{CheckConfig, KeyType, UnmanagedPolicy};
 
 const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);
 
@@ -18,6 +18,8 @@ fn check_config() -> CheckConfig {
         crit_days: 7.0,
         max_run_age: Duration::from_secs(36 * 3600),
         ca_bundle: None,
+        unmanaged: UnmanagedPolicy::Alert,
+        ignore_paths: Vec::new(),
     }
 }
 
