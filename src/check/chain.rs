@@ -33,6 +33,14 @@ impl Roots {
         }
     }
 
+    /// The roots of one bundle (a `[[watch]]` entry's `ca_bundle`), in place of the system's.
+    pub fn bundle(path: &std::path::Path, key: &str) -> Roots {
+        match crate::edge::roots::load_bundle(path, key) {
+            Ok(roots) => Roots::Loaded(roots),
+            Err(why) => Roots::Unavailable(why),
+        }
+    }
+
     /// Verifies `chain` (leaf first, as served) at `now`. An expired leaf is verified at its expiry instead: its
     /// expiry is reported on its own, and the chain verdict then says whether the rest is sound.
     pub fn verify(&self, chain: &[CertificateDer<'_>], leaf_not_after: OffsetDateTime, now: OffsetDateTime) -> Chain {

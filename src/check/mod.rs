@@ -9,6 +9,7 @@
 pub mod chain;
 pub mod judge;
 pub mod render;
+mod watch;
 
 use std::io;
 use std::sync::Arc;
@@ -19,9 +20,8 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use self::chain::Roots;
 use self::judge::{CheckReport, Disk, Observed, Probe, RunRecord, Served, Status};
 use crate::core::config::{CertificateSpec, Config};
-use crate::core::pem::{Bundle, dns_names, serial_hex};
-use crate::core::state::monitor::Event;
-use crate::core::state::monitor::{CertCheck, LastCheck};
+use crate::core::pem::{Bundle, dns_names, serial_hex, sha1_hex};
+use crate::core::state::monitor::{CertCheck, Event, LastCheck, Source, WatchedCheck};
 use crate::core::state::{State, StateStorage};
 use crate::edge::probe::{self, ClientKind};
 use crate::edge::store::StateDir;
@@ -62,15 +62,13 @@ pub async fn probe(config: &Config, now: OffsetDateTime) -> CheckReport {
     let report = evaluate(config, now).await;
     record(config, &report).await;
     let store = StateDir::at(&config.state.dir.value);
-    let checked = config.certificates.iter().map(|c| c.name.clone()).collect();
-    crate::notify::notify(
-        config,
-        &store,
-        events(&report),
-        Scope::Check { certificates: checked },
-        now,
-    )
-    .await;
+    let scope = Scope::Check {
+        certificates: config.certificates.iter().map(|c| c.name.clone()).collect(),
+        watched: config.watch.iter().map(|w| w.name.clone()).collect(),
+        // Only an inventory HAProxy did not answer for leaves its conditions as they were.
+        inventory: report.inventory.state != "failed",
+    };
+    crate::notify::notify(config, &store, events(&report), scope, now).await;
     crate::metrics::write_textfile(config, now);
     report
 }
@@ -83,16 +81,33 @@ async fn evaluate(config: &Config, now: OffsetDateTime) -> CheckReport {
         .unwrap_or_else(|err| Roots::Unavailable(format!("loading the roots failed: {err}")));
     let state = StateDir::at(&config.state.dir.value).load_state();
     let runs = judge::judge_runs(&run_record(&state), config.check.max_run_age, now);
-    let observed = observe(config, state.ok().as_ref(), Arc::new(roots), now).await;
+    let roots = Arc::new(roots);
+    let remembered = state.as_ref().ok();
+    let (observed, watched) = tokio::join!(
+        observe(config, remembered, roots.clone(), now),
+        watch::observe(config, roots, now)
+    );
     let certificates: Vec<_> = observed
         .iter()
         .map(|seen| judge::judge_certificate(&config.check, seen, now))
+        .collect();
+    let managed_leaves: Vec<String> = observed
+        .iter()
+        .filter_map(|seen| match &seen.disk {
+            Disk::Present { leaf, .. } => Some(sha1_hex(leaf)),
+            _ => None,
+        })
+        .collect();
+    let inventory = watch::inventory(config, &managed_leaves, now).await;
+    let watched = watched
+        .iter()
+        .map(|seen| judge::judge_watch(&config.check, seen, now))
         .collect();
     let runs = match &config.fleet {
         Some(fleet) => judge::with_fleet_store(runs, fleet_store_problem(fleet).await.as_deref(), &certificates),
         None => runs,
     };
-    render::report(runs, certificates, now)
+    render::report(runs, certificates, inventory, watched, now)
 }
 
 /// Why the fleet's store cannot be read, if it cannot: renewals wait for it (serving does not).
@@ -168,6 +183,17 @@ async fn probe_one(
     let chain = probe::served_chain(endpoint, name, client)
         .await
         .map_err(|err| format!("{err:#}"))?;
+    served(endpoint, name, &chain, roots, now)
+}
+
+/// What a handshake's chain says: the leaf's facts, whether the chain verifies, how it is sent.
+fn served(
+    endpoint: &str,
+    name: &str,
+    chain: &[rustls::pki_types::CertificateDer<'_>],
+    roots: &Roots,
+    now: OffsetDateTime,
+) -> Result<Served, String> {
     let (_, leaf) = X509Certificate::from_der(&chain[0])
         .map_err(|err| format!("{endpoint} (SNI {name}) sent a certificate that cannot be parsed: {err}"))?;
     let not_after = leaf.validity().not_after.to_datetime();
@@ -177,8 +203,8 @@ async fn probe_one(
         names: dns_names(&leaf),
         not_before: leaf.validity().not_before.to_datetime(),
         not_after,
-        chain: roots.verify(&chain, not_after, now),
-        flaws: crate::core::chain::flaws(&chain),
+        chain: roots.verify(chain, not_after, now),
+        flaws: crate::core::chain::flaws(chain),
     })
 }
 
@@ -258,6 +284,19 @@ fn last_check(report: &CheckReport) -> LastCheck {
                 (cert.name.clone(), check)
             })
             .collect(),
+        watched: report
+            .watched
+            .iter()
+            .chain(&report.inventory.items)
+            .map(|item| WatchedCheck {
+                source: item.source,
+                name: item.name.clone(),
+                status: item.status.code(),
+                not_after: item.not_after,
+                summary: item.summary.clone(),
+            })
+            .collect(),
+        inventory_error: (report.inventory.state == "failed").then(|| report.inventory.message.clone()),
     }
 }
 
@@ -269,6 +308,7 @@ fn events(report: &CheckReport) -> Vec<Event> {
         events.push(Event {
             kind: EventKind::RunOverdue,
             certificate: None,
+            source: Source::Managed,
             names: Vec::new(),
             served_serial: None,
             expected_serial: None,
@@ -285,11 +325,29 @@ fn events(report: &CheckReport) -> Vec<Event> {
         events.push(Event {
             kind,
             certificate: Some(cert.name.clone()),
+            source: Source::Managed,
             names: cert.names.clone(),
             served_serial: cert.served_serial().map(str::to_owned),
             expected_serial: cert.disk.serial.clone(),
             days_left: cert.days_left,
             message: format!("{}: {}", cert.name, cert.summary),
+        });
+    }
+    for item in report.watched.iter().chain(&report.inventory.items) {
+        let kind = match item.status {
+            Status::Warning => EventKind::Warning,
+            Status::Critical => EventKind::Critical,
+            Status::Ok | Status::Unknown => continue,
+        };
+        events.push(Event {
+            kind,
+            certificate: Some(item.name.clone()),
+            source: item.source,
+            names: Vec::new(),
+            served_serial: item.endpoint.as_ref().and_then(|e| e.served_serial.clone()),
+            expected_serial: None,
+            days_left: item.days_left,
+            message: item.summary.clone(),
         });
     }
     events

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::core::config::EventKind;
 use crate::core::config::{Config, FileOwner};
-use crate::core::state::monitor::Event;
+use crate::core::state::monitor::{Event, Source};
 use crate::edge::http01::responder::ChallengeTokens;
 use crate::edge::store::StateDir;
 use crate::fleet::FleetMode;
@@ -131,6 +131,7 @@ impl FleetLink {
             events.push(Event {
                 kind: EventKind::FleetLagging,
                 certificate: Some(cert.name.clone()),
+                source: Source::Managed,
                 names: Vec::new(),
                 served_serial: None,
                 expected_serial: Some(cert.serial.clone()),

@@ -41,6 +41,11 @@ pub fn load(config: &Config) -> Result<TrustRoots, String> {
     })
 }
 
+/// The roots of one bundle alone (a `[[watch]]` entry's `ca_bundle`, for a private CA); `key` names it in errors.
+pub fn load_bundle(path: &Path, key: &str) -> Result<TrustRoots, String> {
+    TrustRoots::new(vec![from_file(path, "ca_bundle", key)?])
+}
+
 fn from_file(path: &Path, label: &str, key: &str) -> Result<RootSource, String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {key} {shown}: {e}; fix {key}"))?;

@@ -23,6 +23,7 @@ pub fn body(notice: &Notice) -> String {
         ("event", event.kind.name().to_owned()),
         ("status", notice.status.name().to_owned()),
         ("certificate", or_dash(event.certificate.as_deref())),
+        ("source", event.source.name().to_owned()),
         (
             "names",
             if event.names.is_empty() {
@@ -161,7 +162,7 @@ mod tests {
 
     use super::*;
     use crate::core::config::Position;
-    use crate::core::state::monitor::Event;
+    use crate::core::state::monitor::{Event, Source};
     use crate::notify::{EventKind, Phase};
 
     fn notice() -> Notice {
@@ -169,6 +170,7 @@ mod tests {
             event: Event {
                 kind: EventKind::Critical,
                 certificate: Some("www".to_owned()),
+                source: Source::Managed,
                 names: vec!["example.com".to_owned(), "www.example.com".to_owned()],
                 served_serial: Some("0a".to_owned()),
                 expected_serial: None,
@@ -190,6 +192,7 @@ mod tests {
              event:           critical\n\
              status:          firing\n\
              certificate:     www\n\
+             source:          managed\n\
              names:           example.com, www.example.com\n\
              served serial:   0a\n\
              expected serial: -\n\

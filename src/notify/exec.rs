@@ -14,6 +14,7 @@ pub fn environment(notice: &Notice) -> Vec<(String, String)> {
         ("HAPCERT_EVENT", event.kind.name().to_owned()),
         ("HAPCERT_STATUS", notice.status.name().to_owned()),
         ("HAPCERT_CERTIFICATE", optional(&event.certificate)),
+        ("HAPCERT_SOURCE", event.source.name().to_owned()),
         ("HAPCERT_NAMES", event.names.join(" ")),
         ("HAPCERT_SERVED_SERIAL", optional(&event.served_serial)),
         ("HAPCERT_EXPECTED_SERIAL", optional(&event.expected_serial)),
@@ -40,7 +41,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::core::state::monitor::Event;
+    use crate::core::state::monitor::{Event, Source};
     use crate::notify::{EventKind, Phase};
 
     #[test]
@@ -49,6 +50,7 @@ mod tests {
             event: Event {
                 kind: EventKind::Warning,
                 certificate: Some("www".to_owned()),
+                source: Source::Managed,
                 names: vec!["example.com".to_owned(), "www.example.com".to_owned()],
                 served_serial: Some("0a".to_owned()),
                 expected_serial: None,

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::{EventKind, Scope};
 use crate::core::config::NotifyChannel;
-use crate::core::state::monitor::{Condition, Event, Ledger, Told};
+use crate::core::state::monitor::{Condition, Event, Ledger, Source, Told};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,20 +85,33 @@ fn severity(kind: EventKind) -> u8 {
 /// The ledger key of the condition `event` raises; none for one-shot events.
 fn condition_key(event: &Event) -> Option<String> {
     let family = Family::of(event.kind)?;
-    Some(format!(
-        "{}/{}",
-        event.certificate.as_deref().unwrap_or("-"),
-        family.name()
-    ))
+    let certificate = event.certificate.as_deref().unwrap_or("-");
+    // hapcert's own keep the keys they had before there were other sources; a watch may share a certificate's name.
+    Some(match event.source {
+        Source::Managed => format!("{certificate}/{}", family.name()),
+        source => format!("{}:{certificate}/{}", source.name(), family.name()),
+    })
 }
 
 /// Whether `scope` looked at the condition: one it looked at and did not observe has cleared.
 fn in_scope(condition: &Condition, scope: &Scope) -> bool {
-    let certificate = condition.event.certificate.as_deref();
+    let event = &condition.event;
+    let certificate = event.certificate.as_deref();
     let listed = |certificates: &[String]| certificate.is_some_and(|c| certificates.iter().any(|l| l == c));
-    match (Family::of(condition.event.kind), scope) {
-        (Some(Family::Renewal), Scope::Run { certificates }) => listed(certificates),
-        (Some(Family::Expiry), Scope::Check { certificates }) => listed(certificates),
+    match (Family::of(event.kind), scope) {
+        (Some(Family::Renewal), Scope::Run { certificates }) => event.source.is_managed() && listed(certificates),
+        (
+            Some(Family::Expiry),
+            Scope::Check {
+                certificates,
+                watched,
+                inventory,
+            },
+        ) => match event.source {
+            Source::Managed => listed(certificates),
+            Source::Watch => listed(watched),
+            _ => *inventory,
+        },
         (Some(Family::RunOverdue), Scope::Check { .. }) => true,
         _ => false,
     }
@@ -270,6 +283,7 @@ mod tests {
         Event {
             kind,
             certificate: certificate.map(str::to_owned),
+            source: Source::Managed,
             names: vec!["www.example.com".to_owned()],
             served_serial: Some("0a".to_owned()),
             expected_serial: Some("0b".to_owned()),
@@ -281,6 +295,8 @@ mod tests {
     fn check(certificates: &[&str]) -> Scope {
         Scope::Check {
             certificates: certificates.iter().map(|c| c.to_string()).collect(),
+            watched: Vec::new(),
+            inventory: false,
         }
     }
 
@@ -464,6 +480,58 @@ mod tests {
             step(&mut ledger, &channels, vec![], check(&["www"]), T0 + HOUR * 2, &[]),
             []
         );
+    }
+
+    #[test]
+    fn watched_and_unmanaged_conditions_are_their_own_and_resolve_only_when_looked_at() {
+        let channels = [channel("a", &[], 24)];
+        let mut ledger = Ledger::default();
+        let of = |source: Source, name: &str| Event {
+            source,
+            ..event(EventKind::Critical, Some(name))
+        };
+        // A watch named like a managed certificate is another condition.
+        let observed = vec![
+            event(EventKind::Critical, Some("www")),
+            of(Source::Watch, "www"),
+            of(Source::HaproxyCert, "/etc/haproxy/certs/bought.pem"),
+        ];
+        let scope = |inventory: bool| Scope::Check {
+            certificates: vec!["www".into()],
+            watched: vec!["www".into()],
+            inventory,
+        };
+        assert_eq!(step(&mut ledger, &channels, observed, scope(true), T0, &[]).len(), 3);
+        let keys: Vec<&str> = ledger.conditions.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "haproxy-cert:/etc/haproxy/certs/bought.pem/expiry",
+                "watch:www/expiry",
+                "www/expiry"
+            ]
+        );
+        // HAProxy did not answer: its conditions stay; the watch's has cleared.
+        let told = step(
+            &mut ledger,
+            &channels,
+            vec![event(EventKind::Critical, Some("www"))],
+            scope(false),
+            T0 + HOUR,
+            &[],
+        );
+        assert_eq!(told, [("a".to_owned(), EventKind::Critical, Phase::Resolved)]);
+        assert_eq!(ledger.conditions.len(), 2);
+        let told = step(
+            &mut ledger,
+            &channels,
+            vec![event(EventKind::Critical, Some("www"))],
+            scope(true),
+            T0 + HOUR,
+            &[],
+        );
+        assert_eq!(told, [("a".to_owned(), EventKind::Critical, Phase::Resolved)]);
+        assert_eq!(ledger.conditions.keys().collect::<Vec<_>>(), ["www/expiry"]);
     }
 
     #[test]

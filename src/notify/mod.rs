@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 pub use crate::core::config::EventKind;
 use crate::core::config::{Config, NotifyChannel, NotifyKind};
-use crate::core::state::monitor::{Event, Ledger};
+use crate::core::state::monitor::{Event, Ledger, Source};
 use crate::edge::store::StateDir;
 use crate::fanout;
 use crate::output::outln;
@@ -29,8 +29,14 @@ pub use ledger::Phase;
 pub enum Scope {
     /// A run that acted on these certificates (renewal conditions).
     Run { certificates: Vec<String> },
-    /// A check of these certificates (expiry and serving conditions, and the dead-man's switch).
-    Check { certificates: Vec<String> },
+    /// A check of these certificates and `[[watch]]` names (expiry and serving conditions, and the dead-man's
+    /// switch); `inventory`: it read HAProxy's whole inventory (or was told to ignore it), so every unmanaged
+    /// condition not seen again has cleared.
+    Check {
+        certificates: Vec<String>,
+        watched: Vec<String>,
+        inventory: bool,
+    },
     /// `notify test`: clears nothing, rate-limited by nothing.
     Test,
 }
@@ -259,6 +265,7 @@ pub async fn test_each(config: &Config, from: &str) -> Vec<(String, Result<(), S
     let event = Event {
         kind: EventKind::Test,
         certificate: None,
+        source: Source::Managed,
         names: Vec::new(),
         served_serial: None,
         expected_serial: None,
@@ -288,6 +295,7 @@ mod tests {
             event: Event {
                 kind: EventKind::Critical,
                 certificate: Some("www".to_owned()),
+                source: Source::Managed,
                 names: vec!["www.example.com".to_owned()],
                 served_serial: None,
                 expected_serial: None,

@@ -23,6 +23,7 @@ pub fn payload(notice: &Notice) -> serde_json::Value {
         "event": event.kind.name(),
         "status": notice.status.name(),
         "certificate": event.certificate,
+        "source": event.source.name(),
         "names": event.names,
         "served_serial": event.served_serial,
         "expected_serial": event.expected_serial,
@@ -91,7 +92,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::core::state::monitor::Event;
+    use crate::core::state::monitor::{Event, Source};
     use crate::notify::{EventKind, Phase};
 
     #[test]
@@ -100,6 +101,7 @@ mod tests {
             event: Event {
                 kind: EventKind::DeployUnverified,
                 certificate: Some("www".to_owned()),
+                source: Source::Managed,
                 names: vec!["example.com".to_owned(), "www.example.com".to_owned()],
                 served_serial: Some("0a".to_owned()),
                 expected_serial: Some("0b".to_owned()),
@@ -116,6 +118,7 @@ mod tests {
                 "event": "deploy-unverified",
                 "status": "firing",
                 "certificate": "www",
+                "source": "managed",
                 "names": ["example.com", "www.example.com"],
                 "served_serial": "0a",
                 "expected_serial": "0b",

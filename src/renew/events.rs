@@ -9,7 +9,7 @@ use super::deploy::FailureKind;
 use super::{Failure, Item, ItemResult};
 use crate::core::config::{CertificateSpec, Config};
 use crate::core::pem::CertFacts;
-use crate::core::state::monitor::Event;
+use crate::core::state::monitor::{Event, Source};
 use crate::core::time::{days_left, format_time};
 use crate::notify::EventKind;
 
@@ -41,6 +41,7 @@ fn event(spec: Option<&CertificateSpec>, item: &Item, now: OffsetDateTime) -> Op
         ItemResult::Renewed(facts, _) => Some(Event {
             kind: EventKind::Renewed,
             certificate: Some(name.clone()),
+            source: Source::Managed,
             names,
             served_serial: Some(facts.serial.clone()),
             expected_serial: Some(facts.serial.clone()),
@@ -58,6 +59,7 @@ fn event(spec: Option<&CertificateSpec>, item: &Item, now: OffsetDateTime) -> Op
             Some(Event {
                 kind: kind_of(failure.kind),
                 certificate: Some(name.clone()),
+                source: Source::Managed,
                 served_serial: failure
                     .served_serial
                     .clone()

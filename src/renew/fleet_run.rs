@@ -13,7 +13,7 @@ use crate::core::config::EventKind;
 use crate::core::config::{Config, FileOwner};
 use crate::core::decision::Local;
 use crate::core::state::State;
-use crate::core::state::monitor::Event;
+use crate::core::state::monitor::{Event, Source};
 use crate::core::time::{format_rfc3339, later};
 use crate::edge::store::StateDir;
 use crate::fleet::FleetMode;
@@ -104,6 +104,7 @@ fn emergency_events(due: &[Due], why: &str) -> Vec<Event> {
         .map(|d| Event {
             kind: EventKind::FleetEmergency,
             certificate: Some(d.spec.name.clone()),
+            source: Source::Managed,
             names: d.spec.domains.iter().map(|n| n.to_string()).collect(),
             served_serial: None,
             expected_serial: None,

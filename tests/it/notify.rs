@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use hapcert::core::config::Config;
-use hapcert::core::state::monitor::Event;
+use hapcert::core::state::monitor::{Event, Source};
 use hapcert::edge::store::StateDir;
 use hapcert::notify::{EventKind, Scope, notify};
 use tempfile::TempDir;
@@ -120,6 +120,7 @@ fn critical() -> Event {
     Event {
         kind: EventKind::Critical,
         certificate: Some("www".to_owned()),
+        source: Source::Managed,
         names: vec!["www.example.com".to_owned(), "example.com".to_owned()],
         served_serial: Some("0a1b".to_owned()),
         expected_serial: Some("0a1b".to_owned()),
@@ -131,6 +132,8 @@ fn critical() -> Event {
 fn check_www() -> Scope {
     Scope::Check {
         certificates: vec!["www".to_owned()],
+        watched: Vec::new(),
+        inventory: false,
     }
 }
 
@@ -454,6 +457,8 @@ async fn repeats_are_suppressed_and_recovery_is_announced() {
     // A check of another certificate says nothing about www.
     let other = Scope::Check {
         certificates: vec!["api".to_owned()],
+        watched: Vec::new(),
+        inventory: false,
     };
     notify(&config, &state, vec![], other, T0 + HOUR * 7).await;
     assert_eq!(sink.requests().len(), 2);
@@ -533,6 +538,7 @@ async fn a_run_that_renews_resolves_its_failure_and_announces_the_renewal_throug
     let event = |kind| Event {
         kind,
         certificate: Some("www".to_owned()),
+        source: Source::Managed,
         names: vec!["www.example.com".to_owned()],
         served_serial: None,
         expected_serial: None,

@@ -13,8 +13,12 @@ use super::chain::Chain;
 use crate::core::chain::Flaw;
 use crate::core::config::CheckConfig;
 use crate::core::pem::CertFacts;
+use crate::core::state::monitor::Source;
 use crate::core::time::{days_left, format_rfc3339, format_time};
 use crate::edge::probe::ClientKind;
+
+mod watched;
+pub use watched::{Loaded, Validity, WatchObserved, WatchedReport, judge_inventory, judge_watch, label};
 
 /// The monitoring-plugin status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,14 +88,24 @@ pub struct Thresholds {
 /// warning (a third of the lifetime is `crit_days` or less, as for 6-day certificates): then a sixth of the lifetime,
 /// so that a short-lived certificate is not CRITICAL all its life.
 pub fn thresholds(check: &CheckConfig, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Thresholds {
+    thresholds_with(check.warn_days, check.crit_days, not_before, not_after)
+}
+
+/// [`thresholds`] with the days given (a `[[watch]]` entry's own, or `[check]`'s).
+pub fn thresholds_with(
+    warn_days: Option<f64>,
+    crit_days: f64,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Thresholds {
     let lifetime_days = days(not_after - not_before);
-    let crit_days = if lifetime_days / 3.0 <= check.crit_days {
+    let crit_days = if lifetime_days / 3.0 <= crit_days {
         lifetime_days / 6.0
     } else {
-        check.crit_days
+        crit_days
     };
     Thresholds {
-        warn_days: check.warn_days.unwrap_or(lifetime_days / 3.0),
+        warn_days: warn_days.unwrap_or(lifetime_days / 3.0),
         crit_days,
     }
 }
@@ -232,6 +246,22 @@ impl CertReport {
     }
 }
 
+/// One line for a report: its worst problem (and how many more as bad), or `ok` when there is none. `problems` are
+/// worst first.
+fn summarize(problems: &[Problem], ok: impl FnOnce() -> String) -> String {
+    match problems.first() {
+        None => ok(),
+        Some(first) => {
+            let more = problems.iter().filter(|p| p.status == first.status).count() - 1;
+            if more > 0 {
+                format!("{} (and {more} more)", first.message)
+            } else {
+                first.message.clone()
+            }
+        }
+    }
+}
+
 /// Judges one certificate.
 pub fn judge_certificate(check: &CheckConfig, observed: &Observed, now: OffsetDateTime) -> CertReport {
     let mut problems = Vec::new();
@@ -299,17 +329,9 @@ pub fn judge_certificate(check: &CheckConfig, observed: &Observed, now: OffsetDa
         .into_iter()
         .chain(endpoints.iter().filter_map(|e| e.days_left))
         .reduce(f64::min);
-    let summary = match problems.first() {
-        None => format!("OK, {:.1} days left", days_left.unwrap_or_default()),
-        Some(first) => {
-            let more = problems.iter().filter(|p| p.status == first.status).count() - 1;
-            if more > 0 {
-                format!("{} (and {more} more)", first.message)
-            } else {
-                first.message.clone()
-            }
-        }
-    };
+    let summary = summarize(&problems, || {
+        format!("OK, {:.1} days left", days_left.unwrap_or_default())
+    });
     CertReport {
         name: observed.name.clone(),
         status,
@@ -400,6 +422,23 @@ fn judge_probe(
         )));
     }
 
+    problems.extend(judge_chain(&at, served, &mut report));
+
+    // The same certificate as on disk has had its expiry judged already; another one is judged here.
+    if matches != Some(true) {
+        let limits = thresholds(check, served.not_before, served.not_after);
+        let what = format!("{at} serves serial {} which ", served.serial);
+        if let Some(problem) = expiry_problem(&what, served.not_before, served.not_after, limits, now) {
+            problems.push(problem);
+        }
+    }
+    report.status = problems.iter().fold(Status::Ok, |worst, p| worst.worst(p.status));
+    (report, problems)
+}
+
+/// Whether the served chain verifies, and how it is sent: the verdict into `report`, the problems out.
+fn judge_chain(at: &str, served: &Served, report: &mut EndpointReport) -> Vec<Problem> {
+    let mut problems = Vec::new();
     match &served.chain {
         Chain::Verifies => report.chain_verifies = Some(true),
         Chain::Fails(why) => {
@@ -425,16 +464,7 @@ fn judge_probe(
         });
     }
 
-    // The same certificate as on disk has had its expiry judged already; another one is judged here.
-    if matches != Some(true) {
-        let limits = thresholds(check, served.not_before, served.not_after);
-        let what = format!("{at} serves serial {} which ", served.serial);
-        if let Some(problem) = expiry_problem(&what, served.not_before, served.not_after, limits, now) {
-            problems.push(problem);
-        }
-    }
-    report.status = problems.iter().fold(Status::Ok, |worst, p| worst.worst(p.status));
-    (report, problems)
+    problems
 }
 
 /// One flaw of a served chain, in words, with the fix. Positions are counted from 1, the leaf.
@@ -467,39 +497,87 @@ fn expiry_problem(
     limits: Thresholds,
     now: OffsetDateTime,
 ) -> Option<Problem> {
+    let finding = expiry_finding(&EXPIRES, not_before, not_after, limits, now)?;
+    let advice = match finding.stage {
+        Stage::NotYetValid => "clients reject it; is this host's clock right?",
+        Stage::Expired => "clients reject it; `hapcert status` says why it was not renewed, `hapcert run` renews it",
+        Stage::Critical => "renewal has failed; see `hapcert status` and `journalctl -u hapcert`",
+        Stage::Warning => "it should have been renewed by now; see `hapcert status`",
+    };
+    Some(Problem {
+        status: finding.status(),
+        message: format!("{prefix}{}: {advice}", finding.what),
+    })
+}
+
+/// How far along its validity something is, when that is worth saying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    NotYetValid,
+    Expired,
+    Critical,
+    Warning,
+}
+
+/// What is said of a date's coming or passing: "expires in" / "expired", or a CRL's "next update".
+pub(crate) struct Words {
+    pub coming: &'static str,
+    pub past: &'static str,
+}
+
+pub(crate) const EXPIRES: Words = Words {
+    coming: "expires in",
+    past: "expired",
+};
+
+/// The stage, and the words for it without advice: "expires in 3.0 days (...), within the critical threshold of 7.0
+/// days".
+pub(crate) struct Finding {
+    pub stage: Stage,
+    pub what: String,
+}
+
+impl Finding {
+    pub fn status(&self) -> Status {
+        match self.stage {
+            Stage::Warning => Status::Warning,
+            _ => Status::Critical,
+        }
+    }
+}
+
+pub(crate) fn expiry_finding(
+    words: &Words,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    limits: Thresholds,
+    now: OffsetDateTime,
+) -> Option<Finding> {
     let left = days(not_after - now);
     let when = format_time(not_after);
-    if now < not_before {
-        return Some(critical(format!(
-            "{prefix}is not valid before {}: clients reject it; is this host's clock right?",
-            format_time(not_before)
-        )));
-    }
-    if left <= 0.0 {
-        return Some(critical(format!(
-            "{prefix}expired {:.1} days ago ({when}): clients reject it; `hapcert status` says why it was not \
-             renewed, `hapcert run` renews it",
-            -left
-        )));
-    }
-    if left < limits.crit_days {
-        return Some(critical(format!(
-            "{prefix}expires in {left:.1} days ({when}), within the critical threshold of {:.1} days: renewal has \
-             failed; see `hapcert status` and `journalctl -u hapcert`",
-            limits.crit_days
-        )));
-    }
-    if left < limits.warn_days {
-        return Some(Problem {
-            status: Status::Warning,
-            message: format!(
-                "{prefix}expires in {left:.1} days ({when}), within the warning threshold of {:.1} days: it should \
-                 have been renewed by now; see `hapcert status`",
-                limits.warn_days
-            ),
-        });
-    }
-    None
+    let (stage, what) = if now < not_before {
+        (
+            Stage::NotYetValid,
+            format!("is not valid before {}", format_time(not_before)),
+        )
+    } else if left <= 0.0 {
+        (Stage::Expired, format!("{} {:.1} days ago ({when})", words.past, -left))
+    } else if left < limits.crit_days {
+        let what = format!(
+            "{} {left:.1} days ({when}), within the critical threshold of {:.1} days",
+            words.coming, limits.crit_days
+        );
+        (Stage::Critical, what)
+    } else if left < limits.warn_days {
+        let what = format!(
+            "{} {left:.1} days ({when}), within the warning threshold of {:.1} days",
+            words.coming, limits.warn_days
+        );
+        (Stage::Warning, what)
+    } else {
+        return None;
+    };
+    Some(Finding { stage, what })
 }
 
 /// Whether a certificate for `names` is valid for `host`: an exact name, or a wildcard for exactly one more label
@@ -672,6 +750,68 @@ pub struct CheckReport {
     pub checked_at: OffsetDateTime,
     pub runs: RunReport,
     pub certificates: Vec<CertReport>,
+    /// What HAProxy has loaded beyond hapcert's certificates.
+    pub inventory: InventoryReport,
+    /// The `[[watch]]` endpoints, in the order written.
+    pub watched: Vec<WatchedReport>,
+}
+
+/// HAProxy's inventory: whether it was read, and each certificate, CA file and CRL hapcert does not manage.
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryReport {
+    /// "read", "not-configured" (no Runtime API or master socket), "ignored" (`[check] unmanaged = "ignore"`) or
+    /// "failed".
+    pub state: &'static str,
+    /// The worst of the items; UNKNOWN when it could not be read.
+    pub status: Status,
+    pub message: String,
+    pub items: Vec<WatchedReport>,
+}
+
+impl InventoryReport {
+    /// Not read, for `why` (not configured, or ignored): OK.
+    pub fn not_read(state: &'static str, why: &str) -> InventoryReport {
+        InventoryReport {
+            state,
+            status: Status::Ok,
+            message: why.to_owned(),
+            items: Vec::new(),
+        }
+    }
+
+    /// HAProxy did not answer: UNKNOWN, with why and what to check.
+    pub fn failed(why: &str) -> InventoryReport {
+        InventoryReport {
+            state: "failed",
+            status: Status::Unknown,
+            message: format!(
+                "HAProxy's inventory could not be read ({why}): is HAProxy running, and is [haproxy] runtime_api (or \
+                 master_socket) its admin socket?"
+            ),
+            items: Vec::new(),
+        }
+    }
+
+    /// Read: `items` judged; `ignored` entries matched `[check] ignore_paths`.
+    pub fn read(items: Vec<WatchedReport>, ignored: usize) -> InventoryReport {
+        let status = items.iter().fold(Status::Ok, |worst, item| worst.worst(item.status));
+        let count = |source: Source| items.iter().filter(|i| i.source == source).count();
+        let mut message = format!(
+            "{} certificates, {} CA files and {} CRLs loaded by HAProxy that hapcert does not manage",
+            count(Source::HaproxyCert),
+            count(Source::HaproxyCaFile),
+            count(Source::HaproxyCrlFile)
+        );
+        if ignored > 0 {
+            message.push_str(&format!(" ({ignored} more left out by [check] ignore_paths)"));
+        }
+        InventoryReport {
+            state: "read",
+            status,
+            message,
+            items,
+        }
+    }
 }
 
 fn critical(message: String) -> Problem {
@@ -720,3 +860,5 @@ fn ago(span: time::Duration) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watched_tests;

@@ -9,9 +9,9 @@ use super::*;
 use crate::check::render::{self, report};
 use crate::core::config::{CheckConfig, KeyType, UnmanagedPolicy};
 
-const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);
+pub(super) const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);
 
-fn check_config() -> CheckConfig {
+pub(super) fn check_config() -> CheckConfig {
     CheckConfig {
         endpoints: vec!["127.0.0.1:443".into()],
         warn_days: None,
@@ -37,7 +37,7 @@ fn facts(serial: &str, left: f64) -> CertFacts {
     }
 }
 
-fn served(leaf: &[u8], serial: &str, left: f64) -> Served {
+pub(super) fn served(leaf: &[u8], serial: &str, left: f64) -> Served {
     let f = facts(serial, left);
     Served {
         leaf: leaf.to_vec(),
@@ -420,7 +420,7 @@ fn the_summary_line_puts_problems_first_and_carries_perfdata() {
     let mut good = judged(80.0, Ok(served(&[1], "0b", 80.0)));
     good.name = "api".into();
     let bad = judged(80.0, Ok(served(&[2], "0a", 80.0)));
-    let whole = report(runs_ok(), vec![good, bad], NOW);
+    let whole = report(runs_ok(), vec![good, bad], not_read(), Vec::new(), NOW);
     assert_eq!(whole.status, Status::Critical);
     assert_eq!(whole.exit_code, 2);
     let (text, perf) = whole.summary.split_once(" | ").expect("perfdata");
@@ -444,7 +444,13 @@ fn the_summary_line_puts_problems_first_and_carries_perfdata() {
         Duration::from_secs(3600),
         NOW,
     );
-    let whole = report(overdue, vec![judged(80.0, Ok(served(&[1], "0b", 80.0)))], NOW);
+    let whole = report(
+        overdue,
+        vec![judged(80.0, Ok(served(&[1], "0b", 80.0)))],
+        not_read(),
+        Vec::new(),
+        NOW,
+    );
     assert!(
         whole
             .summary
@@ -476,7 +482,7 @@ fn many_good_certificates_are_counted_not_named() {
             cert
         })
         .collect();
-    let whole = report(runs_ok(), certs, NOW);
+    let whole = report(runs_ok(), certs, not_read(), Vec::new(), NOW);
     assert!(
         whole
             .summary
@@ -525,4 +531,8 @@ fn a_served_root_or_a_chain_out_of_order_warns_with_the_fix() {
         clean.endpoints[0].chain_flaws.is_empty() && clean.problems.is_empty(),
         "{clean:#?}"
     );
+}
+
+fn not_read() -> InventoryReport {
+    InventoryReport::not_read("not-configured", "not read")
 }

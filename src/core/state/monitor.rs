@@ -30,6 +30,71 @@ pub struct LastCheck {
     pub status: u8,
     #[serde(default)]
     pub certificates: BTreeMap<String, CertCheck>,
+    /// What the check found beyond hapcert's own certificates: HAProxy's inventory and the `[[watch]]` endpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watched: Vec<WatchedCheck>,
+    /// Why HAProxy's inventory could not be read, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory_error: Option<String>,
+}
+
+/// One certificate, CA file or CRL that `check` watches and hapcert does not issue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchedCheck {
+    pub source: Source,
+    /// The `[[watch]]` name, or the path (or crt-store alias) HAProxy names.
+    pub name: String,
+    pub status: u8,
+    /// The earliest Not After (a CRL's Next Update); none when nothing could be read.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_after: Option<OffsetDateTime>,
+    pub summary: String,
+}
+
+/// What a check or a notification is about: a certificate hapcert manages, or one it only watches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// A `[[certificate]]` hapcert issues and deploys.
+    #[default]
+    Managed,
+    /// A certificate HAProxy has loaded (`show ssl cert`) that hapcert does not manage.
+    HaproxyCert,
+    /// A CA file HAProxy has loaded (`show ssl ca-file`).
+    HaproxyCaFile,
+    /// A CRL HAProxy has loaded (`show ssl crl-file`).
+    HaproxyCrlFile,
+    /// A `[[watch]]` endpoint.
+    Watch,
+}
+
+impl Source {
+    /// As the metrics' `source` label, the notifications and the JSON say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Managed => "managed",
+            Source::HaproxyCert => "haproxy-cert",
+            Source::HaproxyCaFile => "haproxy-ca-file",
+            Source::HaproxyCrlFile => "haproxy-crl-file",
+            Source::Watch => "watch",
+        }
+    }
+
+    /// Part of HAProxy's inventory.
+    pub fn is_inventory(self) -> bool {
+        matches!(
+            self,
+            Source::HaproxyCert | Source::HaproxyCaFile | Source::HaproxyCrlFile
+        )
+    }
+
+    pub fn is_managed(&self) -> bool {
+        *self == Source::Managed
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,8 +110,12 @@ pub struct CertCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: EventKind,
-    /// The certificate's name; none for events about hapcert itself (`run-overdue`, `test`).
+    /// The certificate's name (a `[[watch]]` name, or a path HAProxy loaded, for the other sources); none for events
+    /// about hapcert itself (`run-overdue`, `test`).
     pub certificate: Option<String>,
+    /// Whose certificate it is; left out of `monitor.json` for hapcert's own, as before there were others.
+    #[serde(default, skip_serializing_if = "Source::is_managed")]
+    pub source: Source,
     pub names: Vec<String>,
     pub served_serial: Option<String>,
     pub expected_serial: Option<String>,
