@@ -13,7 +13,7 @@ use crate::core::decision::Local;
 use crate::core::schedule::Overrides;
 use crate::core::state::State;
 use crate::core::state::StateStorage;
-use crate::core::state::monitor::LastCheck;
+use crate::core::state::monitor::{LastCheck, WatchedCheck};
 use crate::core::survey::survey;
 use crate::edge::store::StateDir;
 use crate::edge::store::facts_cache::FactsCache;
@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub renewals_failure: u64,
     /// The last check: when, and its status (0..3).
     pub last_check: Option<(OffsetDateTime, u8)>,
+    /// What the last check watched beyond hapcert's certificates: HAProxy's inventory and `[[watch]]`.
+    pub watched: Vec<WatchedCheck>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +148,7 @@ pub fn gather(
         renewals_success: state.renewals.get("success").copied().unwrap_or(0),
         renewals_failure: state.renewals.get("failure").copied().unwrap_or(0),
         last_check: last_check.map(|c| (c.at, c.status)),
+        watched: last_check.map(|c| c.watched.clone()).unwrap_or_default(),
     }
 }
 
@@ -220,6 +223,21 @@ pub fn render_snapshot(snapshot: &Snapshot) -> String {
         "When the last check ran, in Unix time; 0 when none has.",
     );
     out.sample("", snapshot.last_check.map_or(0, |(at, _)| at.unix_timestamp()));
+    out.per_watched(
+        "hapcert_watched_not_after_seconds",
+        "When a certificate hapcert watches and does not issue expires, in Unix time, at the last check: source \
+         haproxy-cert (loaded by HAProxy), haproxy-ca-file (its earliest certificate), haproxy-crl-file (its Next \
+         Update), or watch (a [[watch]] endpoint).",
+        &snapshot.watched,
+        |w| w.not_after.map(|at| at.unix_timestamp()),
+    );
+    out.per_watched(
+        "hapcert_watched_status",
+        "The status of a watched certificate, CA file, CRL or endpoint at the last check: 0 OK, 1 WARNING, 2 \
+         CRITICAL, 3 UNKNOWN.",
+        &snapshot.watched,
+        |w| Some(i64::from(w.status)),
+    );
     out.text
 }
 
@@ -275,6 +293,27 @@ impl Metrics {
         self.sample(&format!("{{name=\"{}\"}}", escape_label(name)), value);
     }
 
+    /// A gauge with one sample per watched thing that has a `value`, labelled with its name and source.
+    fn per_watched(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        watched: &[WatchedCheck],
+        value: impl Fn(&WatchedCheck) -> Option<i64>,
+    ) {
+        self.family(name, "gauge", help);
+        for item in watched {
+            if let Some(value) = value(item) {
+                let labels = format!(
+                    "{{name=\"{}\",source=\"{}\"}}",
+                    escape_label(&item.name),
+                    item.source.name()
+                );
+                self.sample(&labels, value);
+            }
+        }
+    }
+
     /// A gauge with one sample per certificate that has a `value`, labelled with its name.
     fn per_certificate(
         &mut self,
@@ -305,6 +344,7 @@ fn escape_help(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::state::monitor::Source;
     use time::macros::datetime;
 
     fn known_state() -> Snapshot {
@@ -332,6 +372,22 @@ mod tests {
             renewals_success: 7,
             renewals_failure: 0,
             last_check: Some((datetime!(2026-11-23 12:05 UTC), 2)),
+            watched: vec![
+                WatchedCheck {
+                    source: Source::Watch,
+                    name: "backend-api".into(),
+                    status: 2,
+                    not_after: Some(datetime!(2026-11-26 12:00 UTC)),
+                    summary: "expires in 3.0 days".into(),
+                },
+                WatchedCheck {
+                    source: Source::HaproxyCaFile,
+                    name: "/etc/haproxy/ca.pem".into(),
+                    status: 3,
+                    not_after: None,
+                    summary: "HAProxy did not say".into(),
+                },
+            ],
         }
     }
 
@@ -384,6 +440,36 @@ mod tests {
         );
         assert_eq!(value(&samples, "hapcert_check_status", None), Some(2.0));
 
+        // Watched ones are labelled with their source; one without a date has only its status.
+        let watched = |metric: &str, name: &str, source: &str| {
+            samples
+                .iter()
+                .find(|s| {
+                    s.metric == metric && s.labels.get("name") == Some(name) && s.labels.get("source") == Some(source)
+                })
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Gauge(v) => v,
+                    ref other => panic!("{metric}: {other:?}"),
+                })
+        };
+        assert_eq!(
+            watched("hapcert_watched_not_after_seconds", "backend-api", "watch"),
+            at(datetime!(2026-11-26 12:00 UTC))
+        );
+        assert_eq!(watched("hapcert_watched_status", "backend-api", "watch"), Some(2.0));
+        assert_eq!(
+            watched(
+                "hapcert_watched_not_after_seconds",
+                "/etc/haproxy/ca.pem",
+                "haproxy-ca-file"
+            ),
+            None
+        );
+        assert_eq!(
+            watched("hapcert_watched_status", "/etc/haproxy/ca.pem", "haproxy-ca-file"),
+            Some(3.0)
+        );
+
         // A certificate with nothing on disk and no check has only its failure count; its name is escaped.
         let odd: Vec<&str> = text.lines().filter(|l| l.contains("odd")).collect();
         assert_eq!(
@@ -404,6 +490,8 @@ mod tests {
             "hapcert_renewals_total",
             "hapcert_consecutive_failures",
             "hapcert_check_status",
+            "hapcert_watched_not_after_seconds",
+            "hapcert_watched_status",
         ] {
             assert!(text.contains(&format!("# HELP {family} ")), "{family}\n{text}");
             assert!(text.contains(&format!("# TYPE {family} ")), "{family}\n{text}");
