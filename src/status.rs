@@ -11,6 +11,7 @@ use crate::core::config::Config;
 use crate::core::decision::Local;
 use crate::core::pem::CertFacts;
 use crate::core::schedule::Overrides;
+use crate::core::state::monitor::{Source, WatchedCheck};
 use crate::core::state::{CertState, LastResult, StateStorage};
 use crate::core::survey::survey;
 use crate::core::time::{days_left, format_rfc3339};
@@ -233,11 +234,17 @@ pub fn render_table(rows: &[StatusRow], colour: bool) -> String {
             Cell::plain(why),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
+    layout(&table, colour)
+}
+
+/// Rows of cells as aligned columns, the last one as long as it is.
+fn layout(table: &[Vec<Cell>], colour: bool) -> String {
+    let columns = table.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|col| table.iter().map(|r| r[col].text.chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for row in &table {
+    for row in table {
         let mut line = String::new();
         for (col, cell) in row.iter().enumerate() {
             let last = col + 1 == row.len();
@@ -253,6 +260,106 @@ pub fn render_table(rows: &[StatusRow], colour: bool) -> String {
         out.push('\n');
     }
     out
+}
+
+/// What the last check found beyond hapcert's certificates, for `status`: read from `monitor.json`.
+#[derive(Debug, Default)]
+pub struct WatchedSections {
+    /// When the last check ran; none before the first.
+    pub checked_at: Option<OffsetDateTime>,
+    pub items: Vec<WatchedCheck>,
+    pub inventory_error: Option<String>,
+    /// `[[watch]]` names the last check did not report (added since).
+    pub unchecked: Vec<String>,
+}
+
+pub fn collect_watched(config: &Config) -> anyhow::Result<WatchedSections> {
+    let last_check = StateDir::at(&config.state.dir.value).load_monitor()?.last_check;
+    let Some(last) = last_check else {
+        return Ok(WatchedSections {
+            unchecked: config.watch.iter().map(|w| w.name.clone()).collect(),
+            ..WatchedSections::default()
+        });
+    };
+    let unchecked = config
+        .watch
+        .iter()
+        .filter(|w| {
+            !last
+                .watched
+                .iter()
+                .any(|i| i.source == Source::Watch && i.name == w.name)
+        })
+        .map(|w| w.name.clone())
+        .collect();
+    Ok(WatchedSections {
+        checked_at: Some(last.at),
+        items: last.watched,
+        inventory_error: last.inventory_error,
+        unchecked,
+    })
+}
+
+/// The sections after the certificates' table: HAProxy's inventory, then the `[[watch]]` endpoints, each as of the
+/// last check; nothing when there is neither.
+pub fn render_watched(sections: &WatchedSections, now: OffsetDateTime, colour: bool) -> String {
+    let at = sections
+        .checked_at
+        .map_or("never".to_owned(), |at| short_time(&format_rfc3339(at)));
+    let mut out = String::new();
+    let inventory: Vec<&WatchedCheck> = sections.items.iter().filter(|i| i.source.is_inventory()).collect();
+    if let Some(error) = &sections.inventory_error {
+        out.push_str(&format!("\nHAProxy inventory (check at {at}): {error}\n"));
+    } else if !inventory.is_empty() {
+        out.push_str(&format!(
+            "\nHAProxy inventory, not managed by hapcert (check at {at}):\n{}",
+            watched_table(&inventory, now, colour)
+        ));
+    }
+    let watched: Vec<&WatchedCheck> = sections.items.iter().filter(|i| i.source == Source::Watch).collect();
+    if !watched.is_empty() || !sections.unchecked.is_empty() {
+        out.push_str(&format!("\nwatched endpoints (check at {at}):\n"));
+        if !watched.is_empty() {
+            out.push_str(&watched_table(&watched, now, colour));
+        }
+        for name in &sections.unchecked {
+            out.push_str(&format!("{name}: not checked yet; `hapcert check` probes it\n"));
+        }
+    }
+    out
+}
+
+fn watched_table(items: &[&WatchedCheck], now: OffsetDateTime, colour: bool) -> String {
+    let header = ["NAME", "SOURCE", "STATUS", "NOT AFTER", "DAYS", "WHY"];
+    let mut table: Vec<Vec<Cell>> = vec![header.iter().map(|h| Cell::plain(h.to_string())).collect()];
+    for item in items {
+        let (label, mark) = match item.status {
+            0 => ("OK", Mark::Good),
+            1 => ("WARNING", Mark::Warn),
+            2 => ("CRITICAL", Mark::Bad),
+            _ => ("UNKNOWN", Mark::Warn),
+        };
+        let days = item
+            .not_after
+            .map_or("-".to_owned(), |at| format!("{:.1}", days_left(at, now)));
+        let why = if item.status == 0 {
+            String::new()
+        } else {
+            item.summary.clone()
+        };
+        table.push(vec![
+            Cell::plain(item.name.clone()),
+            Cell::plain(item.source.name().to_owned()),
+            Cell::marked(label.to_owned(), mark),
+            Cell::plain(
+                item.not_after
+                    .map_or("-".to_owned(), |at| short_time(&format_rfc3339(at))),
+            ),
+            Cell::plain(days),
+            Cell::plain(why),
+        ]);
+    }
+    layout(&table, colour)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -447,5 +554,40 @@ mod tests {
             !coloured.lines().nth(1).unwrap().contains('\x1b'),
             "a healthy row is not marked"
         );
+    }
+
+    #[test]
+    fn the_watched_sections_list_the_inventory_then_the_endpoints_with_what_is_wrong() {
+        let now = time::macros::datetime!(2026-11-23 12:00 UTC);
+        let item = |source, name: &str, status, days: i64| WatchedCheck {
+            source,
+            name: name.into(),
+            status,
+            not_after: Some(now + time::Duration::days(days)),
+            summary: format!("{name} is in trouble"),
+        };
+        let sections = WatchedSections {
+            checked_at: Some(now),
+            items: vec![
+                item(Source::HaproxyCert, "/etc/haproxy/certs/shop.pem", 1, 10),
+                item(Source::HaproxyCaFile, "/etc/haproxy/ca.pem", 0, 300),
+                item(Source::Watch, "backend-api", 2, 3),
+            ],
+            inventory_error: None,
+            unchecked: vec!["mail".into()],
+        };
+        assert_eq!(
+            render_watched(&sections, now, false),
+            "\nHAProxy inventory, not managed by hapcert (check at 2026-11-23 12:00Z):\n\
+             NAME                         SOURCE           STATUS   NOT AFTER          DAYS   WHY\n\
+             /etc/haproxy/certs/shop.pem  haproxy-cert     WARNING  2026-12-03 12:00Z  10.0   /etc/haproxy/certs/shop.pem is in trouble\n\
+             /etc/haproxy/ca.pem          haproxy-ca-file  OK       2027-09-19 12:00Z  300.0\n\
+             \n\
+             watched endpoints (check at 2026-11-23 12:00Z):\n\
+             NAME         SOURCE  STATUS    NOT AFTER          DAYS  WHY\n\
+             backend-api  watch   CRITICAL  2026-11-26 12:00Z  3.0   backend-api is in trouble\n\
+             mail: not checked yet; `hapcert check` probes it\n"
+        );
+        assert_eq!(render_watched(&WatchedSections::default(), now, false), "");
     }
 }

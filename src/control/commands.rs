@@ -75,10 +75,18 @@ pub async fn execute(
             let rows = status::collect(&config, OffsetDateTime::now_utc())?;
             if *json {
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
-            } else if *long {
-                out!("{}", status::render_long(&rows));
             } else {
-                out!("{}", status::render_table(&rows, *colour));
+                if *long {
+                    out!("{}", status::render_long(&rows));
+                } else {
+                    out!("{}", status::render_table(&rows, *colour));
+                }
+                // What the last check watched besides: `check --json` and the metrics carry it as data.
+                let watched = status::collect_watched(&config)?;
+                out!(
+                    "{}",
+                    status::render_watched(&watched, OffsetDateTime::now_utc(), *colour)
+                );
             }
             // Which node ordered what, who serves it, who holds a lock: `fleet status --json` has it as JSON.
             if config.fleet.is_some() && !json {
