@@ -87,5 +87,39 @@ pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
             cert.file.value.display()
         ));
     }
+    let inventory = match (
+        config.check.unmanaged,
+        config.haproxy.runtime_api.is_some() || config.haproxy.master_socket.is_some(),
+    ) {
+        (super::UnmanagedPolicy::Ignore, _) => "not checked ([check] unmanaged = \"ignore\")".to_owned(),
+        (_, false) => "not checked (no [haproxy] runtime_api or master_socket to ask)".to_owned(),
+        (policy, true) => format!(
+            "every certificate, CA file and CRL HAProxy loaded, unmanaged = \"{}\"{}",
+            policy.name(),
+            match config.check.ignore_paths.len() {
+                0 => String::new(),
+                n => format!(", {n} ignore_paths"),
+            }
+        ),
+    };
+    out.push_str(&format!("  inventory:   {inventory}\n"));
+    if !config.watch.is_empty() {
+        out.push_str(&format!("  watched ({}):\n", config.watch.len()));
+    }
+    for watch in &config.watch {
+        let starttls = watch
+            .starttls
+            .map(|p| format!(", STARTTLS {}", p.name()))
+            .unwrap_or_default();
+        let roots = watch
+            .ca_bundle
+            .as_ref()
+            .map(|b| format!(", roots {}", b.value.display()))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "    {:<16} {} (SNI {}{starttls}{roots})\n",
+            watch.name, watch.endpoint, watch.sni
+        ));
+    }
     out
 }

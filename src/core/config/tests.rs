@@ -1171,3 +1171,94 @@ fn reload_timeout_defaults_to_two_minutes_and_is_bounded() {
         "{all}"
     );
 }
+
+#[test]
+fn the_inventory_policy_and_watch_entries_parse_with_their_defaults() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.check.unmanaged, UnmanagedPolicy::Alert);
+    assert!(config.check.ignore_paths.is_empty() && config.watch.is_empty());
+
+    let text = format!(
+        r#"{MINIMAL}
+[check]
+unmanaged = "warn"
+ignore_paths = ["/etc/haproxy/old/*.pem"]
+
+[[watch]]
+name = "backend-api"
+endpoint = "10.0.0.5:443"
+sni = "api.internal"
+ca_bundle = "internal-ca.pem"
+warn_days = 20
+crit_days = 5
+
+[[watch]]
+name = "mail"
+endpoint = "[2001:db8::25]:25"
+starttls = "smtp"
+"#
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(config.check.unmanaged, UnmanagedPolicy::Warn);
+    assert!(config.check.ignore_paths[0].matches("/etc/haproxy/old/2019.pem"));
+    let api = &config.watch[0];
+    assert_eq!(
+        (api.endpoint.as_str(), api.sni.as_str()),
+        ("10.0.0.5:443", "api.internal")
+    );
+    assert_eq!(
+        api.ca_bundle.as_ref().unwrap().value,
+        Path::new("/etc/hapcert/internal-ca.pem")
+    );
+    assert_eq!(
+        (api.warn_days, api.crit_days, api.starttls),
+        (Some(20.0), Some(5.0), None)
+    );
+    let mail = &config.watch[1];
+    assert_eq!(
+        (mail.sni.as_str(), mail.starttls),
+        ("2001:db8::25", Some(StartTls::Smtp))
+    );
+}
+
+#[test]
+fn watch_mistakes_are_named_by_entry_and_key() {
+    let text = format!(
+        r#"{MINIMAL}
+[check]
+unmanaged = "page"
+ignore_paths = ["/etc/[haproxy"]
+
+[[watch]]
+name = "api"
+endpoint = "10.0.0.5"
+
+[[watch]]
+name = "api"
+endpoint = "10.0.0.6:443"
+starttls = "ldap"
+warn_days = 2
+crit_days = 5
+
+[[watch]]
+endpoint = "10.0.0.7:443"
+"#
+    );
+    let errors = errors(&text);
+    let expect = [
+        "check.unmanaged: 'page' is not one of \"alert\" (the default), \"warn\" or \"ignore\"",
+        "check.ignore_paths[0]: '/etc/[haproxy' is not a glob",
+        "watch[0].endpoint: '10.0.0.5' is not host:port",
+        "watch[1].name: 'api' names another [[watch]] too",
+        "watch[1].starttls: 'ldap' is not one of \"smtp\", \"imap\", \"pop3\" or \"postgres\"",
+        "watch[1].warn_days: 2 is below crit_days (5)",
+        "watch[2].name: is missing",
+    ];
+    for wanted in expect {
+        assert!(
+            errors.iter().any(|e| e.contains(wanted)),
+            "no '{wanted}' in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+}
