@@ -13,6 +13,9 @@ use super::errors::Errors;
 /// alert threshold at least this long would fire for every certificate, always.
 pub(super) const LONGEST_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
 
+/// The longest lifetime in days: a warning or critical threshold longer than any lifetime always fires.
+const LONGEST_DAYS: f64 = LONGEST_LIFETIME.as_secs() as f64 / 86_400.0;
+
 /// `mailto:` URI for an e-mail address written with or without the scheme; `None` if it is not one.
 pub fn contact_uri(text: &str) -> Option<String> {
     let address = text.strip_prefix("mailto:").unwrap_or(text);
@@ -116,4 +119,24 @@ pub(super) fn refuse_other_kinds_keys(
             format!("does not apply to kind = \"{kind}\"; remove it"),
         );
     }
+}
+
+/// A days threshold (`warn_days`, `crit_days`): zero or more, and not beyond the longest lifetime.
+pub(super) fn days(errors: &mut Errors, value: &Option<Spanned<f64>>, key: &str) -> Option<f64> {
+    value.as_ref().and_then(|v| {
+        let days = *v.get_ref();
+        if days.is_finite() && days > LONGEST_DAYS {
+            errors.at(
+                v,
+                key,
+                format!("{days} days is more than 90, the longest lifetime Let's Encrypt issues (and lifetimes are shrinking), so every certificate would always be reported; use less, like 30"),
+            );
+            None
+        } else if days.is_finite() && days >= 0.0 {
+            Some(days)
+        } else {
+            errors.at(v, key, "must be a number of days, zero or more");
+            None
+        }
+    })
 }

@@ -11,9 +11,7 @@ use toml::Spanned;
 
 use super::Located;
 use super::errors::Errors;
-use super::fields::{
-    LONGEST_LIFETIME, command, contact_uri, duration_or, endpoints, located_path, refuse_other_kinds_keys,
-};
+use super::fields::{command, contact_uri, days, duration_or, endpoints, located_path, refuse_other_kinds_keys};
 use super::raw::{RawCheck, RawDaemon, RawHooks, RawMetrics, RawNotify};
 use super::watch::{UnmanagedPolicy, ignore_paths, unmanaged_policy};
 
@@ -237,29 +235,6 @@ const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The issue asks for windows to be looked at at least twice a day.
 const MAX_RECHECK: Duration = Duration::from_secs(12 * 3600);
-
-/// The longest lifetime in days: a warning or critical threshold longer than any lifetime always fires.
-const LONGEST_DAYS: f64 = LONGEST_LIFETIME.as_secs() as f64 / 86_400.0;
-
-/// A days threshold (`warn_days`, `crit_days`): zero or more, and not beyond the longest lifetime.
-pub(super) fn days(errors: &mut Errors, value: &Option<Spanned<f64>>, key: &str) -> Option<f64> {
-    value.as_ref().and_then(|v| {
-        let days = *v.get_ref();
-        if days.is_finite() && days > LONGEST_DAYS {
-            errors.at(
-                v,
-                key,
-                format!("{days} days is more than 90, the longest lifetime Let's Encrypt issues (and lifetimes are shrinking), so every certificate would always be reported; use less, like 30"),
-            );
-            None
-        } else if days.is_finite() && days >= 0.0 {
-            Some(days)
-        } else {
-            errors.at(v, key, "must be a number of days, zero or more");
-            None
-        }
-    })
-}
 
 pub(super) fn validate_check(raw: RawCheck, base: &Path, errors: &mut Errors) -> CheckConfig {
     let endpoints = match raw.endpoints {

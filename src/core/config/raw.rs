@@ -30,7 +30,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub dns_provider: Vec<Spanned<super::dns::RawDnsProvider>>,
     #[serde(default)]
-    pub watch: Vec<Spanned<super::watch::RawWatch>>,
+    pub watch: Vec<Spanned<RawWatch>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,4 +189,17 @@ pub struct RawFleet {
     pub password_file: Option<Spanned<String>>,
     pub advertise: Option<Spanned<String>>,
     pub emergency_days: Option<Spanned<f64>>,
+}
+
+/// One `[[watch]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    pub name: Option<Spanned<String>>,
+    pub endpoint: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub starttls: Option<Spanned<String>>,
+    pub ca_bundle: Option<Spanned<String>>,
+    pub warn_days: Option<Spanned<f64>>,
+    pub crit_days: Option<Spanned<f64>>,
 }

@@ -5,13 +5,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use toml::Spanned;
 
 use super::Located;
 use super::errors::Errors;
-use super::fields::located_path;
-use super::monitor::days;
+use super::fields::{days, located_path};
+use super::raw::RawWatch;
 
 /// `[check] unmanaged`: how the certificates, CA files and CRLs that HAProxy has loaded and hapcert does not manage
 /// count in `check`.
@@ -77,18 +76,6 @@ pub struct WatchSpec {
     /// Override `[check] warn_days` and `crit_days` for this endpoint.
     pub warn_days: Option<f64>,
     pub crit_days: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWatch {
-    pub name: Option<Spanned<String>>,
-    pub endpoint: Option<Spanned<String>>,
-    pub sni: Option<Spanned<String>>,
-    pub starttls: Option<Spanned<String>>,
-    pub ca_bundle: Option<Spanned<String>>,
-    pub warn_days: Option<Spanned<f64>>,
-    pub crit_days: Option<Spanned<f64>>,
 }
 
 /// `[check] unmanaged`.
