@@ -387,7 +387,7 @@ fn ehlo_name(local: IpAddr) -> String {
 }
 
 /// The first word after `*` or a tag, upper-cased: `* ok [CAPABILITY ...] ready` → `OK`.
-fn imap_status<'a>(line: &'a str, tag: &str) -> Option<String> {
+fn imap_status(line: &str, tag: &str) -> Option<String> {
     let rest = line.strip_prefix(tag)?.strip_prefix(' ')?;
     rest.split_whitespace().next().map(str::to_ascii_uppercase)
 }
