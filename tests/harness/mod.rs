@@ -30,6 +30,7 @@ mod ports;
 mod process;
 mod second;
 mod smtp_sink;
+mod starttls_sink;
 mod tls;
 pub mod tools;
 mod webhook_sink;
@@ -82,6 +83,8 @@ pub use process::{poll_until, raise_own_open_files, run_echoed};
 pub use second::SecondHaproxy;
 #[allow(unused_imports)]
 pub use smtp_sink::{Mail, SmtpSink};
+#[allow(unused_imports)]
+pub use starttls_sink::{StartTlsSink, Upgrade};
 #[allow(unused_imports)]
 pub use webhook_sink::{ReceivedRequest, WebhookSink};
 

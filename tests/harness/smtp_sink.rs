@@ -1,5 +1,6 @@
 //! An SMTP receiver on 127.0.0.1 that keeps every message: EHLO advertises STARTTLS, the upgrade uses rustls with a
-//! certificate for 127.0.0.1 and localhost signed by a throwaway CA (`ca_pem`), AUTH PLAIN is offered only over TLS, and
+//! certificate for 127.0.0.1 and localhost signed by a throwaway CA (`ca_pem`), or with a chain the test gives
+//! (`serving`, replaced by `serve`), AUTH PLAIN is offered only over TLS, and
 //! a MAIL before STARTTLS is refused, so a message that arrives proves the client spoke TLS.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -9,13 +10,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rustls::crypto::aws_lc_rs;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::certs::listener_pki;
 use super::process::poll_until;
+use super::starttls_sink::server_config;
 use super::webhook_sink::Acceptor;
 
 /// One message as the sink received it.
@@ -91,7 +90,8 @@ fn quoted_printable_decode(text: &str) -> String {
 
 struct Shared {
     mails: Mutex<Vec<Mail>>,
-    tls: Arc<ServerConfig>,
+    /// Replaced by [`SmtpSink::serve`].
+    tls: Mutex<Arc<ServerConfig>>,
 }
 
 pub struct SmtpSink {
@@ -103,20 +103,24 @@ pub struct SmtpSink {
 impl SmtpSink {
     pub fn start() -> SmtpSink {
         let pki = listener_pki();
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .expect("the sink's certificate PEM");
-        let key = PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).expect("the sink's key PEM");
-        let tls = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("the sink's certificate and key");
+        SmtpSink::start_with(&format!("{}\n{}", pki.cert_pem, pki.key_pem), pki.ca_pem)
+    }
 
+    /// A sink whose STARTTLS serves `pem` (its certificates, leaf first, and its key) instead of the listener PKI's;
+    /// its [`SmtpSink::ca_pem`] is then empty.
+    pub fn serving(pem: &str) -> SmtpSink {
+        SmtpSink::start_with(pem, String::new())
+    }
+
+    /// Serves `pem` from the next connection on, as a mail server whose certificate was renewed.
+    pub fn serve(&self, pem: &str) {
+        *self.shared.tls.lock().unwrap_or_else(PoisonError::into_inner) = server_config(pem);
+    }
+
+    fn start_with(pem: &str, ca_pem: String) -> SmtpSink {
         let shared = Arc::new(Shared {
             mails: Mutex::new(Vec::new()),
-            tls: Arc::new(tls),
+            tls: Mutex::new(server_config(pem)),
         });
         let acceptor = {
             let shared = shared.clone();
@@ -128,7 +132,7 @@ impl SmtpSink {
         };
         SmtpSink {
             acceptor,
-            ca_pem: pki.ca_pem,
+            ca_pem,
             shared,
         }
     }
@@ -182,7 +186,8 @@ fn session(stream: TcpStream, shared: &Shared) -> io::Result<()> {
     match converse(stream, false, &mut envelope, shared)? {
         Next::Closed => Ok(()),
         Next::StartTls(stream) => {
-            let connection = ServerConnection::new(shared.tls.clone()).map_err(io::Error::other)?;
+            let tls = shared.tls.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let connection = ServerConnection::new(tls).map_err(io::Error::other)?;
             // A new session after the upgrade (RFC 3207 4.2): nothing said before it counts.
             let mut envelope = Envelope::default();
             match converse(StreamOwned::new(connection, stream), true, &mut envelope, shared)? {

@@ -35,4 +35,5 @@ mod package;
 mod pebbles;
 mod runtime_api;
 mod smoke;
+mod starttls;
 mod temp_files;

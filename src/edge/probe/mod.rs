@@ -1,6 +1,6 @@
 //! TLS handshakes to the endpoints that serve the certificates: which leaf (and chain) does `host:port` send for a name?
 //! This is the proof on the wire that a deploy took effect, and what `check` judges. The only module that opens TLS
-//! connections to HAProxy.
+//! connections to HAProxy, and to the `[[watch]]` endpoints (some after a STARTTLS dialogue, `starttls.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,9 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::core::config::{CertificateSpec, Config, KeyType};
+use crate::core::config::{CertificateSpec, Config, KeyType, StartTls};
+
+mod starttls;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -103,19 +105,40 @@ pub async fn served_chain(
     server_name: &str,
     kind: ClientKind,
 ) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    served_chain_over(endpoint, server_name, kind, None).await
+}
+
+/// [`served_chain`] for an endpoint that speaks `starttls`'s plain-text protocol first (a mail server, PostgreSQL):
+/// the dialogue up to the upgrade ([`starttls`]), then the handshake on the same connection. `None` is TLS from the
+/// first byte. One timeout covers the connection, the dialogue and the handshake.
+pub async fn served_chain_over(
+    endpoint: &str,
+    server_name: &str,
+    kind: ClientKind,
+    starttls: Option<StartTls>,
+) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let config = observing_config(kind);
     let sni = sni_for(server_name);
     let server_name = sni.as_str();
     let name = ServerName::try_from(server_name.to_owned())
         .with_context(|| format!("'{server_name}' is not a server name"))?;
+    let progress = starttls::Progress::default();
     let handshake = async {
-        let tcp = TcpStream::connect(endpoint)
+        let mut tcp = TcpStream::connect(endpoint)
             .await
             .with_context(|| format!("cannot connect to {endpoint}"))?;
+        let after = match starttls {
+            Some(protocol) => {
+                let local = tcp.local_addr().context("the probe's own address")?.ip();
+                starttls::upgrade(&mut tcp, protocol, endpoint, local, &progress).await?;
+                format!(" after {} STARTTLS", protocol.name())
+            }
+            None => String::new(),
+        };
         let tls = TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-            .with_context(|| format!("TLS handshake with {endpoint} (SNI {server_name}) failed"))?;
+            .with_context(|| format!("TLS handshake with {endpoint} (SNI {server_name}){after} failed"))?;
         let (_, session) = tls.get_ref();
         let chain: Vec<CertificateDer<'static>> = session
             .peer_certificates()
@@ -126,9 +149,15 @@ pub async fn served_chain(
         anyhow::ensure!(!chain.is_empty(), "{endpoint} sent no certificate for {server_name}");
         Ok(chain)
     };
-    tokio::time::timeout(PROBE_TIMEOUT, handshake)
-        .await
-        .with_context(|| format!("no TLS handshake with {endpoint} (SNI {server_name}) within {PROBE_TIMEOUT:?}"))?
+    match tokio::time::timeout(PROBE_TIMEOUT, handshake).await {
+        Ok(result) => result,
+        Err(elapsed) => Err(match progress.timeout_error(endpoint, PROBE_TIMEOUT) {
+            Some(in_dialogue) => in_dialogue,
+            None => anyhow::Error::new(elapsed).context(format!(
+                "no TLS handshake with {endpoint} (SNI {server_name}) within {PROBE_TIMEOUT:?}"
+            )),
+        }),
+    }
 }
 
 /// Each distinct `verify` endpoint of `specs`, once, and whether something speaks TLS there ([`answers_tls`]), with the
