@@ -1082,13 +1082,16 @@ mod tests {
     const CRL_EMPTY_2_6: &str = "Filename: /tmp/hx-inv/empty.crl\n\
         Status: Empty\n\
         \n";
+    /// Whether a parser takes a reply.
+    type Reads = fn(&str) -> bool;
+
     /// Every fixture of the inventory, with the parser that reads it.
-    fn inventory_fixtures() -> Vec<(&'static str, fn(&str) -> bool)> {
-        let cert: fn(&str) -> bool = |r| cert_info(r).is_some();
-        let ca_list: fn(&str) -> bool = |r| ca_file_list(r).is_some();
-        let ca: fn(&str) -> bool = |r| ca_file_info(r).is_some();
-        let crl_list: fn(&str) -> bool = |r| crl_file_list(r).is_some();
-        let crl: fn(&str) -> bool = |r| crl_file_info(r).is_some();
+    fn inventory_fixtures() -> Vec<(&'static str, Reads)> {
+        let cert: Reads = |r| cert_info(r).is_some();
+        let ca_list: Reads = |r| ca_file_list(r).is_some();
+        let ca: Reads = |r| ca_file_info(r).is_some();
+        let crl_list: Reads = |r| crl_file_list(r).is_some();
+        let crl: Reads = |r| crl_file_info(r).is_some();
         vec![
             (CERT_CHAIN_2_6, cert),
             (CERT_CHAIN_3_2, cert),
