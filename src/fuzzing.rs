@@ -70,6 +70,8 @@ pub fn haproxy_reply(data: &[u8]) {
         reply::crt_lists(&text).is_some(),
         reply::crt_list_files(&text).is_some(),
         reply::proc_info(&text).is_some(),
+        reply::ca_file_list(&text).is_some() || reply::ca_file_info(&text).is_some(),
+        reply::crl_file_list(&text).is_some() || reply::crl_file_info(&text).is_some(),
         reply::set_accepted(&text, path),
         reply::commit_succeeded(&text, path),
         reply::abort_succeeded(&text, path),

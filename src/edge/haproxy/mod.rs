@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod inventory;
 mod names;
 pub(crate) mod reply;
 pub mod runtime;
@@ -13,6 +14,7 @@ pub mod version;
 
 pub use snippet::challenge_snippet;
 
+use inventory::Inventory;
 use names::Loaded;
 use runtime::{Endpoint, RuntimeApi, RuntimeError};
 
@@ -130,6 +132,8 @@ pub enum HaproxyError {
     CheckFailed { command: String, outcome: String },
     #[error("the HAProxy reload failed: {0}")]
     ReloadFailed(String),
+    #[error("cannot read what HAProxy has loaded: {0}")]
+    Inventory(RuntimeError),
 }
 
 impl Haproxy {
@@ -326,6 +330,14 @@ impl Haproxy {
         }
         tracing::info!("HAProxy reloaded");
         Ok(())
+    }
+
+    /// Every certificate, CA file and CRL HAProxy has loaded that is not among `managed` (hapcert's certificate files),
+    /// through the socket that hot updates use (the admin socket, else the master's). `None` when neither
+    /// `runtime_api` nor `master_socket` is configured. See [`inventory::read`] for what is left out.
+    pub async fn inventory(&self, managed: &[&Path]) -> Option<Result<Inventory, HaproxyError>> {
+        let api = self.api.as_ref()?;
+        Some(inventory::read(api, managed).await.map_err(HaproxyError::Inventory))
     }
 
     /// Whether HAProxy has `path` in use with the leaf whose SHA-1 is `sha1`, under its own name or a crt-store alias.

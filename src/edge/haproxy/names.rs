@@ -106,6 +106,8 @@ mod tests {
             serial: None,
             sha1_fingerprint: Some(sha1.into()),
             not_after: None,
+            not_before: None,
+            subject: None,
             sans: vec![],
             algorithm: None,
             crt_filename: crt_filename.map(str::to_owned),

@@ -2,9 +2,14 @@
 //! text captured from HAProxy 2.6.12, and from 3.0, 3.2 and 3.4 where they answer differently (see the tests at the
 //! bottom, and /work/shared/notes/haproxy.md and haproxy-versions.md).
 //!
+//! The CA-file and CRL-file replies (`show ssl ca-file`, `show ssl crl-file`, with or without a name) read the same on
+//! 2.6, 3.0, 3.2 and 3.4, byte for byte, except `Status: Uncommitted` for a transaction on 3.2+ (as for certificates).
+//!
 //! Every reply ends with an empty line. A reply without one was cut off, for example because the connection dropped or the
 //! command was never finished. None of these functions accepts such a reply, so a truncated list is never taken as the
 //! whole list.
+
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// What `show ssl cert` lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +43,12 @@ pub struct CertInfo {
     pub serial: Option<String>,
     /// SHA-1 of the leaf's DER, in lower-case hex without colons.
     pub sha1_fingerprint: Option<String>,
-    /// As HAProxy prints it, e.g. `Nov 23 10:46:53 2027 GMT`.
+    /// As HAProxy prints it, e.g. `Nov 23 10:46:53 2027 GMT`; [`openssl_time`] reads it.
     pub not_after: Option<String>,
+    /// As HAProxy prints it, like `not_after`.
+    pub not_before: Option<String>,
+    /// As HAProxy prints it, in its `/C=../CN=..` one-line form.
+    pub subject: Option<String>,
     /// The DNS names only. HAProxy 2.6 leaves out IP addresses, and so does this list.
     pub sans: Vec<String>,
     /// E.g. `EC256`, `RSA2048`.
@@ -78,15 +87,23 @@ fn lines(reply: &str) -> Option<Vec<&str>> {
 /// /etc/haproxy/certs/a.pem
 /// ```
 pub fn cert_list(reply: &str) -> Option<CertList> {
+    let (files, transaction) = listing(reply)?;
+    Some(CertList {
+        files: files.into_iter().map(str::to_owned).collect(),
+        transaction: transaction.map(str::to_owned),
+    })
+}
+
+/// The shape `show ssl cert`, `show ssl ca-file` and `show ssl crl-file` share: the open transaction (one per kind and
+/// process) under `# transaction` with a `*` in front, then every entry under `# filename`. The lines as they are,
+/// the transaction's without its `*`.
+fn listing(reply: &str) -> Option<(Vec<&str>, Option<&str>)> {
     enum Section {
         Transaction,
         Files,
     }
     let mut section = None;
-    let mut list = CertList {
-        files: Vec::new(),
-        transaction: None,
-    };
+    let (mut files, mut transaction) = (Vec::new(), None);
     for line in lines(reply)? {
         match (line, &section) {
             ("# transaction", _) => section = Some(Section::Transaction),
@@ -94,14 +111,23 @@ pub fn cert_list(reply: &str) -> Option<CertList> {
             // An unknown header or text before any header is a different reply, e.g. "Unknown command".
             (_, None) => return None,
             _ if line.starts_with('#') => return None,
-            (_, Some(Section::Transaction)) => {
-                list.transaction = Some(line.strip_prefix('*').unwrap_or(line).to_owned())
-            }
-            (_, Some(Section::Files)) => list.files.push(line.to_owned()),
+            (_, Some(Section::Transaction)) => transaction = Some(line.strip_prefix('*').unwrap_or(line)),
+            (_, Some(Section::Files)) => files.push(line),
         }
     }
-    // Every reply to `show ssl cert` has the `# filename` header, even when it lists no file.
-    section.is_some().then_some(list)
+    // Every such reply has the `# filename` header, even when it lists nothing.
+    section.is_some().then_some((files, transaction))
+}
+
+/// `Status:` of a certificate, CA file or CRL file.
+fn cert_status(value: &str) -> Option<CertStatus> {
+    Some(match value {
+        "Used" => CertStatus::Used,
+        "Unused" => CertStatus::Unused,
+        "Empty" => CertStatus::Empty,
+        "Uncommitted" => CertStatus::Uncommitted,
+        _ => return None,
+    })
 }
 
 /// `show ssl cert <path>`: `Key: value` lines. Only `Filename` and `Status` are always there: an `Empty` certificate has
@@ -115,6 +141,8 @@ pub fn cert_info(reply: &str) -> Option<CertInfo> {
         serial: None,
         sha1_fingerprint: None,
         not_after: None,
+        not_before: None,
+        subject: None,
         sans: Vec::new(),
         algorithm: None,
         crt_filename: None,
@@ -126,18 +154,12 @@ pub fn cert_info(reply: &str) -> Option<CertInfo> {
         let known = (!value.is_empty()).then(|| value.to_owned());
         match key {
             "Filename" => filename = Some(value.to_owned()),
-            "Status" => {
-                status = Some(match value {
-                    "Used" => CertStatus::Used,
-                    "Unused" => CertStatus::Unused,
-                    "Empty" => CertStatus::Empty,
-                    "Uncommitted" => CertStatus::Uncommitted,
-                    _ => return None,
-                })
-            }
+            "Status" => status = Some(cert_status(value)?),
             "Serial" => info.serial = known.map(|hex| whole_bytes(&hex.to_ascii_lowercase())),
             "SHA1 FingerPrint" => info.sha1_fingerprint = known.map(|hex| hex.to_ascii_lowercase()),
             "notAfter" => info.not_after = known,
+            "notBefore" => info.not_before = known,
+            "Subject" => info.subject = known,
             "Algorithm" => info.algorithm = known,
             "Crt filename" => info.crt_filename = known,
             // "DNS:a.example, DNS:www.a.example, " (the trailing comma is where an IP address was left out).
@@ -148,7 +170,7 @@ pub fn cert_info(reply: &str) -> Option<CertInfo> {
                     .map(str::to_owned)
                     .collect()
             }
-            // notBefore, Subject, Issuer, Chain Subject, Chain Issuer, OCSP Response Key: not needed; nor the rest of
+            // Issuer, Chain Subject, Chain Issuer, OCSP Response Key: not needed; nor the rest of
             // what 3.2 and 3.4 add (`Key filename`, `OCSP filename`, `SCTL filename`, `Option: ...`).
             _ => {}
         }
@@ -166,6 +188,202 @@ fn whole_bytes(hex: &str) -> String {
     } else {
         hex.to_owned()
     }
+}
+
+/// A time as HAProxy prints it, which is OpenSSL's `ASN1_TIME_print`: `Nov 23 10:46:53 2027 GMT`, the day padded with a
+/// space (`Jan  5 10:00:00 2027 GMT`), and fractions of a second when the certificate has them. Always UTC.
+pub fn openssl_time(text: &str) -> Option<OffsetDateTime> {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[month repr:short] [day padding:space] [hour]:[minute]:[second][optional [.[subsecond]]] [year] GMT"
+    );
+    PrimitiveDateTime::parse(text.trim(), FORMAT)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
+}
+
+/// What `show ssl ca-file` lists: each CA file with how many certificates it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFileList {
+    pub files: Vec<CaFileEntry>,
+    /// The CA file of the open transaction, if there is one (one per process).
+    pub transaction: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFileEntry {
+    /// A path, or `@system-ca` for the distribution's trust store.
+    pub name: String,
+    pub certificates: usize,
+}
+
+/// What `show ssl crl-file` lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlFileList {
+    pub files: Vec<String>,
+    pub transaction: Option<String>,
+}
+
+/// What `show ssl ca-file <name>` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFileInfo {
+    /// As HAProxy prints it: a `*` in front for a transaction.
+    pub filename: String,
+    pub status: CertStatus,
+    pub certificates: Vec<CaCertInfo>,
+}
+
+/// One certificate of a CA file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaCertInfo {
+    /// Lower-case hex in whole bytes, as in [`CertInfo::serial`].
+    pub serial: Option<String>,
+    /// `/C=../CN=..`, as HAProxy prints it.
+    pub subject: Option<String>,
+    pub not_before: Option<OffsetDateTime>,
+    pub not_after: Option<OffsetDateTime>,
+}
+
+/// What `show ssl crl-file <name>` says. One file may hold several CRLs: HAProxy checks revocation for the whole chain,
+/// so a file usually has one CRL per CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlFileInfo {
+    pub filename: String,
+    pub status: CertStatus,
+    pub crls: Vec<CrlInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlInfo {
+    pub issuer: Option<String>,
+    pub last_update: Option<OffsetDateTime>,
+    /// None when the CRL has no nextUpdate.
+    pub next_update: Option<OffsetDateTime>,
+}
+
+/// `show ssl ca-file`: `<name> - <n> certificate(s)` per line, under the same headers as `show ssl cert`.
+pub fn ca_file_list(reply: &str) -> Option<CaFileList> {
+    // The name may hold " - " itself; the count is after the last one.
+    let entry = |line: &str| -> Option<CaFileEntry> {
+        let (name, count) = line.rsplit_once(" - ")?;
+        let certificates = count.strip_suffix(" certificate(s)")?.parse().ok()?;
+        Some(CaFileEntry {
+            name: name.to_owned(),
+            certificates,
+        })
+    };
+    let (files, transaction) = listing(reply)?;
+    Some(CaFileList {
+        files: files.into_iter().map(entry).collect::<Option<_>>()?,
+        transaction: match transaction {
+            Some(line) => Some(entry(line)?.name),
+            None => None,
+        },
+    })
+}
+
+/// `show ssl crl-file`: one name per line, under the same headers as `show ssl cert`.
+pub fn crl_file_list(reply: &str) -> Option<CrlFileList> {
+    let (files, transaction) = listing(reply)?;
+    Some(CrlFileList {
+        files: files.into_iter().map(str::to_owned).collect(),
+        transaction: transaction.map(str::to_owned),
+    })
+}
+
+/// The `Filename:` and `Status:` lines that open the detail of a CA file or CRL file, and the lines after them. These
+/// two lines come first, always: anything else (such as "Can't display the CA file : Not found!") is another reply.
+fn file_detail(reply: &str) -> Option<(String, CertStatus, Vec<&str>)> {
+    let lines = lines(reply)?;
+    let [first, second, rest @ ..] = lines.as_slice() else {
+        return None;
+    };
+    let filename = first.strip_prefix("Filename: ")?;
+    let status = cert_status(second.strip_prefix("Status: ")?)?;
+    Some((filename.to_owned(), status, rest.to_vec()))
+}
+
+/// A time line's value: empty is no time, anything else must read as one, or the whole reply is refused.
+fn time_value(value: &str) -> Option<Option<OffsetDateTime>> {
+    match value.trim() {
+        "" => Some(None),
+        text => openssl_time(text).map(Some),
+    }
+}
+
+/// `show ssl ca-file <name>`: after `Filename:` and `Status:`, a block per certificate, each opened by a line holding
+/// one space and `Certificate #<n>:`, then `Key: value` lines. (An empty CA file is answered with a bare newline on
+/// every version tried, which is not a complete reply: its count in the list says it is empty.)
+pub fn ca_file_info(reply: &str) -> Option<CaFileInfo> {
+    let (filename, status, rest) = file_detail(reply)?;
+    let mut certificates: Vec<CaCertInfo> = Vec::new();
+    for line in rest {
+        if line.trim().is_empty() {
+            continue;
+        }
+        // Numbered by the store's objects, so a CRL inside a CA file leaves a gap: the number is not checked.
+        if line.starts_with("Certificate #") && line.ends_with(':') {
+            certificates.push(CaCertInfo {
+                serial: None,
+                subject: None,
+                not_before: None,
+                not_after: None,
+            });
+            continue;
+        }
+        let (key, value) = line.split_once(':')?;
+        let cert = certificates.last_mut()?;
+        let value = value.trim();
+        let known = (!value.is_empty()).then(|| value.to_owned());
+        match key {
+            "Serial" => cert.serial = known.map(|hex| whole_bytes(&hex.to_ascii_lowercase())),
+            "Subject" => cert.subject = known,
+            "notBefore" => cert.not_before = time_value(value)?,
+            "notAfter" => cert.not_after = time_value(value)?,
+            // Subject Alternative Name, Algorithm, SHA1 FingerPrint, Issuer.
+            _ => {}
+        }
+    }
+    Some(CaFileInfo {
+        filename,
+        status,
+        certificates,
+    })
+}
+
+/// `show ssl crl-file <name>`: after `Filename:` and `Status:`, a block per CRL opened by `Certificate Revocation List
+/// #<n>:`, with `Version 2`, `Issuer:`, `Last Update:`, `Next Update:`, then the revoked serials indented (or `No
+/// Revoked Certificates.`).
+pub fn crl_file_info(reply: &str) -> Option<CrlFileInfo> {
+    let (filename, status, rest) = file_detail(reply)?;
+    let mut crls: Vec<CrlInfo> = Vec::new();
+    for line in rest {
+        // The separator line (one space) and the revoked entries are indented.
+        if line.is_empty() || line.starts_with(' ') {
+            continue;
+        }
+        if line.starts_with("Certificate Revocation List #") && line.ends_with(':') {
+            crls.push(CrlInfo {
+                issuer: None,
+                last_update: None,
+                next_update: None,
+            });
+            continue;
+        }
+        let crl = crls.last_mut()?;
+        let Some((key, value)) = line.split_once(':') else {
+            // `Version 2`, `No Revoked Certificates.`
+            continue;
+        };
+        match key {
+            "Issuer" => crl.issuer = Some(value.trim().to_owned()).filter(|v| !v.is_empty()),
+            "Last Update" => crl.last_update = time_value(value)?,
+            // HAProxy stops the CRL's text right after `Next Update: ` when it has none.
+            "Next Update" => crl.next_update = time_value(value)?,
+            // Signature Algorithm, Revoked Certificates.
+            _ => {}
+        }
+    }
+    Some(CrlFileInfo { filename, status, crls })
 }
 
 /// `show ssl crt-list`: one crt-list name per line. A `crt <dir>/` bind counts as a crt-list named `<dir>`.
@@ -373,6 +591,8 @@ mod tests {
                 serial: Some("7f01".to_owned()),
                 sha1_fingerprint: Some("8dd663ee8663359a512169d4330e60e7e6c561c8".to_owned()),
                 not_after: Some("Feb 21 10:49:26 2027 GMT".to_owned()),
+                not_before: Some("Nov 23 10:49:26 2026 GMT".to_owned()),
+                subject: Some("/CN=b.example".to_owned()),
                 sans: vec!["b.example".to_owned(), "www.b.example".to_owned()],
                 algorithm: Some("EC256".to_owned()),
                 crt_filename: None,
@@ -698,6 +918,387 @@ mod tests {
             "Can't edit the crt-list: file already exists in this directory!\n\n".to_owned(),
         ] {
             assert!(!crt_list_add_succeeded(&refusal, new, "/tmp/hx/certs"), "{refusal}");
+        }
+    }
+
+    // The inventory's replies, captured with socat on 2026-12-06 from 2.6.12-1+deb12u4 (the host), and from 3.0.11,
+    // 3.2.26 and 3.4.7 in their test trees, for a config with `bind ... ssl crt /tmp/hx-inv/a.test.pem` (leaf, one
+    // intermediate, key) `crt <legacy>` `ca-file /tmp/hx-inv/clients-ca.pem` (two CAs) `verify optional crl-file
+    // /tmp/hx-inv/clients.crl`, and a server line with `ca-file @system-ca`. On 3.x `<legacy>` was a crt-store alias
+    // `@web/legacy` (`crt-base /tmp/hx-inv`, `load crt "legacy.pem"`), on 2.6 its path. Between versions:
+    // - the CA-file and CRL-file replies are the same bytes on all four, but for `@system-ca`'s count (the trust store
+    //   of each tree; 3.4's tree had none, so its config had no `@system-ca`) and `Status: Uncommitted` for a
+    //   transaction on 3.2+ (`Unused` on 2.6 and 3.0);
+    // - `show ssl cert <path>` gains `Crt filename:` and the other file lines on 3.2, and `Option:` lines on 3.4;
+    // - an empty CA file (`new ssl ca-file`) is answered with a bare newline on every version.
+    // The `*_TRANSACTION_*`, `CRL_FILE_TWO_2_6` and `CRL_EMPTY_2_6` replies were taken after `new ssl ca-file
+    // /tmp/hx-inv/empty-ca.pem`, `set ssl ca-file /tmp/hx-inv/clients-ca.pem` (the second CA alone), `new ssl crl-file
+    // /tmp/hx-inv/empty.crl` and `set ssl crl-file /tmp/hx-inv/clients.crl`, with a second CRL (of the second CA) in
+    // the file on disk.
+    const CERT_CHAIN_2_6: &str = "Filename: /tmp/hx-inv/a.test.pem\n\
+        Status: Used\n\
+        Serial: 0ABC01\n\
+        notBefore: Dec  6 07:59:11 2026 GMT\n\
+        notAfter: Mar  6 07:59:11 2027 GMT\n\
+        Subject Alternative Name: DNS:a.test, DNS:www.a.test\n\
+        Algorithm: EC256\n\
+        SHA1 FingerPrint: FA5AB2A48E8C5A71924CCFC49BB1467E9857C40C\n\
+        Subject: /CN=a.test\n\
+        Issuer: /CN=Inventory Intermediate\n\
+        Chain Subject: /CN=Inventory Intermediate\n\
+        Chain Issuer: /CN=Inventory Root\n\
+        OCSP Response Key: \n\
+        \n";
+    const CERT_CHAIN_3_2: &str = "Filename: /tmp/hx-inv/a.test.pem\n\
+        Crt filename: /tmp/hx-inv/a.test.pem\n\
+        Key filename: /tmp/hx-inv/a.test.pem\n\
+        OCSP filename: /tmp/hx-inv/a.test.pem.ocsp\n\
+        SCTL filename: /tmp/hx-inv/a.test.pem.sctl\n\
+        Status: Used\n\
+        Serial: 0ABC01\n\
+        notBefore: Dec  6 07:59:11 2026 GMT\n\
+        notAfter: Mar  6 07:59:11 2027 GMT\n\
+        Subject Alternative Name: DNS:a.test, DNS:www.a.test\n\
+        Algorithm: EC256\n\
+        SHA1 FingerPrint: FA5AB2A48E8C5A71924CCFC49BB1467E9857C40C\n\
+        Subject: /CN=a.test\n\
+        Issuer: /CN=Inventory Intermediate\n\
+        Chain Subject: /CN=Inventory Intermediate\n\
+        Chain Issuer: /CN=Inventory Root\n\
+        OCSP Response Key: \n\
+        \n";
+    const ALIAS_3_4: &str = "Filename: @web/legacy\n\
+        Crt filename: legacy.pem\n\
+        Option: ocsp-update off\n\
+        Option: jwt off\n\
+        Status: Used\n\
+        Serial: 7CF3179C78F3C9C690273025B399099FAD96420F\n\
+        notBefore: Dec  6 07:59:11 2026 GMT\n\
+        notAfter: Dec 16 07:59:11 2026 GMT\n\
+        Subject Alternative Name: DNS:legacy.test\n\
+        Algorithm: EC256\n\
+        SHA1 FingerPrint: D76570B98A6F95D6EE8247B9577CB36C376F3BFF\n\
+        Subject: /CN=legacy.test\n\
+        Issuer: /CN=legacy.test\n\
+        OCSP Response Key: \n\
+        \n";
+    const CA_LIST_2_6: &str = "# filename\n\
+        /tmp/hx-inv/clients-ca.pem - 2 certificate(s)\n\
+        @system-ca - 145 certificate(s)\n\
+        \n";
+    const CA_LIST_3_0: &str = "# filename\n\
+        /tmp/hx-inv/clients-ca.pem - 2 certificate(s)\n\
+        @system-ca - 2 certificate(s)\n\
+        \n";
+    const CA_LIST_3_4: &str = "# filename\n\
+        /tmp/hx-inv/clients-ca.pem - 2 certificate(s)\n\
+        \n";
+    const CA_LIST_TRANSACTION_2_6: &str = "# transaction\n\
+        */tmp/hx-inv/clients-ca.pem - 1 certificate(s)\n\
+        # filename\n\
+        /tmp/hx-inv/clients-ca.pem - 2 certificate(s)\n\
+        /tmp/hx-inv/empty-ca.pem - 0 certificate(s)\n\
+        @system-ca - 145 certificate(s)\n\
+        \n";
+    const CA_FILE_2_6: &str = "Filename: /tmp/hx-inv/clients-ca.pem\n\
+        Status: Used\n\
+        \x20\n\
+        Certificate #1:\n\
+        Serial: 51\n\
+        notBefore: Dec  6 07:59:11 2026 GMT\n\
+        notAfter: Dec  6 07:59:11 2027 GMT\n\
+        Subject Alternative Name: \n\
+        Algorithm: EC256\n\
+        SHA1 FingerPrint: A4EBD0C00DB75F0CC71EAA04814AB4891D11CE32\n\
+        Subject: /C=FR/O=Inventory/CN=Client CA One\n\
+        Issuer: /C=FR/O=Inventory/CN=Client CA One\n\
+        \x20\n\
+        Certificate #2:\n\
+        Serial: FF1002\n\
+        notBefore: Dec  6 07:59:11 2026 GMT\n\
+        notAfter: Dec  3 07:59:11 2036 GMT\n\
+        Subject Alternative Name: \n\
+        Algorithm: EC256\n\
+        SHA1 FingerPrint: 9C6756966670B8A17A654E9C9ADBDC0FD0F9A9DA\n\
+        Subject: /CN=Client CA Two\n\
+        Issuer: /CN=Client CA Two\n\
+        \n";
+    const CA_TRANSACTION_3_2: &str = "Filename: */tmp/hx-inv/clients-ca.pem\n\
+        Status: Uncommitted\n\
+        \x20\n\
+        Certificate #1:\n\
+        Serial: FF1002\n\
+        notBefore: Dec  6 07:59:11 2026 GMT\n\
+        notAfter: Dec  3 07:59:11 2036 GMT\n\
+        Subject Alternative Name: \n\
+        Algorithm: EC256\n\
+        SHA1 FingerPrint: 9C6756966670B8A17A654E9C9ADBDC0FD0F9A9DA\n\
+        Subject: /CN=Client CA Two\n\
+        Issuer: /CN=Client CA Two\n\
+        \n";
+    const CRL_LIST_2_6: &str = "# filename\n\
+        /tmp/hx-inv/clients.crl\n\
+        \n";
+    const CRL_LIST_TRANSACTION_2_6: &str = "# transaction\n\
+        */tmp/hx-inv/clients.crl\n\
+        # filename\n\
+        /tmp/hx-inv/clients.crl\n\
+        /tmp/hx-inv/empty.crl\n\
+        \n";
+    const CRL_FILE_2_6: &str = "Filename: /tmp/hx-inv/clients.crl\n\
+        Status: Used\n\
+        \x20\n\
+        Certificate Revocation List #1:\n\
+        Version 2\n\
+        Signature Algorithm: ecdsa-with-SHA256\n\
+        Issuer: /C=FR/O=Inventory/CN=Client CA One\n\
+        Last Update: Dec  6 07:59:11 2026 GMT\n\
+        Next Update: Jan  5 07:59:11 2027 GMT\n\
+        Revoked Certificates:\n\
+        \x20   Serial Number: 01\n\
+        \x20       Revocation Date: Dec  6 07:59:11 2026 GMT\n\
+        \n";
+    const CRL_FILE_TWO_2_6: &str = "Filename: /tmp/hx-inv/clients.crl\n\
+        Status: Used\n\
+        \x20\n\
+        Certificate Revocation List #1:\n\
+        Version 2\n\
+        Signature Algorithm: ecdsa-with-SHA256\n\
+        Issuer: /C=FR/O=Inventory/CN=Client CA One\n\
+        Last Update: Dec  6 07:59:11 2026 GMT\n\
+        Next Update: Jan  5 07:59:11 2027 GMT\n\
+        Revoked Certificates:\n\
+        \x20   Serial Number: 01\n\
+        \x20       Revocation Date: Dec  6 07:59:11 2026 GMT\n\
+        \x20\n\
+        Certificate Revocation List #2:\n\
+        Version 2\n\
+        Signature Algorithm: ecdsa-with-SHA256\n\
+        Issuer: /CN=Client CA Two\n\
+        Last Update: Dec  6 08:00:48 2026 GMT\n\
+        Next Update: Dec 13 08:00:48 2026 GMT\n\
+        No Revoked Certificates.\n\
+        \n";
+    const CRL_EMPTY_2_6: &str = "Filename: /tmp/hx-inv/empty.crl\n\
+        Status: Empty\n\
+        \n";
+    /// Whether a parser takes a reply.
+    type Reads = fn(&str) -> bool;
+
+    /// Every fixture of the inventory, with the parser that reads it.
+    fn inventory_fixtures() -> Vec<(&'static str, Reads)> {
+        let cert: Reads = |r| cert_info(r).is_some();
+        let ca_list: Reads = |r| ca_file_list(r).is_some();
+        let ca: Reads = |r| ca_file_info(r).is_some();
+        let crl_list: Reads = |r| crl_file_list(r).is_some();
+        let crl: Reads = |r| crl_file_info(r).is_some();
+        vec![
+            (CERT_CHAIN_2_6, cert),
+            (CERT_CHAIN_3_2, cert),
+            (ALIAS_3_4, cert),
+            (CA_LIST_2_6, ca_list),
+            (CA_LIST_3_0, ca_list),
+            (CA_LIST_3_4, ca_list),
+            (CA_LIST_TRANSACTION_2_6, ca_list),
+            (CA_FILE_2_6, ca),
+            (CA_TRANSACTION_3_2, ca),
+            (CRL_LIST_2_6, crl_list),
+            (CRL_LIST_TRANSACTION_2_6, crl_list),
+            (CRL_FILE_2_6, crl),
+            (CRL_FILE_TWO_2_6, crl),
+            (CRL_EMPTY_2_6, crl),
+        ]
+    }
+
+    #[test]
+    fn openssl_times_are_read_as_utc() {
+        use time::macros::datetime;
+        assert_eq!(
+            openssl_time("Nov 23 10:46:53 2027 GMT"),
+            Some(datetime!(2027-11-23 10:46:53 UTC))
+        );
+        assert_eq!(
+            openssl_time("Jan  5 10:00:00 2027 GMT"),
+            Some(datetime!(2027-01-05 10:00:00 UTC))
+        );
+        assert_eq!(
+            openssl_time("Jan  1 00:00:00 1970 GMT"),
+            Some(datetime!(1970-01-01 00:00:00 UTC))
+        );
+        assert_eq!(
+            openssl_time("Feb 29 12:00:00.25 2028 GMT"),
+            Some(datetime!(2028-02-29 12:00:00.25 UTC))
+        );
+        for bad in [
+            "",
+            "Jan 5 10:00:00 2027 GMT",
+            "Jan  5 10:00:00 2027",
+            "2027-01-05T10:00:00Z",
+            "Feb 30 10:00:00 2027 GMT",
+        ] {
+            assert_eq!(openssl_time(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cert_info_has_not_before_and_subject() {
+        for reply in [CERT_CHAIN_2_6, CERT_CHAIN_3_2] {
+            let info = cert_info(reply).unwrap();
+            assert_eq!(info.not_before.as_deref(), Some("Dec  6 07:59:11 2026 GMT"));
+            assert_eq!(info.not_after.as_deref(), Some("Mar  6 07:59:11 2027 GMT"));
+            assert_eq!(info.subject.as_deref(), Some("/CN=a.test"));
+            assert_eq!(info.serial.as_deref(), Some("0abc01"));
+        }
+        assert_eq!(cert_info(CERT_CHAIN_2_6).unwrap().crt_filename, None);
+        let alias = cert_info(ALIAS_3_4).unwrap();
+        assert_eq!(
+            (alias.filename.as_str(), alias.crt_filename.as_deref()),
+            ("@web/legacy", Some("legacy.pem"))
+        );
+        assert_eq!(alias.subject.as_deref(), Some("/CN=legacy.test"));
+    }
+
+    #[test]
+    fn ca_file_lists_on_2_6_and_3_x() {
+        let entry = |name: &str, certificates| CaFileEntry {
+            name: name.to_owned(),
+            certificates,
+        };
+        assert_eq!(
+            ca_file_list(CA_LIST_2_6).unwrap(),
+            CaFileList {
+                files: vec![entry("/tmp/hx-inv/clients-ca.pem", 2), entry("@system-ca", 145)],
+                transaction: None,
+            }
+        );
+        assert_eq!(
+            ca_file_list(CA_LIST_3_0).unwrap().files,
+            [entry("/tmp/hx-inv/clients-ca.pem", 2), entry("@system-ca", 2)]
+        );
+        assert_eq!(
+            ca_file_list(CA_LIST_3_4).unwrap().files,
+            [entry("/tmp/hx-inv/clients-ca.pem", 2)]
+        );
+        let open = ca_file_list(CA_LIST_TRANSACTION_2_6).unwrap();
+        assert_eq!(open.transaction.as_deref(), Some("/tmp/hx-inv/clients-ca.pem"));
+        assert_eq!(
+            open.files,
+            [
+                entry("/tmp/hx-inv/clients-ca.pem", 2),
+                entry("/tmp/hx-inv/empty-ca.pem", 0),
+                entry("@system-ca", 145)
+            ]
+        );
+        // Made up: a name with " - " in it.
+        let odd = ca_file_list("# filename\n/etc/ca - old.pem - 3 certificate(s)\n\n").unwrap();
+        assert_eq!(odd.files, [entry("/etc/ca - old.pem", 3)]);
+        assert_eq!(
+            ca_file_list("# filename\n/etc/ca.pem\n\n"),
+            None,
+            "a line without its count"
+        );
+        assert_eq!(ca_file_list(UNKNOWN_COMMAND), None);
+    }
+
+    #[test]
+    fn ca_file_detail_has_each_certificate() {
+        use time::macros::datetime;
+        let info = ca_file_info(CA_FILE_2_6).unwrap();
+        assert_eq!(
+            (info.filename.as_str(), info.status),
+            ("/tmp/hx-inv/clients-ca.pem", CertStatus::Used)
+        );
+        assert_eq!(
+            info.certificates,
+            [
+                CaCertInfo {
+                    serial: Some("51".into()),
+                    subject: Some("/C=FR/O=Inventory/CN=Client CA One".into()),
+                    not_before: Some(datetime!(2026-12-06 07:59:11 UTC)),
+                    not_after: Some(datetime!(2027-12-06 07:59:11 UTC)),
+                },
+                CaCertInfo {
+                    serial: Some("ff1002".into()),
+                    subject: Some("/CN=Client CA Two".into()),
+                    not_before: Some(datetime!(2026-12-06 07:59:11 UTC)),
+                    not_after: Some(datetime!(2036-12-03 07:59:11 UTC)),
+                },
+            ]
+        );
+        let open = ca_file_info(CA_TRANSACTION_3_2).unwrap();
+        assert_eq!(
+            (open.filename.as_str(), open.status),
+            ("*/tmp/hx-inv/clients-ca.pem", CertStatus::Uncommitted)
+        );
+        assert_eq!(open.certificates.len(), 1);
+    }
+
+    #[test]
+    fn ca_file_detail_refuses_other_replies() {
+        assert_eq!(ca_file_info("Can't display the CA file : Not found!\n\n"), None);
+        // What every version answers for an empty CA file.
+        assert_eq!(ca_file_info("\n"), None);
+        assert_eq!(ca_file_info(UNKNOWN_COMMAND), None);
+        // A time that is not one: the reply is refused rather than read without it.
+        let garbled = CA_FILE_2_6.replace("notAfter: Dec  6 07:59:11 2027 GMT", "notAfter: soon");
+        assert_eq!(ca_file_info(&garbled), None);
+    }
+
+    #[test]
+    fn crl_file_lists() {
+        assert_eq!(
+            crl_file_list(CRL_LIST_2_6).unwrap(),
+            CrlFileList {
+                files: vec!["/tmp/hx-inv/clients.crl".into()],
+                transaction: None
+            }
+        );
+        let open = crl_file_list(CRL_LIST_TRANSACTION_2_6).unwrap();
+        assert_eq!(open.files, ["/tmp/hx-inv/clients.crl", "/tmp/hx-inv/empty.crl"]);
+        assert_eq!(open.transaction.as_deref(), Some("/tmp/hx-inv/clients.crl"));
+        assert_eq!(crl_file_list(UNKNOWN_COMMAND), None);
+    }
+
+    #[test]
+    fn crl_file_detail_has_each_crl() {
+        use time::macros::datetime;
+        let one = crl_file_info(CRL_FILE_2_6).unwrap();
+        assert_eq!(
+            (one.filename.as_str(), one.status),
+            ("/tmp/hx-inv/clients.crl", CertStatus::Used)
+        );
+        assert_eq!(
+            one.crls,
+            [CrlInfo {
+                issuer: Some("/C=FR/O=Inventory/CN=Client CA One".into()),
+                last_update: Some(datetime!(2026-12-06 07:59:11 UTC)),
+                next_update: Some(datetime!(2027-01-05 07:59:11 UTC)),
+            }]
+        );
+        let two = crl_file_info(CRL_FILE_TWO_2_6).unwrap();
+        assert_eq!(two.crls.len(), 2);
+        assert_eq!(two.crls[1].issuer.as_deref(), Some("/CN=Client CA Two"));
+        assert_eq!(two.crls[1].next_update, Some(datetime!(2026-12-13 08:00:48 UTC)));
+        let empty = crl_file_info(CRL_EMPTY_2_6).unwrap();
+        assert_eq!((empty.status, empty.crls.len()), (CertStatus::Empty, 0));
+        // Made up from HAProxy's code: a CRL without nextUpdate stops right after `Next Update: `.
+        let none = CRL_FILE_TWO_2_6.replace(
+            "Next Update: Jan  5 07:59:11 2027 GMT\nRevoked Certificates:\n\x20   Serial Number: 01\n\
+             \x20       Revocation Date: Dec  6 07:59:11 2026 GMT\n",
+            "Next Update: \n",
+        );
+        let none = crl_file_info(&none).unwrap();
+        assert_eq!((none.crls[0].next_update, none.crls.len()), (None, 2));
+        assert_eq!(crl_file_info("Can't display the CRL file : Not found!\n\n"), None);
+    }
+
+    #[test]
+    fn every_inventory_fixture_is_read_whole_and_refused_cut() {
+        for (reply, parses) in inventory_fixtures() {
+            assert!(parses(reply), "{reply}");
+            for cut in (0..reply.len()).filter(|&cut| reply.is_char_boundary(cut)) {
+                assert!(!parses(&reply[..cut]), "accepted cut at {cut}: {:?}", &reply[..cut]);
+            }
         }
     }
 }

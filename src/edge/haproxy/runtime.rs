@@ -21,7 +21,10 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, sleep, timeout};
 
 use super::reply;
-pub use super::reply::{CertInfo, CertList, CertStatus, ProcInfo};
+pub use super::reply::{
+    CaCertInfo, CaFileEntry, CaFileInfo, CaFileList, CertInfo, CertList, CertStatus, CrlFileInfo, CrlFileList, CrlInfo,
+    ProcInfo,
+};
 pub use crate::core::config::Endpoint;
 
 /// How long a reload that HAProxy turns away because another is still loading (3.1+) is asked again: a reload of a
@@ -221,6 +224,34 @@ impl RuntimeApi {
             return Err(not_loaded(path, &loaded.files));
         }
         Err(unexpected(&line, reply))
+    }
+
+    /// `show ssl ca-file`: the CA files HAProxy has loaded (`ca-file`, `ca-verify-file`, and `@system-ca` when a line
+    /// uses it), each with its number of certificates.
+    pub async fn ca_files(&self) -> Result<CaFileList, RuntimeError> {
+        let reply = self.run("show ssl ca-file").await?;
+        reply::ca_file_list(&reply).ok_or_else(|| unexpected("show ssl ca-file", reply))
+    }
+
+    /// `show ssl ca-file <name>`: each certificate of one CA file (the committed one, not a transaction for it). Not for
+    /// an empty CA file: every version answers it with a bare newline, which is no complete reply.
+    pub async fn ca_file(&self, name: &str) -> Result<CaFileInfo, RuntimeError> {
+        let line = format!("show ssl ca-file {}", file_arg(name)?);
+        let reply = self.run(&line).await?;
+        reply::ca_file_info(&reply).ok_or_else(|| unexpected(&line, reply))
+    }
+
+    /// `show ssl crl-file`: the CRL files HAProxy has loaded.
+    pub async fn crl_files(&self) -> Result<CrlFileList, RuntimeError> {
+        let reply = self.run("show ssl crl-file").await?;
+        reply::crl_file_list(&reply).ok_or_else(|| unexpected("show ssl crl-file", reply))
+    }
+
+    /// `show ssl crl-file <name>`: each CRL of one CRL file.
+    pub async fn crl_file(&self, name: &str) -> Result<CrlFileInfo, RuntimeError> {
+        let line = format!("show ssl crl-file {}", file_arg(name)?);
+        let reply = self.run(&line).await?;
+        reply::crl_file_info(&reply).ok_or_else(|| unexpected(&line, reply))
     }
 
     /// Puts `pem` in place of a certificate HAProxy has already loaded: `set ssl cert`, then `commit ssl cert`. This
@@ -569,6 +600,18 @@ fn arg(text: &str) -> Result<String, RuntimeError> {
     Ok(escaped)
 }
 
+/// A CA-file or CRL-file name as one CLI argument. `show ssl ca-file` and `show ssl crl-file` read whatever follows the
+/// first colon as the index of one entry (`<name>:<n>`), and no escape keeps a colon in the name.
+fn file_arg(name: &str) -> Result<String, RuntimeError> {
+    if name.contains(':') {
+        return Err(RuntimeError::InvalidArgument {
+            argument: name.to_owned(),
+            reason: "HAProxy reads what follows a colon as the index of one entry",
+        });
+    }
+    arg(name)
+}
+
 /// The PEM as a `<<` payload: one LF after each line, with no CRs and no blank lines. The first empty line ends the
 /// payload, so a blank line inside the PEM would cut the key off and make HAProxy run its lines as commands. The empty
 /// line that ends the payload is added by the caller.
@@ -600,6 +643,11 @@ mod tests {
         assert_eq!(arg("/c/sp ace;x.pem").unwrap(), r"/c/sp\ ace\;x.pem");
         assert_eq!(arg(r"/c/q\x.pem").unwrap(), r"/c/q\\x.pem");
         assert!(matches!(arg("/c/a\n.pem"), Err(RuntimeError::InvalidArgument { .. })));
+        assert_eq!(file_arg("/c/ca file.pem").unwrap(), r"/c/ca\ file.pem");
+        assert!(matches!(
+            file_arg("/c/ca:1.pem"),
+            Err(RuntimeError::InvalidArgument { .. })
+        ));
     }
 
     #[test]
