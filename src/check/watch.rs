@@ -1,13 +1,17 @@
 //! The I/O of what `check` watches beyond hapcert's own certificates: HAProxy's inventory, read over its Runtime API,
 //! and a handshake with each `[[watch]]` endpoint. The judgement is `judge::watched`'s.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use super::chain::Roots;
-use super::judge::{InventoryReport, WatchObserved};
+use super::judge::{self, InventoryReport, Loaded, Validity, WatchObserved};
 use crate::core::config::{Config, UnmanagedPolicy, WatchSpec};
+use crate::core::state::monitor::Source;
+use crate::edge::haproxy::Haproxy;
+use crate::edge::haproxy::inventory::Inventory;
 use crate::edge::probe::{self, ClientKind};
 use crate::fanout;
 
@@ -50,10 +54,7 @@ async fn handshake(spec: &WatchSpec, roots: &Roots, now: OffsetDateTime) -> Resu
         }
         None => roots,
     };
-    if spec.starttls.is_some() {
-        return Err("STARTTLS is not spoken yet".to_owned());
-    }
-    let chain = probe::served_chain(&spec.endpoint, &spec.sni, ClientKind::Any)
+    let chain = probe::served_chain_over(&spec.endpoint, &spec.sni, ClientKind::Any, spec.starttls)
         .await
         .map_err(|err| format!("{err:#}"))?;
     super::served(&spec.endpoint, &spec.sni, &chain, roots, now)
@@ -66,9 +67,76 @@ pub async fn inventory(config: &Config, managed_leaves: &[String], now: OffsetDa
     if config.check.unmanaged == UnmanagedPolicy::Ignore {
         return InventoryReport::not_read("ignored", "not read: [check] unmanaged = \"ignore\"");
     }
-    let _ = (managed_leaves, now);
-    InventoryReport::not_read(
-        "not-configured",
-        "not read: set [haproxy] runtime_api (or master_socket) to have every certificate HAProxy loaded checked",
-    )
+    let managed: Vec<&Path> = config.certificates.iter().map(|c| c.file.value.as_path()).collect();
+    match Haproxy::new(&config.haproxy).inventory(&managed).await {
+        None => InventoryReport::not_read(
+            "not-configured",
+            "not read: set [haproxy] runtime_api (or master_socket) to have every certificate HAProxy loaded checked",
+        ),
+        Some(Err(err)) => InventoryReport::failed(&format!("{err:#}")),
+        Some(Ok(inventory)) => judge::judge_inventory(&config.check, &loaded(inventory, managed_leaves), now),
+    }
+}
+
+/// The inventory as the judge reads it: one entry per certificate (a 3.0 alias of a managed leaf left out), CA file
+/// and CRL file (a file may hold one CRL per CA).
+fn loaded(inventory: Inventory, managed_leaves: &[String]) -> Vec<Loaded> {
+    let mut out = Vec::new();
+    for cert in inventory.certificates {
+        if cert.sha1.as_ref().is_some_and(|sha1| managed_leaves.contains(sha1)) {
+            continue;
+        }
+        out.push(Loaded {
+            source: Source::HaproxyCert,
+            name: cert.name,
+            validity: vec![Validity {
+                subject: cert.subject,
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+            }],
+            unreadable: None,
+        });
+    }
+    for file in inventory.ca_files {
+        let validity = file
+            .certificates
+            .into_iter()
+            .map(|ca| Validity {
+                subject: ca.subject,
+                not_before: ca.not_before,
+                not_after: ca.not_after,
+            })
+            .collect();
+        out.push(Loaded {
+            source: Source::HaproxyCaFile,
+            name: file.name,
+            validity,
+            unreadable: None,
+        });
+    }
+    let mut crls: Vec<Loaded> = Vec::new();
+    for crl in inventory.crl_files {
+        let validity = Validity {
+            subject: crl.issuer,
+            not_before: crl.last_update,
+            not_after: crl.next_update,
+        };
+        match crls.iter_mut().find(|file| file.name == crl.name) {
+            Some(file) => file.validity.push(validity),
+            None => crls.push(Loaded {
+                source: Source::HaproxyCrlFile,
+                name: crl.name,
+                validity: vec![validity],
+                unreadable: None,
+            }),
+        }
+    }
+    out.extend(crls);
+    out.extend(inventory.unreadable.into_iter().map(|(name, why)| Loaded {
+        source: Source::HaproxyCert,
+        name,
+        validity: Vec::new(),
+        unreadable: Some(why),
+    }));
+    out
 }

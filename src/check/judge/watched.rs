@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::{
     EXPIRES, EndpointReport, InventoryReport, Problem, Served, Stage, Status, Thresholds, Words, covers, critical,
-    expiry_finding, judge_chain, summarize, thresholds, thresholds_with,
+    expiry_finding, judge_chain, summarize, thresholds_with,
 };
 use crate::core::config::{CheckConfig, StartTls, UnmanagedPolicy};
 use crate::core::state::monitor::Source;
@@ -114,7 +114,7 @@ fn judge_loaded(check: &CheckConfig, loaded: &Loaded, now: OffsetDateTime) -> Wa
         };
         // Without a start, the lifetime is taken as 90 days, Let's Encrypt's longest.
         let not_before = validity.not_before.unwrap_or(not_after - time::Duration::days(90));
-        let limits = thresholds(check, not_before, not_after);
+        let limits = watched_thresholds(check.warn_days, check.crit_days, not_before, not_after);
         let words = if loaded.source == Source::HaproxyCrlFile {
             &NEXT_UPDATE
         } else {
@@ -257,7 +257,7 @@ pub fn judge_watch(check: &CheckConfig, observed: &WatchObserved, now: OffsetDat
     }
     problems.extend(judge_chain(&at, served, &mut report));
 
-    let limits = thresholds_with(
+    let limits = watched_thresholds(
         observed.warn_days.or(check.warn_days),
         observed.crit_days.unwrap_or(check.crit_days),
         served.not_before,
@@ -285,6 +285,27 @@ pub fn judge_watch(check: &CheckConfig, observed: &WatchObserved, now: OffsetDat
         now,
     )
 }
+
+/// The thresholds of what hapcert watches and does not renew: as its own, except that without `warn_days` the
+/// warning comes with a third of the lifetime left *or 30 days*, whichever is less. A third suits what is renewed at a
+/// third; a certificate bought for a year, or a CA valid for twenty, would be a warning for months or for ever.
+fn watched_thresholds(
+    warn_days: Option<f64>,
+    crit_days: f64,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Thresholds {
+    let third = (not_after - not_before).as_seconds_f64() / 86_400.0 / 3.0;
+    thresholds_with(
+        Some(warn_days.unwrap_or(third.min(MOST_WARNING_DAYS))),
+        crit_days,
+        not_before,
+        not_after,
+    )
+}
+
+/// The latest warning without `warn_days`: a third of a 90-day lifetime.
+const MOST_WARNING_DAYS: f64 = 30.0;
 
 /// How a watched thing is named in messages: "unmanaged certificate /etc/haproxy/certs/shop.pem", "watch backend-api".
 pub fn label(source: Source, name: &str) -> String {

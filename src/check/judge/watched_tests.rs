@@ -221,3 +221,28 @@ fn a_watched_endpoint_that_does_not_answer_is_critical_with_what_to_check() {
          Connection refused: is the service up, and is this its TLS port?"
     );
 }
+
+#[test]
+fn a_long_lived_certificate_warns_at_30_days_not_at_a_third_of_its_life() {
+    let year = Validity {
+        subject: Some("CN=bought".into()),
+        not_before: Some(days(-300.0)),
+        not_after: Some(days(65.0)),
+    };
+    let root = Validity {
+        subject: Some("CN=Root".into()),
+        not_before: Some(days(-3650.0)),
+        not_after: Some(days(3650.0)),
+    };
+    let report = judge_inventory(
+        &check_config(),
+        &[
+            loaded(Source::HaproxyCert, "/a.pem", vec![year]),
+            loaded(Source::HaproxyCaFile, "/ca.pem", vec![root]),
+        ],
+        NOW,
+    );
+    assert_eq!(report.items[0].status, Status::Ok, "{:?}", report.items[0].problems);
+    assert_eq!(report.items[0].thresholds.map(|t| t.warn_days), Some(30.0));
+    assert_eq!(report.items[1].status, Status::Ok, "{:?}", report.items[1].problems);
+}
