@@ -36,3 +36,4 @@ mod pebbles;
 mod runtime_api;
 mod smoke;
 mod temp_files;
+mod watch_suggest;
