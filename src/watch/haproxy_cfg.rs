@@ -48,6 +48,8 @@ pub struct TlsParams {
     pub ca_file: Option<String>,
     /// `check-ssl` (true) or `no-check-ssl` (false).
     pub check_ssl: Option<bool>,
+    /// `crt <path>`: the client certificate HAProxy presents.
+    pub crt: Option<String>,
 }
 
 impl TlsParams {
@@ -59,6 +61,7 @@ impl TlsParams {
             sni: over.sni.clone().or_else(|| self.sni.clone()),
             ca_file: over.ca_file.clone().or_else(|| self.ca_file.clone()),
             check_ssl: over.check_ssl.or(self.check_ssl),
+            crt: over.crt.clone().or_else(|| self.crt.clone()),
         }
     }
 }
@@ -408,6 +411,7 @@ fn tls_params(words: &[String]) -> TlsParams {
             "verify" => params.verify = next,
             "sni" => params.sni = next,
             "ca-file" => params.ca_file = next,
+            "crt" => params.crt = next,
             _ => {}
         }
         let takes_argument = ONE_ARGUMENT.contains(&word) || word.starts_with("set-proxy-v2-tlv-fmt(");

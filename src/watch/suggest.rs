@@ -148,6 +148,13 @@ pub fn suggest(parsed: &Parsed, existing: &[Existing]) -> Vec<Item> {
                     .into(),
             );
         }
+        if let Some(crt) = &server.tls.crt {
+            notes.push(format!(
+                "HAProxy presents a client certificate to it (crt {}); hapcert presents none, and a server that \
+                 requires one may end the handshake",
+                printable(crt)
+            ));
+        }
         let ca_bundle = match server.tls.ca_file.as_deref() {
             // The system's roots are what hapcert trusts without a ca_bundle.
             None | Some("@system-ca") => None,
@@ -419,7 +426,7 @@ mod tests {
             "global\n  ca-base /etc/haproxy/ca\n\
              backend api\n  server api1 10.0.0.5:443 ssl verify required ca-file internal.pem sni str(api.internal) check-ssl\n\
              backend web\n  server web1 10.0.0.6:80\n  server web2 10.0.0.7:80 check-ssl\n\
-             backend dyn\n  server d1 10.0.0.8:443 ssl verify none sni req.hdr(host) ca-file @system-ca\n\
+             backend dyn\n  server d1 10.0.0.8:443 ssl verify none sni req.hdr(host) ca-file @system-ca crt /c.pem\n\
              backend rel\n  server r1 10.0.0.9:443 ssl ca-file certs/ca.pem\n",
             &[],
         );
@@ -447,6 +454,12 @@ mod tests {
         };
         assert!(notes.iter().any(|n| n.contains("req.hdr(host)")), "{notes:?}");
         assert!(notes.iter().any(|n| n.contains("verify none")), "{notes:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("client certificate to it (crt /c.pem)")),
+            "{notes:?}"
+        );
         let Item::Watch { about, .. } = &found[3] else {
             unreachable!()
         };
