@@ -50,7 +50,7 @@ backend legacy
     default-server ssl verify none
     server old1 [::1]:8443
 
-backend plain
+backend static
     server web1 127.0.0.1:8080 check
 ",
         ca = ca.display()
@@ -63,7 +63,7 @@ backend plain
     )
     .unwrap();
     let check = format!(
-        "{} -c -q -f {} -f {}",
+        "{} -c -f {} -f {}",
         tools::tools().haproxy.display(),
         sandbox.haproxy_cfg().display(),
         conf_d.display()
