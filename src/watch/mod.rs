@@ -22,7 +22,12 @@ pub fn suggest_command(config: Option<&Config>, files: &[PathBuf]) -> anyhow::Re
             "--file".to_owned(),
         ),
         (true, Some(config)) => named_by_config(config)?,
-        (true, None) => unreachable!("the command line loads the config when no --file is given"),
+        (true, None) => {
+            return Err(UsageError(
+                "no config to take [haproxy] check_command from; name HAProxy's configuration with --file".into(),
+            )
+            .into());
+        }
     };
     let mut read = Vec::new();
     for name in &named {
