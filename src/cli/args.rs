@@ -128,6 +128,22 @@ pub enum Command {
     /// Several load balancers sharing their certificates through etcd.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// TLS endpoints that hapcert neither issues nor deploys, which `check` watches ([[watch]]).
+    #[command(subcommand)]
+    Watch(WatchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WatchCommand {
+    /// Print a [[watch]] entry for every backend server that HAProxy reaches with `ssl`, read from the -f files of
+    /// [haproxy] check_command, to review and paste into the config. Plain servers are left out; a TLS server that
+    /// cannot be watched as written is named in a comment, with why.
+    Suggest {
+        /// Read this HAProxy configuration file (or directory of *.cfg files) instead; repeat it for several, in the
+        /// order HAProxy loads them.
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use self::args::Cli;
-use self::args::{Command, FleetCommand, ImportSource, NotifyCommand};
+use self::args::{Command, FleetCommand, ImportSource, NotifyCommand, WatchCommand};
 use crate::control::commands::{self, ensure_configured};
 use crate::control::{client, wire};
 use crate::core::config::{self, Config};
@@ -153,6 +153,17 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Fleet(FleetCommand::Init) => {
             outln!("{}", crate::fleet::init(&configured(false)?).await?);
+            true
+        }
+        // With --file, the config only keeps from proposing what it already watches.
+        Command::Watch(WatchCommand::Suggest { files }) => {
+            let config = match files.is_empty() {
+                true => Some(configured(false)?),
+                false => configured(false)
+                    .inspect_err(|err| tracing::warn!("{err:#}; every TLS server is proposed"))
+                    .ok(),
+            };
+            crate::watch::suggest_command(config.as_ref(), &files)?;
             true
         }
         Command::Notify(NotifyCommand::Test) => crate::notify::send_test(&configured(false)?).await,

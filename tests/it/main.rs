@@ -37,3 +37,4 @@ mod runtime_api;
 mod smoke;
 mod starttls;
 mod temp_files;
+mod watch_suggest;

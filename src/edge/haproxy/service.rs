@@ -24,7 +24,7 @@ pub fn loaded_by_service() -> Option<Vec<String>> {
 
 /// A warning when `check_command` does not check every file the service loads.
 pub fn check_command_mismatch(check_command: &str, service: &[String]) -> Option<String> {
-    let checked = config_files(check_command.split_whitespace().map(str::to_owned));
+    let checked = check_command_files(check_command);
     let missing: Vec<&String> = service.iter().filter(|f| !checked.contains(f)).collect();
     if missing.is_empty() {
         return None;
@@ -37,6 +37,11 @@ pub fn check_command_mismatch(check_command: &str, service: &[String]) -> Option
         missing.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "),
         all.join(" ")
     ))
+}
+
+/// The files (or directories) a check command names with `-f`.
+pub fn check_command_files(check_command: &str) -> Vec<String> {
+    config_files(check_command.split_whitespace().map(str::to_owned))
 }
 
 /// The `EnvironmentFile=` paths of a unit, without the `-` that makes one optional.
