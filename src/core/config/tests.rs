@@ -213,9 +213,12 @@ fn a_config_without_certificates_says_so() {
     assert_eq!(
         errors("[acme]\ndirectory = \"letsencrypt\"\n"),
         [format!(
-            "{FILE}: certificate: no [[certificate]] tables; add one with a name and its domains"
+            "{FILE}: certificate: no [[certificate]] tables; add one with a name and its domains (or [[watch]] \
+             entries, when hapcert only monitors this host)"
         )]
     );
+    let watching = "[acme]\ndirectory = \"letsencrypt\"\n[[watch]]\nname = \"api\"\nendpoint = \"10.0.0.5:443\"\n";
+    assert!(parse(watching).unwrap().certificates.is_empty());
 }
 
 #[test]

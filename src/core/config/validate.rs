@@ -106,6 +106,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Conf
         default_hooks: &hooks.global,
         challenge: challenge.kind,
         dns_providers: &dns_providers,
+        watching: !raw.watch.is_empty(),
     };
     let certificates = validate_certificates(raw.certificate, &context, base, errors);
     let config = Config {
@@ -424,6 +425,8 @@ struct Context<'a> {
     default_hooks: &'a Hooks,
     challenge: ChallengeKind,
     dns_providers: &'a [DnsProvider],
+    /// The config has `[[watch]]` entries.
+    watching: bool,
 }
 
 fn validate_certificates(
@@ -438,11 +441,13 @@ fn validate_certificates(
         default_hooks,
         ..
     } = *context;
-    if raw.is_empty() {
+    // A box may only be watched (`[[watch]]` alone): then there is nothing to issue, and that is no mistake.
+    if raw.is_empty() && !context.watching {
         errors.push(
             None,
             "certificate",
-            "no [[certificate]] tables; add one with a name and its domains",
+            "no [[certificate]] tables; add one with a name and its domains (or [[watch]] entries, when hapcert \
+             only monitors this host)",
         );
     }
     let mut names_seen: HashMap<String, usize> = HashMap::new();
