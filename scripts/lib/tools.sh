@@ -21,9 +21,10 @@ apt_install_missing() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# HAProxy itself, and socat, with which the test and demo sandboxes talk to HAProxy's master socket.
+# HAProxy itself; socat, with which the test and demo sandboxes talk to HAProxy's master socket; and openssl, whose
+# s_server stands for a TLS backend in tests/it/watch.rs.
 ensure_haproxy() {
-  apt_install_missing haproxy=haproxy socat=socat
+  apt_install_missing haproxy=haproxy socat=socat openssl=openssl
   HAPROXY_BIN=$(command -v haproxy || echo /usr/sbin/haproxy)
 }
 
@@ -49,14 +50,14 @@ debian_mirror() {
   echo "${uri%/}"
 }
 
-# Fetches Debian <suite>'s package `pebble` and unpacks it into <dest> with `dpkg -x`. The apt state is private to
-# $TOOLS_DIR/apt-<suite> (sources, lists, archives), so the system's sources and lists are left alone, and each suite
-# keeps its own lists. <version prefix>, when given, is what the package's version must start with. The packages are
-# static Go binaries that need only libc, so a newer suite's build runs on bookworm too.
-fetch_debian_pebble() {
-  local suite=$1 dest=$2 want_version=${3:-}
+# Fetches Debian <suite>'s <package> and unpacks it into <dest> with `dpkg -x`, writing its version to <dest>/VERSION.
+# The apt state is private to $TOOLS_DIR/apt-<suite> (sources, lists, archives), so the system's sources and lists are
+# left alone, and each suite keeps its own lists. <version prefix>, when given, is what the package's version must
+# start with; nothing is unpacked otherwise.
+fetch_debian_deb() {
+  local package=$1 suite=$2 dest=$3 want_version=${4:-}
   local apt="$TOOLS_DIR/apt-$suite"
-  echo "== fetching pebble from Debian $suite into $dest" >&2
+  echo "== fetching $package from Debian $suite into $dest" >&2
   mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$dest"
   local mirror
   mirror=$(debian_mirror)
@@ -65,18 +66,25 @@ fetch_debian_pebble() {
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache::Archives=$apt/archives" -o "APT::Sandbox::User=root")
   apt-get "${opts[@]}" update -qq
   # Only the package downloaded now may match the glob below: a suite's version moves on.
-  rm -f "$apt"/archives/pebble_*.deb
-  (cd "$apt/archives" && apt-get "${opts[@]}" download pebble >/dev/null)
-  local debs=("$apt"/archives/pebble_*.deb)
-  [ -f "${debs[0]}" ] || { echo "apt-get download pebble from $suite left no .deb in $apt/archives" >&2; return 1; }
+  rm -f "$apt/archives/${package}"_*.deb
+  (cd "$apt/archives" && apt-get "${opts[@]}" download "$package" >/dev/null)
+  local debs=("$apt/archives/${package}"_*.deb)
+  [ -f "${debs[0]}" ] || { echo "apt-get download $package from $suite left no .deb in $apt/archives" >&2; return 1; }
   local version
   version=$(dpkg-deb -f "${debs[0]}" Version)
   case "$version" in
     "$want_version"*) ;;
-    *) echo "Debian $suite's pebble is $version, not $want_version" >&2; return 1 ;;
+    *) echo "Debian $suite's $package is $version, not $want_version" >&2; return 1 ;;
   esac
   dpkg -x "${debs[0]}" "$dest"
   echo "$version" > "$dest/VERSION"
+}
+
+# Debian <suite>'s pebble into <dest> (see fetch_debian_deb). The packages are static Go binaries that need only libc,
+# so a newer suite's build runs on bookworm too.
+fetch_debian_pebble() {
+  local suite=$1 dest=$2 want_version=${3:-}
+  fetch_debian_deb pebble "$suite" "$dest" "$want_version"
   check_pebble_runs "$dest/usr/bin/pebble" "$suite"
 }
 
@@ -274,6 +282,18 @@ ensure_etcd() {
   export ETCD_BIN ETCDCTL_BIN
 }
 
+# promtool, with which tests/it/watch.rs checks deploy/hapcert-alerts.yml: unpacked from this host's own suite's
+# prometheus package into target/tools/prometheus, not installed (the package would start a Prometheus server).
+ensure_promtool() {
+  PROMTOOL_BIN="$TOOLS_DIR/prometheus/usr/bin/promtool"
+  export PROMTOOL_BIN
+  [ -x "$PROMTOOL_BIN" ] && return 0
+  local suite
+  suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  fetch_debian_deb prometheus "$suite" "$TOOLS_DIR/prometheus"
+  [ -x "$PROMTOOL_BIN" ] || { echo "prometheus from Debian $suite did not unpack to $PROMTOOL_BIN" >&2; return 1; }
+}
+
 # What tests/it/package.rs needs besides its trees (ensure_package_tree): dpkg-shlibdeps for scripts/package,
 # lintian, strip, and debootstrap for the bookworm tree.
 ensure_package_tools() {
@@ -290,6 +310,7 @@ ensure_test_tools() {
   ensure_pebble_latest
   ensure_certbot
   ensure_bind9
+  ensure_promtool
 }
 
 # `scripts/lib/tools.sh ensure_pebble_latest` (or any function above) runs just that step, e.g. when a test says a tool

@@ -32,6 +32,7 @@ mod second;
 mod smtp_sink;
 mod starttls_sink;
 mod tls;
+mod tls_backend;
 pub mod tools;
 mod webhook_sink;
 
@@ -85,6 +86,8 @@ pub use second::SecondHaproxy;
 pub use smtp_sink::{Mail, SmtpSink};
 #[allow(unused_imports)]
 pub use starttls_sink::{StartTlsSink, Upgrade};
+#[allow(unused_imports)]
+pub use tls_backend::OpensslServer;
 #[allow(unused_imports)]
 pub use webhook_sink::{ReceivedRequest, WebhookSink};
 

@@ -5,7 +5,10 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, Issuer, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, SerialNumber,
+};
 use time::OffsetDateTime;
 
 use super::{Sandbox, ports};
@@ -20,6 +23,8 @@ pub struct MonitorCa {
 pub struct MonitorCert {
     /// Leaf and key: a combined PEM.
     pub pem: String,
+    /// The leaf alone, as a CA file holds it.
+    pub cert_pem: String,
     pub leaf_der: Vec<u8>,
 }
 
@@ -54,8 +59,26 @@ impl MonitorCa {
                 .map(str::trim_end)
                 .join("\n")
                 + "\n",
+            cert_pem: cert.pem(),
             leaf_der: cert.der().to_vec(),
         }
+    }
+
+    /// A CRL of this CA that revokes nothing, issued at `this_update`, due again at `next_update`.
+    pub fn crl(&self, this_update: OffsetDateTime, next_update: OffsetDateTime) -> String {
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer)
+            .expect("sign CRL")
+            .pem()
+            .expect("CRL as PEM")
     }
 }
 

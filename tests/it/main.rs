@@ -37,4 +37,5 @@ mod runtime_api;
 mod smoke;
 mod starttls;
 mod temp_files;
+mod watch;
 mod watch_suggest;
