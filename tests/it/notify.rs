@@ -429,6 +429,7 @@ async fn repeats_are_suppressed_and_recovery_is_announced() {
             "event": "critical",
             "status": "firing",
             "certificate": "www",
+            "source": "managed",
             "names": ["www.example.com", "example.com"],
             "served_serial": "0a1b",
             "expected_serial": "0a1b",

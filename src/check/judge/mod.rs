@@ -225,6 +225,35 @@ impl DiskReport {
     }
 }
 
+impl EndpointReport {
+    /// Nothing judged yet: the endpoint, the name sent, the kind of client, the serial on disk to compare with.
+    fn new(endpoint: &str, name: &str, client: &'static str, disk_serial: Option<String>) -> EndpointReport {
+        EndpointReport {
+            endpoint: endpoint.to_owned(),
+            name: name.to_owned(),
+            client,
+            status: Status::Ok,
+            error: None,
+            served_serial: None,
+            disk_serial,
+            matches_disk: None,
+            not_after: None,
+            days_left: None,
+            chain_verifies: None,
+            chain_error: None,
+            chain_flaws: Vec::new(),
+            name_covered: None,
+        }
+    }
+
+    /// The served certificate's serial and expiry.
+    fn saw(&mut self, served: &Served, now: OffsetDateTime) {
+        self.served_serial = Some(served.serial.clone());
+        self.not_after = Some(format_rfc3339(served.not_after));
+        self.days_left = Some(days_left(served.not_after, now));
+    }
+}
+
 impl CertReport {
     /// Every endpoint that answered served the certificate on disk; `None` when none answered (or nothing is on disk).
     pub fn served_matches_disk(&self) -> Option<bool> {
@@ -358,22 +387,12 @@ fn judge_probe(
         ClientKind::Any => at,
         kind => format!("{at} as an {} client", client_name(kind)),
     };
-    let mut report = EndpointReport {
-        endpoint: probe.endpoint.clone(),
-        name: probe.name.clone(),
-        client: client_name(probe.client),
-        status: Status::Ok,
-        error: None,
-        served_serial: None,
-        disk_serial: disk.map(|(_, serial)| serial.to_owned()),
-        matches_disk: None,
-        not_after: None,
-        days_left: None,
-        chain_verifies: None,
-        chain_error: None,
-        chain_flaws: Vec::new(),
-        name_covered: None,
-    };
+    let mut report = EndpointReport::new(
+        &probe.endpoint,
+        &probe.name,
+        client_name(probe.client),
+        disk.map(|(_, serial)| serial.to_owned()),
+    );
     let served = match &probe.outcome {
         Ok(served) => served,
         Err(error) => {
@@ -386,9 +405,7 @@ fn judge_probe(
         }
     };
     let mut problems = Vec::new();
-    report.served_serial = Some(served.serial.clone());
-    report.not_after = Some(format_rfc3339(served.not_after));
-    report.days_left = Some(days_left(served.not_after, now));
+    report.saw(served, now);
 
     let matches = disk.map(|(leaf, _)| leaf == served.leaf.as_slice());
     report.matches_disk = matches;

@@ -191,22 +191,7 @@ pub fn judge_watch(check: &CheckConfig, observed: &WatchObserved, now: OffsetDat
         observed.endpoint,
         observed.sni
     );
-    let mut report = EndpointReport {
-        endpoint: observed.endpoint.clone(),
-        name: observed.sni.clone(),
-        client: "any",
-        status: Status::Ok,
-        error: None,
-        served_serial: None,
-        disk_serial: None,
-        matches_disk: None,
-        not_after: None,
-        days_left: None,
-        chain_verifies: None,
-        chain_error: None,
-        chain_flaws: Vec::new(),
-        name_covered: None,
-    };
+    let mut report = EndpointReport::new(&observed.endpoint, &observed.sni, "any", None);
     let served = match &observed.outcome {
         Ok(served) => served,
         Err(error) => {
@@ -232,9 +217,7 @@ pub fn judge_watch(check: &CheckConfig, observed: &WatchObserved, now: OffsetDat
         }
     };
     let mut problems = Vec::new();
-    report.served_serial = Some(served.serial.clone());
-    report.not_after = Some(format_rfc3339(served.not_after));
-    report.days_left = Some(days_left(served.not_after, now));
+    report.saw(served, now);
 
     // A client that connects by address checks no name (HAProxy's `verify required` without `sni` or `verifyhost`
     // does not): a name is judged only when there is one.

@@ -349,6 +349,9 @@ fn the_example_config_with_every_setting_uncommented_parses() {
     assert_eq!(config.notify.len(), 3);
     assert!(config.metrics.textfile.is_some() && config.daemon.listen.is_some() && config.daemon.control.is_some());
     assert!(config.hooks.global.deploy.is_some());
+    assert_eq!(config.watch.len(), 1);
+    assert_eq!(config.watch[0].starttls, Some(StartTls::Smtp));
+    assert_eq!(config.check.ignore_paths.len(), 1);
     let fleet = config.fleet.expect("the [fleet] example");
     assert!(fleet.client_identity.is_some() && fleet.auth.is_some() && fleet.etcd.len() == 3);
 }

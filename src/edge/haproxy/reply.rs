@@ -216,12 +216,8 @@ pub struct CaFileEntry {
     pub certificates: usize,
 }
 
-/// What `show ssl crl-file` lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrlFileList {
-    pub files: Vec<String>,
-    pub transaction: Option<String>,
-}
+/// What `show ssl crl-file` lists: the same as `show ssl cert`, with the same headers.
+pub type CrlFileList = CertList;
 
 /// What `show ssl ca-file <name>` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,11 +279,7 @@ pub fn ca_file_list(reply: &str) -> Option<CaFileList> {
 
 /// `show ssl crl-file`: one name per line, under the same headers as `show ssl cert`.
 pub fn crl_file_list(reply: &str) -> Option<CrlFileList> {
-    let (files, transaction) = listing(reply)?;
-    Some(CrlFileList {
-        files: files.into_iter().map(str::to_owned).collect(),
-        transaction: transaction.map(str::to_owned),
-    })
+    cert_list(reply)
 }
 
 /// The `Filename:` and `Status:` lines that open the detail of a CA file or CRL file, and the lines after them. These
