@@ -530,3 +530,34 @@ fn a_state_file_from_a_newer_hapcert_is_refused_with_a_clear_message_and_left_al
         );
     }
 }
+
+/// `[acme] ca_bundle` adds its roots to the system's, as documented: with the CA's root only in the system store
+/// (`SSL_CERT_FILE`, which the system roots are read from) and an unrelated root in `ca_bundle`, the CA is still
+/// reached and the certificate issued.
+#[test]
+fn acme_ca_bundle_adds_to_the_system_roots_rather_than_replacing_them() {
+    let sandbox = Sandbox::start();
+    let other_root = sandbox.dir().join("unrelated-root.pem");
+    fs::write(
+        &other_root,
+        crate::harness::MonitorCa::new("an unrelated root").root_pem,
+    )
+    .unwrap();
+    let listener_ca = sandbox.pebble_listener_ca().display().to_string();
+    let config = sandbox.base_config().replacen(
+        &format!("ca_bundle = {listener_ca:?}"),
+        &format!("ca_bundle = {:?}", other_root.display().to_string()),
+        1,
+    );
+    assert!(config.contains("unrelated-root.pem"), "{config}");
+    sandbox.write_config_text(&format!(
+        "{config}\n[[certificate]]\nname = \"site\"\ndomains = [\"a.example.com\"]\n"
+    ));
+    let mut cmd = sandbox.hapcert_cmd(&["run"]);
+    cmd.env("SSL_CERT_FILE", &listener_ca)
+        .env("SSL_CERT_DIR", sandbox.dir().join("no-such-dir"));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out = cmd.output().expect("run hapcert");
+    assert_exit(&out, 0);
+    assert!(pem_path(&sandbox, "site").exists(), "{}", show(&out));
+}

@@ -135,7 +135,9 @@ pub struct CaHttp {
 }
 
 impl CaHttp {
-    /// Trusts the system's roots, or only the root in `ca_bundle` (a private or test CA).
+    /// Trusts the system's roots, and with `ca_bundle` its roots too (a private or test CA): a bundle adds to the
+    /// system's trust rather than replacing it, so that pointing hapcert at a private CA's root never makes a public CA
+    /// (or a proxy the system trusts) unreachable.
     pub fn new(ca_bundle: Option<&Path>, timeout: Duration, observed: Arc<Observed>) -> anyhow::Result<CaHttp> {
         let builder = HttpsConnectorBuilder::new();
         let builder = match ca_bundle {
@@ -144,6 +146,8 @@ impl CaHttp {
                 .context("cannot load the system's root certificates")?,
             Some(path) => {
                 let mut roots = rustls::RootCertStore::empty();
+                // What cannot be read among the system's roots is skipped: the bundle is what this config relies on.
+                let (_, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
                 for cert in CertificateDer::pem_file_iter(path)
                     .with_context(|| format!("cannot read the CA bundle {}", path.display()))?
                 {
