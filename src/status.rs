@@ -195,11 +195,12 @@ pub fn render_table(rows: &[StatusRow], colour: bool) -> String {
                 row.renew_at.as_deref().map_or("-".to_owned(), short_time),
             ),
         };
-        let served = match row.served_matches_disk {
-            Some(true) => Cell::marked("match".into(), Mark::Good),
-            Some(false) => Cell::marked("DIFFERS".into(), Mark::Bad),
-            None if row.last_check.is_some() => Cell::marked("unknown".into(), Mark::Warn),
-            None => Cell::plain("-".into()),
+        let served = match (proven_by_run(row), row.served_matches_disk) {
+            (true, _) => Cell::marked("verified".into(), Mark::Good),
+            (false, Some(true)) => Cell::marked("match".into(), Mark::Good),
+            (false, Some(false)) => Cell::marked("DIFFERS".into(), Mark::Bad),
+            (false, None) if row.last_check.is_some() => Cell::marked("unknown".into(), Mark::Warn),
+            (false, None) => Cell::plain("-".into()),
         };
         let last = match &row.last_result {
             Some(r) => {
@@ -474,6 +475,23 @@ fn last_failure(row: &StatusRow) -> String {
     }
 }
 
+/// The last run proved the file's certificate served on the wire, after the last check (or with no check yet): that
+/// is the newest word on what HAProxy serves.
+fn proven_by_run(row: &StatusRow) -> bool {
+    let Some(last) = &row.last_result else { return false };
+    let proven = last.verified_serial.is_some() && last.verified_serial == row.serial;
+    let newer = match (&row.last_check, parse_time(&last.at)) {
+        (None, _) => true,
+        (Some(check), Some(run)) => parse_time(check).is_none_or(|check| run > check),
+        (Some(_), None) => false,
+    };
+    proven && newer
+}
+
+fn parse_time(rfc3339: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(rfc3339, &Rfc3339).ok()
+}
+
 fn served_line(row: &StatusRow) -> String {
     let verified = row
         .last_result
@@ -512,6 +530,28 @@ mod tests {
             last_check: None,
             issued_waiting: None,
         }
+    }
+
+    #[test]
+    fn served_says_verified_when_the_run_proved_it_after_the_last_check() {
+        let verified = |check: Option<&str>, matches: Option<bool>| {
+            let mut www = row("www", 80.0, false);
+            www.last_result = Some(LastResult {
+                at: "2026-11-23T09:00:00Z".into(),
+                outcome: Outcome::Renewed,
+                serial: Some("0a".into()),
+                message: "renewed".into(),
+                verified_serial: Some("0a".into()),
+            });
+            www.last_check = check.map(str::to_owned);
+            www.served_matches_disk = matches;
+            let table = render_table(&[www], false);
+            table.lines().nth(1).unwrap().split_whitespace().nth(10).unwrap().to_owned()
+        };
+        assert_eq!(verified(None, None), "verified", "no check yet: the run's proof is the word");
+        assert_eq!(verified(Some("2026-11-23T08:00:00Z"), Some(false)), "verified", "an older check is stale");
+        assert_eq!(verified(Some("2026-11-23T10:00:00Z"), Some(false)), "DIFFERS", "a newer check wins");
+        assert_eq!(verified(Some("2026-11-23T10:00:00Z"), Some(true)), "match");
     }
 
     #[test]
