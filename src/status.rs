@@ -546,11 +546,30 @@ mod tests {
             www.last_check = check.map(str::to_owned);
             www.served_matches_disk = matches;
             let table = render_table(&[www], false);
-            table.lines().nth(1).unwrap().split_whitespace().nth(10).unwrap().to_owned()
+            table
+                .lines()
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .nth(10)
+                .unwrap()
+                .to_owned()
         };
-        assert_eq!(verified(None, None), "verified", "no check yet: the run's proof is the word");
-        assert_eq!(verified(Some("2026-11-23T08:00:00Z"), Some(false)), "verified", "an older check is stale");
-        assert_eq!(verified(Some("2026-11-23T10:00:00Z"), Some(false)), "DIFFERS", "a newer check wins");
+        assert_eq!(
+            verified(None, None),
+            "verified",
+            "no check yet: the run's proof is the word"
+        );
+        assert_eq!(
+            verified(Some("2026-11-23T08:00:00Z"), Some(false)),
+            "verified",
+            "an older check is stale"
+        );
+        assert_eq!(
+            verified(Some("2026-11-23T10:00:00Z"), Some(false)),
+            "DIFFERS",
+            "a newer check wins"
+        );
         assert_eq!(verified(Some("2026-11-23T10:00:00Z"), Some(true)), "match");
     }
 

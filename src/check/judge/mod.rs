@@ -518,7 +518,10 @@ fn expiry_problem(
     let advice = match finding.stage {
         Stage::NotYetValid => "clients reject it; is this host's clock right?",
         Stage::Expired => "clients reject it; `hapcert status` says why it was not renewed, `hapcert run` renews it",
-        Stage::Critical => "renewal has failed; see `hapcert status` and `journalctl -u hapcert`",
+        Stage::Critical => {
+            "renewal has failed; see `hapcert status` and `journalctl -u hapcert` (without systemd: the mail of the \
+             cron job)"
+        }
         Stage::Warning => "it should have been renewed by now; see `hapcert status`",
     };
     Some(Problem {
@@ -672,7 +675,8 @@ pub fn with_fleet_store(runs: RunReport, unreachable: Option<&str>, certificates
 pub fn judge_runs(record: &RunRecord, max_run_age: Duration, now: OffsetDateTime) -> RunReport {
     let max = hours_or_humantime(max_run_age);
     let what_to_do = "is the timer running? see `systemctl status hapcert.timer` and `journalctl -u hapcert` (or \
-                      `journalctl -u hapcert-daemon` in daemon mode)";
+                      `journalctl -u hapcert-daemon` in daemon mode; without systemd, the cron line of \
+                      deploy/hapcert.cron and the mail cron sends)";
     let report =
         |status, message: String, last_run: Option<OffsetDateTime>, success: Option<OffsetDateTime>| RunReport {
             status,
@@ -717,7 +721,7 @@ pub fn judge_runs(record: &RunRecord, max_run_age: Duration, now: OffsetDateTime
             Status::Critical,
             format!(
                 "no successful run recorded yet{}: run `hapcert run`, then enable the timer (`systemctl enable --now \
-                 hapcert.timer`); {what_to_do}",
+                 hapcert.timer`, or without systemd the cron line of deploy/hapcert.cron); {what_to_do}",
                 failed_since(None)
             ),
             last_run,
