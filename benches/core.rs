@@ -182,7 +182,7 @@ fn decision(c: &mut Criterion) {
     }
 
     let surveyed = |specs: &[CertificateSpec], local: &[Local]| {
-        survey(specs.iter().zip(local), &state, NOW, Overrides::default())
+        survey(specs.iter().zip(local), &state, None, NOW, Overrides::default())
             .iter()
             .filter(|s| s.decision.due)
             .count()

@@ -116,6 +116,7 @@ pub fn gather(
     let surveyed = survey(
         config.certificates.iter().zip(on_disk),
         state,
+        Some(&config.acme.directory),
         now,
         Overrides::default(),
     );

@@ -79,6 +79,7 @@ pub fn collect(config: &Config, now: OffsetDateTime) -> anyhow::Result<Vec<Statu
     Ok(survey(
         config.certificates.iter().zip(&on_disk),
         &state,
+        Some(&config.acme.directory),
         now,
         Overrides::default(),
     )

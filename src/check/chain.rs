@@ -25,9 +25,10 @@ pub enum Chain {
 }
 
 impl Roots {
-    /// The roots a new certificate is verified against before its deploy (see `edge::roots`).
+    /// The roots a new certificate is verified against before its deploy (see `edge::roots`), with the messages
+    /// naming `[check] ca_bundle`.
     pub fn load(config: &Config) -> Roots {
-        match crate::edge::roots::load(config) {
+        match crate::edge::roots::load_for_check(config) {
             Ok(roots) => Roots::Loaded(roots),
             Err(why) => Roots::Unavailable(why),
         }

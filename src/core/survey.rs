@@ -26,9 +26,12 @@ pub struct Surveyed<'a> {
 
 /// Surveys each `(spec, what its file holds)` at `now`, in the order given. `overrides.force` makes every certificate
 /// due (`renew --force`) and lifts hapcert's own backoff; `ignore_retry_after` also lifts the CA's limits.
+/// `directory` is the configured ACME directory: a certificate the state remembers as issued by another is due. `None`
+/// leaves that out (a dry run against staging is not a switch of CA).
 pub fn survey<'a>(
     certificates: impl IntoIterator<Item = (&'a CertificateSpec, &'a Local)>,
     state: &'a State,
+    directory: Option<&'a str>,
     now: OffsetDateTime,
     overrides: Overrides,
 ) -> Vec<Surveyed<'a>> {
@@ -36,7 +39,7 @@ pub fn survey<'a>(
         .into_iter()
         .map(|(spec, local)| {
             let remembered = state.remembered(&spec.name);
-            let known = remembered.known(local.facts());
+            let known = remembered.known(local.facts(), directory);
             let decision = decide(spec, local, known, now, overrides.force);
             let gate = decision.due.then(|| state.gate(spec, now, overrides));
             Surveyed {
@@ -74,13 +77,13 @@ mod tests {
     fn a_missing_certificate_is_due_and_gated_and_its_backoff_holds_it_back_unless_forced() {
         let spec = crate::testing::www_spec();
         let mut state = State::default();
-        let fresh = survey([(&spec, &Local::Missing)], &state, NOW, Overrides::default());
+        let fresh = survey([(&spec, &Local::Missing)], &state, None, NOW, Overrides::default());
         assert_eq!(fresh[0].decision.reason, Reason::Missing);
         assert!(matches!(fresh[0].gate, Some(Gate::Go)));
 
         let failures = state.remembered("www").failures.after_failure(NOW, None);
         state.certificates.entry("www".into()).or_default().failures = failures;
-        let held = survey([(&spec, &Local::Missing)], &state, NOW, Overrides::default());
+        let held = survey([(&spec, &Local::Missing)], &state, None, NOW, Overrides::default());
         let (until, why) = held[0].held_back().expect("held back by the backoff");
         assert!(until > NOW && !why.is_empty(), "{until} {why}");
 
@@ -88,7 +91,7 @@ mod tests {
             force: true,
             ignore_retry_after: false,
         };
-        let lifted = survey([(&spec, &Local::Missing)], &state, NOW, forced);
+        let lifted = survey([(&spec, &Local::Missing)], &state, None, NOW, forced);
         assert!(
             matches!(lifted[0].gate, Some(Gate::Go)),
             "--force lifts hapcert's own backoff"

@@ -36,6 +36,23 @@ pub struct TrustRoots {
     store: Arc<RootCertStore>,
     /// "the system roots, trust_roots /x.pem", for messages.
     source: String,
+    /// The key that adds a root where these roots judge a chain.
+    key: RootsKey,
+}
+
+/// The key an operator sets to trust another root, which depends on where the chain is judged: the message of a chain
+/// that leads to a root not trusted here names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootsKey {
+    /// Before a deploy (and in `check` when nothing else applies): `[acme] trust_roots`.
+    AcmeTrustRoots,
+    /// In `check`, over the system roots: `[check] ca_bundle`.
+    CheckBundle,
+    /// In `check`, with `[check] ca_bundle` (this file) in place of the system roots. Left from a test CA, it is what
+    /// keeps a certificate from another CA from verifying.
+    CheckBundleInPlace(String),
+    /// Another key, as written (a `[[watch]]` entry's `ca_bundle`).
+    Other(String),
 }
 
 impl TrustRoots {
@@ -59,7 +76,13 @@ impl TrustRoots {
         Ok(TrustRoots {
             store: Arc::new(store),
             source: join_labels(&labels),
+            key: RootsKey::AcmeTrustRoots,
         })
+    }
+
+    /// The same roots, with `key` named as the way to trust another root.
+    pub fn advising(self, key: RootsKey) -> TrustRoots {
+        TrustRoots { key, ..self }
     }
 
     /// Where the roots came from, as a message names them.
@@ -94,9 +117,13 @@ pub enum ChainError {
         issuer: String,
         /// How many certificates the chain holds (the last one names the missing issuer).
         certificates: usize,
-        /// Whether the last certificate is a root itself (self-issued): then it is that root which is not trusted.
-        last_is_root: bool,
+        /// When the last certificate is a CA's (an intermediate, or a root sent along), the chain is whole and ends at
+        /// a root that is not trusted here: that root's common name. `None` when the last one is the leaf, whose
+        /// issuer (an intermediate, usually) is missing from the chain.
+        leads_to: Option<String>,
         roots: String,
+        /// The key that would trust it.
+        key: RootsKey,
     },
     /// A certificate of that name is there, but its key did not sign the one below it.
     BadSignature {
@@ -113,27 +140,39 @@ impl fmt::Display for ChainError {
         match self {
             ChainError::Empty => write!(f, "it holds no certificate"),
             ChainError::MissingIssuer {
-                issuer,
-                certificates,
-                last_is_root: true,
+                leads_to: Some(root),
                 roots,
-            } => write!(
-                f,
-                "it does not lead to a root in {roots}: its last certificate (#{certificates}) is the root \
-                 '{issuer}', which is not trusted here; for a private or test CA, set [acme] trust_roots to the file \
-                 of its root certificates"
-            ),
+                key,
+                ..
+            } => {
+                write!(f, "it leads to {root}, which is not in {roots}: ")?;
+                match key {
+                    RootsKey::CheckBundleInPlace(path) => write!(
+                        f,
+                        "[check] ca_bundle ({path}) takes the place of the system roots and lacks it; if it was set \
+                         for a test CA that is no longer used (after a switch of [acme] directory, say), remove \
+                         [check] ca_bundle, else add this root to {path}"
+                    ),
+                    key => write!(
+                        f,
+                        "a test or private CA? set {} to the file of its root certificates",
+                        key.name()
+                    ),
+                }
+            }
             ChainError::MissingIssuer {
                 issuer,
                 certificates,
-                last_is_root: false,
+                leads_to: None,
                 roots,
+                key,
             } => write!(
                 f,
                 "it does not lead to a root in {roots}: no certificate named '{issuer}' (the issuer of certificate \
                  #{certificates}, the last one) is in the chain or among the roots; an intermediate certificate is \
-                 missing (the CA or the file dropped it), or the CA's root is not trusted here (for a private or test \
-                 CA, set [acme] trust_roots to the file of its root certificates)"
+                 missing from the file (the CA or the file dropped it), or another CA issued it (for a private or \
+                 test CA, set {} to the file of its root certificates)",
+                key.name()
             ),
             ChainError::BadSignature { roots } => write!(
                 f,
@@ -158,15 +197,21 @@ pub fn verify_chain(roots: &TrustRoots, chain: &[CertificateDer<'_>], at: Offset
         Ok(()) => Ok(()),
         Err(TlsError::InvalidCertificate(CertificateError::UnknownIssuer)) => {
             let last = chain.last().expect("not empty");
-            let (issuer, last_is_root) = match X509Certificate::from_der(last) {
-                Ok((_, cert)) => (cert.issuer().to_string(), cert.issuer() == cert.subject()),
-                Err(_) => ("(unreadable)".to_owned(), false),
+            let (issuer, leads_to) = match X509Certificate::from_der(last) {
+                // A CA's certificate at the end (an intermediate, or a root sent along): what is missing is the root
+                // it names, not a link of the chain. A leaf at the end is missing its issuer.
+                Ok((_, cert)) => (
+                    cert.issuer().to_string(),
+                    cert.is_ca().then(|| common_name(cert.issuer())),
+                ),
+                Err(_) => ("(unreadable)".to_owned(), None),
             };
             Err(ChainError::MissingIssuer {
                 issuer,
                 certificates: chain.len(),
-                last_is_root,
+                leads_to,
                 roots: roots.source.clone(),
+                key: roots.key.clone(),
             })
         }
         Err(TlsError::InvalidCertificate(CertificateError::BadSignature)) => Err(ChainError::BadSignature {
@@ -212,6 +257,24 @@ fn in_words(err: &TlsError) -> String {
     }
 }
 
+impl RootsKey {
+    fn name(&self) -> &str {
+        match self {
+            RootsKey::AcmeTrustRoots => "[acme] trust_roots",
+            RootsKey::CheckBundle | RootsKey::CheckBundleInPlace(_) => "[check] ca_bundle",
+            RootsKey::Other(key) => key,
+        }
+    }
+}
+
+/// The common name of `name` ("Pebble Root CA 5e1d2c"), or the whole name when it has none.
+fn common_name(name: &x509_parser::x509::X509Name<'_>) -> String {
+    name.iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map_or_else(|| name.to_string(), str::to_owned)
+}
+
 /// "a", "a and b", "a, b and c".
 fn join_labels(labels: &[String]) -> String {
     match labels {
@@ -254,12 +317,17 @@ mod tests {
             ChainError::MissingIssuer {
                 issuer: "CN=hapcert test intermediate".into(),
                 certificates: 1,
-                last_is_root: false,
-                roots: "trust_roots /etc/hapcert/test-roots.pem".into()
+                leads_to: None,
+                roots: "trust_roots /etc/hapcert/test-roots.pem".into(),
+                key: RootsKey::AcmeTrustRoots,
             }
         );
         let text = err.to_string();
         assert!(text.starts_with("it does not lead to a root in trust_roots /etc/hapcert/test-roots.pem: no certificate named 'CN=hapcert test intermediate'"), "{text}");
+        assert!(
+            text.contains("an intermediate certificate is missing from the file (the CA or the file dropped it), or another CA issued it"),
+            "{text}"
+        );
         assert!(text.contains("set [acme] trust_roots"), "{text}");
         assert!(!text.contains("[0x") && !text.contains(", 0"), "no byte array: {text}");
     }
@@ -283,15 +351,68 @@ mod tests {
         match verify_chain(&staging, &with_root, now) {
             Err(ChainError::MissingIssuer {
                 issuer,
-                last_is_root: true,
+                leads_to: Some(root),
                 certificates: 3,
                 roots,
+                ..
             }) => {
                 assert_eq!(issuer, "CN=hapcert test root");
+                assert_eq!(root, "hapcert test root");
                 assert_eq!(roots, "Let's Encrypt's staging roots");
             }
             verdict => panic!("{verdict:?}"),
         }
+    }
+
+    #[test]
+    fn a_whole_chain_to_a_root_the_store_lacks_says_so_and_names_the_key_of_where_it_is_judged() {
+        let ca = TestCa::new();
+        // Leaf and intermediate, as a server sends them: whole, but the root is not among these.
+        let issued = chain(&ca.issue(&["a.example.com"], KeyType::EcdsaP256, 90));
+        let now = OffsetDateTime::now_utc();
+        let system = || {
+            TrustRoots::new(vec![RootSource {
+                label: "the system roots".into(),
+                certs: pem_certificates(LETSENCRYPT_STAGING_ROOTS.as_bytes()).unwrap(),
+            }])
+            .unwrap()
+        };
+        let verdict = |roots: TrustRoots| verify_chain(&roots, &issued, now).unwrap_err().to_string();
+
+        let at_deploy = verdict(system());
+        assert_eq!(
+            at_deploy,
+            "it leads to hapcert test root, which is not in the system roots: a test or private CA? set [acme] \
+             trust_roots to the file of its root certificates"
+        );
+        assert!(!at_deploy.contains("intermediate"), "{at_deploy}");
+        let in_check = verdict(system().advising(RootsKey::CheckBundle));
+        assert_eq!(
+            in_check,
+            "it leads to hapcert test root, which is not in the system roots: a test or private CA? set [check] \
+             ca_bundle to the file of its root certificates"
+        );
+        // A bundle left from a test CA, in place of the system roots: it is named, with both ways out.
+        let bundle = TrustRoots::new(vec![RootSource {
+            label: "ca_bundle /etc/hapcert/staging.pem".into(),
+            certs: pem_certificates(LETSENCRYPT_STAGING_ROOTS.as_bytes()).unwrap(),
+        }])
+        .unwrap()
+        .advising(RootsKey::CheckBundleInPlace("/etc/hapcert/staging.pem".into()));
+        let left_over = verdict(bundle);
+        assert_eq!(
+            left_over,
+            "it leads to hapcert test root, which is not in ca_bundle /etc/hapcert/staging.pem: [check] ca_bundle \
+             (/etc/hapcert/staging.pem) takes the place of the system roots and lacks it; if it was set for a test CA \
+             that is no longer used (after a switch of [acme] directory, say), remove [check] ca_bundle, else add \
+             this root to /etc/hapcert/staging.pem"
+        );
+        // The leaf alone from the same CA: that is a missing intermediate, and said so.
+        let leaf_only = verify_chain(&system(), &issued[..1], now).unwrap_err().to_string();
+        assert!(
+            leaf_only.contains("an intermediate certificate is missing"),
+            "{leaf_only}"
+        );
     }
 
     #[test]

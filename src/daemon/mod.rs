@@ -321,6 +321,7 @@ fn upcoming(config: &Config, after_pass: Option<&(State, Vec<Local>)>, now: Offs
     survey(
         config.certificates.iter().zip(on_disk),
         state,
+        Some(&config.acme.directory),
         now,
         Overrides::default(),
     )

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::core::config::{Config, LETSENCRYPT_STAGING};
-use crate::core::trust::{RootSource, TrustRoots, letsencrypt_staging_roots, pem_certificates};
+use crate::core::trust::{RootSource, RootsKey, TrustRoots, letsencrypt_staging_roots, pem_certificates};
 
 /// Reads every configured source of roots. An error names the file and key to fix, or says that no root was found.
 pub fn load(config: &Config) -> Result<TrustRoots, String> {
@@ -41,9 +41,19 @@ pub fn load(config: &Config) -> Result<TrustRoots, String> {
     })
 }
 
+/// The roots `check` verifies served chains against: the same as [`load`], with the messages naming `[check]
+/// ca_bundle`, the key that trusts another root there.
+pub fn load_for_check(config: &Config) -> Result<TrustRoots, String> {
+    let key = match &config.check.ca_bundle {
+        Some(bundle) => RootsKey::CheckBundleInPlace(bundle.value.display().to_string()),
+        None => RootsKey::CheckBundle,
+    };
+    Ok(load(config)?.advising(key))
+}
+
 /// The roots of one bundle alone (a `[[watch]]` entry's `ca_bundle`, for a private CA); `key` names it in errors.
 pub fn load_bundle(path: &Path, key: &str) -> Result<TrustRoots, String> {
-    TrustRoots::new(vec![from_file(path, "ca_bundle", key)?])
+    Ok(TrustRoots::new(vec![from_file(path, "ca_bundle", key)?])?.advising(RootsKey::Other(key.to_owned())))
 }
 
 fn from_file(path: &Path, label: &str, key: &str) -> Result<RootSource, String> {

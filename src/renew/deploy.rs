@@ -400,9 +400,11 @@ async fn undo(
     for (index, problem, what, previous) in back {
         let spec = &interrupted[index].spec;
         let Some(previous) = previous else {
+            // `what` said the file is gone; HAProxy may hold it in memory as well.
+            let forgotten = forget_new(haproxy, &spec.file.value).await;
             outcomes[index] = Some(Resumed::Undone {
                 facts: None,
-                message: format!("the interrupted deploy's certificate was not served ({problem}); {what}"),
+                message: format!("the interrupted deploy's certificate was not served ({problem}); {forgotten}"),
             });
             continue;
         };
@@ -546,7 +548,7 @@ async fn roll_back(
         let change = &changes[index];
         let problem = &not_served.problem;
         let action = match (&reapplied, &change.previous) {
-            (_, None) => "the new PEM was removed from disk (HAProxy drops it at its next reload)".to_owned(),
+            (_, None) => forget_new(haproxy, &change.spec.file.value).await,
             (Err(err), Some(_)) => format!("the previous PEM is back on disk, but HAProxy refused it: {err}"),
             (Ok(how), Some(previous)) => {
                 let old_leaf = leaf_of(&previous.bytes);
@@ -575,6 +577,21 @@ async fn roll_back(
             ),
             served_serial: not_served.served_serial,
         }));
+    }
+}
+
+/// A certificate HAProxy had never loaded before this deploy, whose file the rollback removed: `new ssl cert` and
+/// `add ssl crt-list` (or the reload) put it in HAProxy's memory too, where it would stay served until the next reload.
+/// It is taken out there as well, and what was done is said.
+async fn forget_new(haproxy: &Haproxy, file: &Path) -> String {
+    match haproxy.forget(file).await {
+        Some(Ok(())) => "the new PEM was removed from disk and from HAProxy's memory".to_owned(),
+        Some(Err(err)) => format!(
+            "the new PEM was removed from disk, but HAProxy still holds it ({err}); it serves it until its next reload"
+        ),
+        None => {
+            "the new PEM was removed from disk (without a Runtime API, HAProxy drops it at its next reload)".to_owned()
+        }
     }
 }
 

@@ -86,19 +86,33 @@ pub async fn run_with(
         .zip(&on_disk)
         .filter(|(spec, _)| spec.is_named_by(&options.names))
         .collect();
-    if !options.dry_run {
-        // A dry run may talk to another CA (staging); the windows kept are the configured CA's.
+    // A dry run may talk to another CA (staging): it neither records nor compares the directory, and the windows kept
+    // are the configured CA's.
+    let directory = (!options.dry_run).then_some(config.acme.directory.as_str());
+    if let Some(directory) = directory {
+        // What a state from an older hapcert (or a file put in place by hand) does not say is taken as the
+        // configured directory's, so that no upgrade renews everything at once.
         let present = selected
             .iter()
-            .filter_map(|(spec, local)| Some((spec.name.clone(), local.facts()?.ari_id.clone()?)));
-        refresh_renewal_info(&ca, &mut state, present.collect(), now).await;
+            .filter_map(|(spec, local)| Some((spec.name.as_str(), local.facts()?.serial.as_str())));
+        state.note_issuers(present, directory);
+        // The configured CA knows nothing of another CA's certificate: its window is not asked for.
+        let present = selected
+            .iter()
+            .filter(|(spec, local)| {
+                let known = state.remembered(&spec.name).known(local.facts(), Some(directory));
+                known.switched.is_none()
+            })
+            .filter_map(|(spec, local)| Some((spec.name.clone(), local.facts()?.ari_id.clone()?)))
+            .collect();
+        refresh_renewal_info(&ca, &mut state, present, now).await;
     }
 
     let overrides = Overrides {
         force: options.force,
         ignore_retry_after: options.ignore_retry_after,
     };
-    let (mut items, mut due) = plan(survey(selected, &state, now, overrides), options.dry_run);
+    let (mut items, mut due) = plan(survey(selected, &state, directory, now, overrides), options.dry_run);
     let mut locked = HashMap::new();
     let mut emergency = Vec::new();
     if let Some(fleet) = context.fleet.as_ref().filter(|_| !options.dry_run) {
@@ -144,6 +158,12 @@ pub async fn run_with(
         // (the new certificates' windows, the hooks' aftermath, the notifications) can go wrong.
         let attempts: Vec<_> = items.iter().map(|i| (i.name.as_str(), i.attempt())).collect();
         state.record(&attempts, now, options.dry_run);
+        if let Some(directory) = directory {
+            state.note_issuers(
+                renewed.iter().map(|(name, facts)| (*name, facts.serial.as_str())),
+                directory,
+            );
+        }
         if let Err(err) = store.save_state(&state) {
             tracing::error!("cannot save the state after the deploy: {err:#}; trying again at the end of the run");
         }
@@ -208,9 +228,11 @@ fn plan(surveyed: Vec<Surveyed<'_>>, dry_run: bool) -> (Vec<Item>, Vec<Due>) {
             None => None,
             // A dry run is not held back by the schedule of the real runs, and does not add to it.
             Some(_) if dry_run => Some(None),
-            // `replaces` only to a CA that has shown it knows ARI.
+            // `replaces` only to a CA that has shown it knows ARI, and that issued the certificate replaced: after a
+            // switch of directory, the new CA has never seen it.
             Some(Gate::Go) => {
-                let offers_ari = matches!(entry.remembered.renewal_info, Some(ari::RenewalInfo::Ari(_)));
+                let offers_ari = matches!(entry.remembered.renewal_info, Some(ari::RenewalInfo::Ari(_)))
+                    && entry.known.switched.is_none();
                 Some(previous.as_ref().and_then(|f| f.ari_id.clone()).filter(|_| offers_ari))
             }
             Some(Gate::Wait { until, why }) => {

@@ -29,6 +29,7 @@ mod pebble;
 mod ports;
 mod process;
 mod second;
+mod second_pebble;
 mod smtp_sink;
 mod starttls_sink;
 mod tls;
@@ -82,6 +83,8 @@ pub use ports::free_port;
 pub use process::{poll_until, raise_own_open_files, run_echoed};
 #[allow(unused_imports)]
 pub use second::SecondHaproxy;
+#[allow(unused_imports)]
+pub use second_pebble::SecondPebble;
 #[allow(unused_imports)]
 pub use smtp_sink::{Mail, SmtpSink};
 #[allow(unused_imports)]

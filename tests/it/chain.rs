@@ -189,7 +189,12 @@ fn the_chosen_chain_is_the_one_verified_before_the_deploy() {
     assert!(
         said.contains("serving the CA's alternate chain to the preferred root")
             && said.contains("failed verification, so it was not deployed")
-            && said.contains(&format!("CN={}", cns[2])),
+            && said.contains(&format!(
+                "it leads to {}, which is not in the system roots and trust_roots {}: a test or private CA? set \
+                 [acme] trust_roots",
+                cns[2],
+                sandbox.pebble_roots_file().display()
+            )),
         "{said}"
     );
     assert!(!sandbox.cert_dir().join("site.pem").exists(), "nothing deployed");

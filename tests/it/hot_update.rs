@@ -10,7 +10,7 @@ use hapcert::edge::probe::{ClientKind, served_leaf};
 
 use crate::harness::{
     LoadOptions, LoadReport, Sandbox, assert_exit, frontend_health_checked, frontend_redirect_shadowing,
-    leaf_der_from_pem_file, serial_hex, show, stderr, stdout,
+    leaf_der_from_pem_file, san_dns_names, serial_hex, show, stderr, stdout,
 };
 
 fn disk_serial(sandbox: &Sandbox, file: &str) -> String {
@@ -197,6 +197,56 @@ fn a_commit_that_is_not_seen_on_the_wire_fails_with_exit_1_and_is_rolled_back() 
         serial_hex(&sandbox.served_leaf("a.example.com")),
         old,
         "and in HAProxy's memory"
+    );
+}
+
+/// One command on HAProxy's admin socket, and its whole reply.
+fn admin_cli(sandbox: &Sandbox, command: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(sandbox.haproxy_admin_sock()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(format!("{command}\n").as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn a_new_certificate_that_is_not_proven_on_the_wire_is_removed_from_disk_and_from_haproxys_memory() {
+    let sandbox = Sandbox::start();
+    // The proof on the wire is pointed at a second HAProxy, which never gets the new certificate: the deploy fails
+    // after `new ssl cert` and `add ssl crt-list` put it in the sandbox's HAProxy.
+    let stale = sandbox.start_second_haproxy();
+    let elsewhere = format!(
+        "[[certificate]]\nname = \"site\"\ndomains = [\"a.example.com\", \"www.a.example.com\"]\nverify = [\"127.0.0.1:{}\"]\n",
+        stale.https_port
+    );
+    sandbox.write_config_text(&sandbox.runtime_config(&elsewhere));
+    let out = sandbox.hapcert(&["run"]);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    let file = sandbox.cert_dir().join("site.pem");
+    assert!(!file.exists(), "{} is gone from disk", file.display());
+    let loaded = admin_cli(&sandbox, "show ssl cert");
+    assert!(
+        !loaded.contains(&file.display().to_string()),
+        "and from HAProxy's memory:\n{loaded}"
+    );
+    let lists = admin_cli(&sandbox, &format!("show ssl crt-list {}", sandbox.cert_dir().display()));
+    assert!(!lists.contains("site.pem"), "and from its crt-list:\n{lists}");
+    for name in ["a.example.com", "www.a.example.com"] {
+        let served = san_dns_names(&sandbox.served_leaf_unverified(name));
+        assert!(
+            !served.iter().any(|san| san == name),
+            "{name} is no longer served from the removed certificate: {served:?}"
+        );
+    }
+    assert!(text.contains("FAILED    site: deployed serial"), "{}", show(&out));
+    assert!(
+        text.contains("the new PEM was removed from disk and from HAProxy's memory"),
+        "{}",
+        show(&out)
     );
 }
 

@@ -11,6 +11,7 @@ mod closed_stdout;
 mod control;
 mod crash_points;
 mod daemon;
+mod directory_switch;
 mod dns01;
 mod dns_lab;
 mod doctor;

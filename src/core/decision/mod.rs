@@ -37,6 +37,15 @@ pub struct Known<'a> {
     pub window: Option<&'a AriWindow>,
     /// `hapcert revoke` revoked this very certificate.
     pub revoked: bool,
+    /// Another ACME directory than the configured one issued this very certificate.
+    pub switched: Option<DirectorySwitch<'a>>,
+}
+
+/// The directory that issued a certificate, and the other one the config names now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectorySwitch<'a> {
+    pub issued_by: &'a str,
+    pub configured: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +72,12 @@ pub enum Reason {
     },
     KeyMismatch,
     Revoked,
+    /// The config names another ACME directory than the one that issued the certificate (staging to production, one
+    /// CA to another): the old CA's certificate may not be trusted, or may stop being renewed.
+    DirectoryChanged {
+        issued_by: String,
+        configured: String,
+    },
     Expired {
         not_after: OffsetDateTime,
     },
@@ -139,6 +154,12 @@ pub fn decide(spec: &CertificateSpec, local: &Local, known: Known<'_>, now: Offs
     }
     if known.revoked {
         return due(Reason::Revoked);
+    }
+    if let Some(switch) = known.switched {
+        return due(Reason::DirectoryChanged {
+            issued_by: switch.issued_by.to_owned(),
+            configured: switch.configured.to_owned(),
+        });
     }
     if now >= facts.not_after {
         return due(Reason::Expired {
@@ -225,6 +246,9 @@ impl fmt::Display for Reason {
             },
             Reason::KeyMismatch => f.write_str("the private key in the file does not belong to the certificate"),
             Reason::Revoked => f.write_str("the certificate was revoked (hapcert revoke)"),
+            Reason::DirectoryChanged { issued_by, configured } => {
+                write!(f, "issued by {issued_by}; the config now names {configured}")
+            }
             Reason::Expired { not_after } => write!(f, "expired at {}", format_time(*not_after)),
             Reason::WindowReached { rule, left } => {
                 write!(f, "{} left, inside the renewal window ({rule})", days(*left))

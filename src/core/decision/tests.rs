@@ -285,6 +285,7 @@ fn the_cas_window_replaces_the_lifetime_rule() {
         Known {
             window: Some(&ari),
             revoked: false,
+            ..Known::default()
         },
         at_days(30.5),
         false,
@@ -305,6 +306,7 @@ fn the_cas_window_replaces_the_lifetime_rule() {
         Known {
             window: Some(&ari),
             revoked: false,
+            ..Known::default()
         },
         at_days(31.0),
         false,
@@ -325,7 +327,8 @@ fn the_cas_window_replaces_the_lifetime_rule() {
             &present,
             Known {
                 window: Some(&late),
-                revoked: false
+                revoked: false,
+                ..Known::default()
             },
             at_days(65.0),
             false
@@ -340,7 +343,8 @@ fn the_cas_window_replaces_the_lifetime_rule() {
             &present,
             Known {
                 window: Some(&bogus),
-                revoked: false
+                revoked: false,
+                ..Known::default()
             },
             at_days(1.0),
             false
@@ -353,6 +357,7 @@ fn the_cas_window_replaces_the_lifetime_rule() {
     let known = Known {
         window: Some(&to_expiry),
         revoked: false,
+        ..Known::default()
     };
     assert_eq!(
         decide(&spec(None), &short, known, at_days(1.0), false).renew_at,
@@ -368,6 +373,7 @@ fn the_cas_window_replaces_the_lifetime_rule() {
         Known {
             window: Some(&ari),
             revoked: false,
+            ..Known::default()
         },
         at_days(1.0),
         false,
@@ -378,10 +384,33 @@ fn the_cas_window_replaces_the_lifetime_rule() {
 #[test]
 fn a_revoked_certificate_is_due_at_once() {
     let known = Known {
-        window: None,
         revoked: true,
+        ..Known::default()
     };
     let decision = decide(&spec(None), &Local::Present(facts(90)), known, at_days(1.0), false);
     assert!(decision.due);
     assert_eq!(decision.reason, Reason::Revoked);
+}
+
+#[test]
+fn a_certificate_from_another_directory_is_due_at_once_and_says_both() {
+    let known = Known {
+        switched: Some(DirectorySwitch {
+            issued_by: "https://acme-staging-v02.api.letsencrypt.org/directory",
+            configured: "https://acme-v02.api.letsencrypt.org/directory",
+        }),
+        ..Known::default()
+    };
+    let decision = decide(&spec(None), &Local::Present(facts(90)), known, at_days(1.0), false);
+    assert!(decision.due);
+    assert_eq!(
+        decision.reason.to_string(),
+        "issued by https://acme-staging-v02.api.letsencrypt.org/directory; the config now names \
+         https://acme-v02.api.letsencrypt.org/directory"
+    );
+    assert_eq!(
+        decision.renew_at,
+        Some(at_days(60.0)),
+        "the time rule still says when it would be due"
+    );
 }

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::core::ari::RenewalInfo;
 use crate::core::config::CertificateSpec;
-use crate::core::decision::Known;
+use crate::core::decision::{DirectorySwitch, Known};
 use crate::core::pem::CertFacts;
 use crate::core::schedule::{FailedAuthorizations, Failures, Gate, Overrides, gate};
 
@@ -134,6 +134,18 @@ pub struct CertState {
     /// hold a certificate HAProxy does not serve: the run finishes that deploy, or undoes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploying: Option<Deploying>,
+    /// The ACME directory that issued the certificate with this serial. A state written before this was kept has none,
+    /// and the run records the configured directory for what it finds, so that an upgrade alone renews nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_by: Option<IssuedBy>,
+}
+
+/// Which ACME directory issued which certificate: only the certificate with `serial` is known to come from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedBy {
+    /// The directory URL, aliases resolved.
+    pub directory: String,
+    pub serial: String,
 }
 
 /// What a deploy is about to write, so that a run after a crash knows the file it finds is hapcert's own.
@@ -172,15 +184,41 @@ impl State {
         let failures = self.certificates.get(&spec.name).map_or(&no_failures, |c| &c.failures);
         gate(failures, &self.failed_authorizations, &names, now, overrides)
     }
+
+    /// Records `directory` as the issuer of each `(name, serial)` whose certificate the state has no issuer for: one
+    /// just deployed, or one found on disk that an older hapcert (or someone else) put there. Called with the
+    /// configured directory only, so a certificate already known to come from another directory keeps that record
+    /// until it is replaced.
+    pub fn note_issuers<'a>(&mut self, certificates: impl IntoIterator<Item = (&'a str, &'a str)>, directory: &str) {
+        for (name, serial) in certificates {
+            let entry = self.certificates.entry(name.to_owned()).or_default();
+            if entry.issued_by.as_ref().is_some_and(|by| by.serial == serial) {
+                continue;
+            }
+            entry.issued_by = Some(IssuedBy {
+                directory: directory.to_owned(),
+                serial: serial.to_owned(),
+            });
+        }
+    }
 }
 
 impl CertState {
-    /// What is remembered about the certificate `facts` describes (the deployed one), for the decision.
-    pub fn known(&self, facts: Option<&CertFacts>) -> Known<'_> {
+    /// What is remembered about the certificate `facts` describes (the deployed one), for the decision. With the
+    /// configured `directory`, a certificate remembered as issued by another one is a switch of CA.
+    pub fn known<'a>(&'a self, facts: Option<&CertFacts>, directory: Option<&'a str>) -> Known<'a> {
         let Some(facts) = facts else {
             return Known::default();
         };
+        let issued_by = self.issued_by.as_ref().filter(|by| by.serial == facts.serial);
         Known {
+            switched: match (issued_by, directory) {
+                (Some(by), Some(configured)) if by.directory != configured => Some(DirectorySwitch {
+                    issued_by: &by.directory,
+                    configured,
+                }),
+                _ => None,
+            },
             window: facts
                 .ari_id
                 .as_deref()
@@ -244,6 +282,53 @@ mod tests {
             "{newer:?}"
         );
         assert!(newer.to_string().contains("newer than this hapcert reads"), "{newer}");
+    }
+
+    #[test]
+    fn the_issuing_directory_is_known_for_its_serial_only_and_an_old_state_takes_the_configured_one() {
+        const STAGING: &str = crate::core::config::LETSENCRYPT_STAGING;
+        const PRODUCTION: &str = crate::core::config::LETSENCRYPT;
+        let facts = |serial: &str| CertFacts {
+            serial: serial.into(),
+            names: ["example.com".to_owned()].into(),
+            not_before: OffsetDateTime::UNIX_EPOCH,
+            not_after: OffsetDateTime::UNIX_EPOCH,
+            key_type: None,
+            key_matches: true,
+            ari_id: None,
+        };
+        // A state from before the directory was recorded: nothing is known, so nothing is due for it.
+        let mut state: State = decode(br#"{"certificates": {"www": {}}}"#, STATE_FORMAT).unwrap();
+        assert_eq!(
+            state
+                .remembered("www")
+                .known(Some(&facts("01")), Some(PRODUCTION))
+                .switched,
+            None
+        );
+        // The run then records the configured directory for what it finds, and a later switch is seen.
+        state.note_issuers([("www", "01")], STAGING);
+        let remembered = state.remembered("www");
+        assert_eq!(remembered.known(Some(&facts("01")), Some(STAGING)).switched, None);
+        assert_eq!(
+            remembered.known(Some(&facts("01")), Some(PRODUCTION)).switched,
+            Some(DirectorySwitch {
+                issued_by: STAGING,
+                configured: PRODUCTION
+            })
+        );
+        // Unless the comparison is left out (a dry run), or the file holds another certificate than the one recorded.
+        assert_eq!(remembered.known(Some(&facts("01")), None).switched, None);
+        assert_eq!(remembered.known(Some(&facts("02")), Some(PRODUCTION)).switched, None);
+        // The same serial keeps its record whatever directory is configured now; a new one takes the configured one.
+        state.note_issuers([("www", "01")], PRODUCTION);
+        assert_eq!(state.remembered("www").issued_by.as_ref().unwrap().directory, STAGING);
+        state.note_issuers([("www", "02")], PRODUCTION);
+        let by = state.remembered("www").issued_by.clone().unwrap();
+        assert_eq!((by.directory.as_str(), by.serial.as_str()), (PRODUCTION, "02"));
+        // It survives the file.
+        let back: State = decode(&encode(&state, STATE_FORMAT).unwrap(), STATE_FORMAT).unwrap();
+        assert_eq!(back.remembered("www").issued_by, Some(by));
     }
 
     #[test]

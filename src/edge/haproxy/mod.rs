@@ -340,6 +340,18 @@ impl Haproxy {
         Some(inventory::read(api, managed).await.map_err(HaproxyError::Inventory))
     }
 
+    /// Takes `path` out of HAProxy's memory (`del ssl crt-list`, then `del ssl cert`): for a certificate HAProxy had
+    /// never loaded before a deploy that is being rolled back, whose file is already gone. Without it HAProxy would
+    /// serve the removed certificate until its next reload. `None` when there is no Runtime API to ask.
+    pub async fn forget(&self, path: &Path) -> Option<Result<(), String>> {
+        let api = self.api.as_ref()?;
+        let result = api.remove_cert(&path.to_string_lossy()).await;
+        if result.is_ok() {
+            tracing::info!(file = %path.display(), endpoint = %api.endpoint(), "removed from HAProxy's memory");
+        }
+        Some(result.map_err(|err| err.to_string()))
+    }
+
     /// Whether HAProxy has `path` in use with the leaf whose SHA-1 is `sha1`, under its own name or a crt-store alias.
     /// `None` when there is no Runtime API to ask, or it cannot be reached (then only the handshakes can tell).
     pub async fn confirm_loaded(&self, path: &Path, sha1: &str) -> Option<Result<(), String>> {

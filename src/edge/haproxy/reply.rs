@@ -476,6 +476,40 @@ pub fn crt_list_add_succeeded(reply: &str, path: &str, list: &str) -> bool {
     progress_then_success(reply, &format!("Inserting certificate '{path}' in crt-list '{list}'"))
 }
 
+/// `del ssl crt-list <list> <path>`: `Entry '<path>' deleted in crtlist '<list>'!` (the list without a trailing slash, as
+/// in `add`). An entry that is not there is `Can't delete the entry: certificate '<path>' can't be found in crt-list
+/// '<list>'!`, the same in 2.6, 3.0 and 3.4.
+pub fn crt_list_del_succeeded(reply: &str, path: &str, list: &str) -> bool {
+    let list = list.trim_end_matches('/');
+    lines(reply).is_some_and(|lines| lines == [format!("Entry '{path}' deleted in crtlist '{list}'!")])
+}
+
+/// What `del ssl cert <path>` answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CertDelReply {
+    /// `Certificate '<path>' deleted!`.
+    Deleted,
+    /// `Can't remove the certificate: certificate '<path>' doesn't exist!`: nothing of it is loaded.
+    Absent,
+    /// Anything else, such as `... in use, can't be deleted!` while a crt-list or a bind still names it.
+    Other,
+}
+
+/// `del ssl cert <path>`. 2.6 ends its refusals with one more empty line than 3.x; both are read.
+pub fn cert_del(reply: &str, path: &str) -> CertDelReply {
+    let text = reply.trim_end_matches('\n');
+    if !reply.ends_with("\n\n") {
+        return CertDelReply::Other;
+    }
+    if text == format!("Certificate '{path}' deleted!") {
+        CertDelReply::Deleted
+    } else if text == format!("Can't remove the certificate: certificate '{path}' doesn't exist!") {
+        CertDelReply::Absent
+    } else {
+        CertDelReply::Other
+    }
+}
+
 /// What the master's `reload` answered.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReloadReply {
@@ -888,6 +922,50 @@ mod tests {
         let new = "/tmp/hx/certs/new.example.pem";
         assert!(new_succeeded(&format!("New empty certificate store '{new}'!\n\n"), new));
         assert!(!new_succeeded(&format!("Certificate '{new}' already exists!\n\n"), new));
+    }
+
+    #[test]
+    fn del_replies_on_2_6_and_3_x() {
+        // Captured from 2.6.12, 3.0.11 and 3.4.7 (the same bytes but for 2.6's extra empty line after a refusal):
+        // `new` + `set` + `commit` + `add ssl crt-list`, then `del ssl cert` while in use, `del ssl crt-list` twice,
+        // `del ssl cert` twice.
+        let new = "/tmp/ds-cap/v26/certs/new.pem";
+        let list = "/tmp/ds-cap/v26/certs";
+        let in_use_2_6 = format!("Can't remove the certificate: certificate '{new}' in use, can't be deleted!\n\n\n");
+        let in_use_3_x = format!("Can't remove the certificate: certificate '{new}' in use, can't be deleted!\n\n");
+        let deleted_entry = format!("Entry '{new}' deleted in crtlist '{list}'!\n\n");
+        let no_entry = format!("Can't delete the entry: certificate '{new}' can't be found in crt-list '{list}'!\n\n");
+        let deleted = format!("Certificate '{new}' deleted!\n\n");
+        let absent_2_6 = format!("Can't remove the certificate: certificate '{new}' doesn't exist!\n\n\n");
+        let absent_3_x = format!("Can't remove the certificate: certificate '{new}' doesn't exist!\n\n");
+
+        assert!(crt_list_del_succeeded(&deleted_entry, new, list));
+        assert!(crt_list_del_succeeded(&deleted_entry, new, &format!("{list}/")));
+        assert!(!crt_list_del_succeeded(&no_entry, new, list));
+        assert!(!crt_list_del_succeeded(
+            &deleted_entry,
+            "/tmp/ds-cap/v26/certs/other.pem",
+            list
+        ));
+        assert!(
+            !crt_list_del_succeeded(&deleted_entry[..deleted_entry.len() - 1], new, list),
+            "cut short"
+        );
+
+        assert_eq!(cert_del(&deleted, new), CertDelReply::Deleted);
+        assert_eq!(cert_del(&absent_2_6, new), CertDelReply::Absent);
+        assert_eq!(cert_del(&absent_3_x, new), CertDelReply::Absent);
+        assert_eq!(cert_del(&in_use_2_6, new), CertDelReply::Other);
+        assert_eq!(cert_del(&in_use_3_x, new), CertDelReply::Other);
+        assert_eq!(
+            cert_del(&deleted, "/tmp/ds-cap/v26/certs/other.pem"),
+            CertDelReply::Other
+        );
+        assert_eq!(
+            cert_del(&deleted[..deleted.len() - 1], new),
+            CertDelReply::Other,
+            "cut short"
+        );
     }
 
     #[test]

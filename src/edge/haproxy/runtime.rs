@@ -309,6 +309,38 @@ impl RuntimeApi {
         Ok(())
     }
 
+    /// Undoes [`Self::add_cert`]: `del ssl crt-list <list> <path>` for every crt-list that holds `path`, then `del ssl
+    /// cert <path>`, which HAProxy refuses while any list still names it. A store that is already gone is success. A
+    /// transaction left open on `path` is aborted first. Not for a file haproxy.cfg names with `crt` itself: HAProxy
+    /// refuses to delete those, and the error says so.
+    pub async fn remove_cert(&self, path: &str) -> Result<(), RuntimeError> {
+        let path_arg = arg(path)?;
+        let loaded = self.loaded_certs().await?;
+        if !loaded.files.iter().any(|file| file == path) {
+            return Ok(());
+        }
+        self.abort_leftover(&loaded, path).await?;
+        for list in self.crt_lists().await? {
+            if !self.crt_list_files(&list).await?.iter().any(|file| file == path) {
+                continue;
+            }
+            let del = format!("del ssl crt-list {} {path_arg}", arg(&list)?);
+            let reply = self.run(&del).await?;
+            if !reply::crt_list_del_succeeded(&reply, path, &list) {
+                return Err(refused(del, reply, false));
+            }
+        }
+        let del = format!("del ssl cert {path_arg}");
+        let reply = self.run(&del).await?;
+        match reply::cert_del(&reply, path) {
+            reply::CertDelReply::Deleted | reply::CertDelReply::Absent => {
+                tracing::debug!(endpoint = %self.endpoint, path, "certificate removed through the runtime API");
+                Ok(())
+            }
+            reply::CertDelReply::Other => Err(refused(del, reply, false)),
+        }
+    }
+
     /// The master's `show proc`.
     pub async fn show_proc(&self) -> Result<ProcInfo, RuntimeError> {
         self.require_master()?;

@@ -461,6 +461,10 @@ mod tests {
                     gid: None,
                 }),
             }),
+            issued_by: Some(crate::core::state::IssuedBy {
+                directory: "https://acme.example/directory".into(),
+                serial: "01".into(),
+            }),
         };
         state.last_run_success = Some(now);
         state.renewals.insert("success".into(), 3);
