@@ -153,10 +153,11 @@ async fn observe(config: &Config, state: Option<&State>, roots: Arc<Roots>, now:
         }
     }
     // In the configured order, whatever order they finished in.
+    let key = config.check.endpoints_key;
     let probes = fanout::bounded(PROBES_AT_ONCE, "probe", targets, |(cert, endpoint, name, client)| {
         let roots = roots.clone();
         async move {
-            let outcome = probe_one(&endpoint, &name, client, &roots, now).await;
+            let outcome = probe_one(&endpoint, &name, client, &roots, now, key).await;
             let probe = Probe {
                 endpoint,
                 name,
@@ -179,10 +180,14 @@ async fn probe_one(
     client: ClientKind,
     roots: &Roots,
     now: OffsetDateTime,
+    key: &str,
 ) -> Result<Served, String> {
-    let chain = probe::served_chain(endpoint, name, client)
-        .await
-        .map_err(|err| format!("{err:#}"))?;
+    let chain = probe::served_chain(endpoint, name, client).await.map_err(|err| {
+        match probe::refused(&err) {
+            true => probe::not_listening(endpoint, key),
+            false => format!("{err:#}"),
+        }
+    })?;
     served(endpoint, name, &chain, roots, now)
 }
 

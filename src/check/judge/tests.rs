@@ -14,6 +14,7 @@ pub(super) const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);
 pub(super) fn check_config() -> CheckConfig {
     CheckConfig {
         endpoints: vec!["127.0.0.1:443".into()],
+        endpoints_key: "[haproxy] verify",
         warn_days: None,
         crit_days: 7.0,
         max_run_age: Duration::from_secs(36 * 3600),
