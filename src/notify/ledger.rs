@@ -51,6 +51,9 @@ enum Family {
     Expiry,
     /// Raised by a check, about hapcert itself.
     RunOverdue,
+    /// Raised by a check: a certificate's challenge route is broken. Apart from its expiry, so that each resolves
+    /// on its own.
+    Route,
 }
 
 impl Family {
@@ -59,6 +62,7 @@ impl Family {
             EventKind::RenewalFailed | EventKind::DeployUnverified | EventKind::Rollback => Some(Family::Renewal),
             EventKind::Warning | EventKind::Critical => Some(Family::Expiry),
             EventKind::RunOverdue => Some(Family::RunOverdue),
+            EventKind::ChallengeRoute => Some(Family::Route),
             // One-shot: the fleet's alerts say what happened at one moment; nothing later says it is over.
             EventKind::Renewed | EventKind::Test | EventKind::FleetLagging | EventKind::FleetEmergency => None,
         }
@@ -69,6 +73,7 @@ impl Family {
             Family::Renewal => "renewal",
             Family::Expiry => "expiry",
             Family::RunOverdue => "run-overdue",
+            Family::Route => "route",
         }
     }
 }
@@ -113,6 +118,7 @@ fn in_scope(condition: &Condition, scope: &Scope) -> bool {
             _ => *inventory,
         },
         (Some(Family::RunOverdue), Scope::Check { .. }) => true,
+        (Some(Family::Route), Scope::Check { certificates, .. }) => event.source.is_managed() && listed(certificates),
         _ => false,
     }
 }

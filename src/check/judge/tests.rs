@@ -15,6 +15,7 @@ pub(super) fn check_config() -> CheckConfig {
     CheckConfig {
         endpoints: vec!["127.0.0.1:443".into()],
         endpoints_key: "[haproxy] verify",
+        route: true,
         warn_days: None,
         crit_days: 7.0,
         max_run_age: Duration::from_secs(36 * 3600),

@@ -34,6 +34,8 @@ pub struct CheckConfig {
     pub unmanaged: UnmanagedPolicy,
     /// Paths (globs) of HAProxy's inventory left out of the check.
     pub ignore_paths: Vec<glob::Pattern>,
+    /// Whether the check (and the daemon's) tries each certificate's challenge route once a day.
+    pub route: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -117,6 +119,8 @@ pub enum EventKind {
     Critical,
     /// `check`: the last successful run is too old; the timer or daemon has stopped.
     RunOverdue,
+    /// `check`: a certificate's challenge route fails its preflight, so its next renewal would fail.
+    ChallengeRoute,
     /// A certificate was renewed and verified. Off unless a channel lists it.
     Renewed,
     /// Fleet: a live node has not acknowledged serving the certificate this node issued within `converge_timeout`.
@@ -128,13 +132,14 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::RenewalFailed,
         EventKind::DeployUnverified,
         EventKind::Rollback,
         EventKind::Warning,
         EventKind::Critical,
         EventKind::RunOverdue,
+        EventKind::ChallengeRoute,
         EventKind::Renewed,
         EventKind::FleetLagging,
         EventKind::FleetEmergency,
@@ -149,6 +154,7 @@ impl EventKind {
             EventKind::Warning => "warning",
             EventKind::Critical => "critical",
             EventKind::RunOverdue => "run-overdue",
+            EventKind::ChallengeRoute => "challenge-route",
             EventKind::Renewed => "renewed",
             EventKind::FleetLagging => "fleet-lagging",
             EventKind::FleetEmergency => "fleet-emergency",
@@ -274,6 +280,7 @@ pub(super) fn validate_check(raw: RawCheck, verify: &[String], base: &Path, erro
         ca_bundle: raw.ca_bundle.map(|p| located_path(errors, base, p, "check.ca_bundle")),
         unmanaged: unmanaged_policy(errors, raw.unmanaged.as_ref()),
         ignore_paths: ignore_paths(errors, raw.ignore_paths.as_ref()),
+        route: raw.route.unwrap_or(true),
     }
 }
 
