@@ -99,7 +99,12 @@ async fn evaluate(
     );
     let certificates: Vec<_> = observed
         .iter()
-        .map(|seen| judge::with_route(judge::judge_certificate(&config.check, seen, now), routes.get(&seen.name)))
+        .map(|seen| {
+            judge::with_route(
+                judge::judge_certificate(&config.check, seen, now),
+                routes.get(&seen.name),
+            )
+        })
         .collect();
     let managed_leaves: Vec<String> = observed
         .iter()
@@ -192,12 +197,12 @@ async fn probe_one(
     now: OffsetDateTime,
     key: &str,
 ) -> Result<Served, String> {
-    let chain = probe::served_chain(endpoint, name, client).await.map_err(|err| {
-        match probe::refused(&err) {
+    let chain = probe::served_chain(endpoint, name, client)
+        .await
+        .map_err(|err| match probe::refused(&err) {
             true => probe::not_listening(endpoint, key),
             false => format!("{err:#}"),
-        }
-    })?;
+        })?;
     served(endpoint, name, &chain, roots, now)
 }
 
@@ -348,7 +353,11 @@ fn events(report: &CheckReport) -> Vec<Event> {
         if let Some(problem) = route {
             events.push(event(EventKind::ChallengeRoute, problem));
         }
-        let others: Vec<_> = cert.problems.iter().filter(|p| Some(p.message.as_str()) != route).collect();
+        let others: Vec<_> = cert
+            .problems
+            .iter()
+            .filter(|p| Some(p.message.as_str()) != route)
+            .collect();
         let kind = match others.iter().fold(Status::Ok, |worst, p| worst.worst(p.status)) {
             Status::Warning => EventKind::Warning,
             Status::Critical => EventKind::Critical,

@@ -453,6 +453,43 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_route_is_a_condition_apart_from_the_expiry_and_resolves_on_its_own() {
+        let channels = [channel("a", &[], 24)];
+        let mut ledger = Ledger::default();
+        let both = vec![
+            event(EventKind::Warning, Some("www")),
+            event(EventKind::ChallengeRoute, Some("www")),
+        ];
+        assert_eq!(
+            step(&mut ledger, &channels, both, check(&["www"]), T0, &[]),
+            [firing("a", EventKind::Warning), firing("a", EventKind::ChallengeRoute)]
+        );
+        assert_eq!(ledger.conditions.len(), 2, "{ledger:?}");
+        // The route fixed, the certificate still near expiry: only the route resolves.
+        assert_eq!(
+            step(
+                &mut ledger,
+                &channels,
+                vec![event(EventKind::Warning, Some("www"))],
+                check(&["www"]),
+                T0 + HOUR,
+                &[]
+            ),
+            [resolved("a", EventKind::ChallengeRoute)]
+        );
+        // A run does not look at routes: it leaves the condition alone.
+        step(
+            &mut ledger,
+            &channels,
+            vec![event(EventKind::ChallengeRoute, Some("www"))],
+            check(&["www"]),
+            T0 + 2 * HOUR,
+            &[],
+        );
+        assert!(step(&mut ledger, &channels, Vec::new(), run(&["www"]), T0 + 3 * HOUR, &[]).is_empty());
+    }
+
+    #[test]
     fn a_cleared_condition_is_resolved_to_those_told_then_forgotten() {
         let channels = [
             channel("a", &[], 24),

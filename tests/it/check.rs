@@ -8,9 +8,7 @@ use std::process::Output;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
-use crate::harness::{
-    MonitorCa, Sandbox, assert_exit, closed_port, rfc3339, serial_hex, show, stdout,
-};
+use crate::harness::{MonitorCa, Sandbox, assert_exit, closed_port, rfc3339, serial_hex, show, stdout};
 
 fn first_line(out: &Output) -> String {
     stdout(out).lines().next().unwrap_or_default().to_owned()
@@ -326,35 +324,44 @@ fn haproxy_verify_alone_moves_the_check_and_a_refused_connection_names_it() {
     let roots = sandbox.dir().join("check-roots.pem");
     fs::write(&roots, &ca.root_pem).unwrap();
     let now = OffsetDateTime::now_utc();
-    let good = ca.issue(&["good.example.com"], now - Duration::days(10), now + Duration::days(80));
+    let good = ca.issue(
+        &["good.example.com"],
+        now - Duration::days(10),
+        now + Duration::days(80),
+    );
     sandbox.put_cert("good.pem", &good);
     sandbox.reload_haproxy();
     sandbox.write_state(&recent_runs(now));
     let https = sandbox.https_endpoint();
     // No [check] endpoints: the base config's [haproxy] verify is HAProxy's TLS frontend.
     let config = format!(
-        "{}\n[check]\nca_bundle = {}\n\n[[certificate]]\nname = \"good\"\ndomains = [\"good.example.com\"]\n",
+        "{}\n[check]\nca_bundle = {:?}\n\n[[certificate]]\nname = \"good\"\ndomains = [\"good.example.com\"]\n",
         sandbox.base_config(),
-        format!("{:?}", roots.display().to_string())
+        roots.display().to_string()
     );
-    assert!(config.contains(&format!("verify = \"{https}\"")), "{config}");
+    assert!(config.contains(&format!("verify = [\"{https}\"]")), "{config}");
     sandbox.write_config_text(&config);
     let out = sandbox.hapcert(&["check"]);
     assert_exit(&out, 0);
     assert!(
-        stdout(&out).contains(&format!("  {https} SNI good.example.com [OK]: serial {}", serial_hex(&good.leaf_der))),
+        stdout(&out).contains(&format!(
+            "  {https} SNI good.example.com [OK]: serial {}",
+            serial_hex(&good.leaf_der)
+        )),
         "{}",
         show(&out)
     );
     let summary = stdout(&sandbox.hapcert(&["check-config"]));
     assert!(
-        summary.contains(&format!("monitor:     `hapcert check` probes {https} (from [haproxy] verify)")),
+        summary.contains(&format!(
+            "monitor:     `hapcert check` probes {https} (from [haproxy] verify)"
+        )),
         "{summary}"
     );
 
     // HAProxy binds another address than the one written: one message, naming the one key.
     let down = format!("127.0.0.1:{}", closed_port());
-    let moved = config.replace(&format!("verify = \"{https}\""), &format!("verify = \"{down}\""));
+    let moved = config.replace(&format!("verify = [\"{https}\"]"), &format!("verify = [\"{down}\"]"));
     sandbox.write_config_text(&moved);
     let out = sandbox.hapcert(&["check"]);
     assert_exit(&out, 2);
@@ -364,7 +371,11 @@ fn haproxy_verify_alone_moves_the_check_and_a_refused_connection_names_it() {
         &format!("HAPCERT CRITICAL - good: {down} (SNI good.example.com): {wanted}"),
     );
     let out = sandbox.hapcert(&["check-config"]);
-    assert!(stdout(&out).contains(&format!("verify:      WARNING: {wanted}")), "{}", show(&out));
+    assert!(
+        stdout(&out).contains(&format!("verify:      WARNING: {wanted}")),
+        "{}",
+        show(&out)
+    );
 
     // A run with a certificate due says the same before it orders anything.
     let due = format!("{moved}\n[[certificate]]\nname = \"new\"\ndomains = [\"new.example.com\"]\n");
@@ -376,5 +387,9 @@ fn haproxy_verify_alone_moves_the_check_and_a_refused_connection_names_it() {
         "{}",
         show(&out)
     );
-    assert!(!sandbox.pebble_log().contains("Added order"), "{}", sandbox.pebble_log());
+    assert!(
+        !sandbox.pebble_log().contains("Added order"),
+        "{}",
+        sandbox.pebble_log()
+    );
 }

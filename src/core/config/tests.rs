@@ -505,7 +505,11 @@ fn one_haproxy_verify_sets_the_checked_endpoints_and_each_names_its_key() {
     let bound = format!("{MINIMAL}\n[haproxy]\nverify = [\"192.0.2.10:443\"]\n");
     let config = parse(&bound).unwrap();
     assert_eq!(config.haproxy.verify, ["192.0.2.10:443"]);
-    assert_eq!(config.check.endpoints, ["192.0.2.10:443"], "one edit moves the check too");
+    assert_eq!(
+        config.check.endpoints,
+        ["192.0.2.10:443"],
+        "one edit moves the check too"
+    );
     assert_eq!(config.check.endpoints_key, "[haproxy] verify");
 
     let own = format!(
