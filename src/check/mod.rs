@@ -272,12 +272,22 @@ fn run_record(state: &anyhow::Result<State>) -> RunRecord {
 async fn record(config: &Config, report: &CheckReport, routes: BTreeMap<String, RouteCheck>) {
     let root = config.state.dir.value.clone();
     let last = last_check(report);
+    let configured: Vec<String> = config.certificates.iter().map(|c| c.name.clone()).collect();
     let recorded = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let store = StateDir::create(&root)?;
         let _lock = store.monitor_lock()?;
         let mut monitor = store.load_monitor()?;
         monitor.last_check = Some(last);
-        monitor.routes = routes;
+        // Another check (the daemon's) may have tried a route since this one read them: the later try wins.
+        monitor.routes.retain(|name, _| configured.contains(name));
+        for (name, ours) in routes {
+            match monitor.routes.get(&name) {
+                Some(theirs) if theirs.at > ours.at => {}
+                _ => {
+                    monitor.routes.insert(name, ours);
+                }
+            }
+        }
         store.save_monitor(&monitor)
     })
     .await;
