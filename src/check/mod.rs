@@ -2,9 +2,9 @@
 //! against the thresholds; the dead-man's switch on the last successful run. Output and exit code follow the
 //! monitoring-plugin convention (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN), summary line first.
 //!
-//! `judge` decides (pure), `render` writes the text (pure), `chain` verifies served chains; this file does the I/O: it
-//! reads the files and the state, probes the endpoints concurrently, and after judging records the result in
-//! `monitor.json`, notifies, and writes the metrics.
+//! `judge` decides (pure), `render` writes the text (pure), `chain` verifies served chains, `route` tries the challenge
+//! routes that are due; this file does the I/O: it reads the files and the state, probes the endpoints concurrently,
+//! and after judging records the result in `monitor.json`, notifies, and writes the metrics.
 
 pub mod chain;
 pub mod judge;
