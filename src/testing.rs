@@ -115,6 +115,7 @@ pub fn www_spec() -> crate::core::config::CertificateSpec {
         },
         renew_before: None,
         verify: vec!["127.0.0.1:443".into()],
+        verify_key: "[haproxy] verify".into(),
         profile: None,
         preferred_chain: None,
         hooks: Default::default(),

@@ -2,15 +2,17 @@
 //! against the thresholds; the dead-man's switch on the last successful run. Output and exit code follow the
 //! monitoring-plugin convention (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN), summary line first.
 //!
-//! `judge` decides (pure), `render` writes the text (pure), `chain` verifies served chains; this file does the I/O: it
-//! reads the files and the state, probes the endpoints concurrently, and after judging records the result in
-//! `monitor.json`, notifies, and writes the metrics.
+//! `judge` decides (pure), `render` writes the text (pure), `chain` verifies served chains, `route` tries the challenge
+//! routes that are due; this file does the I/O: it reads the files and the state, probes the endpoints concurrently,
+//! and after judging records the result in `monitor.json`, notifies, and writes the metrics.
 
 pub mod chain;
 pub mod judge;
 pub mod render;
+mod route;
 mod watch;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
@@ -21,8 +23,9 @@ use self::chain::Roots;
 use self::judge::{CheckReport, Disk, Observed, Probe, RunRecord, Served, Status};
 use crate::core::config::{CertificateSpec, Config};
 use crate::core::pem::{Bundle, dns_names, serial_hex, sha1_hex};
-use crate::core::state::monitor::{CertCheck, Event, LastCheck, Source, WatchedCheck};
+use crate::core::state::monitor::{CertCheck, Event, LastCheck, RouteCheck, Source, WatchedCheck};
 use crate::core::state::{State, StateStorage};
+use crate::edge::http01::responder::ChallengeTokens;
 use crate::edge::probe::{self, ClientKind};
 use crate::edge::store::StateDir;
 use crate::fanout;
@@ -36,7 +39,7 @@ const PROBES_AT_ONCE: usize = 16;
 /// `hapcert check`: runs [`probe`], prints the summary line, then the details (or, with `json`, the report as one JSON
 /// document); returns the plugin exit code.
 pub async fn command(config: &Config, json: bool) -> u8 {
-    let report = probe(config, OffsetDateTime::now_utc()).await;
+    let report = probe(config, OffsetDateTime::now_utc(), None).await;
     outln!("{}", report.summary);
     if json {
         match serde_json::to_string_pretty(&report) {
@@ -57,10 +60,11 @@ pub fn unknown(err: &anyhow::Error) -> u8 {
 
 /// The whole check, as `hapcert check` and the daemon (every probe interval) run it: look, judge, record the result in
 /// `monitor.json`, notify, write the metrics textfile. Never fails: what could not be looked at is in the report, and
-/// what could not be recorded, notified or written is logged.
-pub async fn probe(config: &Config, now: OffsetDateTime) -> CheckReport {
-    let report = evaluate(config, now).await;
-    record(config, &report).await;
+/// what could not be recorded, notified or written is logged. `standing` is the daemon's responder, where its checks
+/// publish the challenge-route test tokens.
+pub async fn probe(config: &Config, now: OffsetDateTime, standing: Option<ChallengeTokens>) -> CheckReport {
+    let (report, routes) = evaluate(config, now, standing).await;
+    record(config, &report, routes).await;
     let store = StateDir::at(&config.state.dir.value);
     let scope = Scope::Check {
         certificates: config.certificates.iter().map(|c| c.name.clone()).collect(),
@@ -73,8 +77,13 @@ pub async fn probe(config: &Config, now: OffsetDateTime) -> CheckReport {
     report
 }
 
-/// Looks at the files, the state and the endpoints, and judges; records nothing.
-async fn evaluate(config: &Config, now: OffsetDateTime) -> CheckReport {
+/// Looks at the files, the state, the endpoints and the challenge routes that are due, and judges; records nothing.
+/// Returns the report and every certificate's last route check, to record.
+async fn evaluate(
+    config: &Config,
+    now: OffsetDateTime,
+    standing: Option<ChallengeTokens>,
+) -> (CheckReport, BTreeMap<String, RouteCheck>) {
     let loading = config.clone();
     let roots = tokio::task::spawn_blocking(move || Roots::load(&loading))
         .await
@@ -83,13 +92,19 @@ async fn evaluate(config: &Config, now: OffsetDateTime) -> CheckReport {
     let runs = judge::judge_runs(&run_record(&state), config.check.max_run_age, now);
     let roots = Arc::new(roots);
     let remembered = state.as_ref().ok();
-    let (observed, watched) = tokio::join!(
+    let (observed, watched, routes) = tokio::join!(
         observe(config, remembered, roots.clone(), now),
-        watch::observe(config, roots, now)
+        watch::observe(config, roots, now),
+        route::observe(config, standing, now)
     );
     let certificates: Vec<_> = observed
         .iter()
-        .map(|seen| judge::judge_certificate(&config.check, seen, now))
+        .map(|seen| {
+            judge::with_route(
+                judge::judge_certificate(&config.check, seen, now),
+                routes.get(&seen.name),
+            )
+        })
         .collect();
     let managed_leaves: Vec<String> = observed
         .iter()
@@ -107,7 +122,7 @@ async fn evaluate(config: &Config, now: OffsetDateTime) -> CheckReport {
         Some(fleet) => judge::with_fleet_store(runs, fleet_store_problem(fleet).await.as_deref(), &certificates),
         None => runs,
     };
-    render::report(runs, certificates, inventory, watched, now)
+    (render::report(runs, certificates, inventory, watched, now), routes)
 }
 
 /// Why the fleet's store cannot be read, if it cannot: renewals wait for it (serving does not).
@@ -153,10 +168,11 @@ async fn observe(config: &Config, state: Option<&State>, roots: Arc<Roots>, now:
         }
     }
     // In the configured order, whatever order they finished in.
+    let key = config.check.endpoints_key;
     let probes = fanout::bounded(PROBES_AT_ONCE, "probe", targets, |(cert, endpoint, name, client)| {
         let roots = roots.clone();
         async move {
-            let outcome = probe_one(&endpoint, &name, client, &roots, now).await;
+            let outcome = probe_one(&endpoint, &name, client, &roots, now, key).await;
             let probe = Probe {
                 endpoint,
                 name,
@@ -179,10 +195,14 @@ async fn probe_one(
     client: ClientKind,
     roots: &Roots,
     now: OffsetDateTime,
+    key: &str,
 ) -> Result<Served, String> {
     let chain = probe::served_chain(endpoint, name, client)
         .await
-        .map_err(|err| format!("{err:#}"))?;
+        .map_err(|err| match probe::refused(&err) {
+            true => probe::not_listening(endpoint, key),
+            false => format!("{err:#}"),
+        })?;
     served(endpoint, name, &chain, roots, now)
 }
 
@@ -249,14 +269,25 @@ fn run_record(state: &anyhow::Result<State>) -> RunRecord {
 
 /// Remembers the result in `monitor.json`, for `status`, the metrics and the daemon's `/healthz`. Takes only the
 /// monitor's lock, never the run lock: a check must not wait for a run.
-async fn record(config: &Config, report: &CheckReport) {
+async fn record(config: &Config, report: &CheckReport, routes: BTreeMap<String, RouteCheck>) {
     let root = config.state.dir.value.clone();
     let last = last_check(report);
+    let configured: Vec<String> = config.certificates.iter().map(|c| c.name.clone()).collect();
     let recorded = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let store = StateDir::create(&root)?;
         let _lock = store.monitor_lock()?;
         let mut monitor = store.load_monitor()?;
         monitor.last_check = Some(last);
+        // Another check (the daemon's) may have tried a route since this one read them: the later try wins.
+        monitor.routes.retain(|name, _| configured.contains(name));
+        for (name, ours) in routes {
+            match monitor.routes.get(&name) {
+                Some(theirs) if theirs.at > ours.at => {}
+                _ => {
+                    monitor.routes.insert(name, ours);
+                }
+            }
+        }
         store.save_monitor(&monitor)
     })
     .await;
@@ -317,12 +348,7 @@ fn events(report: &CheckReport) -> Vec<Event> {
         });
     }
     for cert in &report.certificates {
-        let kind = match cert.status {
-            Status::Warning => EventKind::Warning,
-            Status::Critical => EventKind::Critical,
-            Status::Ok | Status::Unknown => continue,
-        };
-        events.push(Event {
+        let event = |kind, message: &str| Event {
             kind,
             certificate: Some(cert.name.clone()),
             source: Source::Managed,
@@ -330,8 +356,24 @@ fn events(report: &CheckReport) -> Vec<Event> {
             served_serial: cert.served_serial().map(str::to_owned),
             expected_serial: cert.disk.serial.clone(),
             days_left: cert.days_left,
-            message: format!("{}: {}", cert.name, cert.summary),
-        });
+            message: format!("{}: {message}", cert.name),
+        };
+        // A broken route is a condition of its own, told and resolved apart from the certificate's other problems.
+        let route = cert.route.as_ref().and_then(|r| r.problem.as_deref());
+        if let Some(problem) = route {
+            events.push(event(EventKind::ChallengeRoute, problem));
+        }
+        let others: Vec<_> = cert
+            .problems
+            .iter()
+            .filter(|p| Some(p.message.as_str()) != route)
+            .collect();
+        let kind = match others.iter().fold(Status::Ok, |worst, p| worst.worst(p.status)) {
+            Status::Warning => EventKind::Warning,
+            Status::Critical => EventKind::Critical,
+            Status::Ok | Status::Unknown => continue,
+        };
+        events.push(event(kind, &judge::summarize(others, String::new)));
     }
     for item in report.watched.iter().chain(&report.inventory.items) {
         let kind = match item.status {

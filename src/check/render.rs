@@ -178,6 +178,9 @@ pub fn details(report: &CheckReport) -> String {
         for endpoint in &cert.endpoints {
             let _ = writeln!(out, "  {}", endpoint_line(endpoint, true));
         }
+        if let Some(route) = cert.route.as_ref().filter(|r| r.ok) {
+            let _ = writeln!(out, "  challenge route [OK]: worked at {}", route.checked_at);
+        }
         for problem in &cert.problems {
             let _ = writeln!(out, "  {}: {}", problem.status.label(), problem.message);
         }

@@ -125,12 +125,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 outln!("  check:       WARNING: {warning}");
             }
             // What a run's preflight checks before ordering: reported, not failed on, since HAProxy may not run yet.
-            for (endpoint, answered) in crate::edge::probe::verify_endpoints(&config.certificates).await {
+            for (endpoint, answered, key) in crate::edge::probe::verify_endpoints(&config.certificates).await {
                 match answered {
                     Ok(()) => outln!("  verify:      {endpoint} answers TLS"),
-                    Err(why) => outln!(
-                        "  verify:      WARNING: nothing answers TLS on {endpoint} ({why}); a run orders nothing until it \
-                         does: {}",
+                    Err(silent) if silent.refused => outln!(
+                        "  verify:      WARNING: {}; a run orders nothing until something answers TLS there",
+                        silent.message(key)
+                    ),
+                    Err(silent) => outln!(
+                        "  verify:      WARNING: {}; a run orders nothing until it does: {}",
+                        silent.message(key),
                         crate::edge::probe::VERIFY_FIX
                     ),
                 }

@@ -100,7 +100,7 @@ pub async fn run(config_path: &Path, lock_timeout: Duration) -> anyhow::Result<(
             last_probe = OffsetDateTime::now_utc();
             shared.set_activity(Activity::Probing { since: last_probe });
             tokio::select! {
-                () = probe(&config) => {}
+                () = probe(&config, listeners.tokens()) => {}
                 signal = signals.stop() => {
                     tracing::info!("{signal}: stopping; the probe is abandoned");
                     break;
@@ -302,8 +302,8 @@ fn log_report(report: &Report) {
 }
 
 /// One probe of the endpoints, as `hapcert check` does it (it records, notifies and writes the metrics).
-async fn probe(config: &Config) {
-    let report = crate::check::probe(config, OffsetDateTime::now_utc()).await;
+async fn probe(config: &Config, standing: Option<ChallengeTokens>) {
+    let report = crate::check::probe(config, OffsetDateTime::now_utc(), standing).await;
     // The summary goes to the journal only when something is wrong: every 5 minutes "OK" would drown the rest.
     if report.exit_code == 0 {
         tracing::debug!("probe: {}", report.summary);

@@ -151,11 +151,16 @@ pub async fn verify(config: &Config) -> Vec<Finding> {
     }
     answers
         .into_iter()
-        .map(|(endpoint, answered)| match answered {
+        .map(|(endpoint, answered, key)| match answered {
             Ok(()) => Finding::ok(Check::Verify, format!("{endpoint} answers TLS")),
-            Err(why) => Finding::fail(
+            Err(silent) if silent.refused => Finding::fail(
                 Check::Verify,
-                format!("nothing answers TLS on {endpoint} ({why}); a run orders nothing until it does"),
+                format!("HAProxy is not listening on {endpoint}; a run orders nothing until it does"),
+                format!("if it binds another address, set {key}; else start HAProxy"),
+            ),
+            Err(silent) => Finding::fail(
+                Check::Verify,
+                format!("{}; a run orders nothing until it does", silent.message(key)),
                 VERIFY_FIX,
             ),
         })

@@ -51,6 +51,9 @@ enum Family {
     Expiry,
     /// Raised by a check, about hapcert itself.
     RunOverdue,
+    /// Raised by a check: a certificate's challenge route is broken. Apart from its expiry, so that each resolves
+    /// on its own.
+    Route,
 }
 
 impl Family {
@@ -59,6 +62,7 @@ impl Family {
             EventKind::RenewalFailed | EventKind::DeployUnverified | EventKind::Rollback => Some(Family::Renewal),
             EventKind::Warning | EventKind::Critical => Some(Family::Expiry),
             EventKind::RunOverdue => Some(Family::RunOverdue),
+            EventKind::ChallengeRoute => Some(Family::Route),
             // One-shot: the fleet's alerts say what happened at one moment; nothing later says it is over.
             EventKind::Renewed | EventKind::Test | EventKind::FleetLagging | EventKind::FleetEmergency => None,
         }
@@ -69,6 +73,7 @@ impl Family {
             Family::Renewal => "renewal",
             Family::Expiry => "expiry",
             Family::RunOverdue => "run-overdue",
+            Family::Route => "route",
         }
     }
 }
@@ -113,6 +118,7 @@ fn in_scope(condition: &Condition, scope: &Scope) -> bool {
             _ => *inventory,
         },
         (Some(Family::RunOverdue), Scope::Check { .. }) => true,
+        (Some(Family::Route), Scope::Check { certificates, .. }) => event.source.is_managed() && listed(certificates),
         _ => false,
     }
 }
@@ -444,6 +450,43 @@ mod tests {
             [firing("a", EventKind::Rollback)]
         );
         assert_eq!(ledger.conditions.len(), 2, "{ledger:?}");
+    }
+
+    #[test]
+    fn a_broken_route_is_a_condition_apart_from_the_expiry_and_resolves_on_its_own() {
+        let channels = [channel("a", &[], 24)];
+        let mut ledger = Ledger::default();
+        let both = vec![
+            event(EventKind::Warning, Some("www")),
+            event(EventKind::ChallengeRoute, Some("www")),
+        ];
+        assert_eq!(
+            step(&mut ledger, &channels, both, check(&["www"]), T0, &[]),
+            [firing("a", EventKind::Warning), firing("a", EventKind::ChallengeRoute)]
+        );
+        assert_eq!(ledger.conditions.len(), 2, "{ledger:?}");
+        // The route fixed, the certificate still near expiry: only the route resolves.
+        assert_eq!(
+            step(
+                &mut ledger,
+                &channels,
+                vec![event(EventKind::Warning, Some("www"))],
+                check(&["www"]),
+                T0 + HOUR,
+                &[]
+            ),
+            [resolved("a", EventKind::ChallengeRoute)]
+        );
+        // A run does not look at routes: it leaves the condition alone.
+        step(
+            &mut ledger,
+            &channels,
+            vec![event(EventKind::ChallengeRoute, Some("www"))],
+            check(&["www"]),
+            T0 + 2 * HOUR,
+            &[],
+        );
+        assert!(step(&mut ledger, &channels, Vec::new(), run(&["www"]), T0 + 3 * HOUR, &[]).is_empty());
     }
 
     #[test]

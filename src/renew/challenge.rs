@@ -121,6 +121,19 @@ impl ChallengeSide {
         Ok(())
     }
 
+    /// Fetches a fresh token for every name of `spec` through `address` alone (`None`: each name's own address), and
+    /// publishes it only here, never in a fleet's store: `check`'s route check of this node.
+    pub async fn preflight_through(&self, spec: &CertificateSpec, address: Option<SocketAddr>) -> anyhow::Result<()> {
+        for domain in &spec.domains {
+            let token = preflight::random_token();
+            let expected = format!("{token}.{}", self.thumbprint);
+            // Random and unknown to any CA: a run answering its own tokens beside it never meets this one.
+            let _published = self.tokens.publish(&token, &expected)?;
+            preflight::fetch_token(domain.as_str(), address, &token, &expected).await?;
+        }
+        Ok(())
+    }
+
     pub async fn stop(self) {
         if let Some(server) = self.server {
             server.stop().await;
@@ -268,22 +281,38 @@ pub async fn preflight_each<'a>(
         None => None,
         Some(_) => Some(super::dns::DnsSide::open(config, state, dns_specs).await),
     };
-    let mut outcomes = Vec::new();
-    for spec in specs {
-        let checked = match (&http, &dns) {
-            (Some(side), _) if spec.challenge == ChallengeKind::Http01 => side.preflight(config, spec).await,
-            (_, Some(dns)) => match dns.answers(config, spec) {
-                Ok(answers) => answers.preflight(spec).await,
-                Err(err) => Err(err),
-            },
-            _ => unreachable!("a side is open for every selected certificate's challenge"),
-        };
-        outcomes.push((*spec, checked));
-    }
+    let outcomes = preflight_with(config, specs, http.as_ref().map(|side| (side, None)), dns.as_ref()).await;
     if let Some(side) = http {
         side.stop().await;
     }
     Ok(outcomes)
+}
+
+/// The preflight of each of `specs` through sides already open: `http` with the address to fetch through (`None`:
+/// the run's routes), `dns`. A certificate whose challenge has no side here is left out. What a run's preflight, `hapcert
+/// preflight`, `doctor` and `check`'s daily route check share.
+pub async fn preflight_with<'a>(
+    config: &Config,
+    specs: &[&'a CertificateSpec],
+    http: Option<(&ChallengeSide, Option<Option<SocketAddr>>)>,
+    dns: Option<&super::dns::DnsSide>,
+) -> Vec<(&'a CertificateSpec, anyhow::Result<()>)> {
+    let mut outcomes = Vec::new();
+    for spec in specs {
+        let checked = match (http, dns) {
+            (Some((side, None)), _) if spec.challenge == ChallengeKind::Http01 => side.preflight(config, spec).await,
+            (Some((side, Some(address))), _) if spec.challenge == ChallengeKind::Http01 => {
+                side.preflight_through(spec, address).await
+            }
+            (_, Some(dns)) if spec.challenge == ChallengeKind::Dns01 => match dns.answers(config, spec) {
+                Ok(answers) => answers.preflight(spec).await,
+                Err(err) => Err(err),
+            },
+            _ => continue,
+        };
+        outcomes.push((*spec, checked));
+    }
+    outcomes
 }
 
 /// The daemon's side port: open from start to shutdown, answering only the tokens its runs publish.

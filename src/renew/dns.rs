@@ -28,9 +28,28 @@ impl DnsSide {
         store: &StateDir,
         specs: impl IntoIterator<Item = &'a CertificateSpec>,
     ) -> DnsSide {
+        Self::open_with(config, DnsJournal::open(store), specs).await
+    }
+
+    /// [`DnsSide::open`] for `check`'s route check: its probe records go in a journal of their own
+    /// ([`DnsJournal::open_probes`]), and only that journal's leftovers are removed, so that a check beside a run never
+    /// touches the run's records. The caller holds the route lock, so one check at a time uses that journal.
+    pub async fn open_for_probes<'a>(
+        config: &Config,
+        store: &StateDir,
+        specs: impl IntoIterator<Item = &'a CertificateSpec>,
+    ) -> DnsSide {
+        Self::open_with(config, DnsJournal::open_probes(store), specs).await
+    }
+
+    async fn open_with<'a>(
+        config: &Config,
+        journal: DnsJournal,
+        specs: impl IntoIterator<Item = &'a CertificateSpec>,
+    ) -> DnsSide {
         let mut side = DnsSide {
             providers: HashMap::new(),
-            journal: Arc::new(DnsJournal::open(store)),
+            journal: Arc::new(journal),
         };
         let used = specs
             .into_iter()

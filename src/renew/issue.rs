@@ -25,6 +25,7 @@ use crate::core::trust::TrustRoots;
 use crate::core::verify::{Verified, verify_issued};
 use crate::edge::acme::{Acme, OrderGone, OrderOptions};
 use crate::edge::http01::responder::ChallengeTokens;
+use crate::edge::probe::NoTls;
 use crate::edge::store::StateDir;
 use crate::fanout;
 use crate::fleet::Session;
@@ -268,7 +269,7 @@ struct Sides<'a> {
     http: Option<&'a ChallengeSide>,
     dns: Option<&'a DnsSide>,
     /// The `verify` endpoints nothing answers TLS on, with the cause.
-    unanswered: &'a HashMap<String, String>,
+    unanswered: &'a HashMap<String, NoTls>,
 }
 
 /// The `verify` endpoints of the due certificates that nothing answers TLS on, with the cause: checked once per run,
@@ -276,11 +277,11 @@ struct Sides<'a> {
 /// issued again at every retry, against the CA's duplicate-certificate limit).
 async fn unanswered_endpoints(
     orders: &[(CertificateSpec, Option<String>, Option<LockedOrder>)],
-) -> HashMap<String, String> {
+) -> HashMap<String, NoTls> {
     crate::edge::probe::verify_endpoints(orders.iter().map(|(spec, ..)| spec))
         .await
         .into_iter()
-        .filter_map(|(endpoint, answered)| Some((endpoint, answered.err()?)))
+        .filter_map(|(endpoint, answered, _)| Some((endpoint, answered.err()?)))
         .collect()
 }
 
@@ -301,12 +302,20 @@ async fn answered_by(
         return Ok(kept);
     }
     let preflight_failed = "preflight failed, nothing was ordered";
-    if let Some((endpoint, why)) = spec.verify.iter().find_map(|e| Some((e, sides.unanswered.get(e)?))) {
-        return Err(anyhow::anyhow!(
-            "nothing answers TLS on {endpoint}, where a new certificate must be proven served ({why}); set `verify` (or \
-             [haproxy] verify) to an address HAProxy's TLS frontend binds, like its public address:443"
-        )
-        .context(preflight_failed));
+    if let Some(silent) = spec.verify.iter().find_map(|e| sides.unanswered.get(e)) {
+        let problem = match silent.refused {
+            // The commonest case, said with the one key to change.
+            true => format!(
+                "{}; a new certificate must be proven served there",
+                silent.message(&spec.verify_key)
+            ),
+            false => format!(
+                "nothing answers TLS on {}, where a new certificate must be proven served ({}); set {} to an address \
+                 HAProxy's TLS frontend binds, like its public address:443",
+                silent.endpoint, silent.why, spec.verify_key
+            ),
+        };
+        return Err(anyhow::anyhow!("{problem}").context(preflight_failed));
     }
     match (spec.challenge, sides.http, sides.dns) {
         (ChallengeKind::Http01, Some(side), _) => {

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
 use crate::harness::{
-    MonitorCa, Sandbox, WebhookSink, assert_exit, closed_port, leaf_der_from_pem_file, rfc3339, serial_hex, show,
-    stdout,
+    MonitorCa, Sandbox, WebhookSink, assert_exit, closed_port, frontend_redirect_shadowing, leaf_der_from_pem_file,
+    rfc3339, serial_hex, show, stdout,
 };
 
 /// A `[[notify]]` webhook table; `extra` adds keys (`events`, `repeat`).
@@ -321,4 +321,92 @@ fn the_dead_mans_switch_alerts_once_without_a_certificate_and_resolves() {
     let out = sandbox.hapcert(&["check"]);
     assert_exit(&out, 0);
     exactly(&sink, 2, "the check after the recovery");
+}
+
+/// `monitor.json`'s last try of `name`'s challenge route.
+fn route_of(sandbox: &Sandbox, name: &str) -> Value {
+    let text = fs::read_to_string(sandbox.state_dir().join("monitor.json")).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["routes"][name].clone()
+}
+
+/// Issue 18: a challenge route broken after issuance showed only when the renewal window opened. Now the next check
+/// tries it (a real HTTP-01 preflight through HAProxy's port 80), says WARNING with the preflight's finding, and tells
+/// it as a condition of its own, resolved once the route works again; a working route is tried once a day.
+#[test]
+fn a_challenge_route_broken_after_issuance_warns_at_the_next_check_and_resolves_once_fixed() {
+    let sandbox = Sandbox::start();
+    let sink = WebhookSink::start();
+    sandbox.write_config(&[("www", &["www.example.com"])]);
+    let out = sandbox.hapcert(&["run"]);
+    assert_exit(&out, 0);
+    let config = fs::read_to_string(sandbox.config_path()).unwrap() + &webhook_table(&sink, "");
+    sandbox.write_config_text(&config);
+
+    // After issuance, a redirect comes to shadow the challenge path.
+    let working = sandbox.http_frontend();
+    sandbox.set_http_frontend(&frontend_redirect_shadowing(&sandbox.ports()));
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 1);
+    let line = stdout(&out).lines().next().unwrap_or_default().to_owned();
+    assert!(
+        line.starts_with("HAPCERT WARNING - www: the challenge route is broken, so the next renewal would fail: ")
+            && line.contains("with a redirect to https://www.example.com/"),
+        "{}",
+        show(&out)
+    );
+    let bodies = exactly(&sink, 1, "the check that found the route broken");
+    assert_eq!(
+        triple(&bodies[0]),
+        ("challenge-route", "firing", json!("www")),
+        "{:#}",
+        bodies[0]
+    );
+    assert!(
+        bodies[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("with a redirect to https://www.example.com/"),
+        "{:#}",
+        bodies[0]
+    );
+    let broken = route_of(&sandbox, "www");
+    assert!(broken["problem"].is_string(), "{broken}");
+
+    // Still broken: tried again at once, and not told twice within the repeat interval.
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 1);
+    exactly(&sink, 1, "the check that found it still broken");
+    assert_ne!(
+        route_of(&sandbox, "www")["at"],
+        broken["at"],
+        "a broken route is tried at every check"
+    );
+
+    // Fixed: OK, and the condition resolves on its own.
+    sandbox.set_http_frontend(&working);
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("  challenge route [OK]: worked at "),
+        "{}",
+        show(&out)
+    );
+    let bodies = exactly(&sink, 2, "the check that found the route fixed");
+    assert_eq!(
+        triple(&bodies[1]),
+        ("challenge-route", "resolved", json!("www")),
+        "{:#}",
+        bodies[1]
+    );
+
+    // A working route is not fetched again within the day.
+    let worked = route_of(&sandbox, "www");
+    assert!(worked.get("problem").is_none(), "{worked}");
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        route_of(&sandbox, "www"),
+        worked,
+        "the route was tried again within the day"
+    );
 }

@@ -150,7 +150,8 @@ fn check_gives_each_case_its_exit_code_and_summary_against_a_real_haproxy() {
     assert_line_starts(
         &out,
         &format!(
-            "HAPCERT CRITICAL - good: {down} (SNI good.example.com): cannot connect to {down}: Connection refused"
+            "HAPCERT CRITICAL - good: {down} (SNI good.example.com): HAProxy is not listening on {down}; if it binds \
+             another address, set [check] endpoints"
         ),
     );
 
@@ -312,4 +313,83 @@ fn dual_certificates_issued_by_pebble_are_checked_as_each_kind_of_client() {
         assert_eq!(wire["matches_disk"], true, "{cert:#}");
         assert_eq!(wire["chain_verifies"], true, "{cert:#}");
     }
+}
+
+/// Issue 18: an HAProxy bound to one address is named once, in `[haproxy] verify`; `check` probes it there, and a
+/// refused connection, in `check` and in `run`, names the key to set.
+#[test]
+fn haproxy_verify_alone_moves_the_check_and_a_refused_connection_names_it() {
+    let sandbox = Sandbox::start();
+    let ca = MonitorCa::new("hapcert check test CA");
+    let roots = sandbox.dir().join("check-roots.pem");
+    fs::write(&roots, &ca.root_pem).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let good = ca.issue(
+        &["good.example.com"],
+        now - Duration::days(10),
+        now + Duration::days(80),
+    );
+    sandbox.put_cert("good.pem", &good);
+    sandbox.reload_haproxy();
+    sandbox.write_state(&recent_runs(now));
+    let https = sandbox.https_endpoint();
+    // No [check] endpoints: the base config's [haproxy] verify is HAProxy's TLS frontend.
+    let config = format!(
+        "{}\n[check]\nca_bundle = {:?}\n\n[[certificate]]\nname = \"good\"\ndomains = [\"good.example.com\"]\n",
+        sandbox.base_config(),
+        roots.display().to_string()
+    );
+    assert!(config.contains(&format!("verify = [\"{https}\"]")), "{config}");
+    sandbox.write_config_text(&config);
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!(
+            "  {https} SNI good.example.com [OK]: serial {}",
+            serial_hex(&good.leaf_der)
+        )),
+        "{}",
+        show(&out)
+    );
+    let summary = stdout(&sandbox.hapcert(&["check-config"]));
+    assert!(
+        summary.contains(&format!(
+            "monitor:     `hapcert check` probes {https} (from [haproxy] verify)"
+        )),
+        "{summary}"
+    );
+
+    // HAProxy binds another address than the one written: one message, naming the one key.
+    let down = format!("127.0.0.1:{}", closed_port());
+    let moved = config.replace(&format!("verify = [\"{https}\"]"), &format!("verify = [\"{down}\"]"));
+    sandbox.write_config_text(&moved);
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 2);
+    let wanted = format!("HAProxy is not listening on {down}; if it binds another address, set [haproxy] verify");
+    assert_line_starts(
+        &out,
+        &format!("HAPCERT CRITICAL - good: {down} (SNI good.example.com): {wanted}"),
+    );
+    let out = sandbox.hapcert(&["check-config"]);
+    assert!(
+        stdout(&out).contains(&format!("verify:      WARNING: {wanted}")),
+        "{}",
+        show(&out)
+    );
+
+    // A run with a certificate due says the same before it orders anything.
+    let due = format!("{moved}\n[[certificate]]\nname = \"new\"\ndomains = [\"new.example.com\"]\n");
+    sandbox.write_config_text(&due);
+    let out = sandbox.hapcert(&["run"]);
+    assert_exit(&out, 1);
+    assert!(
+        show(&out).contains(&format!("preflight failed, nothing was ordered: {wanted}")),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        !sandbox.pebble_log().contains("Added order"),
+        "{}",
+        sandbox.pebble_log()
+    );
 }

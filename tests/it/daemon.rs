@@ -207,3 +207,62 @@ fn sigterm_mid_order_leaves_the_deployed_pem_intact() {
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     assert_eq!(served_serial(&sandbox, "a.example.com"), served_before);
 }
+
+/// The daemon's route of a monitor.json entry: what its last try of `name`'s challenge route found.
+fn route_problem(sandbox: &Sandbox, name: &str) -> Option<serde_json::Value> {
+    let text = fs::read_to_string(sandbox.state_dir().join("monitor.json")).ok()?;
+    let monitor: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let route = monitor["routes"].get(name)?.clone();
+    Some(route["problem"].clone())
+}
+
+/// Issue 18: the daemon's probes try the challenge route through the daemon's own responder (which holds the side
+/// port); a one-shot `check` beside it leaves the route to the daemon and reports what the daemon found.
+#[test]
+fn the_daemons_probe_finds_a_broken_challenge_route_through_its_own_responder_and_sees_it_fixed() {
+    use crate::harness::frontend_redirect_shadowing;
+    let sandbox = Sandbox::start();
+    let metrics_port = free_port();
+    let config = sandbox.base_config()
+        + &daemon_table(metrics_port, "probe_interval = \"2s\"\n")
+        + &certificate("site", &["a.example.com"]);
+    sandbox.write_config_text(&config);
+    assert_exit(&sandbox.hapcert(&["run"]), 0);
+
+    // Broken after issuance; nothing is due, so only the probe can find it.
+    let working = sandbox.http_frontend();
+    sandbox.set_http_frontend(&frontend_redirect_shadowing(&sandbox.ports()));
+    let mut daemon = sandbox.start_daemon(&[]);
+    daemon.wait_for("the probe finding the route broken", Duration::from_secs(60), |_| {
+        route_problem(&sandbox, "site").is_some_and(|p| p.as_str().is_some_and(|p| p.contains("with a redirect")))
+    });
+    assert!(
+        daemon
+            .log()
+            .contains("the challenge route is broken, so the next renewal would fail"),
+        "{}",
+        daemon.log()
+    );
+    // The side port is the daemon's: a one-shot check does not take it, and says what the daemon found.
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("HAPCERT WARNING - site: the challenge route is broken"),
+        "{}",
+        crate::harness::show(&out)
+    );
+
+    sandbox.set_http_frontend(&working);
+    daemon.wait_for("the probe finding the route fixed", Duration::from_secs(60), |_| {
+        route_problem(&sandbox, "site").is_some_and(|p| p.is_null())
+    });
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 0);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)).code(),
+        Some(0),
+        "{}",
+        daemon.log()
+    );
+}

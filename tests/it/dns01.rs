@@ -391,3 +391,60 @@ fn dns01_and_http01_certificates_are_issued_in_one_run() {
     assert_exit(&check, 0);
     assert!(stdout(&check).contains("SNI *.example.test [OK]"), "{}", show(&check));
 }
+
+/// Issue 18: `check` tries a DNS-01 certificate's route too, with the run's DNS preflight (a probe TXT record through
+/// the provider, seen on every server). A key that stops working after issuance is a WARNING with the preflight's
+/// finding; the probe records have their own journal, and a run's journaled records are left alone.
+#[test]
+fn dns01_a_key_broken_after_issuance_makes_check_warn_and_a_runs_records_are_left_alone() {
+    let sandbox = dns_sandbox(None);
+    let good_provider = rfc2136_provider(&sandbox, "");
+    let cert = dns_certificate("example.test", &["example.test"]);
+    sandbox.write_config_text(&(sandbox.base_config() + &good_provider + &cert));
+    assert_exit(&sandbox.hapcert(&["run"]), 0);
+
+    // What a run under way has journaled: a check must neither remove it nor rewrite the file.
+    let journal = sandbox.state_dir().join("dns-records.json");
+    let in_flight = format!(
+        "[{{\"provider\":\"bind\",\"challenge\":\"_acme-challenge.other.test.\",\"record\":\"_acme-challenge.other.test.\",\
+         \"zone\":\"other.test.\",\"primary\":{:?},\"value\":\"a-run-s-own-value\"}}]",
+        sandbox.dns().primary()
+    );
+    std::fs::write(&journal, &in_flight).unwrap();
+
+    let wrong = sandbox.dir().join("wrong.secret");
+    std::fs::write(&wrong, "bm90IHRoZSBsYWIncyBzZWNyZXQsIGF0IGFsbCEhIQ==\n").unwrap();
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let bad_provider = good_provider.replace(&format!("{:?}", secret_file(&sandbox)), &format!("{wrong:?}"));
+    sandbox.write_config_text(&(sandbox.base_config() + &bad_provider + &cert));
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 1);
+    let line = stdout(&out).lines().next().unwrap_or_default().to_owned();
+    assert!(
+        line.starts_with(
+            "HAPCERT WARNING - example.test: the challenge route is broken, so the next renewal would fail: "
+        ) && line.contains("BADSIG"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), in_flight);
+
+    sandbox.write_config_text(&(sandbox.base_config() + &good_provider + &cert));
+    let out = sandbox.hapcert(&["check"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("  challenge route [OK]: worked at "),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), in_flight);
+    assert!(
+        !sandbox.state_dir().join("dns-probes.json").exists(),
+        "the probe's record is still journaled"
+    );
+    assert!(
+        sandbox.dns().challenge_leftovers().is_empty(),
+        "{:?}",
+        sandbox.dns().challenge_leftovers()
+    );
+}

@@ -244,11 +244,8 @@ fn a_verify_endpoint_nothing_answers_on_is_named_with_its_fix() {
     assert_line(
         &out,
         "verify",
-        &format!("FAIL  verify      nothing answers TLS on {silent} ("),
-        &[
-            "Connection refused",
-            "fix: set `verify` (or [haproxy] verify) to an address HAProxy's TLS frontend binds",
-        ],
+        &format!("FAIL  verify      HAProxy is not listening on {silent}; a run orders nothing until it does"),
+        &["fix: if it binds another address, set `verify` in [[certificate]] \"www\"; else start HAProxy"],
     );
 }
 

@@ -15,8 +15,10 @@ fn with_a_verify_endpoint_nothing_answers_on_no_order_is_sent_and_check_config_s
     assert_exit(&out, 1);
     let said = show(&out);
     assert!(
-        said.contains(&format!("preflight failed, nothing was ordered: nothing answers TLS on {silent}, where a new certificate must be proven served"))
-            && said.contains("Connection refused"),
+        said.contains(&format!(
+            "preflight failed, nothing was ordered: HAProxy is not listening on {silent}; if it binds another address, \
+             set `verify` in [[certificate]] \"www\"; a new certificate must be proven served there"
+        )),
         "{said}"
     );
     assert!(
@@ -29,7 +31,10 @@ fn with_a_verify_endpoint_nothing_answers_on_no_order_is_sent_and_check_config_s
     let check = sandbox.hapcert(&["check-config"]);
     assert_exit(&check, 0);
     assert!(
-        stdout(&check).contains(&format!("verify:      WARNING: nothing answers TLS on {silent}")),
+        stdout(&check).contains(&format!(
+            "verify:      WARNING: HAProxy is not listening on {silent}; if it binds another address, set `verify` in \
+             [[certificate]] \"www\""
+        )),
         "{}",
         show(&check)
     );

@@ -13,7 +13,7 @@ use super::chain::Chain;
 use crate::core::chain::Flaw;
 use crate::core::config::CheckConfig;
 use crate::core::pem::CertFacts;
-use crate::core::state::monitor::Source;
+use crate::core::state::monitor::{RouteCheck, Source};
 use crate::core::time::{days_left, format_rfc3339, format_time};
 use crate::edge::probe::ClientKind;
 
@@ -175,6 +175,17 @@ pub struct CertReport {
     pub problems: Vec<Problem>,
     /// The fewest days left of the certificate on disk and every one served.
     pub days_left: Option<f64>,
+    /// The last try of its challenge route; none when the check does not try routes, or has not yet.
+    pub route: Option<RouteReport>,
+}
+
+/// What the challenge-route preflight found last, for one certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteReport {
+    pub checked_at: String,
+    pub ok: bool,
+    /// The problem it adds to the certificate, word for word; none when the route works.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -277,7 +288,8 @@ impl CertReport {
 
 /// One line for a report: its worst problem (and how many more as bad), or `ok` when there is none. `problems` are
 /// worst first.
-fn summarize(problems: &[Problem], ok: impl FnOnce() -> String) -> String {
+pub fn summarize<'a>(problems: impl IntoIterator<Item = &'a Problem>, ok: impl FnOnce() -> String) -> String {
+    let problems: Vec<&Problem> = problems.into_iter().collect();
     match problems.first() {
         None => ok(),
         Some(first) => {
@@ -358,9 +370,7 @@ pub fn judge_certificate(check: &CheckConfig, observed: &Observed, now: OffsetDa
         .into_iter()
         .chain(endpoints.iter().filter_map(|e| e.days_left))
         .reduce(f64::min);
-    let summary = summarize(&problems, || {
-        format!("OK, {:.1} days left", days_left.unwrap_or_default())
-    });
+    let summary = summarize(&problems, || ok_summary(days_left));
     CertReport {
         name: observed.name.clone(),
         status,
@@ -372,7 +382,41 @@ pub fn judge_certificate(check: &CheckConfig, observed: &Observed, now: OffsetDa
         endpoints,
         problems,
         days_left,
+        route: None,
     }
+}
+
+fn ok_summary(days_left: Option<f64>) -> String {
+    format!("OK, {:.1} days left", days_left.unwrap_or_default())
+}
+
+/// Adds what the last challenge-route preflight found to a judged certificate: a broken route is a WARNING (the
+/// certificate is served, but its next renewal would fail), beside whatever else was found.
+pub fn with_route(mut report: CertReport, route: Option<&RouteCheck>) -> CertReport {
+    let Some(route) = route else { return report };
+    let problem = route.problem.as_ref().map(|found| {
+        format!(
+            "the challenge route is broken, so the next renewal would fail: {found} (found {}; tried again at every \
+             check until it works)",
+            format_rfc3339(route.at)
+        )
+    });
+    if let Some(message) = &problem {
+        report.problems.push(Problem {
+            status: Status::Warning,
+            message: message.clone(),
+        });
+        report.problems.sort_by_key(|p| std::cmp::Reverse(p.status.severity()));
+        report.status = report.status.worst(Status::Warning);
+        let days_left = report.days_left;
+        report.summary = summarize(&report.problems, || ok_summary(days_left));
+    }
+    report.route = Some(RouteReport {
+        checked_at: format_rfc3339(route.at),
+        ok: problem.is_none(),
+        problem,
+    });
+    report
 }
 
 fn judge_probe(

@@ -14,6 +14,8 @@ pub(super) const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);
 pub(super) fn check_config() -> CheckConfig {
     CheckConfig {
         endpoints: vec!["127.0.0.1:443".into()],
+        endpoints_key: "[haproxy] verify",
+        route: true,
         warn_days: None,
         crit_days: 7.0,
         max_run_age: Duration::from_secs(36 * 3600),
@@ -535,4 +537,65 @@ fn a_served_root_or_a_chain_out_of_order_warns_with_the_fix() {
 
 fn not_read() -> InventoryReport {
     InventoryReport::not_read("not-configured", "not read")
+}
+
+#[test]
+fn a_broken_route_warns_beside_the_other_findings_and_a_working_one_changes_nothing() {
+    use crate::core::state::monitor::RouteCheck;
+    let at = NOW - time::Duration::hours(3);
+    let good = judged(80.0, Ok(served(&[1], "0b", 80.0)));
+    let worked = with_route(good.clone(), Some(&RouteCheck { at, problem: None }));
+    assert_eq!(
+        (worked.status, &worked.summary, &worked.problems),
+        (Status::Ok, &good.summary, &good.problems)
+    );
+    assert!(worked.route.as_ref().is_some_and(|r| r.ok && r.problem.is_none()));
+
+    let broken = RouteCheck {
+        at,
+        problem: Some("http://www.example.com/.well-known/acme-challenge/x answered with a redirect".into()),
+    };
+    let warned = with_route(good, Some(&broken));
+    assert_eq!(warned.status, Status::Warning);
+    assert!(
+        warned.summary.starts_with(
+            "the challenge route is broken, so the next renewal would fail: http://www.example.com/.well-known/\
+             acme-challenge/x answered with a redirect"
+        ),
+        "{}",
+        warned.summary
+    );
+    assert_eq!(
+        warned.route.as_ref().and_then(|r| r.problem.as_ref()),
+        Some(&warned.problems[0].message)
+    );
+
+    // A CRITICAL stays CRITICAL and keeps its summary; the route is one more problem.
+    let critical = judged(3.0, Ok(served(&[1], "0b", 3.0)));
+    let both = with_route(critical.clone(), Some(&broken));
+    assert_eq!((both.status, &both.summary), (Status::Critical, &critical.summary));
+    assert_eq!(both.problems.len(), critical.problems.len() + 1);
+}
+
+#[test]
+fn a_working_route_is_tried_again_after_a_day_and_a_broken_one_at_every_check() {
+    use crate::core::state::monitor::RouteCheck;
+    let worked = RouteCheck {
+        at: NOW - time::Duration::hours(23),
+        problem: None,
+    };
+    assert!(RouteCheck::due(None, NOW));
+    assert!(!RouteCheck::due(Some(&worked), NOW));
+    assert!(RouteCheck::due(Some(&worked), NOW + time::Duration::hours(1)));
+    let broken = RouteCheck {
+        at: NOW - time::Duration::minutes(5),
+        problem: Some("refused".into()),
+    };
+    assert!(RouteCheck::due(Some(&broken), NOW));
+    // A clock set back: tried, not trusted for a day from the future.
+    let ahead = RouteCheck {
+        at: NOW + time::Duration::hours(2),
+        problem: None,
+    };
+    assert!(RouteCheck::due(Some(&ahead), NOW));
 }

@@ -209,6 +209,8 @@ pub struct CertificateSpec {
     pub renew_before: Option<Duration>,
     /// TLS endpoints (`host:port`) that must serve the new certificate for each of its names.
     pub verify: Vec<String>,
+    /// The key that set `verify` (its own, or `[haproxy] verify`), for the message that asks to change it.
+    pub verify_key: String,
     /// The ACME profile to order under: the certificate's own, else `[acme] profile`.
     pub profile: Option<String>,
     /// The chain to serve: the certificate's own `preferred_chain`, else `[acme] preferred_chain`.

@@ -17,8 +17,11 @@ use super::watch::{UnmanagedPolicy, ignore_paths, unmanaged_policy};
 
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
-    /// TLS endpoints (`host:port`) probed for every name.
+    /// TLS endpoints (`host:port`) probed for every name: `[check] endpoints`, else `[haproxy] verify`, so that an
+    /// HAProxy bound to one address is named once.
     pub endpoints: Vec<String>,
+    /// The key that set `endpoints`, for the message that asks to change it.
+    pub endpoints_key: &'static str,
     /// WARNING when fewer days are left; `None`: when a third of the certificate's lifetime is left.
     pub warn_days: Option<f64>,
     /// CRITICAL when fewer days are left.
@@ -31,6 +34,8 @@ pub struct CheckConfig {
     pub unmanaged: UnmanagedPolicy,
     /// Paths (globs) of HAProxy's inventory left out of the check.
     pub ignore_paths: Vec<glob::Pattern>,
+    /// Whether the check (and the daemon's) tries each certificate's challenge route once a day.
+    pub route: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -114,6 +119,8 @@ pub enum EventKind {
     Critical,
     /// `check`: the last successful run is too old; the timer or daemon has stopped.
     RunOverdue,
+    /// `check`: a certificate's challenge route fails its preflight, so its next renewal would fail.
+    ChallengeRoute,
     /// A certificate was renewed and verified. Off unless a channel lists it.
     Renewed,
     /// Fleet: a live node has not acknowledged serving the certificate this node issued within `converge_timeout`.
@@ -125,13 +132,14 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::RenewalFailed,
         EventKind::DeployUnverified,
         EventKind::Rollback,
         EventKind::Warning,
         EventKind::Critical,
         EventKind::RunOverdue,
+        EventKind::ChallengeRoute,
         EventKind::Renewed,
         EventKind::FleetLagging,
         EventKind::FleetEmergency,
@@ -146,6 +154,7 @@ impl EventKind {
             EventKind::Warning => "warning",
             EventKind::Critical => "critical",
             EventKind::RunOverdue => "run-overdue",
+            EventKind::ChallengeRoute => "challenge-route",
             EventKind::Renewed => "renewed",
             EventKind::FleetLagging => "fleet-lagging",
             EventKind::FleetEmergency => "fleet-emergency",
@@ -230,16 +239,20 @@ pub enum EmailTransport {
     },
 }
 
+/// How messages name `[haproxy] verify`, the one address key most configs need.
+pub const HAPROXY_VERIFY_KEY: &str = "[haproxy] verify";
+
 const DEFAULT_REPEAT: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The issue asks for windows to be looked at at least twice a day.
 const MAX_RECHECK: Duration = Duration::from_secs(12 * 3600);
 
-pub(super) fn validate_check(raw: RawCheck, base: &Path, errors: &mut Errors) -> CheckConfig {
-    let endpoints = match raw.endpoints {
-        Some(list) => endpoints(errors, &list, "check.endpoints"),
-        None => vec!["127.0.0.1:443".to_owned()],
+/// `verify` is `[haproxy] verify` as validated (with its own default), which `[check] endpoints` defaults to.
+pub(super) fn validate_check(raw: RawCheck, verify: &[String], base: &Path, errors: &mut Errors) -> CheckConfig {
+    let (endpoints, endpoints_key) = match raw.endpoints {
+        Some(list) => (endpoints(errors, &list, "check.endpoints"), "[check] endpoints"),
+        None => (verify.to_vec(), HAPROXY_VERIFY_KEY),
     };
     let warn_days = days(errors, &raw.warn_days, "check.warn_days");
     let crit_days = days(errors, &raw.crit_days, "check.crit_days").unwrap_or(7.0);
@@ -254,6 +267,7 @@ pub(super) fn validate_check(raw: RawCheck, base: &Path, errors: &mut Errors) ->
     }
     CheckConfig {
         endpoints,
+        endpoints_key,
         warn_days,
         crit_days,
         max_run_age: duration_or(
@@ -266,6 +280,7 @@ pub(super) fn validate_check(raw: RawCheck, base: &Path, errors: &mut Errors) ->
         ca_bundle: raw.ca_bundle.map(|p| located_path(errors, base, p, "check.ca_bundle")),
         unmanaged: unmanaged_policy(errors, raw.unmanaged.as_ref()),
         ignore_paths: ignore_paths(errors, raw.ignore_paths.as_ref()),
+        route: raw.route.unwrap_or(true),
     }
 }
 

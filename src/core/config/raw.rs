@@ -121,6 +121,7 @@ pub struct RawCheck {
     pub ca_bundle: Option<Spanned<String>>,
     pub unmanaged: Option<Spanned<String>>,
     pub ignore_paths: Option<Spanned<Vec<Spanned<String>>>>,
+    pub route: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

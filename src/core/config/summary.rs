@@ -30,6 +30,15 @@ pub fn summary(config: &Config, owner: FileOwner, account: &str) -> String {
         state = config.state.dir.value.display(),
         control = config.daemon.control_socket().display(),
     );
+    out.push_str(&format!(
+        "  monitor:     `hapcert check` probes {} (from {}){}\n",
+        config.check.endpoints.join(", "),
+        config.check.endpoints_key,
+        match config.check.route {
+            true => "; each challenge route is tried once a day ([check] route)",
+            false => "",
+        }
+    ));
     if let Some(fleet) = &config.fleet {
         let endpoints: Vec<&str> = fleet.etcd.iter().map(|e| e.url.as_str()).collect();
         out.push_str(&format!(

@@ -497,6 +497,33 @@ preferred_chain = "ISRG Root X2"
 }
 
 #[test]
+fn one_haproxy_verify_sets_the_checked_endpoints_and_each_names_its_key() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.check.endpoints_key, "[haproxy] verify");
+    assert_eq!(config.certificates[0].verify_key, "[haproxy] verify");
+
+    let bound = format!("{MINIMAL}\n[haproxy]\nverify = [\"192.0.2.10:443\"]\n");
+    let config = parse(&bound).unwrap();
+    assert_eq!(config.haproxy.verify, ["192.0.2.10:443"]);
+    assert_eq!(
+        config.check.endpoints,
+        ["192.0.2.10:443"],
+        "one edit moves the check too"
+    );
+    assert_eq!(config.check.endpoints_key, "[haproxy] verify");
+
+    let own = format!(
+        "{}\nverify = [\"192.0.2.11:443\"]\n\n[haproxy]\nverify = [\"192.0.2.10:443\"]\n[check]\nendpoints = [\"192.0.2.12:443\"]\n",
+        MINIMAL.trim_end()
+    );
+    let config = parse(&own).unwrap();
+    assert_eq!(config.certificates[0].verify, ["192.0.2.11:443"]);
+    assert_eq!(config.certificates[0].verify_key, "`verify` in [[certificate]] \"www\"");
+    assert_eq!(config.check.endpoints, ["192.0.2.12:443"]);
+    assert_eq!(config.check.endpoints_key, "[check] endpoints");
+}
+
+#[test]
 fn monitoring_sections_parse_with_defaults_and_overrides() {
     let config = parse(MINIMAL).unwrap();
     assert_eq!(config.check.endpoints, ["127.0.0.1:443"]);

@@ -109,6 +109,8 @@ pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Conf
         watching: !raw.watch.is_empty(),
     };
     let certificates = validate_certificates(raw.certificate, &context, base, errors);
+    // After [haproxy]: [check] endpoints defaults to its verify.
+    let check = monitor::validate_check(raw.check, &haproxy.verify, base, errors);
     let config = Config {
         path: errors.file.to_owned(),
         acme,
@@ -116,7 +118,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path, errors: &mut Errors) -> Conf
         haproxy,
         state: StateConfig { dir: state_dir },
         certificates,
-        check: monitor::validate_check(raw.check, base, errors),
+        check,
         metrics: monitor::validate_metrics(raw.metrics, base, errors),
         daemon: monitor::validate_daemon(raw.daemon, base, errors),
         hooks,
@@ -535,9 +537,12 @@ fn validate_certificates(
             }
             Some(wanted)
         });
-        let verify = match &table.verify {
-            Some(list) => endpoints(errors, list, &key("verify")),
-            None => haproxy.verify.clone(),
+        let (verify, verify_key) = match &table.verify {
+            Some(list) => (
+                endpoints(errors, list, &key("verify")),
+                format!("`verify` in [[certificate]] {name:?}"),
+            ),
+            None => (haproxy.verify.clone(), monitor::HAPROXY_VERIFY_KEY.to_owned()),
         };
         let profile = match table.profile {
             Some(name) => validate_profile(errors, name, &key("profile")),
@@ -604,6 +609,7 @@ fn validate_certificates(
                 file,
                 renew_before,
                 verify: verify.clone(),
+                verify_key: verify_key.clone(),
                 profile: profile.clone(),
                 preferred_chain: preferred_chain.clone(),
                 hooks: hooks.clone(),

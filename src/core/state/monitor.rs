@@ -20,6 +20,33 @@ pub struct Monitor {
     pub last_check: Option<LastCheck>,
     #[serde(default)]
     pub notifications: Ledger,
+    /// By certificate name: the last time `check` tried its challenge route, and what it found. Kept across checks,
+    /// so that the route is fetched once a day, not at every check.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, RouteCheck>,
+}
+
+/// One challenge-route preflight of one certificate, as `check` tried it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteCheck {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The preflight's finding; none when the route worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// How long a working route is trusted before it is tried again. A broken one is tried at every check.
+pub const ROUTE_INTERVAL: time::Duration = time::Duration::days(1);
+
+impl RouteCheck {
+    /// Whether the route is to be tried again at `now`.
+    pub fn due(remembered: Option<&RouteCheck>, now: OffsetDateTime) -> bool {
+        match remembered {
+            None => true,
+            Some(route) => route.problem.is_some() || now - route.at >= ROUTE_INTERVAL || route.at > now,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

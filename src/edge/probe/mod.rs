@@ -161,23 +161,23 @@ pub async fn served_chain_over(
 }
 
 /// Each distinct `verify` endpoint of `specs`, once, and whether something speaks TLS there ([`answers_tls`]), with the
-/// first name of the first certificate that lists it as SNI. What a run checks before it orders, and `check-config`
-/// reports.
+/// first name and the `verify` key of the first certificate that lists it. What a run checks before it orders, and
+/// `check-config` and `doctor` report.
 pub async fn verify_endpoints<'a>(
     specs: impl IntoIterator<Item = &'a CertificateSpec>,
-) -> Vec<(String, Result<(), String>)> {
-    let mut targets: Vec<(&str, &str)> = Vec::new();
+) -> Vec<(String, Result<(), NoTls>, &'a str)> {
+    let mut targets: Vec<(&str, &str, &str)> = Vec::new();
     for spec in specs {
         let Some(first) = spec.domains.first() else { continue };
         for endpoint in &spec.verify {
-            if !targets.iter().any(|(e, _)| e == endpoint) {
-                targets.push((endpoint, first.as_str()));
+            if !targets.iter().any(|(e, ..)| e == endpoint) {
+                targets.push((endpoint, first.as_str(), &spec.verify_key));
             }
         }
     }
     let mut out = Vec::new();
-    for (endpoint, name) in targets {
-        out.push((endpoint.to_owned(), answers_tls(endpoint, name).await));
+    for (endpoint, name, key) in targets {
+        out.push((endpoint.to_owned(), answers_tls(endpoint, name).await, key));
     }
     out
 }
@@ -186,14 +186,51 @@ pub async fn verify_endpoints<'a>(
 pub const VERIFY_FIX: &str =
     "set `verify` (or [haproxy] verify) to an address HAProxy's TLS frontend binds, or start HAProxy";
 
+/// Why nothing speaks TLS on an endpoint.
+#[derive(Debug, Clone)]
+pub struct NoTls {
+    pub endpoint: String,
+    /// The connection was refused: nothing listens there, the commonest case (HAProxy binds another address).
+    pub refused: bool,
+    /// The error, with its causes.
+    pub why: String,
+}
+
+impl NoTls {
+    /// The finding, for an endpoint that `key` set: a refused connection names the key to change, as the one fix
+    /// that helps when HAProxy runs on another address; anything else gives its cause.
+    pub fn message(&self, key: &str) -> String {
+        match self.refused {
+            true => not_listening(&self.endpoint, key),
+            false => format!("nothing answers TLS on {} ({})", self.endpoint, self.why),
+        }
+    }
+}
+
+/// What a refused connection to one of hapcert's endpoints says.
+pub fn not_listening(endpoint: &str, key: &str) -> String {
+    format!("HAProxy is not listening on {endpoint}; if it binds another address, set {key}")
+}
+
+/// Whether `err` comes from a refused connection.
+pub fn refused(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
 /// Whether something speaks TLS on `endpoint`: a handshake that gets as far as the server's first answer. A server that
 /// turns this name away with an alert (HAProxy's `strict-sni`, for a name it has no certificate for yet) still answers;
 /// only no connection, no answer in time, or an answer that is not TLS is an error, with its cause.
-pub async fn answers_tls(endpoint: &str, server_name: &str) -> Result<(), String> {
+pub async fn answers_tls(endpoint: &str, server_name: &str) -> Result<(), NoTls> {
     match served_chain(endpoint, server_name, ClientKind::Any).await {
         Ok(_) => Ok(()),
         Err(err) if alert_received(&err) => Ok(()),
-        Err(err) => Err(format!("{err:#}")),
+        Err(err) => Err(NoTls {
+            endpoint: endpoint.to_owned(),
+            refused: refused(&err),
+            why: format!("{err:#}"),
+        }),
     }
 }
 

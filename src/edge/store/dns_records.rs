@@ -12,6 +12,9 @@ use super::{StateDir, remove_durably, write_atomic};
 use crate::core::config::FileOwner;
 
 const FILE: &str = "dns-records.json";
+/// The probe records of `check`'s daily route check: a journal of their own, so that a check never removes (or races
+/// the writes of) a running order's records.
+const PROBE_FILE: &str = "dns-probes.json";
 
 /// One TXT value at one name, as it was added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +41,14 @@ impl DnsJournal {
     pub fn open(state: &StateDir) -> DnsJournal {
         DnsJournal {
             path: state.root().join(FILE),
+            changing: Mutex::new(()),
+        }
+    }
+
+    /// The journal of `check`'s probe records, apart from the runs'.
+    pub fn open_probes(state: &StateDir) -> DnsJournal {
+        DnsJournal {
+            path: state.root().join(PROBE_FILE),
             changing: Mutex::new(()),
         }
     }

@@ -192,6 +192,12 @@ impl StateDir {
         )
     }
 
+    /// The lock of `check`'s route check, taken only if free at once: one check at a time publishes probe records
+    /// (and removes those an interrupted one left), and a check that finds it held leaves the routes to the holder.
+    pub fn route_lock(&self) -> anyhow::Result<RunLock> {
+        self.lock_file("route.lock", "another hapcert check", Duration::ZERO, "")
+    }
+
     /// `holder` and `remedy` are for the messages: who else takes this lock, and what to do when it is held too long.
     fn lock_file(&self, name: &str, holder: &str, timeout: Duration, remedy: &str) -> anyhow::Result<RunLock> {
         let path = self.root.join(name);
