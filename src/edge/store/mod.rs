@@ -178,7 +178,13 @@ impl StateDir {
 
     /// Waits up to `timeout` for the run lock. Only one run at a time touches the CA, the files and HAProxy.
     pub fn lock(&self, timeout: Duration) -> anyhow::Result<RunLock> {
-        self.lock_file("lock", "another hapcert run", timeout, "or raise --lock-timeout")
+        // A check takes it too, for the moments it tries the challenge route through the side port.
+        self.lock_file(
+            "lock",
+            "another hapcert run (or a check trying the challenge route)",
+            timeout,
+            "or raise --lock-timeout",
+        )
     }
 
     /// The lock of `monitor.json`, held only while it is read, changed and written: a `check` never waits for a run.
@@ -438,7 +444,7 @@ mod tests {
             .lock(Duration::from_millis(200))
             .err()
             .expect("second lock must fail");
-        assert!(err.to_string().contains("another hapcert run holds the lock"), "{err}");
+        assert!(err.to_string().contains("another hapcert run (or a check trying the challenge route) holds the lock"), "{err}");
     }
 
     #[test]
