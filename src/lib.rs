@@ -14,7 +14,8 @@
 //! - The other commands, each a feature with its pure judge inside: [`check`] (monitor), [`notify`] (alerts and their
 //!   repeat ledger), [`daemon`] (the long-running loop) and [`control`] (its socket, for
 //!   `renew`, `revoke` and `status` by hand beside it), [`import`] (certbot's tree), [`doctor`] (is this host
-//!   ready), [`watch`] (`watch suggest`: `[[watch]]` entries from HAProxy's TLS backends), and `status`, `metrics`,
+//!   ready), [`watch`] (`watch suggest`: `[[watch]]` entries from HAProxy's TLS backends), [`haproxy_check`]
+//!   (`haproxy-config --check`: what hapcert relies on in haproxy.cfg), and `status`, `metrics`,
 //!   `account`.
 //! - [`cli`] reads the command line and dispatches; [`error`] maps an outcome to an exit code; [`logging`] sets up
 //!   stderr; [`output`] writes the results on stdout, quietly stopping when nobody reads them. `main.rs` only parses, runs and prints the error once.
@@ -42,6 +43,7 @@ pub(crate) mod daemon;
 pub(crate) mod doctor;
 mod fanout;
 pub(crate) mod fleet;
+pub(crate) mod haproxy_check;
 pub(crate) mod import;
 pub(crate) mod metrics;
 pub(crate) mod status;

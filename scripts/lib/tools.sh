@@ -177,21 +177,23 @@ ensure_haproxy_tree() {
 }
 
 # ensure_package_tree <suite>: a Debian tree in which tests/it/package.rs installs the .deb, with man-db (for
-# `man -l`) and bash-completion (for completing `hapcert re<TAB>`) added. The tests never install into it: they mount
-# an overlay over it, so each run starts from the same tree. trixie's is a copy of the HAProxy 3.0 tree (its HAProxy is
-# what a certificate would be issued against), copied rather than installed into, since other tests use that tree as
-# it is; bookworm's is a minbase debootstrap of its own. READY is written last, so a half-built tree is made again.
-# Sets PACKAGE_TREE to the root.
+# `man -l`) and bash-completion (for completing `hapcert re<TAB>`) added, and ca-certificates (with openssl, which it
+# depends on), which a server has and a minbase tree lacks: scripts/walkthrough makes the README's placeholder
+# certificate with that openssl. The tests never install into it: they mount an overlay over it, so each run starts
+# from the same tree. trixie's is a copy of the HAProxy 3.0 tree (its HAProxy is what a certificate would be issued
+# against), copied rather than installed into, since other tests use that tree as it is; bookworm's is a minbase
+# debootstrap of its own. READY, written last, holds the list of extras, so a half-built tree, or one built with
+# another list, is made again. Sets PACKAGE_TREE to the root.
 ensure_package_tree() {
   local suite=$1
   local dir="$TOOLS_DIR/pkgtest-$suite"
+  local extras=man-db,bash-completion,ca-certificates
   PACKAGE_TREE="$dir/root"
-  if [ -f "$dir/READY" ]; then return 0; fi
+  if [ -f "$dir/READY" ] && [ "$(cat "$dir/READY")" = "$extras" ]; then return 0; fi
   apt_install_missing debootstrap=debootstrap unshare=util-linux
   echo "== building the $suite tree for the package tests in $PACKAGE_TREE (once; a few minutes)" >&2
   as_root rm -rf "$dir"
   mkdir -p "$dir"
-  local extras=man-db,bash-completion
   case "$suite" in
     trixie)
       ensure_haproxy_tree 3.0 trixie
@@ -211,7 +213,7 @@ ensure_package_tree() {
       chmod 755 "$PACKAGE_TREE/usr/sbin/policy-rc.d"
       ;;
   esac
-  touch "$dir/READY"
+  echo "$extras" >"$dir/READY"
 }
 
 # write_haproxy_wrapper <tree> <path>: a script that runs <tree>'s /usr/sbin/haproxy with the caller's arguments and

@@ -112,10 +112,18 @@ pub enum Command {
         names: Vec<String>,
     },
     /// Print the HAProxy lines the challenge mode needs: the forwarding to the side port, or the stateless answer.
+    /// With --check, read HAProxy's configuration instead and say what hapcert relies on that is missing or doubled.
     HaproxyConfig {
         /// The plain-HTTP bind of the printed frontend.
         #[arg(long, default_value = ":80")]
         bind: String,
+        /// Check these files (a directory: its *.cfg files), or with no FILE the -f files of [haproxy]
+        /// check_command: the challenge route on port 80 with no rule before it, a challenge backend without a
+        /// health check, the admin socket of runtime_api (once), option idle-close-on-response, a default
+        /// certificate before the cert directory, and a second defaults section that shadows the first. Each finding
+        /// names its file, line and fix. Exit 0 when all is there, 1 otherwise.
+        #[arg(long, num_args = 0.., value_name = "FILE")]
+        check: Option<Vec<std::path::PathBuf>>,
     },
     /// The ACME account.
     #[command(subcommand)]

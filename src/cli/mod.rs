@@ -92,7 +92,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             ensure_configured(&config, &names)?;
             preflight_command(&config, &names, lock_timeout).await?
         }
-        Command::HaproxyConfig { bind } => {
+        Command::HaproxyConfig { check: Some(files), .. } => {
+            // With files named, a host without a config yet is checked against the example config's values.
+            let config = match files.is_empty() {
+                true => Some(configured(false)?),
+                false => configured(false).inspect_err(|err| tracing::warn!("{err:#}")).ok(),
+            };
+            return crate::haproxy_check::command(config.as_ref(), &files);
+        }
+        Command::HaproxyConfig { bind, check: None } => {
             let config = configured(false)?;
             let thumbprint = match config.acme_needed_for_snippet() {
                 true => {

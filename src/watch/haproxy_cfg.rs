@@ -1,6 +1,7 @@
-//! HAProxy's configuration as far as `watch suggest` needs it, pure: the servers of its `backend` and `listen`
-//! sections with their TLS settings, after `default-server` lines and `defaults` sections (named ones through `from`)
-//! have been applied. Lines are split into words as HAProxy splits them: `#` starts a comment outside quotes, `'...'`
+//! HAProxy's configuration as far as `watch suggest` and `haproxy-config --check` need it, pure: every section with its
+//! lines (`Parsed::sections`, and the `defaults` section each proxy takes), and the servers of its `backend` and
+//! `listen` sections with their TLS settings, after `default-server` lines and `defaults` sections (named ones through
+//! `from`) have been applied. Lines are split into words as HAProxy splits them: `#` starts a comment outside quotes, `'...'`
 //! is literal, `"..."` expands `$VAR` and `${VAR}`, a backslash escapes outside single quotes. A server's address is
 //! expanded once more afterwards, as HAProxy does, so `${VAR}` works there even inside single quotes.
 
@@ -97,10 +98,62 @@ pub struct Global {
     pub ssl_server_verify: Option<String>,
 }
 
+/// One line of a section, split into words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub words: Vec<String>,
+    pub at: Location,
+    /// The `.if` it sits inside, which HAProxy may leave out; not evaluated here.
+    pub conditional: Option<Location>,
+}
+
+/// A section (`global`, `defaults`, `frontend`, ...) as written: its keyword, name, `from`, and its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub keyword: String,
+    pub name: Option<String>,
+    /// `from <defaults>`: the named defaults section it starts from.
+    pub from: Option<String>,
+    pub at: Location,
+    pub lines: Vec<Line>,
+}
+
+impl Section {
+    /// The lines whose first word is `keyword`.
+    pub fn lines_of<'a>(&'a self, keyword: &'a str) -> impl Iterator<Item = &'a Line> + 'a {
+        self.lines.iter().filter(move |l| l.words[0] == keyword)
+    }
+
+    /// `frontend http_in`, or the keyword alone for a section without a name.
+    pub fn title(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{} {name}", self.keyword),
+            None => self.keyword.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parsed {
     pub servers: Vec<Server>,
     pub global: Global,
+    /// Every section in the order HAProxy reads them, the files one after the other.
+    pub sections: Vec<Section>,
+}
+
+impl Parsed {
+    /// The `defaults` section the section at `index` takes, as HAProxy picks it: the one its `from` names, else the
+    /// last one before it, named or not. `None` when there is none.
+    pub fn defaults_of(&self, index: usize) -> Option<&Section> {
+        let before = &self.sections[..index];
+        match &self.sections[index].from {
+            Some(from) => before
+                .iter()
+                .rev()
+                .find(|s| s.keyword == "defaults" && s.name.as_deref() == Some(from.as_str())),
+            None => before.iter().rev().find(|s| s.keyword == "defaults"),
+        }
+    }
 }
 
 /// The section keywords HAProxy knows (up to 3.4). A line starting with one opens a new section; `server` lines of
@@ -218,7 +271,7 @@ pub fn parse(files: &[(String, String)], env: &dyn Fn(&str) -> Option<String>) -
 }
 
 /// Which section the lines being read belong to.
-enum Section {
+enum Reading {
     /// Before any section, or one whose lines do not matter here.
     Other,
     Global,
@@ -256,8 +309,9 @@ impl Parser<'_> {
 
     fn file(&mut self, file: &str, text: &str) {
         // A section does not go on into the next file; the defaults and `global` do.
-        let mut section = Section::Other;
+        let mut section = Reading::Other;
         let mut conditionals: Vec<Location> = Vec::new();
+        let mut in_section = false;
         for (index, raw) in text.lines().enumerate() {
             let at = Location {
                 file: file.to_owned(),
@@ -276,16 +330,38 @@ impl Parser<'_> {
                 keyword if SECTIONS.contains(&keyword) => {
                     self.close(&mut section);
                     section = self.open(keyword, &words);
+                    self.parsed.sections.push(Section {
+                        keyword: keyword.to_owned(),
+                        name: words.get(1).filter(|w| *w != "from").cloned(),
+                        from: words
+                            .iter()
+                            .position(|w| w == "from")
+                            .and_then(|i| words.get(i + 1))
+                            .cloned(),
+                        at,
+                        lines: Vec::new(),
+                    });
+                    in_section = true;
                 }
-                _ => self.line(&mut section, &words, at, vars, conditionals.first()),
+                _ => {
+                    // A line before the file's first section belongs to none.
+                    if in_section && let Some(open) = self.parsed.sections.last_mut() {
+                        open.lines.push(Line {
+                            words: words.clone(),
+                            at: at.clone(),
+                            conditional: conditionals.first().cloned(),
+                        });
+                    }
+                    self.line(&mut section, &words, at, vars, conditionals.first())
+                }
             }
         }
         self.close(&mut section);
     }
 
     /// The end of a section: a `defaults` becomes the one the next proxies take.
-    fn close(&mut self, section: &mut Section) {
-        if let Section::Defaults { name, params } = std::mem::replace(section, Section::Other) {
+    fn close(&mut self, section: &mut Reading) {
+        if let Reading::Defaults { name, params } = std::mem::replace(section, Reading::Other) {
             if let Some(name) = name {
                 self.named_defaults.insert(name, params.clone());
             }
@@ -293,7 +369,7 @@ impl Parser<'_> {
         }
     }
 
-    fn open(&mut self, keyword: &str, words: &[String]) -> Section {
+    fn open(&mut self, keyword: &str, words: &[String]) -> Reading {
         // `<keyword> [<name>] [from <defaults>]`
         let from = words
             .iter()
@@ -302,13 +378,13 @@ impl Parser<'_> {
             .map(|name| self.named_defaults.get(name).cloned().unwrap_or_default());
         let name = words.get(1).filter(|w| *w != "from").cloned();
         match keyword {
-            "global" => Section::Global,
+            "global" => Reading::Global,
             // A defaults section starts empty, or from the one it names.
-            "defaults" => Section::Defaults {
+            "defaults" => Reading::Defaults {
                 name,
                 params: from.unwrap_or_default(),
             },
-            "backend" | "listen" => Section::Proxy {
+            "backend" | "listen" => Reading::Proxy {
                 kind: if keyword == "backend" {
                     ProxyKind::Backend
                 } else {
@@ -317,27 +393,27 @@ impl Parser<'_> {
                 name: name.unwrap_or_default(),
                 params: from.unwrap_or_else(|| self.last_defaults.clone()),
             },
-            _ => Section::Other,
+            _ => Reading::Other,
         }
     }
 
     fn line(
         &mut self,
-        section: &mut Section,
+        section: &mut Reading,
         words: &[String],
         at: Location,
         vars: Vars,
         conditional: Option<&Location>,
     ) {
         match section {
-            Section::Global => self.global(words),
-            Section::Defaults { params, .. } if words[0] == "default-server" => {
+            Reading::Global => self.global(words),
+            Reading::Defaults { params, .. } if words[0] == "default-server" => {
                 *params = params.overlaid(&tls_params(&words[1..]));
             }
-            Section::Proxy { params, .. } if words[0] == "default-server" => {
+            Reading::Proxy { params, .. } if words[0] == "default-server" => {
                 *params = params.overlaid(&tls_params(&words[1..]));
             }
-            Section::Proxy { kind, name, params } if matches!(words[0].as_str(), "server" | "server-template") => {
+            Reading::Proxy { kind, name, params } if matches!(words[0].as_str(), "server" | "server-template") => {
                 let template = words[0] == "server-template";
                 // `server <name> <address> [params]`; `server-template <prefix> <count> <fqdn>[:<port>] [params]`.
                 let (address_at, params_from) = if template { (3, 4) } else { (2, 3) };

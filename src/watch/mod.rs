@@ -64,7 +64,7 @@ pub fn suggest_command(config: Option<&Config>, files: &[PathBuf]) -> anyhow::Re
 }
 
 /// The files `check_command` names with `-f`, else those the haproxy.service unit loads, and which it was.
-fn named_by_config(config: &Config) -> anyhow::Result<(Vec<String>, String)> {
+pub(crate) fn named_by_config(config: &Config) -> anyhow::Result<(Vec<String>, String)> {
     let command = &config.haproxy.check_command;
     let named = service::check_command_files(command);
     if !named.is_empty() {
@@ -82,7 +82,7 @@ fn named_by_config(config: &Config) -> anyhow::Result<(Vec<String>, String)> {
 
 /// Reads `name` into `read`: a file, or a directory's `*.cfg` files in the order HAProxy loads them (by name, dot
 /// files left out).
-fn load(name: &str, source: &str, read: &mut Vec<(String, String)>) -> anyhow::Result<()> {
+pub(crate) fn load(name: &str, source: &str, read: &mut Vec<(String, String)>) -> anyhow::Result<()> {
     let path = Path::new(name);
     let unreadable = |err: std::io::Error| {
         UsageError(format!(

@@ -21,6 +21,7 @@ mod fleet_config;
 mod fleet_harness;
 mod flood;
 mod haproxy3;
+mod haproxy_debian;
 mod harness_extras;
 mod hooks;
 mod hostile_ca;

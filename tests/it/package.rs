@@ -123,6 +123,7 @@ fn deb_holds_binary_units_docs_man_pages_and_completions() {
     for doc in [
         "examples/hapcert.toml",
         "haproxy-snippet.cfg",
+        "haproxy-debian.cfg",
         "hapcert-alerts.yml",
         "copyright",
         "changelog.gz",
