@@ -444,7 +444,11 @@ mod tests {
             .lock(Duration::from_millis(200))
             .err()
             .expect("second lock must fail");
-        assert!(err.to_string().contains("another hapcert run (or a check trying the challenge route) holds the lock"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("another hapcert run (or a check trying the challenge route) holds the lock"),
+            "{err}"
+        );
     }
 
     #[test]
