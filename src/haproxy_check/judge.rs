@@ -766,14 +766,9 @@ mod tests {
         defaults\n\tlog\tglobal\n\tmode\thttp\n\toption\thttplog\n\ttimeout connect 5000\n\
         \terrorfile 503 /etc/haproxy/errors/503.http\n";
 
+    /// What the example config expects: the tests judge Debian's file against it, as an operator's first run does.
     fn expect() -> Expect {
-        Expect {
-            mode: ChallengeMode::SidePort,
-            listen: ([127, 0, 0, 1], 54321).into(),
-            cert_dir: "/etc/haproxy/certs".into(),
-            runtime_api: Some("/run/haproxy/admin.sock".into()),
-            master_socket: false,
-        }
+        crate::haproxy_check::example_expect()
     }
 
     fn findings(text: &str) -> Vec<Finding> {
